@@ -1,0 +1,284 @@
+//! The broker's configuration file (TOML): where it listens, its TLS
+//! material, the upstream MCP targets and, in dev mode, the dev identities.
+//!
+//! Parsing is strict (`deny_unknown_fields`) so a typo is an error with a
+//! line and column, not a silently ignored setting.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// UDP address of the QUIC listener.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// TLS certificate chain and key (PEM). Required by `serve`; `dev`
+    /// creates its own when absent.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// Upstream MCP servers, by the name clients use in `hoop connect mcp NAME`.
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetConfig>,
+    /// Dev identities (only read by `hoop-broker dev`).
+    #[serde(default)]
+    pub dev: DevConfig,
+    /// Limits on what clients may send.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 4433))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// One upstream MCP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    #[serde(flatten)]
+    pub transport: TransportConfig,
+    /// Where the broker's own credential for this upstream comes from.
+    #[serde(default)]
+    pub credential: Option<CredentialSource>,
+    /// Extra client HTTP headers that may pass to this upstream (lowercase
+    /// names). Nothing else the client sent is ever copied upstream.
+    #[serde(default)]
+    pub forward_headers: Vec<String>,
+    /// Seconds to wait for an upstream response before giving up.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_timeout() -> u64 {
+    300
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "transport", rename_all = "lowercase")]
+pub enum TransportConfig {
+    /// MCP streamable HTTP.
+    Http { url: String },
+    /// MCP over stdin/stdout of a child process.
+    Stdio {
+        command: String,
+        #[serde(default)]
+        args: Vec<String>,
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        /// Children kept for stateless (2026-07-28) requests.
+        #[serde(default = "default_pool")]
+        pool_size: usize,
+    },
+}
+
+fn default_pool() -> usize {
+    2
+}
+
+/// A bearer token the broker presents upstream, read at start-up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialSource {
+    /// Name of an environment variable holding the token.
+    #[serde(default)]
+    pub bearer_env: Option<String>,
+    /// A file holding the token (surrounding whitespace is trimmed).
+    #[serde(default)]
+    pub bearer_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevConfig {
+    #[serde(default = "default_dev_identities")]
+    pub identities: Vec<DevIdentityConfig>,
+    /// Lifetime of minted dev tokens, in seconds.
+    #[serde(default = "default_dev_ttl")]
+    pub token_ttl_secs: u64,
+}
+
+impl Default for DevConfig {
+    fn default() -> Self {
+        Self {
+            identities: default_dev_identities(),
+            token_ttl_secs: default_dev_ttl(),
+        }
+    }
+}
+
+fn default_dev_ttl() -> u64 {
+    12 * 3600
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevIdentityConfig {
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+fn default_dev_identities() -> Vec<DevIdentityConfig> {
+    vec![
+        DevIdentityConfig {
+            name: "alice".into(),
+            email: Some("alice@example.com".into()),
+            groups: vec!["eng".into()],
+        },
+        DevIdentityConfig {
+            name: "bob".into(),
+            email: Some("bob@example.com".into()),
+            groups: vec!["ml-leads".into()],
+        },
+    ]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest single frame (one JSON-RPC message) accepted, in bytes.
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: default_max_message(),
+        }
+    }
+}
+
+fn default_max_message() -> usize {
+    hoop_proto::limits::DEFAULT_MAX_FRAME_LEN
+}
+
+impl BrokerConfig {
+    /// Reads and validates a config file; errors name the file and position.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!("cannot read config file {}: {e}", path.display())
+        })?;
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let config: Self = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// An empty config: loopback listener, no targets, default dev identities.
+    pub fn empty() -> Self {
+        Self {
+            listen: default_listen(),
+            tls: None,
+            targets: BTreeMap::new(),
+            dev: DevConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        for (name, t) in &self.targets {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                anyhow::bail!("target name {name:?} may only hold letters, digits, '-', '_' and '.'");
+            }
+            match &t.transport {
+                TransportConfig::Http { url } => {
+                    let u = reqwest::Url::parse(url)
+                        .map_err(|e| anyhow::anyhow!("target {name}: url {url:?} is not a URL: {e}"))?;
+                    if !matches!(u.scheme(), "http" | "https") {
+                        anyhow::bail!("target {name}: url must be http:// or https://, got {url:?}");
+                    }
+                }
+                TransportConfig::Stdio { command, pool_size, .. } => {
+                    if command.is_empty() {
+                        anyhow::bail!("target {name}: command is empty");
+                    }
+                    if *pool_size == 0 || *pool_size > 64 {
+                        anyhow::bail!("target {name}: pool_size must be between 1 and 64");
+                    }
+                }
+            }
+            if let Some(c) = &t.credential {
+                if c.bearer_env.is_some() == c.bearer_file.is_some() {
+                    anyhow::bail!("target {name}: credential needs exactly one of bearer_env or bearer_file");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl CredentialSource {
+    /// Reads the credential now; a missing env var or file is an error that
+    /// names what to set.
+    pub fn read(&self, target: &str) -> anyhow::Result<String> {
+        let token = if let Some(var) = &self.bearer_env {
+            std::env::var(var).map_err(|_| {
+                anyhow::anyhow!("target {target}: environment variable {var} (its service credential) is not set")
+            })?
+        } else if let Some(file) = &self.bearer_file {
+            std::fs::read_to_string(file).map_err(|e| {
+                anyhow::anyhow!("target {target}: cannot read credential file {}: {e}", file.display())
+            })?
+        } else {
+            anyhow::bail!("target {target}: credential has no source");
+        };
+        let token = token.trim().to_string();
+        if token.is_empty() {
+            anyhow::bail!("target {target}: its service credential is empty");
+        }
+        Ok(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_targets_of_both_transports() {
+        let c = BrokerConfig::parse(
+            r#"
+            listen = "127.0.0.1:5000"
+            [targets.everything]
+            transport = "http"
+            url = "http://127.0.0.1:3001/mcp"
+            credential = { bearer_env = "EVERYTHING_TOKEN" }
+            [targets.local]
+            transport = "stdio"
+            command = "npx"
+            args = ["server-everything"]
+            "#,
+        )
+        .expect("valid config");
+        assert_eq!(c.targets.len(), 2);
+        assert!(matches!(c.targets["local"].transport, TransportConfig::Stdio { .. }));
+    }
+
+    #[test]
+    fn refuses_unknown_fields_and_bad_urls() {
+        let err = BrokerConfig::parse("lisen = \"127.0.0.1:1\"").unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
+        let err = BrokerConfig::parse("[targets.x]\ntransport = \"http\"\nurl = \"ftp://x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http://"), "{err}");
+    }
+}

@@ -1,0 +1,466 @@
+//! The request path, top to bottom, in one place.
+//!
+//! Every MCP message from a client passes these layers in this order; each
+//! is a thin call into its own module, where the concern lives and is
+//! tested on its own:
+//!
+//! 1. **parse** (`message`): one strict JSON-RPC parse into the canonical
+//!    form every later layer reads. First, because nothing may judge bytes
+//!    that the upstream would read differently.
+//! 2. **session** (`session`): a presented `Mcp-Session-Id` must be the
+//!    caller's own, on this target. Before policy, so a stolen handle
+//!    reaches nothing.
+//! 3. **headers** (`headers`): mirrored HTTP headers must agree with the
+//!    body (-32020 otherwise). Before policy, so policy judges the body and
+//!    only the body.
+//! 4. **identity** (`crate::identity`): the caller's token is still valid.
+//!    Checked per message, because the stateless revision has no session to
+//!    end when a token lapses.
+//! 5. **policy** (`crate::policy`): allow, deny or hold for approval.
+//! 6. **approval** (`crate::approval`): held calls wait for a decision.
+//! 7. **audit** (`crate::audit`), request side: recorded before forwarding;
+//!    if it cannot be recorded it is not forwarded.
+//! 8. **upstream** (`crate::upstream`): the canonical bytes, headers derived
+//!    again by the broker, the target's service credential.
+//! 9. **masking** (`crate::masking`): every message coming back, before the
+//!    client sees it.
+//! 10. **audit**, response side: what was delivered, as masked.
+
+pub mod error;
+pub mod headers;
+pub mod message;
+pub mod session;
+pub mod target;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use hoop_proto::{McpHeaders, OpenStream, ResponseBody, ResponseHead, StreamKind};
+use serde_json::Value;
+
+use crate::approval::Approvals;
+use crate::audit::Audit;
+use crate::identity::{now_unix, Identity};
+use crate::masking::Masking;
+use crate::policy::{Decision, Policy};
+use crate::upstream::{Outbound, Upstream, UpstreamError, UpstreamMessage};
+use error::{codes, McpError};
+use message::{MessageKind, McpMessage};
+use session::{BrokerSession, SessionTable};
+use target::{Revision, Target, KNOWN_VERSIONS};
+
+/// Who is calling: the verified identity of one QUIC connection.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub identity: Identity,
+    /// When the caller's token expires (Unix seconds).
+    pub expires_at: u64,
+    pub remote: SocketAddr,
+}
+
+/// The answer to one exchange: a response head, then messages.
+pub struct Reply {
+    pub head: ResponseHead,
+    pub messages: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, McpError>> + Send>>,
+}
+
+impl Reply {
+    fn error(e: &McpError, id: Option<&Value>) -> Self {
+        let body = Bytes::from(serde_json::to_vec(&e.to_response(id)).unwrap_or_default());
+        Self {
+            head: ResponseHead {
+                status: e.http_status,
+                body: ResponseBody::Json,
+                session_id: None,
+            },
+            messages: Box::pin(futures::stream::once(async move { Ok(body) })),
+        }
+    }
+
+    fn empty(status: u16) -> Self {
+        Self {
+            head: ResponseHead {
+                status,
+                body: ResponseBody::Empty,
+                session_id: None,
+            },
+            messages: Box::pin(futures::stream::empty()),
+        }
+    }
+}
+
+/// The request path and the state it needs.
+pub struct Pipeline {
+    targets: BTreeMap<String, Arc<Target>>,
+    sessions: SessionTable,
+    policy: Policy,
+    approvals: Approvals,
+    audit: Arc<Audit>,
+    masking: Arc<Masking>,
+}
+
+impl Pipeline {
+    pub fn new(targets: BTreeMap<String, Upstream>) -> Self {
+        Self {
+            targets: targets
+                .into_iter()
+                .map(|(n, u)| (n.clone(), Arc::new(Target::new(n, u))))
+                .collect(),
+            sessions: SessionTable::default(),
+            policy: Policy,
+            approvals: Approvals,
+            audit: Arc::new(Audit),
+            masking: Arc::new(Masking),
+        }
+    }
+
+    pub fn target_names(&self) -> impl Iterator<Item = &str> {
+        self.targets.keys().map(String::as_str)
+    }
+
+    pub fn sessions(&self) -> &SessionTable {
+        &self.sessions
+    }
+
+    /// Handles one MCP stream: an HTTP exchange of the caller's MCP client.
+    pub async fn handle(&self, caller: &Caller, open: OpenStream, body: Option<Bytes>) -> Reply {
+        let Some(target) = self.targets.get(&open.target).cloned() else {
+            let known: Vec<&str> = self.target_names().collect();
+            let e = McpError::new(
+                codes::INVALID_PARAMS,
+                format!("no target named {:?} on this broker; targets: {}", open.target, known.join(", ")),
+            );
+            return Reply::error(&McpError { http_status: 404, ..e }, None);
+        };
+        match open.kind {
+            StreamKind::Post => match body {
+                Some(body) => self.post(caller, target, &open.headers, body).await,
+                None => Reply::error(&McpError::invalid_request("POST without a message"), None),
+            },
+            StreamKind::Listen => self.listen(caller, &target, &open.headers).await,
+            StreamKind::EndSession => self.end_session(caller, &target, &open.headers).await,
+        }
+    }
+
+    async fn post(&self, caller: &Caller, target: Arc<Target>, h: &McpHeaders, body: Bytes) -> Reply {
+        // 1. parse
+        let msg = match McpMessage::parse(&body) {
+            Ok(m) => m,
+            Err(e) => {
+                self.audit.refused(caller, &target.name, &e);
+                return Reply::error(&e, None);
+            }
+        };
+        let id = msg.id.clone();
+        match self.judge(caller, &target, h, &msg).await {
+            Ok((session, version)) => self.forward(caller, target, msg, session, version).await,
+            Err(e) => {
+                self.audit.refused(caller, &target.name, &e);
+                match msg.kind {
+                    MessageKind::Request => Reply::error(&e, id.as_ref()),
+                    // Notifications and responses get no JSON-RPC answer.
+                    _ => Reply::empty(e.http_status),
+                }
+            }
+        }
+    }
+
+    /// Layers 2–7: everything that may refuse the message before it leaves.
+    async fn judge(
+        &self,
+        caller: &Caller,
+        target: &Target,
+        h: &McpHeaders,
+        msg: &McpMessage,
+    ) -> Result<(Option<Arc<BrokerSession>>, Option<String>), McpError> {
+        // 2. session
+        let session = match &h.session_id {
+            Some(sid) => Some(self.sessions.get(sid, &caller.identity.subject, &caller.identity.issuer, &target.name)?),
+            None => None,
+        };
+        // 3. headers
+        let params = msg.name.as_deref().and_then(|n| target.param_headers(n));
+        headers::check(msg, h, params.as_ref())?;
+        let version = protocol_version(msg, session.as_deref(), h)?;
+        // 4. identity
+        if caller.expires_at <= now_unix() {
+            return Err(McpError::new(
+                codes::INVALID_REQUEST,
+                "your hoop session has expired; log in again and reconnect",
+            ));
+        }
+        // 5. policy
+        let decision = self.policy.decide(caller, &target.name, msg);
+        if let Decision::Deny { rule, reason } = &decision {
+            return Err(McpError::new(-32041, format!("denied by rule {rule}: {reason}")));
+        }
+        // 6. approval
+        self.approvals.hold(&decision).await?;
+        // 7. audit (request)
+        self.audit.request(caller, &target.name, msg, &decision)?;
+        Ok((session, version))
+    }
+
+    /// Layers 8–10.
+    async fn forward(
+        &self,
+        caller: &Caller,
+        target: Arc<Target>,
+        msg: McpMessage,
+        session: Option<Arc<BrokerSession>>,
+        version: Option<String>,
+    ) -> Reply {
+        let id = msg.id.clone();
+        // A handshake-era upstream already told us how it refuses
+        // server/discover: answer from that instead of probing it again.
+        if msg.is_method("server/discover") && session.is_none() {
+            if let Revision::HandshakeOnly { status, error } = target.revision() {
+                let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": error});
+                return json_reply(status, Bytes::from(serde_json::to_vec(&body).unwrap_or_default()));
+            }
+        }
+        // 8. upstream
+        let params = msg.name.as_deref().and_then(|n| target.param_headers(n));
+        let derived = headers::derive(&msg, version.as_deref(), params.as_ref());
+        let upstream_session = session.as_ref().map(|s| &s.upstream);
+        let reply = target
+            .upstream
+            .post(Outbound {
+                message: &msg,
+                body: msg.to_bytes(),
+                headers: derived,
+                session: upstream_session,
+            })
+            .await;
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(target = %target.name, "upstream call failed: {e}");
+                let e = upstream_error(&target.name, &e);
+                self.audit.refused(caller, &target.name, &e);
+                return match msg.kind {
+                    MessageKind::Request => Reply::error(&e, id.as_ref()),
+                    _ => Reply::empty(e.http_status),
+                };
+            }
+        };
+        // A new upstream session gets a broker session bound to the caller.
+        let new_session = match (&reply.session, &session) {
+            (Some(up), None) if msg.is_method("initialize") && reply.status < 300 => Some(self.sessions.create(
+                &caller.identity.subject,
+                &caller.identity.issuer,
+                &target.name,
+                up.clone(),
+            )),
+            _ => None,
+        };
+        let head = ResponseHead {
+            status: reply.status,
+            body: reply.body,
+            session_id: new_session.as_ref().map(|s| s.id.to_string()),
+        };
+        let learns = Learner::for_request(&msg, reply.status, target.clone(), new_session);
+        let masking = self.masking.clone();
+        let audit = self.audit.clone();
+        let caller = caller.clone();
+        let method = msg.method.clone();
+        let target_name = target.name.clone();
+        // 9. masking and 10. audit, per message as it streams by.
+        let messages = reply.messages.map(move |m| match m {
+            Ok(m) => {
+                if let Some(l) = &learns {
+                    l.observe(&m);
+                }
+                let m = masking.apply(m);
+                audit.response(&caller, &target_name, method.as_deref(), m.body.len());
+                Ok(m.body)
+            }
+            Err(e) => Err(upstream_error(&target_name, &e)),
+        });
+        let messages = with_error_answer(messages, id);
+        Reply {
+            head,
+            messages: Box::pin(messages),
+        }
+    }
+
+    async fn listen(&self, caller: &Caller, target: &Target, h: &McpHeaders) -> Reply {
+        let Some(sid) = &h.session_id else {
+            // No session: nothing server-initiated can be addressed to it.
+            return Reply::empty(405);
+        };
+        let session = match self.sessions.get(sid, &caller.identity.subject, &caller.identity.issuer, &target.name) {
+            Ok(s) => s,
+            Err(e) => return Reply::error(&e, None),
+        };
+        let version = session.protocol_version();
+        match target
+            .upstream
+            .listen(&session.upstream, version.as_deref(), h.last_event_id.as_deref())
+            .await
+        {
+            Ok(reply) => {
+                let masking = self.masking.clone();
+                let name = target.name.clone();
+                Reply {
+                    head: ResponseHead {
+                        status: reply.status,
+                        body: reply.body,
+                        session_id: None,
+                    },
+                    messages: Box::pin(reply.messages.map(move |m| match m {
+                        Ok(m) => Ok(masking.apply(m).body),
+                        Err(e) => Err(upstream_error(&name, &e)),
+                    })),
+                }
+            }
+            Err(e) => Reply::error(&upstream_error(&target.name, &e), None),
+        }
+    }
+
+    async fn end_session(&self, caller: &Caller, target: &Target, h: &McpHeaders) -> Reply {
+        let Some(sid) = &h.session_id else {
+            return Reply::error(&McpError::invalid_request("DELETE needs an Mcp-Session-Id"), None);
+        };
+        match self.sessions.get(sid, &caller.identity.subject, &caller.identity.issuer, &target.name) {
+            Ok(s) => {
+                self.sessions.remove(sid);
+                target.upstream.end_session(&s.upstream, s.protocol_version().as_deref()).await;
+                Reply::empty(200)
+            }
+            Err(e) => Reply::error(&e, None),
+        }
+    }
+
+    /// Ends sessions idle for longer than `max_idle_secs` (clients that left
+    /// without DELETE), reaping their upstream sessions and processes.
+    pub async fn reap_idle_sessions(&self, max_idle_secs: u64) {
+        for s in self.sessions.take_idle(max_idle_secs) {
+            if let Some(t) = self.targets.get(&s.target) {
+                t.upstream.end_session(&s.upstream, s.protocol_version().as_deref()).await;
+            }
+        }
+    }
+}
+
+/// The protocol version the upstream is told: the body's (2026-07-28), the
+/// session's (negotiated in initialize), or the client's header when it
+/// names a revision we know.
+fn protocol_version(msg: &McpMessage, session: Option<&BrokerSession>, h: &McpHeaders) -> Result<Option<String>, McpError> {
+    if let Some(v) = &msg.protocol_version {
+        if !KNOWN_VERSIONS.contains(&v.as_str()) {
+            return Err(McpError::new(
+                codes::UNSUPPORTED_VERSION,
+                format!("protocol version {v:?} is not supported; supported: {}", KNOWN_VERSIONS.join(", ")),
+            ));
+        }
+        return Ok(Some(v.clone()));
+    }
+    if let Some(v) = session.and_then(BrokerSession::protocol_version) {
+        return Ok(Some(v));
+    }
+    match &h.protocol_version {
+        Some(v) if KNOWN_VERSIONS.contains(&v.as_str()) => Ok(Some(v.clone())),
+        Some(v) => Err(McpError::new(
+            codes::UNSUPPORTED_VERSION,
+            format!("MCP-Protocol-Version {v:?} is not supported; supported: {}", KNOWN_VERSIONS.join(", ")),
+        )),
+        None => Ok(None),
+    }
+}
+
+fn upstream_error(target: &str, e: &UpstreamError) -> McpError {
+    McpError::upstream(format!("target {target}: {e}"))
+}
+
+fn json_reply(status: u16, body: Bytes) -> Reply {
+    Reply {
+        head: ResponseHead {
+            status,
+            body: ResponseBody::Json,
+            session_id: None,
+        },
+        messages: Box::pin(futures::stream::once(async move { Ok(body) })),
+    }
+}
+
+/// When the upstream breaks off mid-stream, the client still gets an answer
+/// to its request: a JSON-RPC error with its id, then the stream ends.
+fn with_error_answer(
+    messages: impl Stream<Item = Result<Bytes, McpError>> + Send + 'static,
+    id: Option<Value>,
+) -> impl Stream<Item = Result<Bytes, McpError>> + Send + 'static {
+    messages.scan(false, move |ended, m| {
+        if *ended {
+            return futures::future::ready(None);
+        }
+        let out = match m {
+            Ok(b) => Ok(b),
+            Err(e) => {
+                *ended = true;
+                match &id {
+                    Some(id) => Ok(Bytes::from(
+                        serde_json::to_vec(&e.to_response(Some(id))).unwrap_or_default(),
+                    )),
+                    None => Err(e),
+                }
+            }
+        };
+        futures::future::ready(Some(out))
+    })
+}
+
+/// Looks inside the responses the broker learns from: `initialize` (the
+/// negotiated version), `tools/list` (argument headers), `server/discover`
+/// (the upstream's revision). Other traffic is not parsed at all.
+struct Learner {
+    id: Value,
+    method: String,
+    status: u16,
+    target: Arc<Target>,
+    session: Option<Arc<BrokerSession>>,
+}
+
+impl Learner {
+    fn for_request(msg: &McpMessage, status: u16, target: Arc<Target>, session: Option<Arc<BrokerSession>>) -> Option<Self> {
+        let method = msg.method.as_deref()?;
+        if !matches!(method, "initialize" | "tools/list" | "server/discover") {
+            return None;
+        }
+        Some(Self {
+            id: msg.id.clone()?,
+            method: method.to_owned(),
+            status,
+            target,
+            session,
+        })
+    }
+
+    fn observe(&self, m: &UpstreamMessage) {
+        let Ok(v) = serde_json::from_slice::<Value>(&m.body) else {
+            return;
+        };
+        if v.get("id") != Some(&self.id) || v.get("method").is_some() {
+            return;
+        }
+        match self.method.as_str() {
+            "initialize" => {
+                if let (Some(s), Some(ver)) = (
+                    &self.session,
+                    v.pointer("/result/protocolVersion").and_then(Value::as_str),
+                ) {
+                    s.set_protocol_version(ver);
+                }
+            }
+            "tools/list" => {
+                if let Some(r) = v.get("result") {
+                    self.target.learn_tools(r);
+                }
+            }
+            _ => self.target.learn_revision(self.status, &v),
+        }
+    }
+}

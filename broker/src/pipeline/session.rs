@@ -1,0 +1,125 @@
+//! MCP sessions (handshake era), minted by the broker and bound to the
+//! identity that created them.
+//!
+//! The client never sees the upstream's `Mcp-Session-Id` (or which child
+//! process serves it): it gets a broker id, and presenting that id as
+//! another subject, or on another target, finds nothing.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rand::RngCore;
+
+use super::error::{codes, McpError};
+use crate::identity::now_unix;
+use crate::upstream::UpstreamSession;
+
+pub struct BrokerSession {
+    pub id: Arc<str>,
+    pub subject: String,
+    pub issuer: String,
+    pub target: String,
+    pub upstream: UpstreamSession,
+    /// Negotiated in `initialize`; known once its result passes by.
+    protocol_version: Mutex<Option<String>>,
+    last_used: AtomicU64,
+}
+
+impl BrokerSession {
+    pub fn protocol_version(&self) -> Option<String> {
+        self.protocol_version.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_protocol_version(&self, v: &str) {
+        *self.protocol_version.lock().unwrap_or_else(|p| p.into_inner()) = Some(v.to_owned());
+    }
+}
+
+#[derive(Default)]
+pub struct SessionTable {
+    map: RwLock<HashMap<Arc<str>, Arc<BrokerSession>>>,
+}
+
+impl SessionTable {
+    pub fn create(
+        &self,
+        subject: &str,
+        issuer: &str,
+        target: &str,
+        upstream: UpstreamSession,
+    ) -> Arc<BrokerSession> {
+        let mut raw = [0u8; 16];
+        rand::rng().fill_bytes(&mut raw);
+        let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let s = Arc::new(BrokerSession {
+            id: id.into(),
+            subject: subject.to_owned(),
+            issuer: issuer.to_owned(),
+            target: target.to_owned(),
+            upstream,
+            protocol_version: Mutex::new(None),
+            last_used: AtomicU64::new(now_unix()),
+        });
+        self.write().insert(s.id.clone(), s.clone());
+        s
+    }
+
+    /// The session `id` if it exists, is the caller's and is on `target`.
+    /// All failures look alike to the caller (HTTP 404, as the MCP spec
+    /// asks for unknown sessions, which makes the client start afresh).
+    pub fn get(&self, id: &str, subject: &str, issuer: &str, target: &str) -> Result<Arc<BrokerSession>, McpError> {
+        let found = self.read().get(id).cloned();
+        match found {
+            Some(s) if s.subject == subject && s.issuer == issuer && s.target == target => {
+                s.last_used.store(now_unix(), Ordering::Relaxed);
+                Ok(s)
+            }
+            Some(s) => {
+                tracing::warn!(session = %s.id, owner = %s.subject, presented_by = %subject,
+                    "refused a session id presented by another identity or on another target");
+                Err(not_found())
+            }
+            None => Err(not_found()),
+        }
+    }
+
+    pub fn remove(&self, id: &str) -> Option<Arc<BrokerSession>> {
+        self.write().remove(id)
+    }
+
+    /// Sessions idle for longer than `max_idle_secs`, removed from the table.
+    pub fn take_idle(&self, max_idle_secs: u64) -> Vec<Arc<BrokerSession>> {
+        let cutoff = now_unix().saturating_sub(max_idle_secs);
+        let mut map = self.write();
+        let idle: Vec<Arc<str>> = map
+            .iter()
+            .filter(|(_, s)| s.last_used.load(Ordering::Relaxed) < cutoff)
+            .map(|(k, _)| k.clone())
+            .collect();
+        idle.iter().filter_map(|k| map.remove(k)).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<BrokerSession>>> {
+        self.map.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Arc<str>, Arc<BrokerSession>>> {
+        self.map.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn not_found() -> McpError {
+    McpError::new(
+        codes::SESSION_NOT_FOUND,
+        "MCP session not found: it ended, expired, or the broker restarted; start a new session (initialize)",
+    )
+}

@@ -1,0 +1,94 @@
+//! Starting a broker: from a config, TLS material and a token verifier to a
+//! listening QUIC endpoint. Used by the `hoop-broker` binary, by `hoop demo`
+//! and by tests.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::BrokerConfig;
+use crate::identity::TokenVerifier;
+use crate::pipeline::Pipeline;
+use crate::tunnel::server::TunnelServer;
+use crate::tunnel::tls::{quic_server_config, TlsMaterial};
+use crate::upstream::Upstream;
+
+/// How long an MCP session may sit unused before the broker ends it.
+const SESSION_IDLE_SECS: u64 = 3600;
+
+/// A broker that is accepting connections.
+pub struct RunningBroker {
+    pub addr: SocketAddr,
+    /// `sha256:<hex>` of the certificate, for `hoop connect --pin`.
+    pub fingerprint: String,
+    pub pipeline: Arc<Pipeline>,
+    endpoint: quinn::Endpoint,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningBroker {
+    /// Stops accepting, closes every connection and waits for the listener.
+    pub async fn shutdown(self) {
+        self.endpoint.close(0u32.into(), b"broker shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        self.task.abort();
+    }
+
+    /// Runs until the endpoint closes.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Binds the listener and starts serving.
+pub async fn start(
+    config: &BrokerConfig,
+    tls: TlsMaterial,
+    verifier: Arc<dyn TokenVerifier>,
+) -> anyhow::Result<RunningBroker> {
+    install_crypto_provider();
+    let fingerprint = tls.fingerprint();
+    let mut targets = BTreeMap::new();
+    for (name, t) in &config.targets {
+        targets.insert(name.clone(), Upstream::from_config(name, t)?);
+    }
+    let pipeline = Arc::new(Pipeline::new(targets));
+    let server_config = quic_server_config(tls)?;
+    let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(|e| {
+        anyhow::anyhow!("cannot listen on udp {}: {e} (is another broker running there?)", config.listen)
+    })?;
+    let addr = endpoint.local_addr()?;
+    let server = Arc::new(TunnelServer {
+        pipeline: pipeline.clone(),
+        verifier,
+        max_frame_len: config.limits.max_message_bytes,
+    });
+    let ep = endpoint.clone();
+    let reaper = pipeline.clone();
+    let task = tokio::spawn(async move {
+        let sweep = async {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                reaper.reap_idle_sessions(SESSION_IDLE_SECS).await;
+            }
+        };
+        tokio::select! {
+            _ = server.run(ep) => {}
+            _ = sweep => {}
+        }
+    });
+    Ok(RunningBroker {
+        addr,
+        fingerprint,
+        pipeline,
+        endpoint,
+        task,
+    })
+}
+
+/// rustls needs one process-wide crypto provider; ring is the one we build.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
