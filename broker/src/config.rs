@@ -47,16 +47,26 @@ pub struct TlsFiles {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
-    #[serde(flatten)]
-    pub transport: TransportConfig,
+    /// `http` (MCP streamable HTTP) or `stdio` (a child process).
+    pub transport: TransportKind,
+    /// The upstream's MCP endpoint (`http`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The program to start (`stdio`).
+    #[serde(default)]
+    pub command: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Environment of the child (`stdio`); the broker's own is inherited.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Children kept for stateless (2026-07-28) requests (`stdio`).
+    #[serde(default = "default_pool")]
+    pub pool_size: usize,
     /// Where the broker's own credential for this upstream comes from.
     #[serde(default)]
     pub credential: Option<CredentialSource>,
-    /// Extra client HTTP headers that may pass to this upstream (lowercase
-    /// names). Nothing else the client sent is ever copied upstream.
-    #[serde(default)]
-    pub forward_headers: Vec<String>,
-    /// Seconds to wait for an upstream response before giving up.
+    /// Seconds to wait for an upstream's first answer.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
 }
@@ -65,22 +75,11 @@ fn default_timeout() -> u64 {
     300
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "transport", rename_all = "lowercase")]
-pub enum TransportConfig {
-    /// MCP streamable HTTP.
-    Http { url: String },
-    /// MCP over stdin/stdout of a child process.
-    Stdio {
-        command: String,
-        #[serde(default)]
-        args: Vec<String>,
-        #[serde(default)]
-        env: BTreeMap<String, String>,
-        /// Children kept for stateless (2026-07-28) requests.
-        #[serde(default = "default_pool")]
-        pool_size: usize,
-    },
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    Http,
+    Stdio,
 }
 
 fn default_pool() -> usize {
@@ -198,19 +197,22 @@ impl BrokerConfig {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
                 anyhow::bail!("target name {name:?} may only hold letters, digits, '-', '_' and '.'");
             }
-            match &t.transport {
-                TransportConfig::Http { url } => {
+            match t.transport {
+                TransportKind::Http => {
+                    let Some(url) = &t.url else {
+                        anyhow::bail!("target {name}: transport \"http\" needs url = \"http://host:port/mcp\"");
+                    };
                     let u = reqwest::Url::parse(url)
                         .map_err(|e| anyhow::anyhow!("target {name}: url {url:?} is not a URL: {e}"))?;
                     if !matches!(u.scheme(), "http" | "https") {
                         anyhow::bail!("target {name}: url must be http:// or https://, got {url:?}");
                     }
                 }
-                TransportConfig::Stdio { command, pool_size, .. } => {
-                    if command.is_empty() {
-                        anyhow::bail!("target {name}: command is empty");
+                TransportKind::Stdio => {
+                    if t.command.as_deref().unwrap_or("").is_empty() {
+                        anyhow::bail!("target {name}: transport \"stdio\" needs command = \"program\"");
                     }
-                    if *pool_size == 0 || *pool_size > 64 {
+                    if t.pool_size == 0 || t.pool_size > 64 {
                         anyhow::bail!("target {name}: pool_size must be between 1 and 64");
                     }
                 }
@@ -269,12 +271,12 @@ mod tests {
         )
         .expect("valid config");
         assert_eq!(c.targets.len(), 2);
-        assert!(matches!(c.targets["local"].transport, TransportConfig::Stdio { .. }));
+        assert_eq!(c.targets["local"].transport, TransportKind::Stdio);
     }
 
     #[test]
     fn refuses_unknown_fields_and_bad_urls() {
-        let err = BrokerConfig::parse("lisen = \"127.0.0.1:1\"").unwrap_err().to_string();
+        let err = format!("{:#}", BrokerConfig::parse("lisen = \"127.0.0.1:1\"").unwrap_err());
         assert!(err.contains("lisen"), "{err}");
         let err = BrokerConfig::parse("[targets.x]\ntransport = \"http\"\nurl = \"ftp://x\"")
             .unwrap_err()

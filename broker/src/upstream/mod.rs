@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures::Stream;
 use hoop_proto::ResponseBody;
 
-use crate::config::{TargetConfig, TransportConfig};
+use crate::config::{TargetConfig, TransportKind};
 use crate::pipeline::message::McpMessage;
 
 /// One message from the upstream, as bytes (the pipeline parses it only
@@ -88,25 +88,19 @@ pub enum Upstream {
 impl Upstream {
     pub fn from_config(name: &str, config: &TargetConfig) -> anyhow::Result<Self> {
         let credential = config.credential.as_ref().map(|c| c.read(name)).transpose()?;
-        Ok(match &config.transport {
-            TransportConfig::Http { url } => Self::Http(http::HttpUpstream::new(
-                url,
+        Ok(match config.transport {
+            TransportKind::Http => Self::Http(http::HttpUpstream::new(
+                config.url.as_deref().unwrap_or_default(),
                 credential,
                 config.timeout_secs,
             )?),
-            TransportConfig::Stdio {
-                command,
-                args,
-                env,
-                pool_size,
-            } => Self::Stdio(stdio::StdioUpstream::new(
+            TransportKind::Stdio => Self::Stdio(stdio::StdioUpstream::new(
                 name,
-                command.clone(),
-                args.clone(),
-                env.clone(),
+                config.command.clone().unwrap_or_default(),
+                config.args.clone(),
+                config.env.clone(),
                 credential,
-                *pool_size,
-                config.timeout_secs,
+                config.pool_size,
             )),
         })
     }

@@ -58,7 +58,6 @@ impl StdioUpstream {
         env: BTreeMap<String, String>,
         credential: Option<String>,
         pool_size: usize,
-        _timeout_secs: u64,
     ) -> Self {
         Self {
             spec: Arc::new(ChildSpec {

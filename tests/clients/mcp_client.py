@@ -1,0 +1,698 @@
+"""Scenario driver on the official Python MCP SDK client (mcp==2.3.0), for hoop's e2e tests.
+
+Connects over streamable HTTP to --url (a real server, or hoop in front of one),
+runs the requested scenarios on one client connection, and prints one JSON line
+per scenario on stdout:  {"scenario": NAME, "ok": true|false, "detail": ...}
+Exit status: 0 when every scenario passed, 1 when any failed, 2 on bad usage.
+
+  --mode auto       SDK default: probe server/discover (2026-07-28), fall back to initialize
+  --mode handshake  force the initialize handshake (2025-11-25); SDK Client(mode="legacy")
+  --mode modern     adopt 2026-07-28 directly, no discover probe; SDK Client(mode="2026-07-28")
+
+Scenarios: list_tools echo resources prompts progress sampling elicitation
+input_required task cancel big negotiated (see SCENARIOS below).
+Tool names are detected from tools/list (server-everything, tests/fixtures/
+stateless_server.py) or given with --tool ROLE=NAME; roles: echo progress
+sampling elicitation input_required task cancel big.
+
+Notes:
+  task   stateless_server.py long_report: io.modelcontextprotocol/tasks extension
+         (resultType "task" + tasks/get polling; 2026-07-28 only, via a ResultClaim).
+         server-everything simulate-research-query: SEP-1686 tasks (2025-11-25); mcp
+         2.3.0 has no API for a task-augmented tools/call, so that one request goes
+         through the session's private dispatcher.
+  cancel cancels the call client-side after its first progress notification (the SDK
+         sends notifications/cancelled on 2025-11-25, closes the POST on 2026-07-28),
+         then checks echo still works on the same client.
+  big    big_payload {bytes} (alphabet a-z0-9 cycled, as hoop's demo server), or an
+         echo-like tool via --tool big=echo (payload sent and returned).
+
+Example:
+  tests/.venv/bin/python tests/clients/mcp_client.py --url http://127.0.0.1:3001/mcp \
+      --mode auto --scenario negotiated --scenario echo --header Authorization='Bearer t'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import string
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import anyio
+import httpx2
+import mcp_types as types
+from mcp import Client
+from mcp.client.extension import ClaimContext, ClientExtension, ResultClaim
+from mcp.client.session import ClientRequestContext, ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+from pydantic import ConfigDict, Field
+
+SAMPLING_REPLY = "hoop-sampled-reply-7f3a"
+ELICIT_TEXT = "hoop-elicited-text"
+TASKS_EXTENSION_ID = "io.modelcontextprotocol/tasks"
+BIG_PATTERN = string.ascii_lowercase + string.digits  # = stateless_server.py and hoop's demo server
+
+ROLE_CANDIDATES: dict[str, list[str]] = {
+    "echo": ["echo"],
+    "progress": ["slow_count", "trigger-long-running-operation", "longRunningOperation"],
+    "cancel": ["slow_count", "trigger-long-running-operation", "longRunningOperation"],
+    "sampling": ["trigger-sampling-request", "sampleLLM", "ask_llm"],
+    "elicitation": ["trigger-elicitation-request", "startElicitation", "confirm_transfer"],
+    "input_required": ["confirm_transfer"],
+    "task": ["long_report", "simulate-research-query"],
+    "big": ["big_payload"],
+}
+
+
+class ScenarioFailed(Exception):
+    """A scenario's assertion failed; the message becomes the detail."""
+
+    def __init__(self, detail: Any) -> None:
+        super().__init__(str(detail))
+        self.detail = detail
+
+
+def check(cond: bool, detail: Any) -> None:
+    if not cond:
+        raise ScenarioFailed(detail)
+
+
+def big_text(n: int) -> str:
+    return (BIG_PATTERN * (n // len(BIG_PATTERN) + 1))[:n]
+
+
+def result_text(result: types.CallToolResult) -> str:
+    return "".join(c.text for c in result.content if isinstance(c, types.TextContent))
+
+
+# ---------------------------------------------------------------------------
+# Callbacks: sampling (fixed reply), elicitation (fills any form schema)
+# ---------------------------------------------------------------------------
+
+
+class Callbacks:
+    def __init__(self) -> None:
+        self.sampling_calls = 0
+        self.elicitation_calls = 0
+        self.elicitation_messages: list[str] = []
+
+    async def sampling(
+        self, context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        self.sampling_calls += 1
+        return types.CreateMessageResult(
+            role="assistant",
+            content=types.TextContent(type="text", text=SAMPLING_REPLY),
+            model="hoop-fixture-model",
+            stop_reason="endTurn",
+        )
+
+    async def elicitation(
+        self, context: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult:
+        self.elicitation_calls += 1
+        self.elicitation_messages.append(getattr(params, "message", ""))
+        schema = getattr(params, "requested_schema", None)
+        if schema is None:  # url-mode elicitation: nothing to fill
+            return types.ElicitResult(action="accept")
+        props = schema.get("properties", {}) if isinstance(schema, dict) else {}
+        return types.ElicitResult(action="accept", content={k: fill_value(v) for k, v in props.items()})
+
+
+def fill_value(prop: dict[str, Any]) -> Any:
+    """A plausible value for one elicitation form property."""
+    kind = prop.get("type")
+    if "enum" in prop and prop["enum"]:
+        return prop.get("default", prop["enum"][0])
+    if "oneOf" in prop and prop["oneOf"]:
+        return prop.get("default", prop["oneOf"][0].get("const"))
+    if kind == "boolean":
+        return True
+    if kind in ("integer", "number"):
+        if "default" in prop:
+            return prop["default"]
+        return prop.get("minimum", 1)
+    if kind == "array":
+        if "default" in prop:
+            return prop["default"]
+        items = prop.get("items", {})
+        choices = items.get("enum") or [o.get("const") for o in items.get("anyOf", []) if "const" in o]
+        return choices[:1] if choices else []
+    fmt = prop.get("format")
+    return {
+        "email": "hoop@example.com",
+        "uri": "https://example.com/hoop",
+        "date": "2000-01-01",
+        "date-time": "2000-01-01T00:00:00Z",
+    }.get(fmt, ELICIT_TEXT)
+
+
+# ---------------------------------------------------------------------------
+# Tasks extension client (io.modelcontextprotocol/tasks, SEP-2663; 2026-07-28).
+# mcp 2.3.0 ships the claim seam (ResultClaim) but no tasks client, so this is one.
+# ---------------------------------------------------------------------------
+
+
+class _TaskWire(types.Result):
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+    task_id: str = Field(alias="taskId")
+    status: str
+    status_message: str | None = Field(default=None, alias="statusMessage")
+    poll_interval_ms: int | None = Field(default=None, alias="pollIntervalMs")
+
+
+class CreateTaskWire(_TaskWire):
+    result_type: Literal["task"] = Field(alias="resultType")
+
+
+class GetTaskWire(_TaskWire):
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class TaskIdParams(types.RequestParams):
+    model_config = ConfigDict(populate_by_name=True)
+    task_id: str = Field(serialization_alias="taskId")
+
+
+class TasksGetRequest(types.Request[TaskIdParams, Literal["tasks/get"]]):
+    method: Literal["tasks/get"] = "tasks/get"
+    params: TaskIdParams
+    name_param = "taskId"
+
+
+class TasksClient(ClientExtension):
+    identifier = TASKS_EXTENSION_ID
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.task_ids: list[str] = []
+        self.statuses: list[str] = []
+
+    def claims(self) -> list[ResultClaim[Any]]:
+        return [
+            ResultClaim(
+                result_type="task",
+                model=CreateTaskWire,
+                resolve=self._resolve,
+                protocol_versions=frozenset(MODERN_PROTOCOL_VERSIONS),
+            )
+        ]
+
+    async def _resolve(self, created: CreateTaskWire, ctx: ClaimContext) -> types.CallToolResult:
+        self.task_ids.append(created.task_id)
+        self.statuses.append(created.status)
+        with anyio.fail_after(self.timeout):
+            while True:
+                current = await ctx.session.send_request(
+                    TasksGetRequest(params=TaskIdParams(task_id=created.task_id)), GetTaskWire
+                )
+                self.statuses.append(current.status)
+                if current.status == "completed":
+                    return types.CallToolResult.model_validate(current.result or {})
+                if current.status in ("failed", "cancelled"):
+                    msg = (current.error or {}).get("message") or current.status_message or current.status
+                    return types.CallToolResult(
+                        content=[types.TextContent(type="text", text=f"task {current.status}: {msg}")], is_error=True
+                    )
+                delay = (current.poll_interval_ms or 100) / 1000
+                await anyio.sleep(min(max(delay, 0.02), 1.0))
+
+
+# ---------------------------------------------------------------------------
+# Scenario runner
+# ---------------------------------------------------------------------------
+
+
+class Runner:
+    def __init__(self, client: Client, args: argparse.Namespace, cb: Callbacks, tasks: TasksClient | None) -> None:
+        self.client = client
+        self.args = args
+        self.cb = cb
+        self.tasks = tasks
+        self._tools: list[types.Tool] | None = None
+
+    async def tools(self) -> list[types.Tool]:
+        if self._tools is None:
+            tools: list[types.Tool] = []
+            cursor: str | None = None
+            for _ in range(50):
+                page = await self.client.list_tools(cursor=cursor)
+                tools.extend(page.tools)
+                cursor = page.next_cursor
+                if not cursor:
+                    break
+            self._tools = tools
+        return self._tools
+
+    async def tool_for(self, role: str) -> types.Tool:
+        names = {t.name: t for t in await self.tools()}
+        wanted = self.args.tool_map.get(role)
+        if wanted is not None:
+            check(wanted in names, f"--tool {role}={wanted}: no such tool (have {sorted(names)})")
+            return names[wanted]
+        for candidate in ROLE_CANDIDATES.get(role, []):
+            if candidate in names:
+                return names[candidate]
+        raise ScenarioFailed(f"no tool for role {role!r} (have {sorted(names)}); pass --tool {role}=NAME")
+
+    async def call(self, name: str, arguments: dict[str, Any], **kw: Any) -> types.CallToolResult:
+        return await self.client.call_tool(name, arguments, read_timeout_seconds=self.args.timeout, **kw)
+
+    # -- scenarios -----------------------------------------------------------
+
+    async def s_negotiated(self) -> Any:
+        version = self.client.protocol_version
+        info = self.client.server_info
+        era = "modern" if version in MODERN_PROTOCOL_VERSIONS else "handshake"
+        detail = {
+            "protocol_version": version,
+            "era": era,
+            "mode": self.args.mode,
+            "server_info": info.model_dump(mode="json", exclude_none=True) if info else None,
+        }
+        if self.args.mode == "handshake":
+            check(version in HANDSHAKE_PROTOCOL_VERSIONS, {**detail, "error": "handshake mode got a modern version"})
+        if self.args.mode == "modern":
+            check(version in MODERN_PROTOCOL_VERSIONS, {**detail, "error": "modern mode got a handshake version"})
+        if self.args.expect_version:
+            check(version == self.args.expect_version, {**detail, "error": f"expected {self.args.expect_version}"})
+        return detail
+
+    async def s_list_tools(self) -> Any:
+        tools = await self.tools()
+        check(len(tools) > 0, "tools/list returned no tools")
+        return {"tools": [t.name for t in tools]}
+
+    async def s_echo(self) -> Any:
+        tool = await self.tool_for("echo")
+        key = first_string_arg(tool) or "text"
+        text = f"hoop-echo-{uuid.uuid4().hex}"
+        result = await self.call(tool.name, {key: text})
+        got = result_text(result)
+        check(not result.is_error, {"error": "tool returned isError", "text": got[:500]})
+        exact = got == text
+        check(exact or got == f"Echo: {text}", {"error": "echo mismatch", "sent": text, "got": got[:500]})
+        return {"tool": tool.name, "sent": text, "exact": exact}
+
+    async def s_resources(self) -> Any:
+        listed = await self.client.list_resources()
+        check(len(listed.resources) > 0, "resources/list returned no resources")
+        first = listed.resources[0]
+        read = await self.client.read_resource(str(first.uri))
+        check(len(read.contents) > 0, {"error": "resources/read returned no contents", "uri": str(first.uri)})
+        c = read.contents[0]
+        text = getattr(c, "text", None)
+        blob = getattr(c, "blob", None)
+        return {
+            "count": len(listed.resources),
+            "uri": str(first.uri),
+            "kind": "text" if text is not None else "blob",
+            "length": len(text if text is not None else blob or ""),
+            "text_prefix": (text or "")[:80],
+        }
+
+    async def s_prompts(self) -> Any:
+        listed = await self.client.list_prompts()
+        check(len(listed.prompts) > 0, "prompts/list returned no prompts")
+        first = listed.prompts[0]
+        plausible = {"city": "Paris", "state": "TX", "topic": "hoop", "resourceType": "Text", "resourceId": "1",
+                     "department": "Engineering", "name": "Alice"}
+        args = {a.name: plausible.get(a.name, "hoop") for a in (first.arguments or []) if a.required}
+        got = await self.client.get_prompt(first.name, args or None)
+        check(len(got.messages) > 0, {"error": "prompts/get returned no messages", "prompt": first.name})
+        m = got.messages[0]
+        return {
+            "prompt": first.name,
+            "arguments": args,
+            "messages": len(got.messages),
+            "first_text": getattr(m.content, "text", "")[:120],
+        }
+
+    async def s_progress(self) -> Any:
+        tool = await self.tool_for("progress")
+        seen: list[tuple[float, float | None, str | None]] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            seen.append((progress, total, message))
+
+        args = progress_args(tool.name, long=False)
+        result = await self.call(tool.name, args, progress_callback=on_progress)
+        check(not result.is_error, {"error": "tool returned isError", "text": result_text(result)[:300]})
+        detail = {"tool": tool.name, "args": args, "notifications": len(seen), "progress": [p for p, _, _ in seen]}
+        check(len(seen) >= 2, {**detail, "error": "fewer than 2 progress notifications"})
+        check(all(b >= a for a, b in zip([p for p, _, _ in seen], [p for p, _, _ in seen][1:])),
+              {**detail, "error": "progress not monotonic"})
+        return detail
+
+    async def s_sampling(self) -> Any:
+        tool = await self.tool_for("sampling")
+        before = self.cb.sampling_calls
+        args: dict[str, Any] = {"prompt": "hoop sampling probe"}
+        if "maxTokens" in (tool.input_schema or {}).get("properties", {}):
+            args["maxTokens"] = 32
+        result = await self.call(tool.name, args)
+        text = result_text(result)
+        detail = {"tool": tool.name, "callbacks": self.cb.sampling_calls - before}
+        check(not result.is_error, {**detail, "error": "tool returned isError", "text": text[:300]})
+        check(SAMPLING_REPLY in text, {**detail, "error": "sampling reply not in result", "text": text[:300]})
+        return detail
+
+    async def s_elicitation(self) -> Any:
+        tool = await self.tool_for("elicitation")
+        before = self.cb.elicitation_calls
+        args = {"amount": 125} if tool.name == "confirm_transfer" else {}
+        result = await self.call(tool.name, args)
+        text = result_text(result)
+        detail = {"tool": tool.name, "callbacks": self.cb.elicitation_calls - before, "text": text[:300]}
+        check(not result.is_error, {**detail, "error": "tool returned isError"})
+        check(detail["callbacks"] >= 1, {**detail, "error": "elicitation callback never ran"})
+        check(ELICIT_TEXT in text or "confirm=true" in text, {**detail, "error": "elicited answer not in result"})
+        return detail
+
+    async def s_input_required(self) -> Any:
+        tool = await self.tool_for("input_required")
+        before = self.cb.elicitation_calls
+        amount = 4242
+        result = await self.call(tool.name, {"amount": amount})
+        text = result_text(result)
+        detail = {
+            "tool": tool.name,
+            "protocol_version": self.client.protocol_version,
+            "mechanism": "input_required"
+            if self.client.protocol_version in MODERN_PROTOCOL_VERSIONS
+            else "elicitation/create",
+            "callbacks": self.cb.elicitation_calls - before,
+            "text": text,
+        }
+        check(not result.is_error, {**detail, "error": "tool returned isError"})
+        check(detail["callbacks"] == 1, {**detail, "error": "expected exactly one elicitation round"})
+        check(text == f"transfer {amount}: confirm=true note={ELICIT_TEXT}", {**detail, "error": "unexpected answer"})
+        return detail
+
+    async def s_task(self) -> Any:
+        tool = await self.tool_for("task")
+        if tool.name == "simulate-research-query":
+            return await self._task_sep1686(tool)
+        check(self.tasks is not None, "internal: tasks extension not installed")
+        assert self.tasks is not None
+        check(self.client.protocol_version in MODERN_PROTOCOL_VERSIONS,
+              {"error": "the tasks extension needs a 2026-07-28 connection",
+               "protocol_version": self.client.protocol_version})
+        n_before = len(self.tasks.task_ids)
+        topic = f"hoop-{uuid.uuid4().hex[:8]}"
+        result = await self.call(tool.name, {"topic": topic, "sections": 3, "delay_ms": 150})
+        text = result_text(result)
+        ran_as_task = len(self.tasks.task_ids) > n_before
+        detail = {
+            "tool": tool.name,
+            "task_id": self.tasks.task_ids[-1] if ran_as_task else None,
+            "statuses": self.tasks.statuses[-8:],
+            "text": text,
+        }
+        check(ran_as_task, {**detail, "error": "server did not run the call as a task"})
+        check(not result.is_error, {**detail, "error": "task result isError"})
+        check(text == f"report on {topic}: 3 sections", {**detail, "error": "unexpected task result"})
+        check("working" in detail["statuses"], {**detail, "error": "never observed status working"})
+        return detail
+
+    async def _task_sep1686(self, tool: types.Tool) -> Any:
+        """SEP-1686 (2025-11-25) task-augmented tools/call, as server-everything implements it.
+
+        mcp 2.3.0 has the SEP-1686 types but no client API to send a task-augmented
+        tools/call (its tools/call result validation rejects CreateTaskResult), so the
+        creating request goes through the session's dispatcher (private API).
+        """
+        session: ClientSession = self.client.session
+        check(self.client.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS,
+              {"error": "SEP-1686 tasks are a 2025-11-25 feature", "protocol_version": self.client.protocol_version})
+        data: dict[str, Any] = {
+            "method": "tools/call",
+            "params": {"name": tool.name, "arguments": {"topic": "hoop", "ambiguous": False}, "task": {"ttl": 60000}},
+        }
+        opts: dict[str, Any] = {"timeout": self.args.timeout}
+        session._stamp(data, opts)  # pyright: ignore[reportPrivateUsage]
+        raw = await session._dispatcher.send_raw_request(  # pyright: ignore[reportPrivateUsage]
+            "tools/call", data["params"], opts  # type: ignore[arg-type]
+        )
+        created = types.CreateTaskResult.model_validate(raw)
+        task_id = created.task.task_id
+        statuses = [created.task.status]
+        while statuses[-1] not in ("completed", "failed", "cancelled"):
+            await anyio.sleep(min((created.task.poll_interval or 500) / 1000, 1.0))
+            got = await session.send_request(
+                types.GetTaskRequest(params=types.GetTaskRequestParams(task_id=task_id)), types.GetTaskResult
+            )
+            statuses.append(got.status)
+        detail: dict[str, Any] = {"tool": tool.name, "task_id": task_id, "statuses": statuses}
+        check(statuses[-1] == "completed", {**detail, "error": "task did not complete"})
+        payload = await session.send_request(
+            types.GetTaskPayloadRequest(params=types.GetTaskPayloadRequestParams(task_id=task_id)), types.CallToolResult
+        )
+        detail["text"] = result_text(payload)[:200]
+        check(not payload.is_error and len(payload.content) > 0, {**detail, "error": "empty or error task result"})
+        return detail
+
+    async def s_cancel(self) -> Any:
+        tool = await self.tool_for("cancel")
+        args = progress_args(tool.name, long=True)
+        full = expected_seconds(tool.name, args)
+        seen: list[float] = []
+        first_progress = anyio.Event()
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            seen.append(progress)
+            first_progress.set()
+
+        outcome: dict[str, Any] = {}
+        t0 = time.monotonic()
+        async with anyio.create_task_group() as tg:
+
+            async def run_call() -> None:
+                try:
+                    r = await self.call(tool.name, args, progress_callback=on_progress)
+                    outcome["completed"] = True
+                    outcome["text"] = result_text(r)[:200]
+                except MCPError as e:
+                    outcome["error"] = {"code": e.error.code, "message": e.error.message}
+
+            scope = anyio.CancelScope()
+
+            async def cancellable() -> None:
+                with scope:
+                    await run_call()
+                outcome["cancelled_by_client"] = scope.cancelled_caught
+
+            tg.start_soon(cancellable)
+            with anyio.move_on_after(min(3.0, full / 2)):
+                await first_progress.wait()
+            scope.cancel()
+        elapsed = time.monotonic() - t0
+        detail = {"tool": tool.name, "args": args, "elapsed_s": round(elapsed, 3), "full_s": full,
+                  "progress_before_cancel": len(seen), **outcome}
+        check(not outcome.get("completed"), {**detail, "error": "call completed instead of being cancelled"})
+        check(elapsed < full * 0.8, {**detail, "error": "call did not end early"})
+        # The session must still work after the cancellation.
+        echo = await self.tool_for("echo")
+        key = first_string_arg(echo) or "text"
+        text = f"hoop-after-cancel-{uuid.uuid4().hex[:8]}"
+        after = result_text(await self.call(echo.name, {key: text}))
+        detail["echo_after"] = after[:200]
+        check(after in (text, f"Echo: {text}"), {**detail, "error": "echo after cancel failed"})
+        return detail
+
+    async def s_big(self) -> Any:
+        tool = await self.tool_for("big")
+        n = self.args.big_bytes
+        t0 = time.monotonic()
+        want = big_text(n)
+        echo_key = None if tool.name == "big_payload" else first_string_arg(tool)
+        if echo_key is not None:
+            # An echo-like tool (--tool big=echo): the payload travels both ways.
+            result = await self.call(tool.name, {echo_key: want})
+        else:
+            result = await self.call(tool.name, {"bytes": n})
+        got = result_text(result)
+        if echo_key is not None and got.startswith("Echo: "):
+            got = got[len("Echo: "):]
+        detail = {"tool": tool.name, "requested": n, "received": len(got), "seconds": round(time.monotonic() - t0, 3),
+                  "via": "echo" if echo_key is not None else "bytes"}
+        check(not result.is_error, {**detail, "error": "tool returned isError", "text": got[:300]})
+        check(len(got) == n, {**detail, "error": "length mismatch"})
+        check(got == want, {**detail, "error": "content mismatch"})
+        return detail
+
+
+SCENARIOS: dict[str, Callable[[Runner], Awaitable[Any]]] = {
+    "negotiated": Runner.s_negotiated,  # prints the negotiated protocol version (+ asserts per --mode)
+    "list_tools": Runner.s_list_tools,  # tools/list, prints tool names
+    "echo": Runner.s_echo,  # echo tool, unique text round trip
+    "resources": Runner.s_resources,  # resources/list + read the first
+    "prompts": Runner.s_prompts,  # prompts/list + get the first
+    "progress": Runner.s_progress,  # long tool with progress callback, >= 2 notifications
+    "sampling": Runner.s_sampling,  # server asks client to sample; fixed reply must come back
+    "elicitation": Runner.s_elicitation,  # server asks client for form input
+    "input_required": Runner.s_input_required,  # confirm_transfer: exactly one elicitation round
+    "task": Runner.s_task,  # task-augmented call polled to completion
+    "cancel": Runner.s_cancel,  # cancel a long call, then echo on the same client
+    "big": Runner.s_big,  # >= 5 MiB result, exact length + content
+}
+
+
+def first_string_arg(tool: types.Tool) -> str | None:
+    schema = tool.input_schema or {}
+    props = schema.get("properties", {})
+    for name in schema.get("required", []) or []:
+        if props.get(name, {}).get("type") == "string":
+            return name
+    for name, p in props.items():
+        if p.get("type") == "string":
+            return name
+    return None
+
+
+def progress_args(tool: str, *, long: bool) -> dict[str, Any]:
+    if tool == "slow_count":
+        return {"steps": 100, "delay_ms": 100} if long else {"steps": 4, "delay_ms": 100}
+    if tool in ("trigger-long-running-operation", "longRunningOperation"):
+        return {"duration": 20, "steps": 20} if long else {"duration": 1, "steps": 4}
+    return {}
+
+
+def expected_seconds(tool: str, args: dict[str, Any]) -> float:
+    if tool == "slow_count":
+        return args["steps"] * args["delay_ms"] / 1000
+    if "duration" in args:
+        return float(args["duration"])
+    return 10.0
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message`, with exception groups flattened to their leaf exceptions."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(describe(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def emit(scenario: str, ok: bool, detail: Any) -> None:
+    print(json.dumps({"scenario": scenario, "ok": ok, "detail": detail}, default=str), flush=True)
+
+
+async def run_one(runner: Runner, name: str) -> bool:
+    """Run one scenario under its timeout and print its line; True when it passed."""
+    args = runner.args
+    try:
+        with anyio.fail_after(args.timeout):
+            detail = await SCENARIOS[name](runner)
+        emit(name, True, detail)
+        return True
+    except ScenarioFailed as e:
+        emit(name, False, e.detail)
+    except TimeoutError:
+        emit(name, False, f"timed out after {args.timeout}s")
+    except MCPError as e:
+        emit(name, False, {"mcp_error": e.error.code, "message": e.error.message, "data": e.error.data})
+    except Exception as e:  # noqa: BLE001 - any failure is reported per scenario
+        emit(name, False, describe(e))
+        if args.verbose:
+            traceback.print_exc()
+    return False
+
+
+async def amain(args: argparse.Namespace) -> int:
+    cb = Callbacks()
+    tasks = TasksClient(args.timeout) if "task" in args.scenario else None
+    mode = {"auto": "auto", "handshake": "legacy", "modern": "2026-07-28"}[args.mode]
+    headers = dict(args.header_map)
+    timeout = httpx2.Timeout(args.timeout, read=max(args.timeout, 60.0))
+    failed = 0
+    async with httpx2.AsyncClient(headers=headers, timeout=timeout) as http:
+        transport = streamable_http_client(args.url, http_client=http, max_sse_event_size=256 * 1024 * 1024)
+        client = Client(
+            transport,
+            mode=mode,
+            read_timeout_seconds=args.timeout,
+            sampling_callback=cb.sampling,
+            elicitation_callback=cb.elicitation,
+            client_info=types.Implementation(name="hoop-e2e-python-client", version="1.0.0"),
+            extensions=[tasks] if tasks is not None else None,
+            cache=None,
+        )
+        entered = False
+        try:
+            async with client:
+                entered = True
+                runner = Runner(client, args, cb, tasks)
+                for name in args.scenario:
+                    if not await run_one(runner, name):
+                        failed += 1
+        except Exception as exc:  # noqa: BLE001 - reported, then exit 1
+            msg = describe(exc)
+            if entered:
+                print(f"mcp_client: client failed: {msg}", file=sys.stderr)
+                return 1
+            for name in args.scenario:
+                emit(name, False, f"connect failed: {msg}")
+            print(f"mcp_client: connect failed: {msg}", file=sys.stderr)
+            if args.verbose:
+                traceback.print_exc()
+            return 1
+    return 1 if failed else 0
+
+
+def parse_kv(items: list[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"mcp_client: {what} must be KEY=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--mode", choices=["auto", "handshake", "modern"], default="auto")
+    ap.add_argument("--header", action="append", default=[], metavar="K=V", help="extra HTTP header (repeatable)")
+    ap.add_argument("--scenario", action="append", default=[], choices=sorted(SCENARIOS), help="repeatable")
+    ap.add_argument("--tool", action="append", default=[], metavar="ROLE=NAME", help="tool name for a role")
+    ap.add_argument("--timeout", type=float, default=30.0, help="seconds, for connect and for each scenario")
+    ap.add_argument("--big-bytes", type=int, default=5 * 1024 * 1024 + 321)
+    ap.add_argument("--expect-version", help="negotiated: also assert this protocol version")
+    ap.add_argument("--verbose", action="store_true", help="tracebacks on stderr")
+    args = ap.parse_args()
+    if not args.scenario:
+        ap.error("at least one --scenario is required")
+    args.header_map = parse_kv(args.header, "--header")
+    args.tool_map = parse_kv(args.tool, "--tool")
+    unknown = set(args.tool_map) - set(ROLE_CANDIDATES)
+    if unknown:
+        ap.error(f"unknown --tool role(s) {sorted(unknown)}; roles: {sorted(ROLE_CANDIDATES)}")
+    try:
+        # Hard stop: every scenario is bounded, and so is the whole run.
+        with_deadline = args.timeout * (len(args.scenario) + 2) + 10
+        return anyio.run(_bounded, args, with_deadline)
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _bounded(args: argparse.Namespace, deadline: float) -> int:
+    try:
+        with anyio.fail_after(deadline):
+            return await amain(args)
+    except TimeoutError:
+        print(f"mcp_client: overall deadline of {deadline:.0f}s exceeded", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
