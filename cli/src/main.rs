@@ -1,1 +1,63 @@
-fn main() {}
+//! `hoop`: the command line of the hoop MCP access broker.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hoop_cli::commands::{self, connect, demo, demo_server, exit};
+
+#[derive(Parser)]
+#[command(
+    name = "hoop",
+    version,
+    about = "Reach MCP servers through the hoop broker: identity, policy, approval, masking and audit on every call",
+    after_help = "Examples:\n  hoop demo                                   # everything local: broker, demo server, endpoint\n  hoop connect mcp payments --port 8931       # serve target payments on 127.0.0.1:8931/mcp\n  hoop connect mcp payments --stdio           # for clients that launch a command\n\nExit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 authentication failed, 4 broker unreachable"
+)]
+struct Cli {
+    /// Log filter for messages on stderr (e.g. info, debug).
+    #[arg(long, global = true, env = "HOOP_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve an MCP target behind the broker to local MCP clients.
+    Connect(connect::ConnectArgs),
+    /// Run broker, demo MCP server and endpoint on this machine.
+    Demo(demo::DemoArgs),
+    /// Run only the built-in demo MCP server.
+    #[command(hide = true)]
+    DemoServer(demo_server::DemoServerArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hoop: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Connect(a) => connect::run(a).await,
+            Command::Demo(a) => demo::run(a).await,
+            Command::DemoServer(a) => demo_server::run(a).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(commands::CommandError { code, error }) => {
+            eprintln!("hoop: {error:#}");
+            ExitCode::from(code)
+        }
+    }
+}

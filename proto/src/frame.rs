@@ -5,9 +5,11 @@
 //!
 //! MCP stream (one per HTTP exchange of the local MCP client): the CLI sends
 //! [`OpenStream`] (target + the HTTP-level facts the broker must check) and,
-//! for a POST, one [`McpMessage`] with the JSON-RPC message, then finishes
-//! its send side. The broker answers with one [`ResponseHead`], zero or more
-//! [`McpMessage`]s and a final [`CloseStream`] that says why the stream ended.
+//! for a POST, one [`McpMessage`] with the JSON-RPC message. The broker
+//! answers with one [`ResponseHead`], zero or more [`McpMessage`]s and a
+//! final [`CloseStream`] that says why the stream ended. The CLI keeps its
+//! send side open until it has read the `CloseStream`, and resets it when its
+//! own client goes away: that reset is how the broker learns to cancel.
 
 use bytes::Bytes;
 

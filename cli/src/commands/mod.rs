@@ -1,0 +1,39 @@
+//! One module per `hoop` subcommand.
+
+pub mod connect;
+pub mod demo;
+pub mod demo_server;
+
+/// Exit codes shared by every subcommand (documented in `hoop --help`).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const AUTH_FAILED: u8 = 3;
+    pub const BROKER_UNREACHABLE: u8 = 4;
+}
+
+/// An error with the exit code it should end the process with.
+#[derive(Debug)]
+pub struct CommandError {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl From<anyhow::Error> for CommandError {
+    fn from(error: anyhow::Error) -> Self {
+        Self { code: exit::FAILURE, error }
+    }
+}
+
+impl From<crate::tunnel::TunnelError> for CommandError {
+    fn from(e: crate::tunnel::TunnelError) -> Self {
+        use crate::tunnel::TunnelError;
+        let code = match &e {
+            TunnelError::Refused { .. } if e.is_auth() => exit::AUTH_FAILED,
+            TunnelError::Unreachable { .. } => exit::BROKER_UNREACHABLE,
+            _ => exit::FAILURE,
+        };
+        Self { code, error: e.into() }
+    }
+}

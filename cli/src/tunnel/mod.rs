@@ -1,0 +1,262 @@
+//! The CLI's end of the QUIC tunnel: one connection to the broker, shared by
+//! every local MCP exchange, re-established by itself when the broker
+//! restarts or the network changes.
+
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hoop_broker::tunnel::framed::{FrameError, FrameReader, FrameWriter};
+use hoop_proto::{
+    CloseCode, ErrorCode, Frame, Hello, McpMessage, OpenStream, ResponseHead, Welcome,
+    PROTOCOL_VERSION,
+};
+use tokio::sync::Mutex;
+
+pub use tls::Trust;
+
+/// Where the broker is and how to trust and authenticate to it.
+#[derive(Debug, Clone)]
+pub struct TunnelSettings {
+    pub broker: SocketAddr,
+    /// TLS server name to expect (the dev certificate is for `localhost`).
+    pub server_name: String,
+    pub trust: Trust,
+    pub token: String,
+}
+
+/// Why a tunnel operation failed, in words a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    #[error("cannot reach the broker at {addr}: {reason}")]
+    Unreachable { addr: SocketAddr, reason: String },
+    #[error("the broker refused the connection ({}): {message}", code.name())]
+    Refused { code: ErrorCode, message: String },
+    #[error("the tunnel to the broker was lost during the call: {0}; retry the call")]
+    Lost(String),
+    #[error("the broker ended the exchange ({}): {message}", code.name())]
+    Closed { code: CloseCode, message: String },
+    #[error("the broker sent something unexpected: {0}")]
+    Protocol(String),
+}
+
+impl TunnelError {
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Self::Refused { code, .. } if *code == ErrorCode::UNAUTHENTICATED)
+    }
+}
+
+const MAX_FRAME: usize = hoop_proto::limits::DEFAULT_MAX_FRAME_LEN;
+/// Attempts to (re)connect before one exchange gives up.
+const CONNECT_ATTEMPTS: u32 = 6;
+
+struct Live {
+    conn: quinn::Connection,
+    /// Keeps the control stream open; the broker ends the connection
+    /// when it closes.
+    _control: (FrameWriter, FrameReader),
+}
+
+pub struct TunnelClient {
+    endpoint: quinn::Endpoint,
+    settings: TunnelSettings,
+    live: Mutex<Option<Live>>,
+    welcome: std::sync::Mutex<Option<Welcome>>,
+}
+
+impl TunnelClient {
+    /// Connects and authenticates once; later failures reconnect lazily.
+    pub async fn connect(settings: TunnelSettings) -> Result<Arc<Self>, TunnelError> {
+        hoop_broker::run::install_crypto_provider();
+        let unreachable = |reason: String| TunnelError::Unreachable {
+            addr: settings.broker,
+            reason,
+        };
+        let client_config = tls::client_config(&settings.trust).map_err(|e| unreachable(e.to_string()))?;
+        let bind: SocketAddr = if settings.broker.is_ipv6() {
+            "[::]:0".parse().map_err(|_| unreachable("bad bind address".into()))?
+        } else {
+            "0.0.0.0:0".parse().map_err(|_| unreachable("bad bind address".into()))?
+        };
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| unreachable(e.to_string()))?;
+        endpoint.set_default_client_config(client_config);
+        let this = Arc::new(Self {
+            endpoint,
+            settings,
+            live: Mutex::new(None),
+            welcome: std::sync::Mutex::new(None),
+        });
+        let live = this.dial().await?;
+        *this.live.lock().await = Some(live);
+        Ok(this)
+    }
+
+    /// The identity and session facts of the current connection.
+    pub fn welcome(&self) -> Option<Welcome> {
+        self.welcome.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    async fn dial(&self) -> Result<Live, TunnelError> {
+        let s = &self.settings;
+        let unreachable = |reason: String| TunnelError::Unreachable {
+            addr: s.broker,
+            reason,
+        };
+        let connecting = self
+            .endpoint
+            .connect(s.broker, &s.server_name)
+            .map_err(|e| unreachable(e.to_string()))?;
+        let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
+            .await
+            .map_err(|_| unreachable("no answer within 10 s (is the broker running?)".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let (send, recv) = conn.open_bi().await.map_err(|e| unreachable(e.to_string()))?;
+        let mut writer = FrameWriter::new(send);
+        let mut reader = FrameReader::new(recv, 64 * 1024);
+        writer
+            .send(&Frame::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                token: s.token.clone(),
+                client_name: "hoop".into(),
+                client_version: env!("CARGO_PKG_VERSION").into(),
+            }))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        match tokio::time::timeout(Duration::from_secs(10), reader.next()).await {
+            Ok(Ok(Some(Frame::Welcome(w)))) => {
+                tracing::debug!(subject = %w.identity.subject, "tunnel authenticated");
+                *self.welcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(w);
+                Ok(Live {
+                    conn,
+                    _control: (writer, reader),
+                })
+            }
+            Ok(Ok(Some(Frame::ControlError(e)))) => Err(TunnelError::Refused {
+                code: e.code,
+                message: e.message,
+            }),
+            Ok(Ok(other)) => Err(TunnelError::Protocol(format!("expected Welcome, got {other:?}"))),
+            Ok(Err(e)) => Err(unreachable(e.to_string())),
+            Err(_) => Err(unreachable("no Welcome within 10 s".into())),
+        }
+    }
+
+    /// A live connection, reconnecting (with a short bounded backoff) when
+    /// the last one is gone.
+    async fn connection(&self, force_new: bool) -> Result<quinn::Connection, TunnelError> {
+        let mut live = self.live.lock().await;
+        if let Some(l) = live.as_ref() {
+            if !force_new && l.conn.close_reason().is_none() {
+                return Ok(l.conn.clone());
+            }
+        }
+        *live = None;
+        let mut delay = Duration::from_millis(100);
+        let mut last = None;
+        for attempt in 0..CONNECT_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            match self.dial().await {
+                Ok(l) => {
+                    tracing::info!("tunnel to {} re-established", self.settings.broker);
+                    let conn = l.conn.clone();
+                    *live = Some(l);
+                    return Ok(conn);
+                }
+                // A refusal will not change by retrying.
+                Err(e @ TunnelError::Refused { .. }) => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| TunnelError::Lost("could not reconnect".into())))
+    }
+
+    /// Opens an MCP stream, sends the request and waits for the head.
+    pub async fn exchange(&self, open: OpenStream, body: Option<Bytes>) -> Result<Exchange, TunnelError> {
+        let conn = self.connection(false).await?;
+        // Opening a stream sends nothing yet, so a dead connection found
+        // here can be replaced without losing the request.
+        let (send, recv) = match conn.open_bi().await {
+            Ok(s) => s,
+            Err(_) => self
+                .connection(true)
+                .await?
+                .open_bi()
+                .await
+                .map_err(|e| TunnelError::Lost(e.to_string()))?,
+        };
+        let mut writer = FrameWriter::new(send);
+        let lost = |e: FrameError| TunnelError::Lost(e.to_string());
+        writer.send(&Frame::Open(open)).await.map_err(lost)?;
+        if let Some(body) = body {
+            writer
+                .send_message(&McpMessage { event_id: None, body })
+                .await
+                .map_err(lost)?;
+        }
+        let mut reader = FrameReader::new(recv, MAX_FRAME);
+        let head = match reader.next().await.map_err(lost)? {
+            Some(Frame::Head(h)) => h,
+            Some(Frame::Close(c)) => {
+                return Err(TunnelError::Closed {
+                    code: c.code,
+                    message: c.message,
+                })
+            }
+            Some(other) => return Err(TunnelError::Protocol(format!("expected Head, got {other:?}"))),
+            None => return Err(TunnelError::Lost("the broker closed the stream without answering".into())),
+        };
+        Ok(Exchange {
+            head,
+            reader,
+            writer: Some(writer),
+        })
+    }
+}
+
+/// One MCP exchange in progress. Dropping it before the end tells the
+/// broker to stop (the upstream call is cancelled).
+pub struct Exchange {
+    pub head: ResponseHead,
+    reader: FrameReader,
+    writer: Option<FrameWriter>,
+}
+
+impl Exchange {
+    /// The next message; `Ok(None)` when the broker closed the exchange cleanly.
+    pub async fn next_message(&mut self) -> Result<Option<McpMessage>, TunnelError> {
+        match self.reader.next().await {
+            Ok(Some(Frame::Message(m))) => Ok(Some(m)),
+            Ok(Some(Frame::Close(c))) => {
+                if let Some(mut w) = self.writer.take() {
+                    w.finish();
+                }
+                if c.code == CloseCode::DONE {
+                    Ok(None)
+                } else {
+                    Err(TunnelError::Closed {
+                        code: c.code,
+                        message: c.message,
+                    })
+                }
+            }
+            Ok(Some(other)) => Err(TunnelError::Protocol(format!("unexpected {other:?}"))),
+            Ok(None) => Err(TunnelError::Lost("the stream ended without a Close".into())),
+            Err(e) => Err(TunnelError::Lost(e.to_string())),
+        }
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if let Some(mut w) = self.writer.take() {
+            w.reset();
+            self.reader.stop();
+        }
+    }
+}
