@@ -26,6 +26,14 @@ const TOOLS: [&str; 7] = [
     "slow_count",
 ];
 
+/// A plain-HTTP reqwest client. reqwest is compiled with
+/// `rustls-no-provider` in this workspace, so a crypto provider must be
+/// installed before any client is built, even one that never uses TLS.
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// A running demo server; dropping it shuts it down.
 struct Server {
     url: String,
@@ -248,7 +256,7 @@ fn assert_fake_customer(customer: &Value, id: &str) {
 #[tokio::test]
 async fn handshake_era_session() {
     let server = Server::start("handshake").await;
-    let client = reqwest::Client::new();
+    let client = http_client();
 
     let init = post(
         &client,
@@ -457,7 +465,7 @@ async fn handshake_era_session() {
 #[tokio::test]
 async fn stateless_2026_07_28() {
     let server = Server::start("stateless").await;
-    let client = reqwest::Client::new();
+    let client = http_client();
 
     let discover = post(
         &client,
@@ -586,7 +594,7 @@ async fn stateless_2026_07_28() {
 #[tokio::test]
 async fn both_eras_at_once_and_record_is_per_line() {
     let server = Server::start("mixed").await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     let init = post(
         &client,
         &server.url,
@@ -646,7 +654,7 @@ async fn both_eras_at_once_and_record_is_per_line() {
 #[tokio::test]
 async fn cancelled_slow_count_stops() {
     let server = Server::start("cancel").await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     let init = post(
         &client,
         &server.url,
@@ -715,7 +723,7 @@ async fn cancelled_slow_count_stops() {
 #[tokio::test]
 async fn shutdown_ends_open_streams() {
     let server = Server::start("shutdown").await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     let mut meta = meta_2026();
     meta["progressToken"] = json!("p");
     let mut request = client

@@ -1,1 +1,15 @@
+//! End-to-end suites: every test starts real processes (hoop-broker, hoop,
+//! real MCP servers, the official Python and TypeScript SDK clients) on
+//! loopback and drives MCP traffic through the whole data path.
+//!
+//! Needs `bash tests/setup.sh` (pinned npm and pip packages) and the
+//! workspace binaries (`cargo build --workspace --bins`); `.ci/run` does both.
 
+#![allow(clippy::unwrap_used)]
+
+mod conformance;
+mod demo;
+mod failures;
+mod revisions;
+mod stdio_local;
+mod tunnel_frames;

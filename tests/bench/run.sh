@@ -1,0 +1,361 @@
+#!/usr/bin/env bash
+# End-to-end latency benchmark of hoop: what `hoop connect` + `hoop-broker`
+# add to one MCP tools/call round trip. A tool, not a test: CI does not run it.
+#
+# Measures tools/call latency (p50/p90/p99) and throughput with wrk (closed
+# loop, keep-alive; one request in flight per connection) at each
+# concurrency in BENCH_CONNS, for BENCH_DURATION seconds after a
+# BENCH_WARMUP-second warm-up that is thrown away, in these configurations:
+#
+#   floor-rust   hyper server answering a fixed JSON (the loopback HTTP floor)
+#   floor-node   node:http server answering a fixed JSON (floor for c/d)
+#   a demo       `hoop demo-server`, 2026-07-28 stateless tools/call echo
+#   b hoop-demo  the same through hoop connect -> QUIC -> hoop-broker
+#   c every      @modelcontextprotocol/server-everything (streamable HTTP,
+#                handshake era, one session; answers in SSE)
+#   d hoop-every the same through hoop (session issued by hoop)
+#
+# Usage: tests/bench/run.sh [--skip-build] [--only a,b,...] [--keep]
+#   --skip-build  use the release binaries already in the target dir
+#   --only LIST   comma-separated config names (floor-rust,floor-node,demo,
+#                 hoop-demo,every,hoop-every); default all
+#   --keep        keep the scratch dir (logs, broker state) after the run
+# Environment: BENCH_DURATION (10), BENCH_WARMUP (2), BENCH_CONNS ("1 16"),
+#   BENCH_WRK_THREADS (1), BENCH_HOST (127.0.0.1; loopback only),
+#   BENCH_PORT_BASE (14400: ports BASE..BASE+7 and BASE+33 must be free),
+#   CARGO_TARGET_DIR (default: <repo>/target).
+# Needs: cargo, wrk, curl, node (>= 20); bash tests/setup.sh for configs c/d.
+# Prints each command it runs, then a table; results also land in
+# $BENCH_OUT (default: <scratch>/results.tsv, printed at the end).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+
+die() { echo "bench: error: $*" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
+# Prints a command exactly as run, then runs it.
+run() { printf '+ %s\n' "$(printf '%q ' "$@")" >&2; "$@"; }
+
+skip_build=0
+only="floor-rust,floor-node,demo,hoop-demo,every,hoop-every"
+keep=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --skip-build) skip_build=1 ;;
+    --only) shift; only="${1:?--only needs a list}" ;;
+    --keep) keep=1 ;;
+    -h|--help) sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument $1 (see --help)" ;;
+  esac
+  shift
+done
+wants() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+
+duration="${BENCH_DURATION:-10}"
+warmup="${BENCH_WARMUP:-2}"
+conns="${BENCH_CONNS:-1 16}"
+wrk_threads="${BENCH_WRK_THREADS:-1}"
+host="${BENCH_HOST:-127.0.0.1}"
+base="${BENCH_PORT_BASE:-14400}"
+for n in "$duration" "$warmup" "$wrk_threads" "$base" $conns; do
+  [[ "$n" =~ ^[0-9]+$ ]] || die "not a number: $n"
+done
+[ "$duration" -ge 1 ] && [ "$duration" -le 300 ] || die "BENCH_DURATION must be 1..300 s"
+[ "$warmup" -le 60 ] || die "BENCH_WARMUP must be at most 60 s"
+
+# ---- loopback only --------------------------------------------------------
+is_loopback() {
+  case "$1" in
+    localhost|::1|\[::1\]) return 0 ;;
+  esac
+  [[ "$1" =~ ^127\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})$ ]] || return 1
+  local o
+  for o in "${BASH_REMATCH[@]:1}"; do [ "$o" -le 255 ] || return 1; done
+}
+# Every URL handed to curl or wrk goes through this.
+check_url() {
+  local rest="${1#http://}" h
+  [ "$rest" != "$1" ] || die "refusing non-http URL $1"
+  h="${rest%%/*}"
+  if [[ "$h" == \[* ]]; then h="${h%%]*}]"; else h="${h%:*}"; fi
+  is_loopback "$h" || die "refusing to send traffic to non-loopback address $h ($1)"
+}
+is_loopback "$host" || die "BENCH_HOST=$host is not a loopback address; this benchmark only runs on 127.0.0.0/8 or ::1"
+[ "$host" = "127.0.0.1" ] || [[ "$host" =~ ^127\. ]] || die "only IPv4 loopback (127.x.y.z) is supported as BENCH_HOST"
+
+floor_port=$((base + 0)); node_floor_port=$((base + 1)); demo_port=$((base + 2)); every_port=$((base + 3))
+hoop_demo_port=$((base + 4)); hoop_every_port=$((base + 5)); broker_port=$((base + 33))
+
+for tool in curl wrk node; do
+  command -v "$tool" >/dev/null 2>&1 || die "'$tool' is not on PATH (apt-get install wrk curl; Node >= 20)"
+done
+port_busy() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
+for p in $floor_port $node_floor_port $demo_port $every_port $hoop_demo_port $hoop_every_port; do
+  port_busy "$p" && die "port $p on $host is in use; set BENCH_PORT_BASE to a free range"
+done
+
+# ---- processes: everything started here is stopped on exit ---------------
+scratch="$(mktemp -d "${TMPDIR:-/tmp}/hoop-bench.XXXXXX")"
+pids=()
+cleanup() {
+  local rc=$? pid i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    pid="${pids[$i]}"
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  if [ "$keep" = 1 ] || [ "$rc" != 0 ]; then
+    log "scratch dir kept: $scratch"
+  else
+    rm -rf "$scratch"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME CMD...: runs CMD in the background, output to $scratch/NAME.log.
+start() {
+  local name="$1"; shift
+  printf '+ %s > %s 2>&1 &\n' "$(printf '%q ' "$@")" "$scratch/$name.log" >&2
+  "$@" >"$scratch/$name.log" 2>&1 &
+  pids+=("$!")
+  eval "pid_${name//-/_}=$!"
+}
+
+# wait_http URL: until anything answers HTTP there (bounded: 15 s).
+wait_http() {
+  check_url "$1"
+  local i
+  for i in $(seq 1 150); do
+    if curl -s -o /dev/null --max-time 1 "$1"; then return 0; fi
+    sleep 0.1
+  done
+  die "nothing answered at $1 within 15 s (logs in $scratch)"
+}
+
+# ---- build ----------------------------------------------------------------
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+bin="$target_dir/release"
+if [ "$skip_build" = 0 ]; then
+  (cd "$root" && run cargo build --release -p hoop-cli -p hoop-broker)
+  run cargo build --release --manifest-path "$here/floor/Cargo.toml"
+fi
+for b in hoop hoop-broker hoop-bench-floor; do
+  [ -x "$bin/$b" ] || die "$bin/$b is missing (run without --skip-build)"
+done
+
+# ---- requests -------------------------------------------------------------
+stateless_body='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"bench","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}'
+every_body='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}'
+init_body='{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}'
+initialized_body='{"jsonrpc":"2.0","method":"notifications/initialized"}'
+accept='Accept: application/json, text/event-stream'
+
+# post URL BODY [extra curl args...]: prints the response body.
+post() {
+  local url="$1" body="$2"; shift 2
+  check_url "$url"
+  curl -sS --max-time 10 -X POST "$url" -H 'Content-Type: application/json' -H "$accept" "$@" --data-binary "$body"
+}
+
+# handshake URL: initialize + notifications/initialized; prints the session id.
+handshake() {
+  local url="$1" hdrs="$scratch/init.$RANDOM.headers" sid
+  check_url "$url"
+  printf '+ %s\n' "curl -sS -D $hdrs -X POST $url -H 'Content-Type: application/json' -H '$accept' -H 'MCP-Protocol-Version: 2025-11-25' --data-binary '$init_body'" >&2
+  curl -sS --max-time 10 -D "$hdrs" -o "$hdrs.body" -X POST "$url" -H 'Content-Type: application/json' \
+    -H "$accept" -H 'MCP-Protocol-Version: 2025-11-25' --data-binary "$init_body"
+  sid="$(tr -d '\r' <"$hdrs" | awk -F': *' 'tolower($1)=="mcp-session-id" {print $2}' | tail -n1)"
+  [ -n "$sid" ] || die "initialize at $url returned no Mcp-Session-Id: $(cat "$hdrs" "$hdrs.body")"
+  grep -q '"protocolVersion"' "$hdrs.body" || die "initialize at $url did not succeed: $(cat "$hdrs.body")"
+  printf '+ %s\n' "curl -sS -X POST $url ... -H 'Mcp-Session-Id: $sid' --data-binary '$initialized_body'" >&2
+  post "$url" "$initialized_body" -H 'MCP-Protocol-Version: 2025-11-25' -H "Mcp-Session-Id: $sid" >/dev/null
+  echo "$sid"
+}
+
+# ---- start the servers ----------------------------------------------------
+configs=()
+if wants floor-rust; then
+  start floor "$bin/hoop-bench-floor" "$floor_port"
+fi
+if wants floor-node; then
+  start node-floor node -e '
+const body = JSON.stringify({jsonrpc:"2.0",id:1,result:{content:[{type:"text",text:"hi"}],isError:false}});
+require("node:http").createServer((req, res) => {
+  req.resume();
+  req.on("end", () => { res.writeHead(200, {"content-type": "application/json"}); res.end(body); });
+}).listen(Number(process.argv[1]), "127.0.0.1");' "$node_floor_port"
+fi
+if wants demo || wants hoop-demo; then
+  start demo "$bin/hoop" demo-server --port "$demo_port"
+fi
+if wants every || wants hoop-every; then
+  every_js="$root/tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+  [ -f "$every_js" ] || die "server-everything is not installed: run bash tests/setup.sh"
+  # server-everything logs a line per request on stdout; that goes to its log file.
+  start every env PORT="$every_port" node --require "$root/tests/fixtures/loopback_only.cjs" "$every_js" streamableHttp
+fi
+if wants hoop-demo || wants hoop-every; then
+  port_busy "$broker_port" && die "port $broker_port on $host is in use (UDP is what the broker needs; pick another BENCH_PORT_BASE)"
+  cat >"$scratch/broker.toml" <<EOF
+listen = "$host:$broker_port"
+
+[targets.demo]
+transport = "http"
+url = "http://$host:$demo_port/mcp"
+
+[targets.everything]
+transport = "http"
+url = "http://$host:$every_port/mcp"
+EOF
+  log "broker config $scratch/broker.toml:"; sed 's/^/    /' "$scratch/broker.toml" >&2
+  start broker "$bin/hoop-broker" dev --config "$scratch/broker.toml" --state-dir "$scratch/state"
+  pin=""
+  for _ in $(seq 1 150); do
+    pin="$(grep -o 'sha256:[0-9a-fA-F]\{64\}' "$scratch/broker.log" | head -n1 || true)"
+    [ -n "$pin" ] && [ -f "$scratch/state/tokens/alice.token" ] && break
+    kill -0 "$pid_broker" 2>/dev/null || die "hoop-broker exited: $(cat "$scratch/broker.log")"
+    sleep 0.1
+  done
+  [ -n "$pin" ] || die "hoop-broker printed no certificate fingerprint: $(cat "$scratch/broker.log")"
+  [ -f "$scratch/state/tokens/alice.token" ] || die "no token file at $scratch/state/tokens/alice.token: $(cat "$scratch/broker.log")"
+  connect_args=(--broker "$host:$broker_port" --pin "$pin" --token-file "$scratch/state/tokens/alice.token" --no-local-auth)
+  # A config file that cannot exist, so no user profile leaks in.
+  export HOOP_CONFIG="$scratch/no-such-hoop-config.toml"
+  unset HOOP_BROKER HOOP_PROFILE HOOP_CA_FILE HOOP_PIN HOOP_SERVER_NAME HOOP_TOKEN_FILE
+  if wants hoop-demo; then
+    start hoop-demo "$bin/hoop" connect mcp demo --port "$hoop_demo_port" "${connect_args[@]}"
+  fi
+  if wants hoop-every; then
+    start hoop-every "$bin/hoop" connect mcp everything --port "$hoop_every_port" "${connect_args[@]}"
+  fi
+fi
+
+# ---- wait, then check each answers the echo -------------------------------
+declare -A url body proto session mmethod mname pidof
+add() { # name url body proto session mcp-method mcp-name server-pid
+  configs+=("$1"); url[$1]="$2"; body[$1]="$3"; proto[$1]="$4"; session[$1]="$5"
+  mmethod[$1]="$6"; mname[$1]="$7"; pidof[$1]="$8"
+}
+expect_echo() { # name response expected-substring
+  case "$2" in
+    *"$3"*) log "$1: echo ok" ;;
+    *) die "$1 did not answer the echo; got: $2" ;;
+  esac
+}
+
+if wants floor-rust; then
+  u="http://$host:$floor_port/mcp"; wait_http "$u"
+  expect_echo floor-rust "$(post "$u" "$stateless_body")" '"text":"hi"'
+  add floor-rust "$u" "$stateless_body" "" "" "" "" "$pid_floor"
+fi
+if wants floor-node; then
+  u="http://$host:$node_floor_port/mcp"; wait_http "$u"
+  expect_echo floor-node "$(post "$u" "$stateless_body")" '"text":"hi"'
+  add floor-node "$u" "$stateless_body" "" "" "" "" "$pid_node_floor"
+fi
+stateless_hdrs=(-H 'MCP-Protocol-Version: 2026-07-28' -H 'Mcp-Method: tools/call' -H 'Mcp-Name: echo')
+if wants demo || wants hoop-demo; then
+  wait_http "http://$host:$demo_port/mcp"
+fi
+if wants demo; then
+  u="http://$host:$demo_port/mcp"
+  printf '+ %s\n' "curl -sS -X POST $u -H 'Content-Type: application/json' -H '$accept' -H 'MCP-Protocol-Version: 2026-07-28' -H 'Mcp-Method: tools/call' -H 'Mcp-Name: echo' --data-binary '$stateless_body'" >&2
+  r="$(post "$u" "$stateless_body" "${stateless_hdrs[@]}")"; echo "    $r" >&2
+  expect_echo demo "$r" '"text":"hi"'
+  add demo "$u" "$stateless_body" 2026-07-28 "" tools/call echo "$pid_demo"
+fi
+if wants hoop-demo; then
+  u="http://$host:$hoop_demo_port/mcp"; wait_http "$u"
+  r="$(post "$u" "$stateless_body" "${stateless_hdrs[@]}")"; echo "    $r" >&2
+  expect_echo hoop-demo "$r" '"text":"hi"'
+  add hoop-demo "$u" "$stateless_body" 2026-07-28 "" tools/call echo "$pid_demo"
+fi
+if wants every || wants hoop-every; then
+  wait_http "http://$host:$every_port/mcp"
+fi
+if wants every; then
+  u="http://$host:$every_port/mcp"
+  sid="$(handshake "$u")"
+  r="$(post "$u" "$every_body" -H 'MCP-Protocol-Version: 2025-11-25' -H "Mcp-Session-Id: $sid")"; echo "    $r" >&2
+  expect_echo every "$r" 'Echo: hi'
+  add every "$u" "$every_body" 2025-11-25 "$sid" "" "" "$pid_every"
+fi
+if wants hoop-every; then
+  u="http://$host:$hoop_every_port/mcp"; wait_http "$u"
+  sid="$(handshake "$u")"
+  r="$(post "$u" "$every_body" -H 'MCP-Protocol-Version: 2025-11-25' -H "Mcp-Session-Id: $sid")"; echo "    $r" >&2
+  expect_echo hoop-every "$r" 'Echo: hi'
+  add hoop-every "$u" "$every_body" 2025-11-25 "$sid" "" "" "$pid_every"
+fi
+
+# ---- CPU accounting: utime+stime of a process, in clock ticks -------------
+tck="$(getconf CLK_TCK)"
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# ---- measure --------------------------------------------------------------
+out="${BENCH_OUT:-$scratch/results.tsv}"
+printf 'config\tconns\tp50_us\tp90_us\tp99_us\tmax_us\trps\trequests\tnon2xx\tsock_errors\tcpu_us_per_req_server\tcpu_us_per_req_hoop\tcpu_us_per_req_broker\n' >"$out"
+declare -A p50
+for name in "${configs[@]}"; do
+  for c in $conns; do
+    export BENCH_BODY="${body[$name]}" BENCH_PROTO="${proto[$name]}" BENCH_SESSION="${session[$name]}"
+    export BENCH_MCP_METHOD="${mmethod[$name]}" BENCH_MCP_NAME="${mname[$name]}"
+    check_url "${url[$name]}"
+    wrk_cmd=(wrk -t"$(( wrk_threads < c ? wrk_threads : c ))" -c"$c" --timeout 5s -s "$here/tools_call.lua" "${url[$name]}")
+    log "$name, $c connection(s): warm-up ${warmup}s"
+    [ "$warmup" -gt 0 ] && "${wrk_cmd[@]:0:3}" -d"${warmup}s" "${wrk_cmd[@]:3}" >/dev/null
+    hoop_pid=""; broker_pid=""
+    case "$name" in
+      hoop-demo) hoop_pid="$pid_hoop_demo"; broker_pid="$pid_broker" ;;
+      hoop-every) hoop_pid="$pid_hoop_every"; broker_pid="$pid_broker" ;;
+    esac
+    s0="$(cpu_ticks "${pidof[$name]}")"; h0="$([ -n "$hoop_pid" ] && cpu_ticks "$hoop_pid" || echo 0)"
+    b0="$([ -n "$broker_pid" ] && cpu_ticks "$broker_pid" || echo 0)"
+    line="$(run "${wrk_cmd[@]:0:3}" -d"${duration}s" "${wrk_cmd[@]:3}" | tee "$scratch/wrk.$name.c$c.txt" | grep '^RESULT ' || true)"
+    [ -n "$line" ] || die "wrk printed no RESULT line: $(cat "$scratch/wrk.$name.c$c.txt")"
+    s1="$(cpu_ticks "${pidof[$name]}")"; h1="$([ -n "$hoop_pid" ] && cpu_ticks "$hoop_pid" || echo 0)"
+    b1="$([ -n "$broker_pid" ] && cpu_ticks "$broker_pid" || echo 0)"
+    declare -A r=()
+    for kv in ${line#RESULT }; do r[${kv%%=*}]="${kv#*=}"; done
+    per_req() { awk -v d="$1" -v n="${r[requests]}" -v t="$tck" 'BEGIN { if (n > 0) printf "%.1f", d * 1e6 / t / n; else print "-" }'; }
+    cs="$(per_req $((s1 - s0)))"; ch="-"; cb="-"
+    [ -n "$hoop_pid" ] && ch="$(per_req $((h1 - h0)))" && cb="$(per_req $((b1 - b0)))"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "${r[p50_us]}" "${r[p90_us]}" \
+      "${r[p99_us]}" "${r[max_us]}" "${r[rps]}" "${r[requests]}" "${r[non2xx]}" "${r[sock_errors]}" "$cs" "$ch" "$cb" >>"$out"
+    p50["$name/$c"]="${r[p50_us]}"
+    if [ "${r[non2xx]}" != 0 ] || [ "${r[sock_errors]}" != 0 ]; then
+      log "WARNING: $name at $c connection(s): ${r[non2xx]} non-2xx answers, ${r[sock_errors]} socket errors"
+    fi
+    unset r
+  done
+done
+
+# ---- report ---------------------------------------------------------------
+echo
+echo "hoop tools/call benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPU(s), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r)"
+echo "wrk closed loop, keep-alive, ${duration}s per run after ${warmup}s warm-up; latency in microseconds"
+echo "cpu/req = CPU time (user+sys) the process used during the run / requests (the server, hoop connect, hoop-broker)"
+echo
+{
+  printf 'config\tconns\tp50\tp90\tp99\tmax\treq/s\trequests\tnon-2xx\tsock-err\tcpu/req srv\tcpu/req hoop\tcpu/req broker\n'
+  tail -n +2 "$out"
+} | column -t -s $'\t'
+echo
+added() { # through direct conns
+  local a="${p50[$1/$3]:-}" b="${p50[$2/$3]:-}"
+  [ -n "$a" ] && [ -n "$b" ] && echo "added p50 by hoop ($1 - $2), $3 connection(s): $((a - b)) us (target <= 150 us)"
+  return 0
+}
+for c in $conns; do
+  added hoop-demo demo "$c"
+  added hoop-every every "$c"
+done
+echo
+echo "raw results: $out"

@@ -1,0 +1,189 @@
+//! The broker's QUIC side under hostile input: bad tokens, garbage frames,
+//! wrong frame order, unknown targets. Each gets a typed refusal, and the
+//! broker keeps serving the next, well-behaved client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use hoop_broker::config::{BrokerConfig, DevConfig};
+use hoop_broker::identity::dev::DevIdentities;
+use hoop_broker::tunnel::framed::{FrameReader, FrameWriter};
+use hoop_broker::tunnel::tls;
+use hoop_cli::tunnel::{tls::client_config, Trust};
+use hoop_proto::*;
+
+struct Fixture {
+    broker: hoop_broker::RunningBroker,
+    identities: Arc<DevIdentities>,
+    endpoint: quinn::Endpoint,
+}
+
+async fn fixture() -> Fixture {
+    let mut config = BrokerConfig::empty();
+    config.listen = ([127, 0, 0, 1], 0).into();
+    let identities = Arc::new(DevIdentities::ephemeral(DevConfig::default()).unwrap());
+    let broker = hoop_broker::start(&config, tls::self_signed().unwrap(), identities.clone())
+        .await
+        .unwrap();
+    let mut endpoint = quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).unwrap();
+    endpoint.set_default_client_config(client_config(&Trust::Pin(broker.fingerprint.clone())).unwrap());
+    Fixture {
+        broker,
+        identities,
+        endpoint,
+    }
+}
+
+impl Fixture {
+    async fn conn(&self) -> quinn::Connection {
+        self.endpoint
+            .connect(self.broker.addr, "localhost")
+            .unwrap()
+            .await
+            .unwrap()
+    }
+
+    /// Opens the control stream and sends `hello` bytes; returns the answer.
+    async fn hello_raw(&self, conn: &quinn::Connection, bytes: &[u8]) -> Option<Frame> {
+        let (mut send, recv) = conn.open_bi().await.unwrap();
+        send.write_all(bytes).await.unwrap();
+        let mut reader = FrameReader::new(recv, 1 << 20);
+        tokio::time::timeout(Duration::from_secs(10), reader.next())
+            .await
+            .unwrap()
+            .ok()
+            .flatten()
+    }
+
+    async fn authenticated(&self) -> (quinn::Connection, quinn::SendStream) {
+        let conn = self.conn().await;
+        let (send, recv) = conn.open_bi().await.unwrap();
+        let mut w = FrameWriter::new(send);
+        let token = self.identities.mint("alice").unwrap();
+        w.send(&Frame::Hello(hello(&token))).await.unwrap();
+        let mut r = FrameReader::new(recv, 1 << 20);
+        match r.next().await.unwrap() {
+            Some(Frame::Welcome(w)) => assert_eq!(w.identity.subject, "alice"),
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+        std::mem::forget(r);
+        (conn, w.into_inner())
+    }
+}
+
+fn hello(token: &str) -> Hello {
+    Hello {
+        version: PROTOCOL_VERSION,
+        token: token.into(),
+        client_name: "test".into(),
+        client_version: "0".into(),
+    }
+}
+
+fn encoded(f: &Frame) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    encode(f, &mut b);
+    b.to_vec()
+}
+
+#[tokio::test]
+async fn hostile_control_streams_get_typed_refusals() {
+    let fx = fixture().await;
+    let code_of = |f: Option<Frame>| match f {
+        Some(Frame::ControlError(e)) => e.code,
+        other => panic!("expected ControlError, got {other:?}"),
+    };
+    // A token from another signing key, garbage, and no token at all.
+    let stranger = DevIdentities::ephemeral(DevConfig::default()).unwrap().mint("alice").unwrap();
+    for token in [stranger.as_str(), "not-a-jwt", ""] {
+        let c = fx.conn().await;
+        let answer = fx.hello_raw(&c, &encoded(&Frame::Hello(hello(token)))).await;
+        assert_eq!(code_of(answer), ErrorCode::UNAUTHENTICATED);
+    }
+    // Bytes that are not a frame.
+    let c = fx.conn().await;
+    let answer = fx.hello_raw(&c, &[0, 0, 0, 3, 0xee, 1, 2]).await;
+    assert_eq!(code_of(answer), ErrorCode::MALFORMED_FRAME);
+    // A valid frame, but not Hello.
+    let c = fx.conn().await;
+    let open = Frame::Open(OpenStream {
+        target: "x".into(),
+        kind: StreamKind::Post,
+        headers: McpHeaders::default(),
+    });
+    assert_eq!(code_of(fx.hello_raw(&c, &encoded(&open)).await), ErrorCode::UNEXPECTED_FRAME);
+    // A version older than any this broker speaks.
+    let c = fx.conn().await;
+    let old = Frame::Hello(Hello {
+        version: 0,
+        ..hello(&fx.identities.mint("bob").unwrap())
+    });
+    assert_eq!(code_of(fx.hello_raw(&c, &encoded(&old)).await), ErrorCode::UNSUPPORTED_VERSION);
+    // A length prefix far over the limit is refused before it is buffered.
+    let c = fx.conn().await;
+    assert_eq!(code_of(fx.hello_raw(&c, &[0xff, 0xff, 0xff, 0xff]).await), ErrorCode::MALFORMED_FRAME);
+
+    // The broker still serves a well-behaved client.
+    let (_conn, _control) = fx.authenticated().await;
+    fx.broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn hostile_mcp_streams_are_closed_with_a_reason() {
+    let fx = fixture().await;
+    let (conn, _control) = fx.authenticated().await;
+    let close_of = |frames: Vec<Frame>| -> (CloseCode, String) {
+        match frames.last() {
+            Some(Frame::Close(c)) => (c.code, c.message.clone()),
+            other => panic!("expected Close, got {other:?}"),
+        }
+    };
+    async fn exchange(conn: &quinn::Connection, bytes: Vec<u8>) -> Vec<Frame> {
+        let (mut send, recv) = conn.open_bi().await.unwrap();
+        send.write_all(&bytes).await.unwrap();
+        send.finish().unwrap();
+        let mut r = FrameReader::new(recv, 1 << 24);
+        let mut out = Vec::new();
+        for _ in 0..16 {
+            match tokio::time::timeout(Duration::from_secs(10), r.next()).await.unwrap() {
+                Ok(Some(f)) => out.push(f),
+                _ => break,
+            }
+        }
+        out
+    }
+    // Garbage where Open should be.
+    let (code, msg) = close_of(exchange(&conn, vec![0, 0, 0, 2, 0x99, 0]).await);
+    assert_eq!(code, CloseCode::MALFORMED, "{msg}");
+    // A Message first.
+    let msg_first = encoded(&Frame::Message(McpMessage { event_id: None, body: "{}".into() }));
+    assert_eq!(close_of(exchange(&conn, msg_first).await).0, CloseCode::MALFORMED);
+    // A POST without its message.
+    let open = |target: &str| {
+        encoded(&Frame::Open(OpenStream {
+            target: target.into(),
+            kind: StreamKind::Post,
+            headers: McpHeaders::default(),
+        }))
+    };
+    assert_eq!(close_of(exchange(&conn, open("x")).await).0, CloseCode::MALFORMED);
+    // An unknown target: an HTTP-style 404 with a JSON-RPC error naming it.
+    let mut bytes = open("nope");
+    bytes.extend(encoded(&Frame::Message(McpMessage {
+        event_id: None,
+        body: r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#.into(),
+    })));
+    let frames = exchange(&conn, bytes).await;
+    match &frames[0] {
+        Frame::Head(h) => assert_eq!(h.status, 404),
+        other => panic!("expected Head, got {other:?}"),
+    }
+    match &frames[1] {
+        Frame::Message(m) => assert!(String::from_utf8_lossy(&m.body).contains("no target named \\\"nope\\\""), "{m:?}"),
+        other => panic!("expected Message, got {other:?}"),
+    }
+    // The connection survived all of it.
+    assert!(conn.close_reason().is_none());
+    fx.broker.shutdown().await;
+}
