@@ -5,6 +5,15 @@
 
 use hoop_e2e::*;
 
+/// `--header K=V` arguments carrying the local endpoint's secret.
+fn header_args(connect: &Connect) -> Vec<String> {
+    connect
+        .auth_header()
+        .into_iter()
+        .flat_map(|h| ["--header".to_string(), h])
+        .collect()
+}
+
 #[test]
 fn server_everything_over_http_in_both_client_modes() {
     let dir = scratch();
@@ -16,7 +25,7 @@ fn server_everything_over_http_in_both_client_modes() {
         &format!("[targets.everything]\ntransport = \"http\"\nurl = \"{upstream}\"\n"),
     );
     let connect = Connect::start(dir.path(), &broker, "everything", &[]);
-    let auth = connect.auth_header().iter().map(|h| format!("--header={h}")).collect::<Vec<_>>();
+    let auth = header_args(&connect);
     let scenarios = [
         "negotiated", "list_tools", "echo", "resources", "prompts", "progress", "sampling", "elicitation", "task",
         "cancel",
@@ -62,7 +71,7 @@ fn stateless_2026_server_from_the_python_sdk() {
         ),
     );
     let connect = Connect::start(dir.path(), &broker, "bank", &[]);
-    let auth = connect.auth_header().iter().map(|h| format!("--header={h}")).collect::<Vec<_>>();
+    let auth = header_args(&connect);
     let out = python_client(
         &connect.url,
         "auto",
@@ -82,6 +91,11 @@ fn stateless_2026_server_from_the_python_sdk() {
     assert!(!calls.is_empty(), "no tools/call recorded: {received:#?}");
     for c in &calls {
         let text = c.to_string();
+        // 2026-07-28 calls carry routing headers the broker derived.
+        if c["protocol_version"] == "2026-07-28" {
+            assert_eq!(c["headers"]["mcp-method"], "tools/call", "{text}");
+            assert_eq!(c["headers"]["mcp-name"], c["name"], "{text}");
+        }
         assert!(text.contains("Bearer svc-credential-123"), "service credential missing: {text}");
         if let Some(s) = &connect.secret {
             assert!(!text.contains(s.as_str()), "local secret leaked upstream: {text}");

@@ -38,7 +38,8 @@ pub struct McpMessage {
     /// `method` for requests and notifications.
     pub method: Option<String>,
     /// What the call is about: `params.name` for tools and prompts,
-    /// `params.uri` for resources; the value `Mcp-Name` mirrors.
+    /// `params.uri` for resources, `params.taskId` for tasks; the value
+    /// `Mcp-Name` mirrors.
     pub name: Option<String>,
     /// `params._meta["io.modelcontextprotocol/protocolVersion"]`.
     pub protocol_version: Option<String>,
@@ -111,6 +112,16 @@ impl McpMessage {
         })
     }
 
+    /// The `id` of a message that failed validation but is valid JSON, so
+    /// the refusal can still be matched to its request.
+    pub fn salvage_id(body: &[u8]) -> Option<Value> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        match v.get("id")? {
+            id @ (Value::String(_) | Value::Number(_)) => Some(id.clone()),
+            _ => None,
+        }
+    }
+
     pub fn params(&self) -> Option<&Map<String, Value>> {
         self.value.get("params").and_then(Value::as_object)
     }
@@ -142,6 +153,8 @@ fn name_of(method: Option<&str>, params: &Map<String, Value>) -> Option<String> 
     let key = match method? {
         "tools/call" | "prompts/get" => "name",
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => "uri",
+        // Tasks extension: the task a call is about.
+        "tasks/get" | "tasks/update" | "tasks/cancel" | "tasks/result" => "taskId",
         _ => return None,
     };
     params.get(key)?.as_str().map(str::to_owned)

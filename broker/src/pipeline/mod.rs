@@ -151,7 +151,11 @@ impl Pipeline {
             Ok(m) => m,
             Err(e) => {
                 self.audit.refused(caller, &target.name, &e);
-                return Reply::error(&e, None);
+                let id = match e.code {
+                    codes::PARSE_ERROR => None,
+                    _ => McpMessage::salvage_id(&body),
+                };
+                return Reply::error(&e, id.as_ref());
             }
         };
         let id = msg.id.clone();
