@@ -169,9 +169,8 @@ fn default_max_message() -> usize {
 impl BrokerConfig {
     /// Reads and validates a config file; errors name the file and position.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            anyhow::anyhow!("cannot read config file {}: {e}", path.display())
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
         Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 
@@ -194,23 +193,34 @@ impl BrokerConfig {
 
     fn validate(&self) -> anyhow::Result<()> {
         for (name, t) in &self.targets {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                anyhow::bail!("target name {name:?} may only hold letters, digits, '-', '_' and '.'");
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                anyhow::bail!(
+                    "target name {name:?} may only hold letters, digits, '-', '_' and '.'"
+                );
             }
             match t.transport {
                 TransportKind::Http => {
                     let Some(url) = &t.url else {
                         anyhow::bail!("target {name}: transport \"http\" needs url = \"http://host:port/mcp\"");
                     };
-                    let u = reqwest::Url::parse(url)
-                        .map_err(|e| anyhow::anyhow!("target {name}: url {url:?} is not a URL: {e}"))?;
+                    let u = reqwest::Url::parse(url).map_err(|e| {
+                        anyhow::anyhow!("target {name}: url {url:?} is not a URL: {e}")
+                    })?;
                     if !matches!(u.scheme(), "http" | "https") {
-                        anyhow::bail!("target {name}: url must be http:// or https://, got {url:?}");
+                        anyhow::bail!(
+                            "target {name}: url must be http:// or https://, got {url:?}"
+                        );
                     }
                 }
                 TransportKind::Stdio => {
                     if t.command.as_deref().unwrap_or("").is_empty() {
-                        anyhow::bail!("target {name}: transport \"stdio\" needs command = \"program\"");
+                        anyhow::bail!(
+                            "target {name}: transport \"stdio\" needs command = \"program\""
+                        );
                     }
                     if t.pool_size == 0 || t.pool_size > 64 {
                         anyhow::bail!("target {name}: pool_size must be between 1 and 64");
@@ -219,7 +229,9 @@ impl BrokerConfig {
             }
             if let Some(c) = &t.credential {
                 if c.bearer_env.is_some() == c.bearer_file.is_some() {
-                    anyhow::bail!("target {name}: credential needs exactly one of bearer_env or bearer_file");
+                    anyhow::bail!(
+                        "target {name}: credential needs exactly one of bearer_env or bearer_file"
+                    );
                 }
             }
         }
@@ -237,7 +249,10 @@ impl CredentialSource {
             })?
         } else if let Some(file) = &self.bearer_file {
             std::fs::read_to_string(file).map_err(|e| {
-                anyhow::anyhow!("target {target}: cannot read credential file {}: {e}", file.display())
+                anyhow::anyhow!(
+                    "target {target}: cannot read credential file {}: {e}",
+                    file.display()
+                )
             })?
         } else {
             anyhow::bail!("target {target}: credential has no source");
@@ -276,7 +291,10 @@ mod tests {
 
     #[test]
     fn refuses_unknown_fields_and_bad_urls() {
-        let err = format!("{:#}", BrokerConfig::parse("lisen = \"127.0.0.1:1\"").unwrap_err());
+        let err = format!(
+            "{:#}",
+            BrokerConfig::parse("lisen = \"127.0.0.1:1\"").unwrap_err()
+        );
         assert!(err.contains("lisen"), "{err}");
         let err = BrokerConfig::parse("[targets.x]\ntransport = \"http\"\nurl = \"ftp://x\"")
             .unwrap_err()

@@ -123,7 +123,8 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
             .data_dir()
             .join("dev-broker"),
     };
-    let identities = DevIdentities::load_or_create(&state.join("signing-key.pem"), config.dev.clone())?;
+    let identities =
+        DevIdentities::load_or_create(&state.join("signing-key.pem"), config.dev.clone())?;
     if let Some(DevAction::Token { name }) = args.action {
         println!("{}", identities.mint(&name)?);
         return Ok(());
@@ -140,8 +141,19 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let broker = hoop_broker::start(&config, material, Arc::new(identities)).await?;
     let targets: Vec<&str> = broker.pipeline.target_names().collect();
     println!("hoop dev broker listening on {} (QUIC)", broker.addr);
-    println!("certificate: {} ({})", files.cert.display(), broker.fingerprint);
-    println!("targets: {}", if targets.is_empty() { "(none: pass --config)".to_string() } else { targets.join(", ") });
+    println!(
+        "certificate: {} ({})",
+        files.cert.display(),
+        broker.fingerprint
+    );
+    println!(
+        "targets: {}",
+        if targets.is_empty() {
+            "(none: pass --config)".to_string()
+        } else {
+            targets.join(", ")
+        }
+    );
     for (n, p) in &token_files {
         println!("token for {n}: {}", p.display());
     }
@@ -165,7 +177,8 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
 async fn terminate() {
     #[cfg(unix)]
     {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
             return;
         }
@@ -176,7 +189,9 @@ async fn terminate() {
 fn init_logging(filter: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

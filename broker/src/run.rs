@@ -56,7 +56,10 @@ pub async fn start(
     let pipeline = Arc::new(Pipeline::new(targets));
     let server_config = quic_server_config(tls)?;
     let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(|e| {
-        anyhow::anyhow!("cannot listen on udp {}: {e} (is another broker running there?)", config.listen)
+        anyhow::anyhow!(
+            "cannot listen on udp {}: {e} (is another broker running there?)",
+            config.listen
+        )
     })?;
     let addr = endpoint.local_addr()?;
     let server = Arc::new(TunnelServer {

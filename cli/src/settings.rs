@@ -64,7 +64,8 @@ pub struct ConnectionArgs {
 }
 
 pub fn default_config_path() -> Option<PathBuf> {
-    directories::ProjectDirs::from("dev", "hoop", "hoop").map(|d| d.config_dir().join("config.toml"))
+    directories::ProjectDirs::from("dev", "hoop", "hoop")
+        .map(|d| d.config_dir().join("config.toml"))
 }
 
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<ConfigFile> {
@@ -77,7 +78,9 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<ConfigFile> {
     };
     match std::fs::read_to_string(&path) {
         Ok(text) => toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(ConfigFile::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            Ok(ConfigFile::default())
+        }
         Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
     }
 }
@@ -92,7 +95,11 @@ impl ConnectionArgs {
                 let known: Vec<&str> = file.profiles.keys().map(String::as_str).collect();
                 anyhow::anyhow!(
                     "no profile {n:?} in config.toml (profiles: {})",
-                    if known.is_empty() { "none".into() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
                 )
             })?,
             None => Profile::default(),
@@ -126,7 +133,9 @@ impl ConnectionArgs {
 fn resolve_addr(broker: &str) -> anyhow::Result<SocketAddr> {
     broker
         .to_socket_addrs()
-        .map_err(|e| anyhow::anyhow!("broker address {broker:?} does not resolve: {e} (expected host:port)"))?
+        .map_err(|e| {
+            anyhow::anyhow!("broker address {broker:?} does not resolve: {e} (expected host:port)")
+        })?
         .next()
         .ok_or_else(|| anyhow::anyhow!("broker address {broker:?} resolves to nothing"))
 }
@@ -151,7 +160,9 @@ fn read_token(file: Option<PathBuf>) -> anyhow::Result<String> {
         }
     }
     let Some(file) = file else {
-        anyhow::bail!("no token: set HOOP_TOKEN, pass --token-file FILE, or add token_file to a profile");
+        anyhow::bail!(
+            "no token: set HOOP_TOKEN, pass --token-file FILE, or add token_file to a profile"
+        );
     };
     let t = std::fs::read_to_string(&file)
         .map_err(|e| anyhow::anyhow!("cannot read token file {}: {e}", file.display()))?;

@@ -71,7 +71,9 @@ pub struct Reauth {
 
 impl std::fmt::Debug for Reauth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reauth").field("token", &"<redacted>").finish()
+        f.debug_struct("Reauth")
+            .field("token", &"<redacted>")
+            .finish()
     }
 }
 

@@ -128,12 +128,13 @@ start() {
   eval "pid_${name//-/_}=$!"
 }
 
-# wait_http URL: until anything answers HTTP there (bounded: 15 s).
+# wait_http URL PID: until anything answers HTTP there (bounded: 15 s).
 wait_http() {
   check_url "$1"
   local i
   for i in $(seq 1 150); do
     if curl -s -o /dev/null --max-time 1 "$1"; then return 0; fi
+    kill -0 "$2" 2>/dev/null || die "the process meant to serve $1 exited (logs in $scratch)"
     sleep 0.1
   done
   die "nothing answered at $1 within 15 s (logs in $scratch)"
@@ -225,8 +226,9 @@ EOF
   [ -n "$pin" ] || die "hoop-broker printed no certificate fingerprint: $(cat "$scratch/broker.log")"
   [ -f "$scratch/state/tokens/alice.token" ] || die "no token file at $scratch/state/tokens/alice.token: $(cat "$scratch/broker.log")"
   connect_args=(--broker "$host:$broker_port" --pin "$pin" --token-file "$scratch/state/tokens/alice.token" --no-local-auth)
-  # A config file that cannot exist, so no user profile leaks in.
-  export HOOP_CONFIG="$scratch/no-such-hoop-config.toml"
+  # An empty config file, so no user profile leaks in.
+  : >"$scratch/hoop-config.toml"
+  export HOOP_CONFIG="$scratch/hoop-config.toml"
   unset HOOP_BROKER HOOP_PROFILE HOOP_CA_FILE HOOP_PIN HOOP_SERVER_NAME HOOP_TOKEN_FILE
   if wants hoop-demo; then
     start hoop-demo "$bin/hoop" connect mcp demo --port "$hoop_demo_port" "${connect_args[@]}"
@@ -250,18 +252,18 @@ expect_echo() { # name response expected-substring
 }
 
 if wants floor-rust; then
-  u="http://$host:$floor_port/mcp"; wait_http "$u"
+  u="http://$host:$floor_port/mcp"; wait_http "$u" "$pid_floor"
   expect_echo floor-rust "$(post "$u" "$stateless_body")" '"text":"hi"'
   add floor-rust "$u" "$stateless_body" "" "" "" "" "$pid_floor"
 fi
 if wants floor-node; then
-  u="http://$host:$node_floor_port/mcp"; wait_http "$u"
+  u="http://$host:$node_floor_port/mcp"; wait_http "$u" "$pid_node_floor"
   expect_echo floor-node "$(post "$u" "$stateless_body")" '"text":"hi"'
   add floor-node "$u" "$stateless_body" "" "" "" "" "$pid_node_floor"
 fi
 stateless_hdrs=(-H 'MCP-Protocol-Version: 2026-07-28' -H 'Mcp-Method: tools/call' -H 'Mcp-Name: echo')
 if wants demo || wants hoop-demo; then
-  wait_http "http://$host:$demo_port/mcp"
+  wait_http "http://$host:$demo_port/mcp" "$pid_demo"
 fi
 if wants demo; then
   u="http://$host:$demo_port/mcp"
@@ -271,13 +273,13 @@ if wants demo; then
   add demo "$u" "$stateless_body" 2026-07-28 "" tools/call echo "$pid_demo"
 fi
 if wants hoop-demo; then
-  u="http://$host:$hoop_demo_port/mcp"; wait_http "$u"
+  u="http://$host:$hoop_demo_port/mcp"; wait_http "$u" "$pid_hoop_demo"
   r="$(post "$u" "$stateless_body" "${stateless_hdrs[@]}")"; echo "    $r" >&2
   expect_echo hoop-demo "$r" '"text":"hi"'
   add hoop-demo "$u" "$stateless_body" 2026-07-28 "" tools/call echo "$pid_demo"
 fi
 if wants every || wants hoop-every; then
-  wait_http "http://$host:$every_port/mcp"
+  wait_http "http://$host:$every_port/mcp" "$pid_every"
 fi
 if wants every; then
   u="http://$host:$every_port/mcp"
@@ -287,7 +289,7 @@ if wants every; then
   add every "$u" "$every_body" 2025-11-25 "$sid" "" "" "$pid_every"
 fi
 if wants hoop-every; then
-  u="http://$host:$hoop_every_port/mcp"; wait_http "$u"
+  u="http://$host:$hoop_every_port/mcp"; wait_http "$u" "$pid_hoop_every"
   sid="$(handshake "$u")"
   r="$(post "$u" "$every_body" -H 'MCP-Protocol-Version: 2025-11-25' -H "Mcp-Session-Id: $sid")"; echo "    $r" >&2
   expect_echo hoop-every "$r" 'Echo: hi'

@@ -22,7 +22,9 @@ fn passing(url: &str, dir: &std::path::Path) -> (BTreeSet<String>, BTreeSet<Stri
             Some(x) => x,
             None => continue,
         };
-        let Some((name, _)) = rest.split_once(": ") else { continue };
+        let Some((name, _)) = rest.split_once(": ") else {
+            continue;
+        };
         match mark {
             "✓" => pass.insert(name.to_owned()),
             "✗" => fail.insert(name.to_owned()),
@@ -49,9 +51,23 @@ fn every_scenario_passing_direct_passes_through_hoop() {
     );
     let connect = Connect::start(dir.path(), &broker, "everything", &["--no-local-auth"]);
     let (via, via_fail) = passing(&connect.url, &dir.path().join("via-hoop"));
-    eprintln!("conformance direct: {} passed {direct:?}, {} failed", direct.len(), direct_fail.len());
-    eprintln!("conformance via hoop: {} passed {via:?}, {} failed", via.len(), via_fail.len());
+    eprintln!(
+        "conformance direct: {} passed {direct:?}, {} failed",
+        direct.len(),
+        direct_fail.len()
+    );
+    eprintln!(
+        "conformance via hoop: {} passed {via:?}, {} failed",
+        via.len(),
+        via_fail.len()
+    );
     let lost: Vec<&String> = direct.difference(&via).collect();
-    assert!(lost.is_empty(), "scenarios that pass direct but fail through hoop: {lost:?}");
-    assert!(direct.len() >= 10, "server-everything should pass at least 10 scenarios directly: {direct:?}");
+    assert!(
+        lost.is_empty(),
+        "scenarios that pass direct but fail through hoop: {lost:?}"
+    );
+    assert!(
+        direct.len() >= 10,
+        "server-everything should pass at least 10 scenarios directly: {direct:?}"
+    );
 }

@@ -22,14 +22,23 @@ fn demo_serves_both_revisions_to_the_python_client() {
     let record = dir.path().join("received.jsonl");
     let port = free_tcp_port();
     let mut cmd = Command::new(bin("hoop"));
-    cmd.args(["demo", "--port", &port.to_string(), "--record"]).arg(&record);
+    cmd.args(["demo", "--port", &port.to_string(), "--record"])
+        .arg(&record);
     let mut demo = Proc::spawn("hoop-demo", cmd, dir.path());
     let banner = demo.line_matching(Duration::from_secs(30), |l| l.starts_with("MCP endpoint:"));
     let url = format!("http://127.0.0.1:{port}/mcp");
     assert_eq!(banner, format!("MCP endpoint: {url}"));
 
-    let auto = python_client(&url, "auto", &["negotiated", "list_tools", "echo", "progress", "big"], &[]);
-    assert_eq!(outcome(&auto, "negotiated").detail["protocol_version"], "2026-07-28");
+    let auto = python_client(
+        &url,
+        "auto",
+        &["negotiated", "list_tools", "echo", "progress", "big"],
+        &[],
+    );
+    assert_eq!(
+        outcome(&auto, "negotiated").detail["protocol_version"],
+        "2026-07-28"
+    );
     let tools: Vec<&str> = outcome(&auto, "list_tools").detail["tools"]
         .as_array()
         .unwrap()
@@ -40,8 +49,23 @@ fn demo_serves_both_revisions_to_the_python_client() {
         assert!(tools.contains(&t), "{t} missing from {tools:?}");
     }
 
-    let hs = python_client(&url, "handshake", &["negotiated", "list_tools", "echo", "resources", "prompts", "cancel"], &[]);
-    assert_eq!(outcome(&hs, "negotiated").detail["protocol_version"], "2025-11-25");
+    let hs = python_client(
+        &url,
+        "handshake",
+        &[
+            "negotiated",
+            "list_tools",
+            "echo",
+            "resources",
+            "prompts",
+            "cancel",
+        ],
+        &[],
+    );
+    assert_eq!(
+        outcome(&hs, "negotiated").detail["protocol_version"],
+        "2025-11-25"
+    );
 
     // The upstream really received the calls, each as the broker sent it.
     let received = read_record(&record);
@@ -49,7 +73,10 @@ fn demo_serves_both_revisions_to_the_python_client() {
         .iter()
         .filter(|r| r.to_string().contains("tools/call") && r.to_string().contains("\"echo\""))
         .count();
-    assert!(echoes >= 2, "demo server should have seen both echo calls: {received:#?}");
+    assert!(
+        echoes >= 2,
+        "demo server should have seen both echo calls: {received:#?}"
+    );
 
     // Ctrl-C (SIGTERM here) stops everything it started.
     assert_eq!(demo.terminate(), Some(0), "hoop demo should exit cleanly");

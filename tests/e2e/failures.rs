@@ -19,7 +19,10 @@ fn error_code(messages: &[Value]) -> i64 {
 fn demo_behind_hoop(dir: &std::path::Path) -> (Proc, Broker, Connect, std::path::PathBuf) {
     let record = dir.join("demo.jsonl");
     let (demo, upstream) = demo_server(dir, &record);
-    let broker = Broker::start(dir, &format!("[targets.demo]\ntransport = \"http\"\nurl = \"{upstream}\"\n"));
+    let broker = Broker::start(
+        dir,
+        &format!("[targets.demo]\ntransport = \"http\"\nurl = \"{upstream}\"\n"),
+    );
     let connect = Connect::start(dir, &broker, "demo", &["--no-local-auth"]);
     (demo, broker, connect, record)
 }
@@ -42,7 +45,10 @@ fn upstream_down_is_a_clear_error() {
     assert_eq!(error_code(&msgs), -32050);
     assert_eq!(msgs[0]["id"], 7);
     let text = msgs[0]["error"]["message"].as_str().unwrap();
-    assert!(text.contains("gone") && text.contains("unreachable"), "{text}");
+    assert!(
+        text.contains("gone") && text.contains("unreachable"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -53,9 +59,19 @@ fn malformed_json_rpc_and_header_mismatch_are_refused_before_the_upstream() {
 
     let (s, _, m) = post(url, &[], "{not json");
     assert_eq!((s, error_code(&m)), (400, -32700));
-    let (s, _, m) = post(url, &[], r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"delete_model","arguments":{}}}"#);
+    let (s, _, m) = post(
+        url,
+        &[],
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"delete_model","arguments":{}}}"#,
+    );
     assert_eq!((s, error_code(&m)), (400, -32700));
-    assert!(m[0]["error"]["message"].as_str().unwrap().contains("duplicate key"), "{m:?}");
+    assert!(
+        m[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate key"),
+        "{m:?}"
+    );
     let (s, _, m) = post(url, &[], r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#);
     assert_eq!((s, error_code(&m)), (400, -32600));
 
@@ -63,12 +79,23 @@ fn malformed_json_rpc_and_header_mismatch_are_refused_before_the_upstream() {
     let body = format!(
         r#"{{"jsonrpc":"2.0","id":"mismatch","method":"tools/call","params":{{"name":"echo","arguments":{{"text":"smuggled"}},{V2026_META}}}}}"#
     );
-    let base = [("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call")];
+    let base = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+    ];
     for bad in [
         vec![base[0], base[1], ("mcp-name", "delete_model")],
         vec![base[0], ("mcp-method", "tools/list"), ("mcp-name", "echo")],
-        vec![("mcp-protocol-version", "2025-11-25"), base[1], ("mcp-name", "echo")],
-        vec![base[0], base[1], ("mcp-name", "=?base64?ZGVsZXRlX21vZGVs?=")],
+        vec![
+            ("mcp-protocol-version", "2025-11-25"),
+            base[1],
+            ("mcp-name", "echo"),
+        ],
+        vec![
+            base[0],
+            base[1],
+            ("mcp-name", "=?base64?ZGVsZXRlX21vZGVs?="),
+        ],
     ] {
         let (s, _, m) = post(url, &bad, &body);
         assert_eq!((s, error_code(&m)), (400, -32020), "{bad:?} → {m:?}");
@@ -77,7 +104,10 @@ fn malformed_json_rpc_and_header_mismatch_are_refused_before_the_upstream() {
     // The same request with agreeing headers passes.
     let (s, _, m) = post(url, &[base[0], base[1], ("mcp-name", "echo")], &body);
     assert_eq!(s, 200, "{m:?}");
-    assert_eq!(m.last().unwrap()["result"]["content"][0]["text"], "smuggled");
+    assert_eq!(
+        m.last().unwrap()["result"]["content"][0]["text"],
+        "smuggled"
+    );
 
     // Only the agreeing request reached the demo server, once.
     let seen = read_record(&record)
@@ -94,13 +124,26 @@ fn a_bad_token_is_refused_with_exit_code_3() {
     let token = dir.path().join("bad.token");
     std::fs::write(&token, "not.a.jwt").unwrap();
     let mut cmd = Command::new(bin("hoop"));
-    cmd.args(["connect", "mcp", "x", "--broker", &broker.addr, "--pin", &broker.pin, "--token-file"])
-        .arg(&token)
-        .env_remove("HOOP_TOKEN")
-        .env("HOOP_CONFIG", empty_config(dir.path()));
+    cmd.args([
+        "connect",
+        "mcp",
+        "x",
+        "--broker",
+        &broker.addr,
+        "--pin",
+        &broker.pin,
+        "--token-file",
+    ])
+    .arg(&token)
+    .env_remove("HOOP_TOKEN")
+    .env("HOOP_CONFIG", empty_config(dir.path()));
     let out = run_bounded(cmd, Duration::from_secs(30));
     assert_eq!(out.status, Some(3), "stderr: {}", out.stderr);
-    assert!(out.stderr.contains("authentication failed"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("authentication failed"),
+        "{}",
+        out.stderr
+    );
     // The broker logged the precise reason; the client only got a hint.
     assert!(!out.stderr.contains("InvalidToken"), "{}", out.stderr);
 }
@@ -112,14 +155,28 @@ fn broker_unreachable_is_exit_code_4() {
     std::fs::write(&token, "x").unwrap();
     let port = free_udp_port();
     let mut cmd = Command::new(bin("hoop"));
-    cmd.args(["connect", "mcp", "x", "--broker", &format!("127.0.0.1:{port}")])
-        .args(["--pin", &format!("sha256:{}", "ab".repeat(32)), "--token-file"])
-        .arg(&token)
-        .env_remove("HOOP_TOKEN")
-        .env("HOOP_CONFIG", empty_config(dir.path()));
+    cmd.args([
+        "connect",
+        "mcp",
+        "x",
+        "--broker",
+        &format!("127.0.0.1:{port}"),
+    ])
+    .args([
+        "--pin",
+        &format!("sha256:{}", "ab".repeat(32)),
+        "--token-file",
+    ])
+    .arg(&token)
+    .env_remove("HOOP_TOKEN")
+    .env("HOOP_CONFIG", empty_config(dir.path()));
     let out = run_bounded(cmd, Duration::from_secs(30));
     assert_eq!(out.status, Some(4), "stderr: {}", out.stderr);
-    assert!(out.stderr.contains("cannot reach the broker"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot reach the broker"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -131,8 +188,15 @@ fn broker_restart_mid_session_fails_only_the_call_in_flight() {
     let (s, h, _) = post(&url, &[], init);
     assert_eq!(s, 200);
     let sid = h["mcp-session-id"].to_str().unwrap().to_owned();
-    let session = [("mcp-session-id", sid.as_str()), ("mcp-protocol-version", "2025-11-25")];
-    post(&url, &session, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let session = [
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    post(
+        &url,
+        &session,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    );
 
     // A long call is in flight when the broker dies.
     let slow_url = url.clone();
@@ -140,7 +204,10 @@ fn broker_restart_mid_session_fails_only_the_call_in_flight() {
     let in_flight = std::thread::spawn(move || {
         post(
             &slow_url,
-            &[("mcp-session-id", slow_sid.as_str()), ("mcp-protocol-version", "2025-11-25")],
+            &[
+                ("mcp-session-id", slow_sid.as_str()),
+                ("mcp-protocol-version", "2025-11-25"),
+            ],
             r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"slow_count","arguments":{"steps":50,"delay_ms":100}}}"#,
         )
     });
@@ -154,12 +221,19 @@ fn broker_restart_mid_session_fails_only_the_call_in_flight() {
         .find(|m| m["id"] == 2)
         .unwrap_or_else(|| panic!("the in-flight call got no answer: {msgs:?}"));
     assert_eq!(err["error"]["code"], -32052, "{err}");
-    assert!(err["error"]["message"].as_str().unwrap().contains("tunnel"), "{err}");
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("tunnel"),
+        "{err}"
+    );
 
     // Same address, same certificate: the tunnel reconnects by itself.
     let _restarted = Broker::start_with(dir.path(), broker.config.clone(), broker.state.clone());
     // The old session died with the broker: 404 tells the client to start over.
-    let (s, _, m) = post(&url, &session, r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#);
+    let (s, _, m) = post(
+        &url,
+        &session,
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#,
+    );
     assert_eq!((s, error_code(&m)), (404, -32051), "{m:?}");
     let (s, _, _) = post(&url, &[], init);
     assert_eq!(s, 200);

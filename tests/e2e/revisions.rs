@@ -27,12 +27,23 @@ fn server_everything_over_http_in_both_client_modes() {
     let connect = Connect::start(dir.path(), &broker, "everything", &[]);
     let auth = header_args(&connect);
     let scenarios = [
-        "negotiated", "list_tools", "echo", "resources", "prompts", "progress", "sampling", "elicitation", "task",
+        "negotiated",
+        "list_tools",
+        "echo",
+        "resources",
+        "prompts",
+        "progress",
+        "sampling",
+        "elicitation",
+        "task",
         "cancel",
     ];
     for mode in ["auto", "handshake"] {
         let out = python_client(&connect.url, mode, &scenarios, &auth);
-        assert_eq!(outcome(&out, "negotiated").detail["protocol_version"], "2025-11-25");
+        assert_eq!(
+            outcome(&out, "negotiated").detail["protocol_version"],
+            "2025-11-25"
+        );
     }
     let ts = ts_client(&connect.url, &auth);
     assert!(ts.iter().any(|l| l.to_string().contains("echo")), "{ts:?}");
@@ -42,15 +53,32 @@ fn server_everything_over_http_in_both_client_modes() {
 fn server_everything_over_stdio() {
     let dir = scratch();
     let (cmd, args) = everything_stdio_command();
-    let args = args.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ");
+    let args = args
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let broker = Broker::start(
         dir.path(),
         &format!("[targets.local]\ntransport = \"stdio\"\ncommand = \"{cmd}\"\nargs = [{args}]\n"),
     );
     let connect = Connect::start(dir.path(), &broker, "local", &["--no-local-auth"]);
-    let scenarios = ["negotiated", "list_tools", "echo", "resources", "prompts", "progress", "sampling", "elicitation", "cancel"];
+    let scenarios = [
+        "negotiated",
+        "list_tools",
+        "echo",
+        "resources",
+        "prompts",
+        "progress",
+        "sampling",
+        "elicitation",
+        "cancel",
+    ];
     let out = python_client(&connect.url, "handshake", &scenarios, &[]);
-    assert_eq!(outcome(&out, "negotiated").detail["protocol_version"], "2025-11-25");
+    assert_eq!(
+        outcome(&out, "negotiated").detail["protocol_version"],
+        "2025-11-25"
+    );
     // Auto mode probes server/discover first, then falls back: the broker
     // answers the second probe from what it learned (no per-request probing).
     python_client(&connect.url, "auto", &["negotiated", "echo"], &[]);
@@ -75,11 +103,30 @@ fn stateless_2026_server_from_the_python_sdk() {
     let out = python_client(
         &connect.url,
         "auto",
-        &["negotiated", "list_tools", "echo", "resources", "prompts", "progress", "input_required", "task", "big", "cancel"],
+        &[
+            "negotiated",
+            "list_tools",
+            "echo",
+            "resources",
+            "prompts",
+            "progress",
+            "input_required",
+            "task",
+            "big",
+            "cancel",
+        ],
         &auth,
     );
-    assert_eq!(outcome(&out, "negotiated").detail["protocol_version"], "2026-07-28");
-    python_client(&connect.url, "handshake", &["negotiated", "echo", "elicitation"], &auth);
+    assert_eq!(
+        outcome(&out, "negotiated").detail["protocol_version"],
+        "2026-07-28"
+    );
+    python_client(
+        &connect.url,
+        "handshake",
+        &["negotiated", "echo", "elicitation"],
+        &auth,
+    );
 
     // What reached the upstream: the broker's credential, never the local
     // secret, and MCP headers the broker derived from the body.
@@ -96,9 +143,15 @@ fn stateless_2026_server_from_the_python_sdk() {
             assert_eq!(c["headers"]["mcp-method"], "tools/call", "{text}");
             assert_eq!(c["headers"]["mcp-name"], c["name"], "{text}");
         }
-        assert!(text.contains("Bearer svc-credential-123"), "service credential missing: {text}");
+        assert!(
+            text.contains("Bearer svc-credential-123"),
+            "service credential missing: {text}"
+        );
         if let Some(s) = &connect.secret {
-            assert!(!text.contains(s.as_str()), "local secret leaked upstream: {text}");
+            assert!(
+                !text.contains(s.as_str()),
+                "local secret leaked upstream: {text}"
+            );
         }
     }
 }

@@ -33,12 +33,19 @@ fn stdio_endpoint_relays_a_handshake_session() {
 
     peer.send(&json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}));
     let list = peer.until_response(&json!(2), t);
-    let tools = list.last().unwrap()["result"]["tools"].as_array().unwrap().len();
+    let tools = list.last().unwrap()["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .len();
     assert!(tools >= 5, "{list:?}");
 
     peer.send(&json!({"jsonrpc":"2.0","id":"three","method":"tools/call","params":{"name":"echo","arguments":{"text":"over stdio"}}}));
     let call = peer.until_response(&json!("three"), t);
-    assert_eq!(call.last().unwrap()["result"]["content"][0]["text"], "over stdio", "{call:?}");
+    assert_eq!(
+        call.last().unwrap()["result"]["content"][0]["text"],
+        "over stdio",
+        "{call:?}"
+    );
 
     // Malformed input gets a JSON-RPC error, and the session goes on.
     peer.send(&json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":[1,2]}));
@@ -48,5 +55,10 @@ fn stdio_endpoint_relays_a_handshake_session() {
     // End of stdin ends the session and the process, cleanly.
     assert_eq!(peer.close(Duration::from_secs(10)), Some(0));
     let received = read_record(&record);
-    assert!(received.iter().any(|r| r.to_string().contains("over stdio")), "{received:#?}");
+    assert!(
+        received
+            .iter()
+            .any(|r| r.to_string().contains("over stdio")),
+        "{received:#?}"
+    );
 }

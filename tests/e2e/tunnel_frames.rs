@@ -27,7 +27,8 @@ async fn fixture() -> Fixture {
         .await
         .unwrap();
     let mut endpoint = quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).unwrap();
-    endpoint.set_default_client_config(client_config(&Trust::Pin(broker.fingerprint.clone())).unwrap());
+    endpoint
+        .set_default_client_config(client_config(&Trust::Pin(broker.fingerprint.clone())).unwrap());
     Fixture {
         broker,
         identities,
@@ -95,10 +96,15 @@ async fn hostile_control_streams_get_typed_refusals() {
         other => panic!("expected ControlError, got {other:?}"),
     };
     // A token from another signing key, garbage, and no token at all.
-    let stranger = DevIdentities::ephemeral(DevConfig::default()).unwrap().mint("alice").unwrap();
+    let stranger = DevIdentities::ephemeral(DevConfig::default())
+        .unwrap()
+        .mint("alice")
+        .unwrap();
     for token in [stranger.as_str(), "not-a-jwt", ""] {
         let c = fx.conn().await;
-        let answer = fx.hello_raw(&c, &encoded(&Frame::Hello(hello(token)))).await;
+        let answer = fx
+            .hello_raw(&c, &encoded(&Frame::Hello(hello(token))))
+            .await;
         assert_eq!(code_of(answer), ErrorCode::UNAUTHENTICATED);
     }
     // Bytes that are not a frame.
@@ -112,17 +118,26 @@ async fn hostile_control_streams_get_typed_refusals() {
         kind: StreamKind::Post,
         headers: McpHeaders::default(),
     });
-    assert_eq!(code_of(fx.hello_raw(&c, &encoded(&open)).await), ErrorCode::UNEXPECTED_FRAME);
+    assert_eq!(
+        code_of(fx.hello_raw(&c, &encoded(&open)).await),
+        ErrorCode::UNEXPECTED_FRAME
+    );
     // A version older than any this broker speaks.
     let c = fx.conn().await;
     let old = Frame::Hello(Hello {
         version: 0,
         ..hello(&fx.identities.mint("bob").unwrap())
     });
-    assert_eq!(code_of(fx.hello_raw(&c, &encoded(&old)).await), ErrorCode::UNSUPPORTED_VERSION);
+    assert_eq!(
+        code_of(fx.hello_raw(&c, &encoded(&old)).await),
+        ErrorCode::UNSUPPORTED_VERSION
+    );
     // A length prefix far over the limit is refused before it is buffered.
     let c = fx.conn().await;
-    assert_eq!(code_of(fx.hello_raw(&c, &[0xff, 0xff, 0xff, 0xff]).await), ErrorCode::MALFORMED_FRAME);
+    assert_eq!(
+        code_of(fx.hello_raw(&c, &[0xff, 0xff, 0xff, 0xff]).await),
+        ErrorCode::MALFORMED_FRAME
+    );
 
     // The broker still serves a well-behaved client.
     let (_conn, _control) = fx.authenticated().await;
@@ -146,7 +161,10 @@ async fn hostile_mcp_streams_are_closed_with_a_reason() {
         let mut r = FrameReader::new(recv, 1 << 24);
         let mut out = Vec::new();
         for _ in 0..16 {
-            match tokio::time::timeout(Duration::from_secs(10), r.next()).await.unwrap() {
+            match tokio::time::timeout(Duration::from_secs(10), r.next())
+                .await
+                .unwrap()
+            {
                 Ok(Some(f)) => out.push(f),
                 _ => break,
             }
@@ -157,8 +175,14 @@ async fn hostile_mcp_streams_are_closed_with_a_reason() {
     let (code, msg) = close_of(exchange(&conn, vec![0, 0, 0, 2, 0x99, 0]).await);
     assert_eq!(code, CloseCode::MALFORMED, "{msg}");
     // A Message first.
-    let msg_first = encoded(&Frame::Message(McpMessage { event_id: None, body: "{}".into() }));
-    assert_eq!(close_of(exchange(&conn, msg_first).await).0, CloseCode::MALFORMED);
+    let msg_first = encoded(&Frame::Message(McpMessage {
+        event_id: None,
+        body: "{}".into(),
+    }));
+    assert_eq!(
+        close_of(exchange(&conn, msg_first).await).0,
+        CloseCode::MALFORMED
+    );
     // A POST without its message.
     let open = |target: &str| {
         encoded(&Frame::Open(OpenStream {
@@ -167,7 +191,10 @@ async fn hostile_mcp_streams_are_closed_with_a_reason() {
             headers: McpHeaders::default(),
         }))
     };
-    assert_eq!(close_of(exchange(&conn, open("x")).await).0, CloseCode::MALFORMED);
+    assert_eq!(
+        close_of(exchange(&conn, open("x")).await).0,
+        CloseCode::MALFORMED
+    );
     // An unknown target: an HTTP-style 404 with a JSON-RPC error naming it.
     let mut bytes = open("nope");
     bytes.extend(encoded(&Frame::Message(McpMessage {
@@ -180,7 +207,10 @@ async fn hostile_mcp_streams_are_closed_with_a_reason() {
         other => panic!("expected Head, got {other:?}"),
     }
     match &frames[1] {
-        Frame::Message(m) => assert!(String::from_utf8_lossy(&m.body).contains("no target named \\\"nope\\\""), "{m:?}"),
+        Frame::Message(m) => assert!(
+            String::from_utf8_lossy(&m.body).contains("no target named \\\"nope\\\""),
+            "{m:?}"
+        ),
         other => panic!("expected Message, got {other:?}"),
     }
     // The connection survived all of it.

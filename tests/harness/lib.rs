@@ -39,7 +39,11 @@ pub fn bin(name: &str) -> PathBuf {
 
 pub fn python() -> PathBuf {
     let p = tests_dir().join(".venv/bin/python");
-    assert!(p.exists(), "{} is missing: run `bash tests/setup.sh` first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash tests/setup.sh` first",
+        p.display()
+    );
     p
 }
 
@@ -53,11 +57,19 @@ pub fn node_modules() -> PathBuf {
 }
 
 pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A child process in its own process group, killed (group and all) on drop.
@@ -74,8 +86,13 @@ impl Proc {
         use std::os::unix::process::CommandExt;
         let log = dir.join(format!("{name}.log"));
         let err = std::fs::File::create(&log).unwrap();
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(err).process_group(0);
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(err)
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         let stdout = child.stdout.take().map(lines_of);
         Self {
             name: name.to_owned(),
@@ -200,7 +217,10 @@ pub fn empty_config(dir: &Path) -> PathBuf {
 
 /// A scratch directory for one test.
 pub fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("hoop-e2e-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("hoop-e2e-")
+        .tempdir()
+        .unwrap()
 }
 
 // ---------------------------------------------------------------- servers
@@ -224,7 +244,10 @@ pub fn everything_http(dir: &Path) -> (Proc, String) {
 /// The command line that runs server-everything over stdio.
 pub fn everything_stdio_command() -> (String, Vec<String>) {
     let entry = node_modules().join("@modelcontextprotocol/server-everything/dist/index.js");
-    ("node".into(), vec![entry.display().to_string(), "stdio".into()])
+    (
+        "node".into(),
+        vec![entry.display().to_string(), "stdio".into()],
+    )
 }
 
 /// tests/fixtures/stateless_server.py: a 2026-07-28 server on the Python SDK.
@@ -243,10 +266,16 @@ pub fn stateless_server(dir: &Path, record: &Path) -> (Proc, String) {
 /// `hoop demo-server` on a loopback port.
 pub fn demo_server(dir: &Path, record: &Path) -> (Proc, String) {
     let mut cmd = Command::new(bin("hoop"));
-    cmd.args(["demo-server", "--port", "0", "--record"]).arg(record);
+    cmd.args(["demo-server", "--port", "0", "--record"])
+        .arg(record);
     let mut p = Proc::spawn("demo-server", cmd, dir);
-    let line = p.line_matching(Duration::from_secs(20), |l| l.starts_with("demo MCP server:"));
-    let url = line.trim_start_matches("demo MCP server:").trim().to_owned();
+    let line = p.line_matching(Duration::from_secs(20), |l| {
+        l.starts_with("demo MCP server:")
+    });
+    let url = line
+        .trim_start_matches("demo MCP server:")
+        .trim()
+        .to_owned();
     (p, url)
 }
 
@@ -266,7 +295,11 @@ impl Broker {
     pub fn start(dir: &Path, targets_toml: &str) -> Self {
         let port = free_udp_port();
         let config = dir.join("broker.toml");
-        std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\n{targets_toml}")).unwrap();
+        std::fs::write(
+            &config,
+            format!("listen = \"127.0.0.1:{port}\"\n{targets_toml}"),
+        )
+        .unwrap();
         Self::start_with(dir, config, dir.join("broker-state"))
     }
 
@@ -327,15 +360,18 @@ impl Connect {
 
     pub fn start_as(dir: &Path, broker: &Broker, target: &str, who: &str, extra: &[&str]) -> Self {
         let mut cmd = Command::new(bin("hoop"));
-        cmd.args(["--log", "info", "connect", "mcp", target, "--port", "0", "--json"])
-            .args(broker.connect_args(who))
-            .args(extra)
-            // The tests' own settings must not leak in from the machine.
-            .env_remove("HOOP_TOKEN")
-            .env("HOOP_CONFIG", empty_config(dir));
+        cmd.args([
+            "--log", "info", "connect", "mcp", target, "--port", "0", "--json",
+        ])
+        .args(broker.connect_args(who))
+        .args(extra)
+        // The tests' own settings must not leak in from the machine.
+        .env_remove("HOOP_TOKEN")
+        .env("HOOP_CONFIG", empty_config(dir));
         let mut proc = Proc::spawn("hoop-connect", cmd, dir);
         let line = proc.line(Duration::from_secs(20));
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let v: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         Self {
             proc,
             url: v["url"].as_str().unwrap().to_owned(),
@@ -367,16 +403,34 @@ pub struct Outcome {
 pub fn python_client(url: &str, mode: &str, scenarios: &[&str], extra: &[String]) -> Vec<Outcome> {
     let outcomes = python_client_raw(url, mode, scenarios, extra);
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| !o.ok).collect();
-    assert!(failed.is_empty(), "scenarios failed ({mode}) against {url}: {failed:#?}");
-    assert_eq!(outcomes.len(), scenarios.len(), "missing outcomes: {outcomes:#?}");
+    assert!(
+        failed.is_empty(),
+        "scenarios failed ({mode}) against {url}: {failed:#?}"
+    );
+    assert_eq!(
+        outcomes.len(),
+        scenarios.len(),
+        "missing outcomes: {outcomes:#?}"
+    );
     outcomes
 }
 
 /// Same, without asserting success.
-pub fn python_client_raw(url: &str, mode: &str, scenarios: &[&str], extra: &[String]) -> Vec<Outcome> {
+pub fn python_client_raw(
+    url: &str,
+    mode: &str,
+    scenarios: &[&str],
+    extra: &[String],
+) -> Vec<Outcome> {
     let mut cmd = Command::new(python());
-    cmd.arg(tests_dir().join("clients/mcp_client.py"))
-        .args(["--url", url, "--mode", mode, "--timeout", "60"]);
+    cmd.arg(tests_dir().join("clients/mcp_client.py")).args([
+        "--url",
+        url,
+        "--mode",
+        mode,
+        "--timeout",
+        "60",
+    ]);
     for s in scenarios {
         cmd.args(["--scenario", s]);
     }
@@ -395,7 +449,10 @@ pub fn python_client_raw(url: &str, mode: &str, scenarios: &[&str], extra: &[Str
         })
         .collect();
     if outcomes.is_empty() {
-        panic!("python client printed nothing.\nstdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+        panic!(
+            "python client printed nothing.\nstdout:\n{}\nstderr:\n{}",
+            out.stdout, out.stderr
+        );
     }
     outcomes
 }
@@ -414,7 +471,10 @@ pub struct Output {
 /// Runs a command to completion, killing it after `limit`.
 pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
     use std::os::unix::process::CommandExt;
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
     let mut child = cmd.spawn().unwrap();
     let mut so = child.stdout.take().unwrap();
     let mut se = child.stderr.take().unwrap();
@@ -458,9 +518,15 @@ pub fn ts_client(url: &str, extra: &[String]) -> Vec<Value> {
         cmd.arg(e);
     }
     let out = run_bounded(cmd, Duration::from_secs(120));
-    let lines: Vec<Value> = out.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let lines: Vec<Value> = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     assert!(
-        out.status == Some(0) && !lines.is_empty() && lines.iter().all(|v| v["ok"] == Value::Bool(true)),
+        out.status == Some(0)
+            && !lines.is_empty()
+            && lines.iter().all(|v| v["ok"] == Value::Bool(true)),
         "TypeScript client failed (status {:?}):\n{}\n{}",
         out.status,
         out.stdout,
@@ -489,7 +555,11 @@ pub fn http() -> reqwest::blocking::Client {
 
 /// POSTs one JSON-RPC message the way an MCP client does; returns status,
 /// headers and every JSON-RPC message of the answer (JSON or SSE).
-pub fn post(url: &str, headers: &[(&str, &str)], body: &str) -> (u16, reqwest::header::HeaderMap, Vec<Value>) {
+pub fn post(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, reqwest::header::HeaderMap, Vec<Value>) {
     let mut req = http()
         .post(url)
         .header("content-type", "application/json")

@@ -13,7 +13,9 @@ impl Approvals {
         match decision {
             Decision::Approve { rule } => Err(McpError::new(
                 -32040,
-                format!("this call needs approval (rule {rule}), and approvals are not available yet"),
+                format!(
+                    "this call needs approval (rule {rule}), and approvals are not available yet"
+                ),
             )),
             _ => Ok(()),
         }

@@ -82,7 +82,10 @@ impl DevIdentities {
             .find(|i| i.name == name)
             .ok_or_else(|| {
                 let known: Vec<_> = self.names().collect();
-                anyhow::anyhow!("no dev identity named {name:?}; configured: {}", known.join(", "))
+                anyhow::anyhow!(
+                    "no dev identity named {name:?}; configured: {}",
+                    known.join(", ")
+                )
             })?;
         let now = now_unix();
         let claims = DevClaims {
@@ -94,7 +97,11 @@ impl DevIdentities {
             iat: now,
             exp: now + self.config.token_ttl_secs,
         };
-        Ok(jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)?)
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::EdDSA),
+            &claims,
+            &self.encoding,
+        )?)
     }
 }
 

@@ -31,8 +31,11 @@ pub struct McpError {
 impl McpError {
     pub fn new(code: i64, message: impl Into<String>) -> Self {
         let http_status = match code {
-            codes::PARSE_ERROR | codes::INVALID_REQUEST | codes::INVALID_PARAMS
-            | codes::HEADER_MISMATCH | codes::UNSUPPORTED_VERSION => 400,
+            codes::PARSE_ERROR
+            | codes::INVALID_REQUEST
+            | codes::INVALID_PARAMS
+            | codes::HEADER_MISMATCH
+            | codes::UNSUPPORTED_VERSION => 400,
             codes::SESSION_NOT_FOUND => 404,
             codes::UPSTREAM_UNAVAILABLE => 502,
             _ => 500,

@@ -71,7 +71,11 @@ fn param_text(v: &Value) -> Option<String> {
 /// Refuses the message when any MCP header the client sent disagrees with
 /// the body. `params` is the tool's header mapping when the broker knows the
 /// tool's schema.
-pub fn check(msg: &McpMessage, h: &McpHeaders, params: Option<&ParamHeaders>) -> Result<(), McpError> {
+pub fn check(
+    msg: &McpMessage,
+    h: &McpHeaders,
+    params: Option<&ParamHeaders>,
+) -> Result<(), McpError> {
     if let (Some(header), Some(body)) = (&h.protocol_version, &msg.protocol_version) {
         if header != body {
             return Err(McpError::header_mismatch(format!(
@@ -88,7 +92,8 @@ pub fn check(msg: &McpMessage, h: &McpHeaders, params: Option<&ParamHeaders>) ->
         }
     }
     if let Some(raw) = &h.name {
-        let header = decode_value(raw).map_err(|e| McpError::header_mismatch(format!("header Mcp-Name: {e}")))?;
+        let header = decode_value(raw)
+            .map_err(|e| McpError::header_mismatch(format!("header Mcp-Name: {e}")))?;
         if Some(header.as_str()) != msg.name.as_deref() {
             return Err(McpError::header_mismatch(format!(
                 "header Mcp-Name is {header:?} but the body names {:?}",
@@ -130,7 +135,11 @@ pub fn check(msg: &McpMessage, h: &McpHeaders, params: Option<&ParamHeaders>) ->
 }
 
 /// The MCP headers the upstream receives, derived from the body alone.
-pub fn derive(msg: &McpMessage, version: Option<&str>, params: Option<&ParamHeaders>) -> Vec<(String, String)> {
+pub fn derive(
+    msg: &McpMessage,
+    version: Option<&str>,
+    params: Option<&ParamHeaders>,
+) -> Vec<(String, String)> {
     let mut out = Vec::with_capacity(4);
     if let Some(v) = msg.protocol_version.as_deref().or(version) {
         out.push(("mcp-protocol-version".to_owned(), v.to_owned()));
@@ -218,10 +227,22 @@ mod tests {
         };
         assert!(check(&m, &ok, None).is_ok());
         for bad in [
-            McpHeaders { name: Some("delete_model".into()), ..ok.clone() },
-            McpHeaders { method: Some("tools/list".into()), ..ok.clone() },
-            McpHeaders { protocol_version: Some("2025-11-25".into()), ..ok.clone() },
-            McpHeaders { name: Some("=?base64?ZGVsZXRl?=".into()), ..ok.clone() },
+            McpHeaders {
+                name: Some("delete_model".into()),
+                ..ok.clone()
+            },
+            McpHeaders {
+                method: Some("tools/list".into()),
+                ..ok.clone()
+            },
+            McpHeaders {
+                protocol_version: Some("2025-11-25".into()),
+                ..ok.clone()
+            },
+            McpHeaders {
+                name: Some("=?base64?ZGVsZXRl?=".into()),
+                ..ok.clone()
+            },
         ] {
             let e = check(&m, &bad, None).expect_err("mismatch");
             assert_eq!(e.code, super::super::error::codes::HEADER_MISMATCH);
@@ -231,12 +252,24 @@ mod tests {
     #[test]
     fn param_headers_are_checked_against_the_schema_and_derived_again() {
         let m = call("route");
-        let mapping = vec![("Region".to_string(), "region".to_string()), ("N".into(), "n".into())];
-        let good = McpHeaders { params: vec![("Region".into(), "eu".into())], ..Default::default() };
+        let mapping = vec![
+            ("Region".to_string(), "region".to_string()),
+            ("N".into(), "n".into()),
+        ];
+        let good = McpHeaders {
+            params: vec![("Region".into(), "eu".into())],
+            ..Default::default()
+        };
         assert!(check(&m, &good, Some(&mapping)).is_ok());
-        let bad = McpHeaders { params: vec![("Region".into(), "us".into())], ..Default::default() };
+        let bad = McpHeaders {
+            params: vec![("Region".into(), "us".into())],
+            ..Default::default()
+        };
         assert!(check(&m, &bad, Some(&mapping)).is_err());
-        let unknown = McpHeaders { params: vec![("Other".into(), "x".into())], ..Default::default() };
+        let unknown = McpHeaders {
+            params: vec![("Other".into(), "x".into())],
+            ..Default::default()
+        };
         assert!(check(&m, &unknown, Some(&mapping)).is_err());
         let derived = derive(&m, None, Some(&mapping));
         assert!(derived.contains(&("mcp-param-Region".into(), "eu".into())));
@@ -248,6 +281,9 @@ mod tests {
     fn schema_mapping_is_read_from_tools_list() {
         let list = serde_json::json!({"tools":[{"name":"route","inputSchema":{"type":"object","properties":{"region":{"type":"string","x-mcp-header":"Region"}}}}]});
         let map = param_headers_of(&list);
-        assert_eq!(map["route"], vec![("Region".to_string(), "region".to_string())]);
+        assert_eq!(
+            map["route"],
+            vec![("Region".to_string(), "region".to_string())]
+        );
     }
 }

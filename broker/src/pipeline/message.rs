@@ -64,7 +64,11 @@ impl McpMessage {
                     "JSON-RPC batches are not supported by MCP; send one message per request",
                 ))
             }
-            _ => return Err(McpError::invalid_request("a JSON-RPC message must be an object")),
+            _ => {
+                return Err(McpError::invalid_request(
+                    "a JSON-RPC message must be an object",
+                ))
+            }
         };
         if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
             return Err(McpError::invalid_request("\"jsonrpc\" must be \"2.0\""));
@@ -72,12 +76,20 @@ impl McpMessage {
         let id = match obj.get("id") {
             None => None,
             Some(v @ (Value::String(_) | Value::Number(_))) => Some(v.clone()),
-            Some(_) => return Err(McpError::invalid_request("\"id\" must be a string or a number")),
+            Some(_) => {
+                return Err(McpError::invalid_request(
+                    "\"id\" must be a string or a number",
+                ))
+            }
         };
         let method = match obj.get("method") {
             None => None,
             Some(Value::String(m)) if !m.is_empty() => Some(m.clone()),
-            Some(_) => return Err(McpError::invalid_request("\"method\" must be a non-empty string")),
+            Some(_) => {
+                return Err(McpError::invalid_request(
+                    "\"method\" must be a non-empty string",
+                ))
+            }
         };
         let is_response = obj.contains_key("result") || obj.contains_key("error");
         let kind = match (&method, &id, is_response) {
@@ -249,7 +261,10 @@ mod tests {
         assert_eq!(m.method.as_deref(), Some("tools/call"));
         assert_eq!(m.name.as_deref(), Some("echo"));
         assert_eq!(m.protocol_version.as_deref(), Some("2026-07-28"));
-        assert_eq!(m.arguments().and_then(|a| a.get("text")), Some(&Value::from("hi")));
+        assert_eq!(
+            m.arguments().and_then(|a| a.get("text")),
+            Some(&Value::from("hi"))
+        );
     }
 
     #[test]
@@ -268,12 +283,27 @@ mod tests {
     #[test]
     fn refuses_batches_garbage_and_wrong_shapes() {
         let cases: [(&[u8], i64); 7] = [
-            (b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]", codes::INVALID_REQUEST),
+            (
+                b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]",
+                codes::INVALID_REQUEST,
+            ),
             (b"{not json", codes::PARSE_ERROR),
-            (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"} trailing", codes::PARSE_ERROR),
-            (b"{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"ping\"}", codes::INVALID_REQUEST),
-            (b"{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"ping\"}", codes::INVALID_REQUEST),
-            (b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":[1]}", codes::INVALID_PARAMS),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"} trailing",
+                codes::PARSE_ERROR,
+            ),
+            (
+                b"{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"ping\"}",
+                codes::INVALID_REQUEST,
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"ping\"}",
+                codes::INVALID_REQUEST,
+            ),
+            (
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":[1]}",
+                codes::INVALID_PARAMS,
+            ),
             (b"\"just a string\"", codes::INVALID_REQUEST),
         ];
         for (body, code) in cases {

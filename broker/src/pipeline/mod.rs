@@ -48,7 +48,7 @@ use crate::masking::Masking;
 use crate::policy::{Decision, Policy};
 use crate::upstream::{Outbound, Upstream, UpstreamError, UpstreamMessage};
 use error::{codes, McpError};
-use message::{MessageKind, McpMessage};
+use message::{McpMessage, MessageKind};
 use session::{BrokerSession, SessionTable};
 use target::{Revision, Target, KNOWN_VERSIONS};
 
@@ -131,9 +131,19 @@ impl Pipeline {
             let known: Vec<&str> = self.target_names().collect();
             let e = McpError::new(
                 codes::INVALID_PARAMS,
-                format!("no target named {:?} on this broker; targets: {}", open.target, known.join(", ")),
+                format!(
+                    "no target named {:?} on this broker; targets: {}",
+                    open.target,
+                    known.join(", ")
+                ),
             );
-            return Reply::error(&McpError { http_status: 404, ..e }, None);
+            return Reply::error(
+                &McpError {
+                    http_status: 404,
+                    ..e
+                },
+                None,
+            );
         };
         match open.kind {
             StreamKind::Post => match body {
@@ -145,7 +155,13 @@ impl Pipeline {
         }
     }
 
-    async fn post(&self, caller: &Caller, target: Arc<Target>, h: &McpHeaders, body: Bytes) -> Reply {
+    async fn post(
+        &self,
+        caller: &Caller,
+        target: Arc<Target>,
+        h: &McpHeaders,
+        body: Bytes,
+    ) -> Reply {
         // 1. parse
         let msg = match McpMessage::parse(&body) {
             Ok(m) => m,
@@ -182,7 +198,12 @@ impl Pipeline {
     ) -> Result<(Option<Arc<BrokerSession>>, Option<String>), McpError> {
         // 2. session
         let session = match &h.session_id {
-            Some(sid) => Some(self.sessions.get(sid, &caller.identity.subject, &caller.identity.issuer, &target.name)?),
+            Some(sid) => Some(self.sessions.get(
+                sid,
+                &caller.identity.subject,
+                &caller.identity.issuer,
+                &target.name,
+            )?),
             None => None,
         };
         // 3. headers
@@ -199,7 +220,10 @@ impl Pipeline {
         // 5. policy
         let decision = self.policy.decide(caller, &target.name, msg);
         if let Decision::Deny { rule, reason } = &decision {
-            return Err(McpError::new(-32041, format!("denied by rule {rule}: {reason}")));
+            return Err(McpError::new(
+                -32041,
+                format!("denied by rule {rule}: {reason}"),
+            ));
         }
         // 6. approval
         self.approvals.hold(&decision).await?;
@@ -223,7 +247,10 @@ impl Pipeline {
         if msg.is_method("server/discover") && session.is_none() {
             if let Revision::HandshakeOnly { status, error } = target.revision() {
                 let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": error});
-                return json_reply(status, Bytes::from(serde_json::to_vec(&body).unwrap_or_default()));
+                return json_reply(
+                    status,
+                    Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+                );
             }
         }
         // 8. upstream
@@ -253,12 +280,14 @@ impl Pipeline {
         };
         // A new upstream session gets a broker session bound to the caller.
         let new_session = match (&reply.session, &session) {
-            (Some(up), None) if msg.is_method("initialize") && reply.status < 300 => Some(self.sessions.create(
-                &caller.identity.subject,
-                &caller.identity.issuer,
-                &target.name,
-                up.clone(),
-            )),
+            (Some(up), None) if msg.is_method("initialize") && reply.status < 300 => {
+                Some(self.sessions.create(
+                    &caller.identity.subject,
+                    &caller.identity.issuer,
+                    &target.name,
+                    up.clone(),
+                ))
+            }
             _ => None,
         };
         let head = ResponseHead {
@@ -296,14 +325,23 @@ impl Pipeline {
             // No session: nothing server-initiated can be addressed to it.
             return Reply::empty(405);
         };
-        let session = match self.sessions.get(sid, &caller.identity.subject, &caller.identity.issuer, &target.name) {
+        let session = match self.sessions.get(
+            sid,
+            &caller.identity.subject,
+            &caller.identity.issuer,
+            &target.name,
+        ) {
             Ok(s) => s,
             Err(e) => return Reply::error(&e, None),
         };
         let version = session.protocol_version();
         match target
             .upstream
-            .listen(&session.upstream, version.as_deref(), h.last_event_id.as_deref())
+            .listen(
+                &session.upstream,
+                version.as_deref(),
+                h.last_event_id.as_deref(),
+            )
             .await
         {
             Ok(reply) => {
@@ -327,12 +365,23 @@ impl Pipeline {
 
     async fn end_session(&self, caller: &Caller, target: &Target, h: &McpHeaders) -> Reply {
         let Some(sid) = &h.session_id else {
-            return Reply::error(&McpError::invalid_request("DELETE needs an Mcp-Session-Id"), None);
+            return Reply::error(
+                &McpError::invalid_request("DELETE needs an Mcp-Session-Id"),
+                None,
+            );
         };
-        match self.sessions.get(sid, &caller.identity.subject, &caller.identity.issuer, &target.name) {
+        match self.sessions.get(
+            sid,
+            &caller.identity.subject,
+            &caller.identity.issuer,
+            &target.name,
+        ) {
             Ok(s) => {
                 self.sessions.remove(sid);
-                target.upstream.end_session(&s.upstream, s.protocol_version().as_deref()).await;
+                target
+                    .upstream
+                    .end_session(&s.upstream, s.protocol_version().as_deref())
+                    .await;
                 Reply::empty(200)
             }
             Err(e) => Reply::error(&e, None),
@@ -344,7 +393,9 @@ impl Pipeline {
     pub async fn reap_idle_sessions(&self, max_idle_secs: u64) {
         for s in self.sessions.take_idle(max_idle_secs) {
             if let Some(t) = self.targets.get(&s.target) {
-                t.upstream.end_session(&s.upstream, s.protocol_version().as_deref()).await;
+                t.upstream
+                    .end_session(&s.upstream, s.protocol_version().as_deref())
+                    .await;
             }
         }
     }
@@ -353,12 +404,19 @@ impl Pipeline {
 /// The protocol version the upstream is told: the body's (2026-07-28), the
 /// session's (negotiated in initialize), or the client's header when it
 /// names a revision we know.
-fn protocol_version(msg: &McpMessage, session: Option<&BrokerSession>, h: &McpHeaders) -> Result<Option<String>, McpError> {
+fn protocol_version(
+    msg: &McpMessage,
+    session: Option<&BrokerSession>,
+    h: &McpHeaders,
+) -> Result<Option<String>, McpError> {
     if let Some(v) = &msg.protocol_version {
         if !KNOWN_VERSIONS.contains(&v.as_str()) {
             return Err(McpError::new(
                 codes::UNSUPPORTED_VERSION,
-                format!("protocol version {v:?} is not supported; supported: {}", KNOWN_VERSIONS.join(", ")),
+                format!(
+                    "protocol version {v:?} is not supported; supported: {}",
+                    KNOWN_VERSIONS.join(", ")
+                ),
             ));
         }
         return Ok(Some(v.clone()));
@@ -370,7 +428,10 @@ fn protocol_version(msg: &McpMessage, session: Option<&BrokerSession>, h: &McpHe
         Some(v) if KNOWN_VERSIONS.contains(&v.as_str()) => Ok(Some(v.clone())),
         Some(v) => Err(McpError::new(
             codes::UNSUPPORTED_VERSION,
-            format!("MCP-Protocol-Version {v:?} is not supported; supported: {}", KNOWN_VERSIONS.join(", ")),
+            format!(
+                "MCP-Protocol-Version {v:?} is not supported; supported: {}",
+                KNOWN_VERSIONS.join(", ")
+            ),
         )),
         None => Ok(None),
     }
@@ -429,7 +490,12 @@ struct Learner {
 }
 
 impl Learner {
-    fn for_request(msg: &McpMessage, status: u16, target: Arc<Target>, session: Option<Arc<BrokerSession>>) -> Option<Self> {
+    fn for_request(
+        msg: &McpMessage,
+        status: u16,
+        target: Arc<Target>,
+        session: Option<Arc<BrokerSession>>,
+    ) -> Option<Self> {
         let method = msg.method.as_deref()?;
         if !matches!(method, "initialize" | "tools/list" | "server/discover") {
             return None;

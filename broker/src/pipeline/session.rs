@@ -28,11 +28,17 @@ pub struct BrokerSession {
 
 impl BrokerSession {
     pub fn protocol_version(&self) -> Option<String> {
-        self.protocol_version.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.protocol_version
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn set_protocol_version(&self, v: &str) {
-        *self.protocol_version.lock().unwrap_or_else(|p| p.into_inner()) = Some(v.to_owned());
+        *self
+            .protocol_version
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(v.to_owned());
     }
 }
 
@@ -68,7 +74,13 @@ impl SessionTable {
     /// The session `id` if it exists, is the caller's and is on `target`.
     /// All failures look alike to the caller (HTTP 404, as the MCP spec
     /// asks for unknown sessions, which makes the client start afresh).
-    pub fn get(&self, id: &str, subject: &str, issuer: &str, target: &str) -> Result<Arc<BrokerSession>, McpError> {
+    pub fn get(
+        &self,
+        id: &str,
+        subject: &str,
+        issuer: &str,
+        target: &str,
+    ) -> Result<Arc<BrokerSession>, McpError> {
         let found = self.read().get(id).cloned();
         match found {
             Some(s) if s.subject == subject && s.issuer == issuer && s.target == target => {

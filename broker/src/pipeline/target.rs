@@ -11,7 +11,13 @@ use super::headers::{self, ParamHeaders};
 use crate::upstream::Upstream;
 
 /// MCP protocol revisions the broker carries.
-pub const KNOWN_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
+pub const KNOWN_VERSIONS: &[&str] = &[
+    "2024-11-05",
+    "2025-03-26",
+    "2025-06-18",
+    "2025-11-25",
+    "2026-07-28",
+];
 
 /// What a target answered to `server/discover`, learned from the first one.
 #[derive(Debug, Clone)]
@@ -21,7 +27,10 @@ pub enum Revision {
     Stateless,
     /// It refused `server/discover` this way (HTTP status, JSON-RPC error):
     /// a handshake-era server. Later probes are answered from here.
-    HandshakeOnly { status: u16, error: Value },
+    HandshakeOnly {
+        status: u16,
+        error: Value,
+    },
 }
 
 pub struct Target {
@@ -42,7 +51,10 @@ impl Target {
     }
 
     pub fn revision(&self) -> Revision {
-        self.revision.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.revision
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Records the answer to a `server/discover` that went upstream.

@@ -87,10 +87,7 @@ impl FrameWriter {
 
     /// Sends a message frame without copying its body into the scratch
     /// buffer: the header goes first, then the body as its own chunk.
-    pub async fn send_message(
-        &mut self,
-        msg: &hoop_proto::McpMessage,
-    ) -> Result<(), FrameError> {
+    pub async fn send_message(&mut self, msg: &hoop_proto::McpMessage) -> Result<(), FrameError> {
         if msg.body.len() < 16 * 1024 {
             return self.send(&Frame::Message(msg.clone())).await;
         }

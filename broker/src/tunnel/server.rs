@@ -71,15 +71,23 @@ impl TunnelServer {
         };
         let mut reader = FrameReader::new(recv, 64 * 1024);
         let mut writer = FrameWriter::new(send);
-        let refuse = |code: ErrorCode, message: String| Frame::ControlError(ControlError { code, message });
+        let refuse =
+            |code: ErrorCode, message: String| Frame::ControlError(ControlError { code, message });
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, reader.next()).await {
             Ok(Ok(Some(Frame::Hello(h)))) => h,
             Ok(Ok(Some(_))) => {
-                let _ = writer.send(&refuse(ErrorCode::UNEXPECTED_FRAME, "the first frame must be Hello".into())).await;
+                let _ = writer
+                    .send(&refuse(
+                        ErrorCode::UNEXPECTED_FRAME,
+                        "the first frame must be Hello".into(),
+                    ))
+                    .await;
                 return close(conn, writer).await;
             }
             Ok(Err(e)) => {
-                let _ = writer.send(&refuse(ErrorCode::MALFORMED_FRAME, format!("{e}"))).await;
+                let _ = writer
+                    .send(&refuse(ErrorCode::MALFORMED_FRAME, format!("{e}")))
+                    .await;
                 return close(conn, writer).await;
             }
             _ => return close(conn, writer).await,
@@ -88,7 +96,10 @@ impl TunnelServer {
             let _ = writer
                 .send(&refuse(
                     ErrorCode::UNSUPPORTED_VERSION,
-                    format!("protocol version {} is too old for this broker; upgrade hoop", hello.version),
+                    format!(
+                        "protocol version {} is too old for this broker; upgrade hoop",
+                        hello.version
+                    ),
                 ))
                 .await;
             return close(conn, writer).await;
@@ -98,7 +109,10 @@ impl TunnelServer {
             Err(e) => {
                 tracing::warn!(%remote, reason = %e.reason, "authentication failed");
                 let _ = writer
-                    .send(&refuse(ErrorCode::UNAUTHENTICATED, format!("authentication failed: {}", e.hint)))
+                    .send(&refuse(
+                        ErrorCode::UNAUTHENTICATED,
+                        format!("authentication failed: {}", e.hint),
+                    ))
                     .await;
                 return close(conn, writer).await;
             }
@@ -141,14 +155,28 @@ impl TunnelServer {
         let mut writer = FrameWriter::new(send);
         let open = match reader.next().await {
             Ok(Some(Frame::Open(o))) => o,
-            Ok(Some(_)) => return fail(&mut writer, CloseCode::MALFORMED, "an MCP stream must start with Open").await,
+            Ok(Some(_)) => {
+                return fail(
+                    &mut writer,
+                    CloseCode::MALFORMED,
+                    "an MCP stream must start with Open",
+                )
+                .await
+            }
             Ok(None) => return,
             Err(e) => return fail(&mut writer, CloseCode::MALFORMED, &e.to_string()).await,
         };
         let body = if open.kind == StreamKind::Post {
             match reader.next().await {
                 Ok(Some(Frame::Message(m))) => Some(m.body),
-                Ok(_) => return fail(&mut writer, CloseCode::MALFORMED, "a POST stream must carry one Message after Open").await,
+                Ok(_) => {
+                    return fail(
+                        &mut writer,
+                        CloseCode::MALFORMED,
+                        "a POST stream must carry one Message after Open",
+                    )
+                    .await
+                }
                 Err(e) => return fail(&mut writer, CloseCode::MALFORMED, &e.to_string()).await,
             }
         } else {

@@ -19,7 +19,9 @@ impl TlsMaterial {
             .map_err(|e| anyhow::anyhow!("cannot read TLS certificate {}: {e}", cert.display()))?;
         let chain = rustls_pemfile::certs(&mut cert_pem.as_slice())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow::anyhow!("{} is not a PEM certificate chain: {e}", cert.display()))?;
+            .map_err(|e| {
+                anyhow::anyhow!("{} is not a PEM certificate chain: {e}", cert.display())
+            })?;
         if chain.is_empty() {
             anyhow::bail!("{} holds no certificate", cert.display());
         }
@@ -34,7 +36,10 @@ impl TlsMaterial {
     /// SHA-256 fingerprint of the leaf certificate, as `sha256:<hex>`; what
     /// `hoop connect --pin` takes.
     pub fn fingerprint(&self) -> String {
-        self.chain.first().map(|c| fingerprint(c)).unwrap_or_default()
+        self.chain
+            .first()
+            .map(|c| fingerprint(c))
+            .unwrap_or_default()
     }
 }
 
@@ -76,7 +81,11 @@ pub fn ensure_dev_cert(dir: &Path) -> anyhow::Result<DevTlsFiles> {
 
 /// A fresh self-signed loopback certificate and key, as PEM.
 pub fn self_signed_pem() -> anyhow::Result<(String, String)> {
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     let ck = rcgen::generate_simple_self_signed(names)?;
     Ok((ck.cert.pem(), ck.signing_key.serialize_pem()))
 }

@@ -28,8 +28,9 @@ impl HttpUpstream {
         let url = reqwest::Url::parse(url)?;
         let authorization = credential
             .map(|c| {
-                let mut v = HeaderValue::from_str(&format!("Bearer {c}"))
-                    .map_err(|_| anyhow::anyhow!("service credential holds characters not allowed in a header"))?;
+                let mut v = HeaderValue::from_str(&format!("Bearer {c}")).map_err(|_| {
+                    anyhow::anyhow!("service credential holds characters not allowed in a header")
+                })?;
                 v.set_sensitive(true);
                 Ok::<_, anyhow::Error>(v)
             })
@@ -69,7 +70,11 @@ impl HttpUpstream {
         if let Some(UpstreamSession::Http(id)) = out.session {
             insert_session(&mut headers, id)?;
         }
-        let req = self.client.post(self.url.clone()).headers(headers).body(out.body);
+        let req = self
+            .client
+            .post(self.url.clone())
+            .headers(headers)
+            .body(out.body);
         self.exchange(req).await
     }
 
@@ -83,7 +88,8 @@ impl HttpUpstream {
         insert_session(&mut headers, session)?;
         insert_opt(&mut headers, "mcp-protocol-version", version)?;
         insert_opt(&mut headers, "last-event-id", last_event_id)?;
-        self.exchange(self.client.get(self.url.clone()).headers(headers)).await
+        self.exchange(self.client.get(self.url.clone()).headers(headers))
+            .await
     }
 
     pub async fn end_session(&self, session: &str, version: Option<&str>) {

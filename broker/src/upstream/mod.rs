@@ -28,8 +28,7 @@ pub struct UpstreamMessage {
     pub body: Bytes,
 }
 
-pub type MessageStream =
-    Pin<Box<dyn Stream<Item = Result<UpstreamMessage, UpstreamError>> + Send>>;
+pub type MessageStream = Pin<Box<dyn Stream<Item = Result<UpstreamMessage, UpstreamError>> + Send>>;
 
 /// What the upstream answered to one exchange.
 pub struct UpstreamReply {
@@ -87,7 +86,11 @@ pub enum Upstream {
 
 impl Upstream {
     pub fn from_config(name: &str, config: &TargetConfig) -> anyhow::Result<Self> {
-        let credential = config.credential.as_ref().map(|c| c.read(name)).transpose()?;
+        let credential = config
+            .credential
+            .as_ref()
+            .map(|c| c.read(name))
+            .transpose()?;
         Ok(match config.transport {
             TransportKind::Http => Self::Http(http::HttpUpstream::new(
                 config.url.as_deref().unwrap_or_default(),
@@ -119,9 +122,13 @@ impl Upstream {
         last_event_id: Option<&str>,
     ) -> Result<UpstreamReply, UpstreamError> {
         match (self, session) {
-            (Self::Http(h), UpstreamSession::Http(id)) => h.listen(id, version, last_event_id).await,
+            (Self::Http(h), UpstreamSession::Http(id)) => {
+                h.listen(id, version, last_event_id).await
+            }
             (Self::Stdio(_), UpstreamSession::Stdio(child)) => Ok(child.listen()),
-            _ => Err(UpstreamError::Protocol("session does not belong to this upstream".into())),
+            _ => Err(UpstreamError::Protocol(
+                "session does not belong to this upstream".into(),
+            )),
         }
     }
 

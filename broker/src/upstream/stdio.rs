@@ -78,13 +78,19 @@ impl StdioUpstream {
         let (child, new_session) = match out.session {
             Some(UpstreamSession::Stdio(c)) => (c.clone(), false),
             Some(UpstreamSession::Http(_)) => {
-                return Err(UpstreamError::Protocol("HTTP session on a stdio target".into()))
+                return Err(UpstreamError::Protocol(
+                    "HTTP session on a stdio target".into(),
+                ))
             }
             None if msg.is_method("initialize") => (StdioChild::spawn(&self.spec, false)?, true),
             None => (self.pooled().await?, false),
         };
         let mut reply = match msg.kind {
-            MessageKind::Request => child.request(msg.id.as_ref(), msg.progress_token(), out.body).await?,
+            MessageKind::Request => {
+                child
+                    .request(msg.id.as_ref(), msg.progress_token(), out.body)
+                    .await?
+            }
             MessageKind::Notification | MessageKind::Response => {
                 child.write(out.body).await?;
                 UpstreamReply::empty(202)
@@ -189,7 +195,9 @@ impl StdioChild {
         let (Some(mut stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
-            return Err(UpstreamError::Unavailable("child has no stdio pipes".into()));
+            return Err(UpstreamError::Unavailable(
+                "child has no stdio pipes".into(),
+            ));
         };
         let pid = child.id();
         let (writer, mut lines_out) = mpsc::channel::<Bytes>(64);
@@ -255,7 +263,10 @@ impl StdioChild {
     }
 
     fn gone(&self) -> UpstreamError {
-        UpstreamError::Unavailable(format!("the stdio server of target {} has exited", self.target))
+        UpstreamError::Unavailable(format!(
+            "the stdio server of target {} has exited",
+            self.target
+        ))
     }
 
     async fn request(
@@ -323,7 +334,13 @@ impl StdioChild {
         UpstreamReply {
             status: 200,
             body: ResponseBody::EventStream,
-            messages: tokio_stream_from(rx, PendingGuard { child: Weak::new(), key: String::new() }),
+            messages: tokio_stream_from(
+                rx,
+                PendingGuard {
+                    child: Weak::new(),
+                    key: String::new(),
+                },
+            ),
             session: None,
         }
     }
@@ -342,7 +359,10 @@ impl StdioChild {
                 return;
             }
         };
-        let msg = UpstreamMessage { event_id: None, body: line };
+        let msg = UpstreamMessage {
+            event_id: None,
+            body: line,
+        };
         let (tx, msg) = {
             let mut r = self.lock();
             match (&env.method, &env.id) {
@@ -464,9 +484,10 @@ fn tokio_stream_from(
     rx: mpsc::Receiver<Result<UpstreamMessage, UpstreamError>>,
     guard: PendingGuard,
 ) -> super::MessageStream {
-    Box::pin(futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
-        rx.recv().await.map(|m| (m, (rx, guard)))
-    }))
+    Box::pin(futures::stream::unfold(
+        (rx, guard),
+        |(mut rx, guard)| async move { rx.recv().await.map(|m| (m, (rx, guard))) },
+    ))
 }
 
 /// Waits for the child to exit, or for a stop request: then SIGTERM to the
@@ -477,7 +498,10 @@ async fn reap(mut child: tokio::process::Child, pid: Option<u32>, stop: oneshot:
         _ = stop => {}
     }
     signal_group(pid, nix::sys::signal::Signal::SIGTERM);
-    if tokio::time::timeout(Duration::from_secs(2), child.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(2), child.wait())
+        .await
+        .is_err()
+    {
         signal_group(pid, nix::sys::signal::Signal::SIGKILL);
         let _ = child.kill().await;
     }

@@ -12,7 +12,9 @@ use crate::settings::ConnectionArgs;
 use crate::tunnel::TunnelClient;
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  hoop connect mcp payments --port 8931\n  hoop connect mcp payments --stdio          # for clients that launch a command\n  hoop connect mcp payments --json           # machine-readable endpoint and secret")]
+#[command(
+    after_help = "Examples:\n  hoop connect mcp payments --port 8931\n  hoop connect mcp payments --stdio          # for clients that launch a command\n  hoop connect mcp payments --json           # machine-readable endpoint and secret"
+)]
 pub struct ConnectArgs {
     /// What to connect to (only `mcp` for now).
     #[arg(value_parser = ["mcp"])]
@@ -61,7 +63,10 @@ pub async fn serve_http(
     let listener = local::http::bind(port).await?;
     let addr = listener.local_addr().map_err(anyhow::Error::from)?;
     let url = format!("http://{addr}{}", local::http::MCP_PATH);
-    let who = tunnel.welcome().map(|w| w.identity.subject).unwrap_or_default();
+    let who = tunnel
+        .welcome()
+        .map(|w| w.identity.subject)
+        .unwrap_or_default();
     print_endpoint(&url, target, &who, secret.as_deref(), json_out);
     let state = Arc::new(local::http::LocalHttp {
         tunnel,
@@ -96,7 +101,10 @@ fn print_endpoint(url: &str, target: &str, who: &str, secret: Option<&str>, json
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
     println!("\nVS Code (.vscode/mcp.json):\n{}", pretty(&vscode));
     println!("\nCursor (~/.cursor/mcp.json):\n{}", pretty(&cursor));
-    println!("\nClaude Desktop (claude_desktop_config.json, runs hoop over stdio):\n{}", pretty(&claude));
+    println!(
+        "\nClaude Desktop (claude_desktop_config.json, runs hoop over stdio):\n{}",
+        pretty(&claude)
+    );
     println!("\nPress Ctrl-C to stop.");
 }
 

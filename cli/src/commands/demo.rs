@@ -12,10 +12,12 @@ use hoop_broker::tunnel::tls;
 
 use super::CommandError;
 use crate::demo_server::{self, DemoServerConfig};
-use crate::tunnel::{TunnelClient, TunnelSettings, Trust};
+use crate::tunnel::{Trust, TunnelClient, TunnelSettings};
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  hoop demo                    # serves http://127.0.0.1:18080/mcp\n  hoop demo --port 9000 --as bob\n  hoop demo --record /tmp/received.jsonl   # what the demo server received")]
+#[command(
+    after_help = "Examples:\n  hoop demo                    # serves http://127.0.0.1:18080/mcp\n  hoop demo --port 9000 --as bob\n  hoop demo --record /tmp/received.jsonl   # what the demo server received"
+)]
 pub struct DemoArgs {
     /// Local port for the MCP endpoint.
     #[arg(long, default_value_t = 18080)]
@@ -37,7 +39,9 @@ pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
         .map_err(anyhow::Error::from)?;
     let upstream_addr = upstream.local_addr().map_err(anyhow::Error::from)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server_config = DemoServerConfig { record: args.record.clone() };
+    let server_config = DemoServerConfig {
+        record: args.record.clone(),
+    };
     let server = tokio::spawn(demo_server::serve_http(upstream, server_config, async {
         let _ = stop_rx.await;
     }));
@@ -68,7 +72,10 @@ pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
     })
     .await?;
     if !args.json {
-        println!("hoop demo: dev broker on {} (QUIC), demo bank MCP server behind it as target \"demo\"", broker.addr);
+        println!(
+            "hoop demo: dev broker on {} (QUIC), demo bank MCP server behind it as target \"demo\"",
+            broker.addr
+        );
     }
     let result = super::connect::serve_http(tunnel, "demo", args.port, None, args.json).await;
     broker.shutdown().await;

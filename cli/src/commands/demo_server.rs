@@ -20,7 +20,9 @@ pub struct DemoServerArgs {
 }
 
 pub async fn run(args: DemoServerArgs) -> Result<(), CommandError> {
-    let config = DemoServerConfig { record: args.record };
+    let config = DemoServerConfig {
+        record: args.record,
+    };
     if args.stdio {
         demo_server::serve_stdio(config).await?;
         return Ok(());

@@ -22,7 +22,10 @@ pub struct CommandError {
 
 impl From<anyhow::Error> for CommandError {
     fn from(error: anyhow::Error) -> Self {
-        Self { code: exit::FAILURE, error }
+        Self {
+            code: exit::FAILURE,
+            error,
+        }
     }
 }
 
@@ -34,6 +37,9 @@ impl From<crate::tunnel::TunnelError> for CommandError {
             TunnelError::Unreachable { .. } => exit::BROKER_UNREACHABLE,
             _ => exit::FAILURE,
         };
-        Self { code, error: e.into() }
+        Self {
+            code,
+            error: e.into(),
+        }
     }
 }

@@ -56,9 +56,14 @@ pub async fn bind(port: u16) -> anyhow::Result<tokio::net::TcpListener> {
     })
 }
 
-async fn handle(State(s): State<Arc<LocalHttp>>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = check_local(&headers) {
-        return r;
+async fn handle(
+    State(s): State<Arc<LocalHttp>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(why) = check_local(&headers) {
+        return plain(StatusCode::FORBIDDEN, why);
     }
     if let Some(secret) = &s.secret {
         if !authorized(&headers, secret) {
@@ -79,7 +84,11 @@ async fn handle(State(s): State<Arc<LocalHttp>>, method: Method, headers: Header
         kind,
         headers: mcp_headers(&headers),
     };
-    let id = if kind == StreamKind::Post { request_id(&body) } else { None };
+    let id = if kind == StreamKind::Post {
+        request_id(&body)
+    } else {
+        None
+    };
     let body = (kind == StreamKind::Post).then_some(body);
     match s.tunnel.exchange(open, body).await {
         Ok(ex) => respond(ex, id).await,
@@ -90,7 +99,12 @@ async fn handle(State(s): State<Arc<LocalHttp>>, method: Method, headers: Header
 async fn respond(mut ex: Exchange, id: Option<serde_json::Value>) -> Response {
     let status = StatusCode::from_u16(ex.head.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut builder = Response::builder().status(status);
-    if let Some(sid) = ex.head.session_id.as_deref().and_then(|s| HeaderValue::from_str(s).ok()) {
+    if let Some(sid) = ex
+        .head
+        .session_id
+        .as_deref()
+        .and_then(|s| HeaderValue::from_str(s).ok())
+    {
         builder = builder.header("mcp-session-id", sid);
     }
     let result = match ex.head.body {
@@ -102,33 +116,44 @@ async fn respond(mut ex: Exchange, id: Option<serde_json::Value>) -> Response {
         ResponseBody::Json => match ex.next_message().await {
             Ok(Some(m)) => {
                 let _ = ex.next_message().await;
-                builder.header("content-type", "application/json").body(Body::from(m.body))
+                builder
+                    .header("content-type", "application/json")
+                    .body(Body::from(m.body))
             }
             Ok(None) => builder.body(Body::empty()),
             Err(e) => return tunnel_failure(&e, id),
         },
         ResponseBody::EventStream => {
-            let stream = futures::stream::unfold((ex, id, false), |(mut ex, id, done)| async move {
-                if done {
-                    return None;
-                }
-                match ex.next_message().await {
-                    Ok(Some(m)) => Some((Ok::<_, std::io::Error>(sse_event(m.event_id.as_deref(), &m.body)), (ex, id, false))),
-                    Ok(None) => None,
-                    // Tell the client why its request ends, with its id.
-                    Err(e) => {
-                        let body = error_response(id.clone(), TUNNEL_ERROR, &e.to_string());
-                        Some((Ok(sse_event(None, &body)), (ex, id, true)))
+            let stream =
+                futures::stream::unfold((ex, id, false), |(mut ex, id, done)| async move {
+                    if done {
+                        return None;
                     }
-                }
-            });
+                    match ex.next_message().await {
+                        Ok(Some(m)) => Some((
+                            Ok::<_, std::io::Error>(sse_event(m.event_id.as_deref(), &m.body)),
+                            (ex, id, false),
+                        )),
+                        Ok(None) => None,
+                        // Tell the client why its request ends, with its id.
+                        Err(e) => {
+                            let body = error_response(id.clone(), TUNNEL_ERROR, &e.to_string());
+                            Some((Ok(sse_event(None, &body)), (ex, id, true)))
+                        }
+                    }
+                });
             builder
                 .header("content-type", "text/event-stream")
                 .header("cache-control", "no-cache")
                 .body(Body::from_stream(stream))
         }
     };
-    result.unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "could not build the response"))
+    result.unwrap_or_else(|_| {
+        plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not build the response",
+        )
+    })
 }
 
 /// One SSE event; every line of the JSON gets its own `data:` prefix.
@@ -158,7 +183,11 @@ fn tunnel_failure(e: &TunnelError, id: Option<serde_json::Value>) -> Response {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Body::from(error_response(id, TUNNEL_ERROR, &format!("hoop: {e}"))))
+        .body(Body::from(error_response(
+            id,
+            TUNNEL_ERROR,
+            &format!("hoop: {e}"),
+        )))
         .unwrap_or_else(|_| plain(StatusCode::BAD_GATEWAY, "tunnel failure"))
 }
 
@@ -172,11 +201,11 @@ fn plain(status: StatusCode, msg: &str) -> Response {
 
 /// Refuses requests that did not come from this machine's own pages and
 /// programs: a non-local `Host` (DNS rebinding) or `Origin`.
-fn check_local(headers: &HeaderMap) -> Result<(), Response> {
+fn check_local(headers: &HeaderMap) -> Result<(), &'static str> {
     if let Some(host) = headers.get("host") {
         let host = host.to_str().unwrap_or("");
         if !is_local_authority(host) {
-            return Err(plain(StatusCode::FORBIDDEN, "requests must be addressed to 127.0.0.1, localhost or [::1]"));
+            return Err("requests must be addressed to 127.0.0.1, localhost or [::1]");
         }
     }
     if let Some(origin) = headers.get("origin") {
@@ -186,7 +215,7 @@ fn check_local(headers: &HeaderMap) -> Result<(), Response> {
             .or_else(|| origin.strip_prefix("https://"))
             .unwrap_or("");
         if !is_local_authority(authority) {
-            return Err(plain(StatusCode::FORBIDDEN, "cross-origin requests from non-local pages are refused"));
+            return Err("cross-origin requests from non-local pages are refused");
         }
     }
     Ok(())
@@ -198,14 +227,20 @@ fn is_local_authority(authority: &str) -> bool {
     } else {
         authority.rsplit_once(':').map_or(authority, |(h, _)| h)
     };
-    matches!(host.to_ascii_lowercase().as_str(), "127.0.0.1" | "localhost" | "::1")
+    matches!(
+        host.to_ascii_lowercase().as_str(),
+        "127.0.0.1" | "localhost" | "::1"
+    )
 }
 
 fn authorized(headers: &HeaderMap, secret: &str) -> bool {
     let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let Some(presented) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) else {
+    let Some(presented) = v
+        .strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+    else {
         return false;
     };
     subtle::ConstantTimeEq::ct_eq(presented.trim().as_bytes(), secret.as_bytes()).into()
@@ -249,6 +284,9 @@ mod tests {
     #[test]
     fn sse_events_split_multiline_json() {
         let e = sse_event(Some("7"), b"{\n\"a\":1\n}");
-        assert_eq!(&e[..], b"event: message\nid: 7\ndata: {\ndata: \"a\":1\ndata: }\n\n");
+        assert_eq!(
+            &e[..],
+            b"event: message\nid: 7\ndata: {\ndata: \"a\":1\ndata: }\n\n"
+        );
     }
 }

@@ -46,7 +46,11 @@ pub async fn serve(tunnel: Arc<TunnelClient>, target: String) -> anyhow::Result<
             Ok(l) => l,
             Err(e) => {
                 let _ = out_tx
-                    .send(error_response(None, -32700, &format!("hoop: unreadable input line: {e}")))
+                    .send(error_response(
+                        None,
+                        -32700,
+                        &format!("hoop: unreadable input line: {e}"),
+                    ))
                     .await;
                 continue;
             }
@@ -110,7 +114,9 @@ async fn relay(
         Ok(ex) => ex,
         Err(e) => {
             if id.is_some() {
-                let _ = out.send(error_response(id, TUNNEL_ERROR, &format!("hoop: {e}"))).await;
+                let _ = out
+                    .send(error_response(id, TUNNEL_ERROR, &format!("hoop: {e}")))
+                    .await;
             }
             return;
         }
@@ -133,7 +139,9 @@ async fn relay(
             Ok(None) => break,
             Err(e) => {
                 if id.is_some() {
-                    let _ = out.send(error_response(id, TUNNEL_ERROR, &format!("hoop: {e}"))).await;
+                    let _ = out
+                        .send(error_response(id, TUNNEL_ERROR, &format!("hoop: {e}")))
+                        .await;
                 }
                 return;
             }
@@ -200,5 +208,7 @@ fn is_method(body: &[u8], method: &str) -> bool {
 
 fn negotiated_version(body: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    v.pointer("/result/protocolVersion")?.as_str().map(str::to_owned)
+    v.pointer("/result/protocolVersion")?
+        .as_str()
+        .map(str::to_owned)
 }

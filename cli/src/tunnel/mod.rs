@@ -75,11 +75,16 @@ impl TunnelClient {
             addr: settings.broker,
             reason,
         };
-        let client_config = tls::client_config(&settings.trust).map_err(|e| unreachable(e.to_string()))?;
+        let client_config =
+            tls::client_config(&settings.trust).map_err(|e| unreachable(e.to_string()))?;
         let bind: SocketAddr = if settings.broker.is_ipv6() {
-            "[::]:0".parse().map_err(|_| unreachable("bad bind address".into()))?
+            "[::]:0"
+                .parse()
+                .map_err(|_| unreachable("bad bind address".into()))?
         } else {
-            "0.0.0.0:0".parse().map_err(|_| unreachable("bad bind address".into()))?
+            "0.0.0.0:0"
+                .parse()
+                .map_err(|_| unreachable("bad bind address".into()))?
         };
         let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| unreachable(e.to_string()))?;
         endpoint.set_default_client_config(client_config);
@@ -96,7 +101,10 @@ impl TunnelClient {
 
     /// The identity and session facts of the current connection.
     pub fn welcome(&self) -> Option<Welcome> {
-        self.welcome.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.welcome
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     async fn dial(&self) -> Result<Live, TunnelError> {
@@ -113,7 +121,10 @@ impl TunnelClient {
             .await
             .map_err(|_| unreachable("no answer within 10 s (is the broker running?)".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
-        let (send, recv) = conn.open_bi().await.map_err(|e| unreachable(e.to_string()))?;
+        let (send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
         let mut writer = FrameWriter::new(send);
         let mut reader = FrameReader::new(recv, 64 * 1024);
         writer
@@ -138,7 +149,9 @@ impl TunnelClient {
                 code: e.code,
                 message: e.message,
             }),
-            Ok(Ok(other)) => Err(TunnelError::Protocol(format!("expected Welcome, got {other:?}"))),
+            Ok(Ok(other)) => Err(TunnelError::Protocol(format!(
+                "expected Welcome, got {other:?}"
+            ))),
             Ok(Err(e)) => Err(unreachable(e.to_string())),
             Err(_) => Err(unreachable("no Welcome within 10 s".into())),
         }
@@ -177,7 +190,11 @@ impl TunnelClient {
     }
 
     /// Opens an MCP stream, sends the request and waits for the head.
-    pub async fn exchange(&self, open: OpenStream, body: Option<Bytes>) -> Result<Exchange, TunnelError> {
+    pub async fn exchange(
+        &self,
+        open: OpenStream,
+        body: Option<Bytes>,
+    ) -> Result<Exchange, TunnelError> {
         let conn = self.connection(false).await?;
         // Opening a stream sends nothing yet, so a dead connection found
         // here can be replaced without losing the request.
@@ -195,7 +212,10 @@ impl TunnelClient {
         writer.send(&Frame::Open(open)).await.map_err(lost)?;
         if let Some(body) = body {
             writer
-                .send_message(&McpMessage { event_id: None, body })
+                .send_message(&McpMessage {
+                    event_id: None,
+                    body,
+                })
                 .await
                 .map_err(lost)?;
         }
@@ -208,8 +228,16 @@ impl TunnelClient {
                     message: c.message,
                 })
             }
-            Some(other) => return Err(TunnelError::Protocol(format!("expected Head, got {other:?}"))),
-            None => return Err(TunnelError::Lost("the broker closed the stream without answering".into())),
+            Some(other) => {
+                return Err(TunnelError::Protocol(format!(
+                    "expected Head, got {other:?}"
+                )))
+            }
+            None => {
+                return Err(TunnelError::Lost(
+                    "the broker closed the stream without answering".into(),
+                ))
+            }
         };
         Ok(Exchange {
             head,
