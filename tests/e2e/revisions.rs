@@ -155,3 +155,47 @@ fn stateless_2026_server_from_the_python_sdk() {
         }
     }
 }
+
+#[test]
+fn demo_server_over_stdio_in_both_revisions() {
+    // The Rust demo server speaks both revisions over stdio: handshake-era
+    // sessions get a child each, stateless 2026-07-28 requests share a pool.
+    let dir = scratch();
+    let record = dir.path().join("stdio-demo.jsonl");
+    let broker = Broker::start(
+        dir.path(),
+        &format!(
+            "[targets.bank]\ntransport = \"stdio\"\ncommand = \"{}\"\nargs = [\"demo-server\", \"--stdio\", \"--record\", \"{}\"]\npool_size = 2\n",
+            bin("hoop").display(),
+            record.display()
+        ),
+    );
+    let connect = Connect::start(dir.path(), &broker, "bank", &["--no-local-auth"]);
+    let auto = python_client(
+        &connect.url,
+        "auto",
+        &["negotiated", "list_tools", "echo", "progress", "big"],
+        &[],
+    );
+    assert_eq!(
+        outcome(&auto, "negotiated").detail["protocol_version"],
+        "2026-07-28"
+    );
+    let hs = python_client(
+        &connect.url,
+        "handshake",
+        &["negotiated", "echo", "cancel"],
+        &[],
+    );
+    assert_eq!(
+        outcome(&hs, "negotiated").detail["protocol_version"],
+        "2025-11-25"
+    );
+    // Pooled children get rewritten ids, so the client's own ids never
+    // collide; the answers still carry the client's ids (checked by the SDK).
+    let received = read_record(&record);
+    assert!(
+        received.iter().any(|r| r["method"] == "tools/call"),
+        "the stdio demo server saw no tools/call: {received:#?}"
+    );
+}
