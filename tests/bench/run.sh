@@ -15,11 +15,15 @@
 #                handshake era, one session; answers in SSE)
 #   d hoop-every the same through hoop (session issued by hoop)
 #
-# Usage: tests/bench/run.sh [--skip-build] [--only a,b,...] [--keep]
-#   --skip-build  use the release binaries already in the target dir
-#   --only LIST   comma-separated config names (floor-rust,floor-node,demo,
-#                 hoop-demo,every,hoop-every); default all
-#   --keep        keep the scratch dir (logs, broker state) after the run
+# Usage: tests/bench/run.sh [--skip-build] [--only a,b,...] [--keep] [--diag-nodelay]
+#   --skip-build    use the release binaries already in the target dir
+#   --only LIST     comma-separated config names (floor-rust,floor-node,demo,
+#                   hoop-demo,every,hoop-every); default all
+#   --keep          keep the scratch dir (logs, broker state) after the run
+#   --diag-nodelay  also measure hoop-demo-nd / hoop-every-nd: the same hoop
+#                   connect run under LD_PRELOAD=diag/nodelay_preload.c, which
+#                   sets TCP_NODELAY on the sockets it accepts (needs gcc).
+#                   A diagnostic for Nagle's algorithm, not a configuration.
 # Environment: BENCH_DURATION (10), BENCH_WARMUP (2), BENCH_CONNS ("1 16"),
 #   BENCH_WRK_THREADS (1), BENCH_HOST (127.0.0.1; loopback only),
 #   BENCH_PORT_BASE (14400: ports BASE..BASE+7 and BASE+33 must be free),
@@ -40,17 +44,21 @@ run() { printf '+ %s\n' "$(printf '%q ' "$@")" >&2; "$@"; }
 skip_build=0
 only="floor-rust,floor-node,demo,hoop-demo,every,hoop-every"
 keep=0
+diag_nodelay=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --skip-build) skip_build=1 ;;
     --only) shift; only="${1:?--only needs a list}" ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --diag-nodelay) diag_nodelay=1 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
   shift
 done
 wants() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+# The diagnostic configs ride along with the config they shadow.
+wants_nd() { [ "$diag_nodelay" = 1 ] && wants "$1"; }
 
 duration="${BENCH_DURATION:-10}"
 warmup="${BENCH_WARMUP:-2}"
@@ -86,12 +94,13 @@ is_loopback "$host" || die "BENCH_HOST=$host is not a loopback address; this ben
 
 floor_port=$((base + 0)); node_floor_port=$((base + 1)); demo_port=$((base + 2)); every_port=$((base + 3))
 hoop_demo_port=$((base + 4)); hoop_every_port=$((base + 5)); broker_port=$((base + 33))
+nd_demo_port=$((base + 6)); nd_every_port=$((base + 7))
 
 for tool in curl wrk node; do
   command -v "$tool" >/dev/null 2>&1 || die "'$tool' is not on PATH (apt-get install wrk curl; Node >= 20)"
 done
 port_busy() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
-for p in $floor_port $node_floor_port $demo_port $every_port $hoop_demo_port $hoop_every_port; do
+for p in $floor_port $node_floor_port $demo_port $every_port $hoop_demo_port $hoop_every_port $nd_demo_port $nd_every_port; do
   port_busy "$p" && die "port $p on $host is in use; set BENCH_PORT_BASE to a free range"
 done
 
@@ -236,6 +245,16 @@ EOF
   if wants hoop-every; then
     start hoop-every "$bin/hoop" connect mcp everything --port "$hoop_every_port" "${connect_args[@]}"
   fi
+  if [ "$diag_nodelay" = 1 ]; then
+    command -v gcc >/dev/null 2>&1 || die "--diag-nodelay needs gcc"
+    run gcc -shared -fPIC -O2 -o "$scratch/nodelay_preload.so" "$here/diag/nodelay_preload.c" -ldl
+    if wants_nd hoop-demo; then
+      start hoop-demo-nd env LD_PRELOAD="$scratch/nodelay_preload.so" "$bin/hoop" connect mcp demo --port "$nd_demo_port" "${connect_args[@]}"
+    fi
+    if wants_nd hoop-every; then
+      start hoop-every-nd env LD_PRELOAD="$scratch/nodelay_preload.so" "$bin/hoop" connect mcp everything --port "$nd_every_port" "${connect_args[@]}"
+    fi
+  fi
 fi
 
 # ---- wait, then check each answers the echo -------------------------------
@@ -278,6 +297,12 @@ if wants hoop-demo; then
   expect_echo hoop-demo "$r" '"text":"hi"'
   add hoop-demo "$u" "$stateless_body" 2026-07-28 "" tools/call echo "$pid_demo"
 fi
+if wants_nd hoop-demo; then
+  u="http://$host:$nd_demo_port/mcp"; wait_http "$u" "$pid_hoop_demo_nd"
+  r="$(post "$u" "$stateless_body" "${stateless_hdrs[@]}")"
+  expect_echo hoop-demo-nd "$r" '"text":"hi"'
+  add hoop-demo-nd "$u" "$stateless_body" 2026-07-28 "" tools/call echo "$pid_demo"
+fi
 if wants every || wants hoop-every; then
   wait_http "http://$host:$every_port/mcp" "$pid_every"
 fi
@@ -295,10 +320,30 @@ if wants hoop-every; then
   expect_echo hoop-every "$r" 'Echo: hi'
   add hoop-every "$u" "$every_body" 2025-11-25 "$sid" "" "" "$pid_every"
 fi
+if wants_nd hoop-every; then
+  u="http://$host:$nd_every_port/mcp"; wait_http "$u" "$pid_hoop_every_nd"
+  sid="$(handshake "$u")"
+  r="$(post "$u" "$every_body" -H 'MCP-Protocol-Version: 2025-11-25' -H "Mcp-Session-Id: $sid")"
+  expect_echo hoop-every-nd "$r" 'Echo: hi'
+  add hoop-every-nd "$u" "$every_body" 2025-11-25 "$sid" "" "" "$pid_every"
+fi
 
 # ---- CPU accounting: utime+stime of a process, in clock ticks -------------
 tck="$(getconf CLK_TCK)"
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# ---- is the machine quiet? -------------------------------------------------
+# Share of CPU time not idle over one second, all CPUs (our servers are idle now).
+cpu_busy() {
+  local a b
+  a=($(head -n1 /proc/stat)); sleep 1; b=($(head -n1 /proc/stat))
+  awk -v u="$(( (b[1]+b[2]+b[3]+b[6]+b[7]+b[8]) - (a[1]+a[2]+a[3]+a[6]+a[7]+a[8]) ))" \
+      -v i="$(( (b[4]+b[5]) - (a[4]+a[5]) ))" 'BEGIN { printf "%.0f", (u + i) > 0 ? 100 * u / (u + i) : 0 }'
+}
+busy_before="$(cpu_busy)"
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+log "CPU busy before measuring: ${busy_before}% (load average $load_before)"
+[ "$busy_before" -le 15 ] || log "WARNING: the machine is busy (${busy_before}% CPU) before the benchmark starts; expect noisy numbers"
 
 # ---- measure --------------------------------------------------------------
 out="${BENCH_OUT:-$scratch/results.tsv}"
@@ -316,6 +361,8 @@ for name in "${configs[@]}"; do
     case "$name" in
       hoop-demo) hoop_pid="$pid_hoop_demo"; broker_pid="$pid_broker" ;;
       hoop-every) hoop_pid="$pid_hoop_every"; broker_pid="$pid_broker" ;;
+      hoop-demo-nd) hoop_pid="$pid_hoop_demo_nd"; broker_pid="$pid_broker" ;;
+      hoop-every-nd) hoop_pid="$pid_hoop_every_nd"; broker_pid="$pid_broker" ;;
     esac
     s0="$(cpu_ticks "${pidof[$name]}")"; h0="$([ -n "$hoop_pid" ] && cpu_ticks "$hoop_pid" || echo 0)"
     b0="$([ -n "$broker_pid" ] && cpu_ticks "$broker_pid" || echo 0)"
@@ -342,6 +389,7 @@ done
 echo
 echo "hoop tools/call benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPU(s), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r)"
 echo "wrk closed loop, keep-alive, ${duration}s per run after ${warmup}s warm-up; latency in microseconds"
+echo "machine CPU busy before the runs: ${busy_before}% (load average then: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg))"
 echo "cpu/req = CPU time (user+sys) the process used during the run / requests (the server, hoop connect, hoop-broker)"
 echo
 {
@@ -357,6 +405,10 @@ added() { # through direct conns
 for c in $conns; do
   added hoop-demo demo "$c"
   added hoop-every every "$c"
+  if [ "$diag_nodelay" = 1 ]; then
+    added hoop-demo-nd demo "$c"
+    added hoop-every-nd every "$c"
+  fi
 done
 echo
 echo "raw results: $out"

@@ -239,3 +239,65 @@ fn broker_restart_mid_session_fails_only_the_call_in_flight() {
     assert_eq!(s, 200);
     python_client(&url, "auto", &["echo"], &[]);
 }
+
+#[test]
+fn param_headers_are_checked_against_the_tool_schema() {
+    // The stateless Python server's route_payment marks `region` with
+    // x-mcp-header: Region. The broker has never seen a tools/list when the
+    // first call arrives, so it reads the schema from the upstream itself.
+    let dir = scratch();
+    let record = dir.path().join("stateless.jsonl");
+    let (_server, upstream) = stateless_server(dir.path(), &record);
+    let broker = Broker::start(
+        dir.path(),
+        &format!("[targets.bank]\ntransport = \"http\"\nurl = \"{upstream}\"\n"),
+    );
+    let connect = Connect::start(dir.path(), &broker, "bank", &["--no-local-auth"]);
+    let call = |region: &str, marker: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":"{marker}","method":"tools/call","params":{{"name":"route_payment","arguments":{{"amount":5,"region":"{region}"}},{V2026_META}}}}}"#
+        )
+    };
+    let h = |param: (&'static str, &'static str)| {
+        vec![
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "route_payment"),
+            param,
+        ]
+    };
+    let (s, _, m) = post(
+        &connect.url,
+        &h(("mcp-param-region", "eu")),
+        &call("eu", "agree"),
+    );
+    assert_eq!(s, 200, "{m:?}");
+    assert_eq!(
+        m.last().unwrap()["result"]["content"][0]["text"],
+        "routed 5 via eu",
+        "{m:?}"
+    );
+    for (header, marker) in [
+        (("mcp-param-region", "us"), "disagree"),
+        (("mcp-param-other", "eu"), "unknown"),
+    ] {
+        let (s, _, m) = post(&connect.url, &h(header), &call("eu", marker));
+        assert_eq!((s, error_code(&m)), (400, -32020), "{header:?}: {m:?}");
+    }
+    let received = read_record(&record);
+    let calls: Vec<&Value> = received
+        .iter()
+        .filter(|r| r["name"] == "route_payment")
+        .collect();
+    assert_eq!(
+        calls.len(),
+        1,
+        "only the agreeing call may reach the upstream: {calls:#?}"
+    );
+    // The upstream got the header the broker derived from the body.
+    assert_eq!(
+        calls[0]["headers"]["mcp-param-region"], "eu",
+        "{:#}",
+        calls[0]
+    );
+}

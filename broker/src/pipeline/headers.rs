@@ -110,9 +110,9 @@ pub fn check(
         ));
     }
     let Some(mapping) = params else {
-        // Without the tool's schema nothing here can be checked; the headers
-        // are dropped (never forwarded) and the upstream gets derived ones.
-        return Ok(());
+        return Err(McpError::header_mismatch(
+            "Mcp-Param-* headers cannot be checked: the tool's schema is unknown",
+        ));
     };
     let args = msg.arguments();
     for (hname, raw) in &h.params {

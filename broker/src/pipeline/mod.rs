@@ -207,7 +207,18 @@ impl Pipeline {
             None => None,
         };
         // 3. headers
-        let params = msg.name.as_deref().and_then(|n| target.param_headers(n));
+        let mut params = msg.name.as_deref().and_then(|n| target.param_headers(n));
+        if params.is_none() && !h.params.is_empty() && msg.is_method("tools/call") {
+            // Argument headers can only be checked against the tool's schema.
+            target.fetch_tools().await;
+            params = msg.name.as_deref().and_then(|n| target.param_headers(n));
+            if params.is_none() {
+                return Err(error::McpError::header_mismatch(format!(
+                    "cannot check Mcp-Param-* headers: tool {:?} is not in the upstream's tool list",
+                    msg.name.as_deref().unwrap_or("")
+                )));
+            }
+        }
         headers::check(msg, h, params.as_ref())?;
         let version = protocol_version(msg, session.as_deref(), h)?;
         // 4. identity

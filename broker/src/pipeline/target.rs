@@ -4,11 +4,20 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use futures::StreamExt;
+use serde_json::{json, Value};
 
 use super::headers::{self, ParamHeaders};
-use crate::upstream::Upstream;
+use super::message::McpMessage;
+use crate::upstream::{Outbound, Upstream};
+
+/// The broker asks an upstream for its tools at most this often, however
+/// many unknown `Mcp-Param-*` headers clients send.
+const TOOLS_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+/// Pages of `tools/list` read per refresh.
+const MAX_TOOL_PAGES: usize = 20;
 
 /// MCP protocol revisions the broker carries.
 pub const KNOWN_VERSIONS: &[&str] = &[
@@ -38,6 +47,7 @@ pub struct Target {
     pub upstream: Upstream,
     revision: Mutex<Revision>,
     param_headers: RwLock<HashMap<String, ParamHeaders>>,
+    tools_fetched: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl Target {
@@ -47,6 +57,7 @@ impl Target {
             upstream,
             revision: Mutex::new(Revision::Unknown),
             param_headers: RwLock::new(HashMap::new()),
+            tools_fetched: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -88,5 +99,74 @@ impl Target {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .extend(learned);
+    }
+
+    /// Reads the upstream's tool list itself (a stateless 2026-07-28
+    /// `tools/list`, with the broker's own credential), so that `Mcp-Param-*`
+    /// headers can be checked even when no client listed tools through this
+    /// broker yet. Rate-limited per target; failures are logged and leave
+    /// the mapping unknown, which refuses the headers.
+    pub async fn fetch_tools(&self) {
+        let mut last = self.tools_fetched.lock().await;
+        if last.is_some_and(|t| t.elapsed() < TOOLS_REFRESH_INTERVAL) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let mut cursor: Option<String> = None;
+        for page in 0..MAX_TOOL_PAGES {
+            let mut params = json!({"_meta": {
+                super::message::META_PROTOCOL_VERSION: "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": {"name": "hoop-broker", "version": env!("CARGO_PKG_VERSION")},
+                "io.modelcontextprotocol/clientCapabilities": {},
+            }});
+            if let Some(c) = &cursor {
+                params["cursor"] = Value::from(c.clone());
+            }
+            let id = format!("hoop-tools-{page}");
+            let body =
+                json!({"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params});
+            let Ok(msg) = McpMessage::parse(&serde_json::to_vec(&body).unwrap_or_default()) else {
+                return;
+            };
+            let reply = self
+                .upstream
+                .post(Outbound {
+                    message: &msg,
+                    body: msg.to_bytes(),
+                    headers: headers::derive(&msg, None, None),
+                    session: None,
+                })
+                .await;
+            let mut messages = match reply {
+                Ok(r) => r.messages,
+                Err(e) => {
+                    tracing::warn!(target = %self.name, "could not read the upstream's tools: {e}");
+                    return;
+                }
+            };
+            let mut result = None;
+            // Bounded by the upstream's answer: it ends after the response.
+            while let Some(Ok(m)) = messages.next().await {
+                let Ok(v) = serde_json::from_slice::<Value>(&m.body) else {
+                    continue;
+                };
+                if v.get("id") == Some(&Value::from(id.clone())) {
+                    result = v.get("result").cloned();
+                    break;
+                }
+            }
+            let Some(result) = result else {
+                tracing::warn!(target = %self.name, "the upstream answered tools/list without a result");
+                return;
+            };
+            self.learn_tools(&result);
+            cursor = result
+                .get("nextCursor")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if cursor.is_none() {
+                return;
+            }
+        }
     }
 }
