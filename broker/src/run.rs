@@ -54,13 +54,21 @@ pub async fn start(
         targets.insert(name.clone(), Upstream::from_config(name, t)?);
     }
     let pipeline = Arc::new(Pipeline::new(targets));
+    let reset = tls.reset_secret();
     let server_config = quic_server_config(tls)?;
-    let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(|e| {
+    let socket = std::net::UdpSocket::bind(config.listen).map_err(|e| {
         anyhow::anyhow!(
             "cannot listen on udp {}: {e} (is another broker running there?)",
             config.listen
         )
     })?;
+    let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &reset);
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::new(Arc::new(reset_key)),
+        Some(server_config),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )?;
     let addr = endpoint.local_addr()?;
     let server = Arc::new(TunnelServer {
         pipeline: pipeline.clone(),

@@ -38,6 +38,22 @@ pub enum Frame {
     Close(CloseStream),
 }
 
+impl Frame {
+    /// The frame's type name, for messages that must not print its contents.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Frame::Hello(_) => "Hello",
+            Frame::Welcome(_) => "Welcome",
+            Frame::ControlError(_) => "ControlError",
+            Frame::Reauth(_) => "Reauth",
+            Frame::Open(_) => "Open",
+            Frame::Message(_) => "Message",
+            Frame::Head(_) => "Head",
+            Frame::Close(_) => "Close",
+        }
+    }
+}
+
 /// First frame of a connection: who the client is and the token it presents.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Hello {

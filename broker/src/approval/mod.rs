@@ -12,7 +12,7 @@ impl Approvals {
     pub async fn hold(&self, decision: &Decision) -> Result<(), McpError> {
         match decision {
             Decision::Approve { rule } => Err(McpError::new(
-                -32040,
+                crate::pipeline::error::codes::APPROVAL_REQUIRED,
                 format!(
                     "this call needs approval (rule {rule}), and approvals are not available yet"
                 ),

@@ -17,6 +17,12 @@ pub mod codes {
     pub const UPSTREAM_UNAVAILABLE: i64 = -32050;
     /// hoop: the MCP session is unknown, expired or not the caller's.
     pub const SESSION_NOT_FOUND: i64 = -32051;
+    /// hoop: the caller's token expired; a fresh one is needed.
+    pub const TOKEN_EXPIRED: i64 = -32053;
+    /// hoop: the call needs an approver's decision.
+    pub const APPROVAL_REQUIRED: i64 = -32040;
+    /// hoop: a policy rule denied the call.
+    pub const DENIED: i64 = -32041;
 }
 
 /// An error the broker answers in the client's place.
@@ -37,6 +43,10 @@ impl McpError {
             | codes::HEADER_MISMATCH
             | codes::UNSUPPORTED_VERSION => 400,
             codes::SESSION_NOT_FOUND => 404,
+            codes::TOKEN_EXPIRED => 403,
+            // A refusal of one call is an answer, not a transport failure:
+            // clients show the JSON-RPC error instead of an HTTP error.
+            codes::DENIED | codes::APPROVAL_REQUIRED => 200,
             codes::UPSTREAM_UNAVAILABLE => 502,
             _ => 500,
         };

@@ -164,6 +164,13 @@ pub fn derive(
     out
 }
 
+/// An RFC 9110 token: what may follow `Mcp-Param-` in a header name.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// Reads the `x-mcp-header` mapping of every tool in a `tools/list` result.
 pub fn param_headers_of(tools_list_result: &Value) -> HashMap<String, ParamHeaders> {
     let mut out = HashMap::new();
@@ -183,6 +190,14 @@ pub fn param_headers_of(tools_list_result: &Value) -> HashMap<String, ParamHeade
                     .iter()
                     .filter_map(|(arg, schema)| {
                         let h = schema.get("x-mcp-header")?.as_str()?;
+                        if !is_token(h) {
+                            tracing::warn!(
+                                tool = name,
+                                header = h,
+                                "ignoring an x-mcp-header that is not a valid header name"
+                            );
+                            return None;
+                        }
                         Some((h.to_owned(), arg.clone()))
                     })
                     .collect()

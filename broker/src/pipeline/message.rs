@@ -204,7 +204,16 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::from(v))
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        // Integers past 2^53 arrive here as floats and would reach the
+        // upstream rounded: an account number or amount silently changed.
+        // Refuse them instead; other floats round-trip exactly
+        // (serde_json's float_roundtrip).
+        if v.fract() == 0.0 && v.abs() >= 9_007_199_254_740_992.0 {
+            return Err(E::custom(format_args!(
+                "number {v:e} is too large to carry exactly; send it as a string"
+            )));
+        }
         Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
     }
 
@@ -309,6 +318,25 @@ mod tests {
         for (body, code) in cases {
             let e = McpMessage::parse(body).expect_err("must fail");
             assert_eq!(e.code, code, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn numbers_reach_the_upstream_unchanged_or_are_refused() {
+        let m = McpMessage::parse(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"pay","arguments":{"amount":123456789.123456789,"cents":9007199254740991,"neg":-12,"small":0.1}}}"#,
+        )
+        .expect("valid");
+        let again: Value = serde_json::from_slice(&m.to_bytes()).expect("canonical JSON");
+        let args = &again["params"]["arguments"];
+        assert_eq!(args["amount"].as_f64(), Some(123456789.123456789));
+        assert_eq!(args["cents"].as_u64(), Some(9007199254740991));
+        assert_eq!(args["neg"].as_i64(), Some(-12));
+        assert_eq!(args["small"].as_f64(), Some(0.1));
+        for big in ["12345678901234567890123", "1e300", "-9.007199254740993e15"] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"x","params":{{"n":{big}}}}}"#);
+            let e = McpMessage::parse(body.as_bytes()).expect_err(big);
+            assert!(e.message.contains("too large"), "{}", e.message);
         }
     }
 

@@ -4,18 +4,19 @@
 //! is a thin call into its own module, where the concern lives and is
 //! tested on its own:
 //!
-//! 1. **parse** (`message`): one strict JSON-RPC parse into the canonical
-//!    form every later layer reads. First, because nothing may judge bytes
-//!    that the upstream would read differently.
-//! 2. **session** (`session`): a presented `Mcp-Session-Id` must be the
+//! 1. **identity** (`crate::identity`): the caller's token is still valid.
+//!    First, and on every exchange of every kind, because the stateless
+//!    revision has no session to end when a token lapses.
+//! 2. **parse** (`message`): one strict JSON-RPC parse into the canonical
+//!    form every later layer reads. Before anything judges the message,
+//!    because nothing may judge bytes that the upstream would read
+//!    differently.
+//! 3. **session** (`session`): a presented `Mcp-Session-Id` must be the
 //!    caller's own, on this target. Before policy, so a stolen handle
 //!    reaches nothing.
-//! 3. **headers** (`headers`): mirrored HTTP headers must agree with the
+//! 4. **headers** (`headers`): mirrored HTTP headers must agree with the
 //!    body (-32020 otherwise). Before policy, so policy judges the body and
 //!    only the body.
-//! 4. **identity** (`crate::identity`): the caller's token is still valid.
-//!    Checked per message, because the stateless revision has no session to
-//!    end when a token lapses.
 //! 5. **policy** (`crate::policy`): allow, deny or hold for approval.
 //! 6. **approval** (`crate::approval`): held calls wait for a decision.
 //! 7. **audit** (`crate::audit`), request side: recorded before forwarding;
@@ -145,6 +146,16 @@ impl Pipeline {
                 None,
             );
         };
+        // 1. identity
+        if caller.expires_at <= now_unix() {
+            let e = McpError::new(
+                codes::TOKEN_EXPIRED,
+                "your hoop token has expired: get a fresh one (in dev: `hoop-broker dev token NAME`) and restart hoop connect",
+            );
+            self.audit.refused(caller, &target.name, &e);
+            let id = body.as_deref().and_then(McpMessage::salvage_id);
+            return Reply::error(&e, id.as_ref());
+        }
         match open.kind {
             StreamKind::Post => match body {
                 Some(body) => self.post(caller, target, &open.headers, body).await,
@@ -162,7 +173,7 @@ impl Pipeline {
         h: &McpHeaders,
         body: Bytes,
     ) -> Reply {
-        // 1. parse
+        // 2. parse
         let msg = match McpMessage::parse(&body) {
             Ok(m) => m,
             Err(e) => {
@@ -176,7 +187,7 @@ impl Pipeline {
         };
         let id = msg.id.clone();
         match self.judge(caller, &target, h, &msg).await {
-            Ok((session, version)) => self.forward(caller, target, msg, session, version).await,
+            Ok(judged) => self.forward(caller, target, msg, judged).await,
             Err(e) => {
                 self.audit.refused(caller, &target.name, &e);
                 match msg.kind {
@@ -188,15 +199,15 @@ impl Pipeline {
         }
     }
 
-    /// Layers 2–7: everything that may refuse the message before it leaves.
+    /// Layers 3–7: everything that may refuse the message before it leaves.
     async fn judge(
         &self,
         caller: &Caller,
         target: &Target,
         h: &McpHeaders,
         msg: &McpMessage,
-    ) -> Result<(Option<Arc<BrokerSession>>, Option<String>), McpError> {
-        // 2. session
+    ) -> Result<Judged, McpError> {
+        // 3. session
         let session = match &h.session_id {
             Some(sid) => Some(self.sessions.get(
                 sid,
@@ -206,7 +217,7 @@ impl Pipeline {
             )?),
             None => None,
         };
-        // 3. headers
+        // 4. headers
         let mut params = msg.name.as_deref().and_then(|n| target.param_headers(n));
         if params.is_none() && !h.params.is_empty() && msg.is_method("tools/call") {
             // Argument headers can only be checked against the tool's schema.
@@ -221,18 +232,11 @@ impl Pipeline {
         }
         headers::check(msg, h, params.as_ref())?;
         let version = protocol_version(msg, session.as_deref(), h)?;
-        // 4. identity
-        if caller.expires_at <= now_unix() {
-            return Err(McpError::new(
-                codes::INVALID_REQUEST,
-                "your hoop session has expired; log in again and reconnect",
-            ));
-        }
         // 5. policy
         let decision = self.policy.decide(caller, &target.name, msg);
         if let Decision::Deny { rule, reason } = &decision {
             return Err(McpError::new(
-                -32041,
+                codes::DENIED,
                 format!("denied by rule {rule}: {reason}"),
             ));
         }
@@ -240,7 +244,11 @@ impl Pipeline {
         self.approvals.hold(&decision).await?;
         // 7. audit (request)
         self.audit.request(caller, &target.name, msg, &decision)?;
-        Ok((session, version))
+        Ok(Judged {
+            session,
+            version,
+            params,
+        })
     }
 
     /// Layers 8–10.
@@ -249,9 +257,13 @@ impl Pipeline {
         caller: &Caller,
         target: Arc<Target>,
         msg: McpMessage,
-        session: Option<Arc<BrokerSession>>,
-        version: Option<String>,
+        judged: Judged,
     ) -> Reply {
+        let Judged {
+            session,
+            version,
+            params,
+        } = judged;
         let id = msg.id.clone();
         // A handshake-era upstream already told us how it refuses
         // server/discover: answer from that instead of probing it again.
@@ -264,20 +276,37 @@ impl Pipeline {
                 );
             }
         }
+        let opens_session = msg.is_method("initialize") && session.is_none();
+        if opens_session {
+            let open = self.sessions.count_for(
+                &caller.identity.subject,
+                &caller.identity.issuer,
+                &target.name,
+            );
+            if open >= MAX_SESSIONS_PER_CALLER {
+                let e = McpError::new(
+                    codes::INVALID_REQUEST,
+                    format!(
+                        "too many open MCP sessions ({open}) for {} on target {}: end some (DELETE) or wait for idle ones to expire",
+                        caller.identity.subject, target.name
+                    ),
+                );
+                self.audit.refused(caller, &target.name, &e);
+                return Reply::error(&e, id.as_ref());
+            }
+        }
         // 8. upstream
-        let params = msg.name.as_deref().and_then(|n| target.param_headers(n));
         let derived = headers::derive(&msg, version.as_deref(), params.as_ref());
-        let upstream_session = session.as_ref().map(|s| &s.upstream);
         let reply = target
             .upstream
             .post(Outbound {
                 message: &msg,
                 body: msg.to_bytes(),
                 headers: derived,
-                session: upstream_session,
+                session: session.as_ref().map(|s| &s.upstream),
             })
             .await;
-        let reply = match reply {
+        let mut reply = match reply {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(target = %target.name, "upstream call failed: {e}");
@@ -289,41 +318,54 @@ impl Pipeline {
                 };
             }
         };
-        // A new upstream session gets a broker session bound to the caller.
-        let new_session = match (&reply.session, &session) {
-            (Some(up), None) if msg.is_method("initialize") && reply.status < 300 => {
-                Some(self.sessions.create(
-                    &caller.identity.subject,
-                    &caller.identity.issuer,
-                    &target.name,
-                    up.clone(),
-                ))
+        // A broker session, bound to the caller, only once the upstream
+        // accepted the handshake: a failed initialize leaves nothing behind.
+        let mut early = Vec::new();
+        let mut new_session = None;
+        if let (true, Some(up), Some(id)) = (opens_session, reply.session.take(), &id) {
+            match accepted_handshake(&mut reply.messages, id, &mut early).await {
+                Some(version) => {
+                    let s = self.sessions.create(
+                        &caller.identity.subject,
+                        &caller.identity.issuer,
+                        &target.name,
+                        up,
+                    );
+                    s.set_protocol_version(&version);
+                    new_session = Some(s);
+                }
+                None => target.upstream.end_session(&up, None).await,
             }
-            _ => None,
-        };
+        }
         let head = ResponseHead {
             status: reply.status,
             body: reply.body,
             session_id: new_session.as_ref().map(|s| s.id.to_string()),
         };
-        let learns = Learner::for_request(&msg, reply.status, target.clone(), new_session);
+        let learns = Learner::for_request(&msg, reply.status, target.clone());
+        let in_use = session.as_ref().map(|s| s.in_use());
         let masking = self.masking.clone();
         let audit = self.audit.clone();
         let caller = caller.clone();
         let method = msg.method.clone();
         let target_name = target.name.clone();
         // 9. masking and 10. audit, per message as it streams by.
-        let messages = reply.messages.map(move |m| match m {
-            Ok(m) => {
-                if let Some(l) = &learns {
-                    l.observe(&m);
+        let messages = futures::stream::iter(early)
+            .chain(reply.messages)
+            .map(move |m| {
+                let _in_use = &in_use;
+                match m {
+                    Ok(m) => {
+                        if let Some(l) = &learns {
+                            l.observe(&m);
+                        }
+                        let m = masking.apply(m);
+                        audit.response(&caller, &target_name, method.as_deref(), m.body.len());
+                        Ok(m.body)
+                    }
+                    Err(e) => Err(upstream_error(&target_name, &e)),
                 }
-                let m = masking.apply(m);
-                audit.response(&caller, &target_name, method.as_deref(), m.body.len());
-                Ok(m.body)
-            }
-            Err(e) => Err(upstream_error(&target_name, &e)),
-        });
+            });
         let messages = with_error_answer(messages, id);
         Reply {
             head,
@@ -357,16 +399,26 @@ impl Pipeline {
         {
             Ok(reply) => {
                 let masking = self.masking.clone();
+                let audit = self.audit.clone();
+                let caller = caller.clone();
                 let name = target.name.clone();
+                let in_use = session.in_use();
                 Reply {
                     head: ResponseHead {
                         status: reply.status,
                         body: reply.body,
                         session_id: None,
                     },
-                    messages: Box::pin(reply.messages.map(move |m| match m {
-                        Ok(m) => Ok(masking.apply(m).body),
-                        Err(e) => Err(upstream_error(&name, &e)),
+                    messages: Box::pin(reply.messages.map(move |m| {
+                        let _in_use = &in_use;
+                        match m {
+                            Ok(m) => {
+                                let m = masking.apply(m);
+                                audit.response(&caller, &name, None, m.body.len());
+                                Ok(m.body)
+                            }
+                            Err(e) => Err(upstream_error(&name, &e)),
+                        }
                     })),
                 }
             }
@@ -489,26 +541,20 @@ fn with_error_answer(
     })
 }
 
-/// Looks inside the responses the broker learns from: `initialize` (the
-/// negotiated version), `tools/list` (argument headers), `server/discover`
-/// (the upstream's revision). Other traffic is not parsed at all.
+/// Looks inside the responses the broker learns from: `tools/list`
+/// (argument headers) and `server/discover` (the upstream's revision).
+/// Other traffic is not parsed at all.
 struct Learner {
     id: Value,
     method: String,
     status: u16,
     target: Arc<Target>,
-    session: Option<Arc<BrokerSession>>,
 }
 
 impl Learner {
-    fn for_request(
-        msg: &McpMessage,
-        status: u16,
-        target: Arc<Target>,
-        session: Option<Arc<BrokerSession>>,
-    ) -> Option<Self> {
+    fn for_request(msg: &McpMessage, status: u16, target: Arc<Target>) -> Option<Self> {
         let method = msg.method.as_deref()?;
-        if !matches!(method, "initialize" | "tools/list" | "server/discover") {
+        if !matches!(method, "tools/list" | "server/discover") {
             return None;
         }
         Some(Self {
@@ -516,7 +562,6 @@ impl Learner {
             method: method.to_owned(),
             status,
             target,
-            session,
         })
     }
 
@@ -528,20 +573,55 @@ impl Learner {
             return;
         }
         match self.method.as_str() {
-            "initialize" => {
-                if let (Some(s), Some(ver)) = (
-                    &self.session,
-                    v.pointer("/result/protocolVersion").and_then(Value::as_str),
-                ) {
-                    s.set_protocol_version(ver);
-                }
-            }
             "tools/list" => {
                 if let Some(r) = v.get("result") {
                     self.target.learn_tools(r);
                 }
             }
             _ => self.target.learn_revision(self.status, &v),
+        }
+    }
+}
+
+/// What the layers that judged a message hand on to forwarding.
+struct Judged {
+    session: Option<Arc<BrokerSession>>,
+    version: Option<String>,
+    params: Option<headers::ParamHeaders>,
+}
+
+/// Open handshake-era sessions one caller may hold on one target.
+const MAX_SESSIONS_PER_CALLER: usize = 64;
+/// How long the upstream may take to answer `initialize`.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Reads an `initialize` answer up to its response (keeping what it read in
+/// `early`, to be delivered as usual) and returns the negotiated protocol
+/// version when the upstream accepted the handshake.
+async fn accepted_handshake(
+    messages: &mut crate::upstream::MessageStream,
+    id: &Value,
+    early: &mut Vec<Result<UpstreamMessage, UpstreamError>>,
+) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    // Bounded by the deadline and by the stream, which ends after the response.
+    loop {
+        let m = tokio::time::timeout_at(deadline, messages.next())
+            .await
+            .ok()??;
+        let Ok(m) = m else {
+            early.push(m);
+            return None;
+        };
+        let answer = serde_json::from_slice::<Value>(&m.body)
+            .ok()
+            .filter(|v| v.get("id") == Some(id) && v.get("method").is_none());
+        early.push(Ok(m));
+        if let Some(v) = answer {
+            return v
+                .pointer("/result/protocolVersion")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
         }
     }
 }

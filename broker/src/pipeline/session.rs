@@ -6,7 +6,7 @@
 //! another subject, or on another target, finds nothing.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rand::RngCore;
@@ -24,6 +24,18 @@ pub struct BrokerSession {
     /// Negotiated in `initialize`; known once its result passes by.
     protocol_version: Mutex<Option<String>>,
     last_used: AtomicU64,
+    /// Exchanges of this session still streaming (a long call, a GET
+    /// stream): the idle sweep leaves such a session alone.
+    active: Arc<AtomicUsize>,
+}
+
+/// Marks a session as in use while an exchange of it is open.
+pub struct InUse(Arc<AtomicUsize>);
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl BrokerSession {
@@ -32,6 +44,11 @@ impl BrokerSession {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    pub fn in_use(&self) -> InUse {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        InUse(self.active.clone())
     }
 
     pub fn set_protocol_version(&self, v: &str) {
@@ -66,6 +83,7 @@ impl SessionTable {
             upstream,
             protocol_version: Mutex::new(None),
             last_used: AtomicU64::new(now_unix()),
+            active: Arc::new(AtomicUsize::new(0)),
         });
         self.write().insert(s.id.clone(), s.clone());
         s
@@ -88,12 +106,21 @@ impl SessionTable {
                 Ok(s)
             }
             Some(s) => {
-                tracing::warn!(session = %s.id, owner = %s.subject, presented_by = %subject,
+                let prefix: String = s.id.chars().take(8).collect();
+                tracing::warn!(session_prefix = %prefix, owner = %s.subject, presented_by = %subject,
                     "refused a session id presented by another identity or on another target");
                 Err(not_found())
             }
             None => Err(not_found()),
         }
+    }
+
+    /// Sessions one caller holds on one target.
+    pub fn count_for(&self, subject: &str, issuer: &str, target: &str) -> usize {
+        self.read()
+            .values()
+            .filter(|s| s.subject == subject && s.issuer == issuer && s.target == target)
+            .count()
     }
 
     pub fn remove(&self, id: &str) -> Option<Arc<BrokerSession>> {
@@ -106,7 +133,10 @@ impl SessionTable {
         let mut map = self.write();
         let idle: Vec<Arc<str>> = map
             .iter()
-            .filter(|(_, s)| s.last_used.load(Ordering::Relaxed) < cutoff)
+            .filter(|(_, s)| {
+                s.last_used.load(Ordering::Relaxed) < cutoff
+                    && s.active.load(Ordering::Acquire) == 0
+            })
             .map(|(k, _)| k.clone())
             .collect();
         idle.iter().filter_map(|k| map.remove(k)).collect()

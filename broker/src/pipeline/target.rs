@@ -16,6 +16,8 @@ use crate::upstream::{Outbound, Upstream};
 /// The broker asks an upstream for its tools at most this often, however
 /// many unknown `Mcp-Param-*` headers clients send.
 const TOOLS_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+/// How long reading the upstream's tool list may take in all.
+const TOOLS_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pages of `tools/list` read per refresh.
 const MAX_TOOL_PAGES: usize = 20;
 
@@ -70,9 +72,17 @@ impl Target {
 
     /// Records the answer to a `server/discover` that went upstream.
     pub fn learn_revision(&self, status: u16, response: &Value) {
+        // Only "no such method" says the server predates server/discover;
+        // any other error (bad params, a passing failure) says nothing
+        // about its revision and is not remembered.
         let learned = if response.get("result").is_some() {
             Revision::Stateless
         } else if let Some(error) = response.get("error") {
+            let unknown_method = error.get("code").and_then(Value::as_i64) == Some(-32601)
+                || matches!(status, 404 | 405);
+            if !unknown_method {
+                return;
+            }
             Revision::HandshakeOnly {
                 status,
                 error: error.clone(),
@@ -107,6 +117,15 @@ impl Target {
     /// broker yet. Rate-limited per target; failures are logged and leave
     /// the mapping unknown, which refuses the headers.
     pub async fn fetch_tools(&self) {
+        if tokio::time::timeout(TOOLS_FETCH_TIMEOUT, self.fetch_tools_now())
+            .await
+            .is_err()
+        {
+            tracing::warn!(target = %self.name, "the upstream did not list its tools within {TOOLS_FETCH_TIMEOUT:?}");
+        }
+    }
+
+    async fn fetch_tools_now(&self) {
         let mut last = self.tools_fetched.lock().await;
         if last.is_some_and(|t| t.elapsed() < TOOLS_REFRESH_INTERVAL) {
             return;

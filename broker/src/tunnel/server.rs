@@ -127,17 +127,36 @@ impl TunnelServer {
             return None;
         }
         // The control stream stays open for the life of the connection; when
-        // the client ends it, the connection ends.
+        // the client ends it, the connection ends. When the token expires,
+        // the connection ends too, with a reason the client can show.
         let c = conn.clone();
+        let expires_at = verified.expires_at;
         tokio::spawn(async move {
-            let _writer = writer;
+            let left = expires_at.saturating_sub(crate::identity::now_unix());
+            let expiry = tokio::time::sleep(Duration::from_secs(left));
+            tokio::pin!(expiry);
+            // Bounded: ends with the stream, an error, or the expiry.
             loop {
-                match reader.next().await {
-                    Ok(Some(Frame::Reauth(_))) => {
-                        tracing::debug!("re-authentication is not supported yet; ignoring");
+                tokio::select! {
+                    f = reader.next() => match f {
+                        Ok(Some(Frame::Reauth(_))) => {
+                            tracing::debug!("re-authentication is not supported yet; ignoring");
+                        }
+                        Ok(Some(other)) => tracing::debug!(frame = other.kind(), "unexpected control frame"),
+                        Ok(None) | Err(_) => break,
+                    },
+                    _ = &mut expiry => {
+                        let _ = writer
+                            .send(&Frame::ControlError(ControlError {
+                                code: ErrorCode::SESSION_EXPIRED,
+                                message: "your token expired: get a fresh one and reconnect".into(),
+                            }))
+                            .await;
+                        writer.finish();
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        c.close(2u32.into(), b"token expired");
+                        return;
                     }
-                    Ok(Some(other)) => tracing::debug!(?other, "unexpected control frame"),
-                    Ok(None) | Err(_) => break,
                 }
             }
             c.close(0u32.into(), b"control stream closed");
@@ -182,14 +201,10 @@ impl TunnelServer {
         } else {
             None
         };
-        let reply = self.pipeline.handle(caller, open, body).await;
-        if writer.send(&Frame::Head(reply.head)).await.is_err() {
-            return;
-        }
-        let mut messages = reply.messages;
         // The client keeps its send side open until it has the whole reply
-        // and resets it when its own client goes away; then the reply stream
-        // is dropped, which cancels the upstream work.
+        // and resets it when its own client goes away. From here on that
+        // reset drops the exchange, which cancels the upstream work, also
+        // while the broker still waits for the upstream's first answer.
         let mut recv = reader.into_inner();
         let gone = async move {
             loop {
@@ -201,6 +216,14 @@ impl TunnelServer {
             }
         };
         tokio::pin!(gone);
+        let reply = tokio::select! {
+            r = self.pipeline.handle(caller, open, body) => r,
+            _ = &mut gone => return,
+        };
+        if writer.send(&Frame::Head(reply.head)).await.is_err() {
+            return;
+        }
+        let mut messages = reply.messages;
         let close = loop {
             tokio::select! {
                 m = messages.next() => match m {

@@ -14,6 +14,19 @@ pub struct TlsMaterial {
 }
 
 impl TlsMaterial {
+    /// A secret for QUIC stateless resets, derived from the private key so
+    /// that it survives a restart: clients of a restarted broker then learn
+    /// at once that their old connection is gone, instead of waiting for
+    /// the idle timeout.
+    pub fn reset_secret(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"hoop stateless reset v1");
+        h.update(self.key.secret_der());
+        h.finalize().into()
+    }
+}
+
+impl TlsMaterial {
     pub fn load(cert: &Path, key: &Path) -> anyhow::Result<Self> {
         let cert_pem = std::fs::read(cert)
             .map_err(|e| anyhow::anyhow!("cannot read TLS certificate {}: {e}", cert.display()))?;

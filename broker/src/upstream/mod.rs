@@ -104,6 +104,7 @@ impl Upstream {
                 config.env.clone(),
                 credential,
                 config.pool_size,
+                config.timeout_secs,
             )),
         })
     }

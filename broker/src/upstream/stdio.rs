@@ -1,10 +1,14 @@
 //! Stdio upstreams: MCP over a child process's stdin/stdout.
 //!
 //! Handshake-era sessions get a child of their own (an `initialize` starts
-//! it, the end of the session reaps it); stateless 2026-07-28 requests share
-//! a small pool, with JSON-RPC ids rewritten so clients cannot collide.
+//! it, the end of the session reaps it). Stateless 2026-07-28 requests share
+//! a small pool; there, several identities use one child, so request ids and
+//! progress tokens are rewritten to broker-chosen ones, answers are routed by
+//! those alone, and nothing a client sends without a request of its own
+//! (responses, notifications) reaches a shared child.
 //! Every child runs in its own process group so that wrappers such as `npx`
-//! are reaped together with the server they start.
+//! are reaped together with the server they start, and gets a clean
+//! environment: only what the config names, never the broker's own secrets.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::process::Stdio;
@@ -22,16 +26,26 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, LinesCodec};
 
 use super::{Outbound, UpstreamError, UpstreamMessage, UpstreamReply, UpstreamSession};
-use crate::pipeline::message::MessageKind;
+use crate::pipeline::message::{McpMessage, MessageKind};
 
 /// Environment variable through which a stdio server receives the target's
 /// service credential.
 pub const CREDENTIAL_ENV: &str = "HOOP_UPSTREAM_TOKEN";
 
+/// Variables a child inherits from the broker; everything else comes from
+/// the target's `env` table. The broker's environment may hold other
+/// targets' credentials, so it is never passed on whole.
+const INHERITED_ENV: &[&str] = &[
+    "PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "LOGNAME", "TZ",
+];
+
 /// Longest line accepted from a child (one JSON-RPC message).
 const MAX_LINE: usize = 64 * 1024 * 1024;
 /// Server-initiated messages kept while no stream can take them.
 const MAX_BACKLOG: usize = 256;
+/// Messages queued per request before a shared child's reader drops them
+/// rather than wait for one slow client.
+const ROUTE_QUEUE: usize = 64;
 
 type Tx = mpsc::Sender<Result<UpstreamMessage, UpstreamError>>;
 
@@ -48,6 +62,7 @@ pub struct StdioUpstream {
     pool: tokio::sync::Mutex<Vec<Arc<StdioChild>>>,
     pool_size: usize,
     next: AtomicUsize,
+    idle_timeout: Duration,
 }
 
 impl StdioUpstream {
@@ -58,6 +73,7 @@ impl StdioUpstream {
         env: BTreeMap<String, String>,
         credential: Option<String>,
         pool_size: usize,
+        timeout_secs: u64,
     ) -> Self {
         Self {
             spec: Arc::new(ChildSpec {
@@ -70,6 +86,7 @@ impl StdioUpstream {
             pool: tokio::sync::Mutex::new(Vec::new()),
             pool_size: pool_size.max(1),
             next: AtomicUsize::new(0),
+            idle_timeout: Duration::from_secs(timeout_secs.max(1)),
         }
     }
 
@@ -83,14 +100,18 @@ impl StdioUpstream {
                 ))
             }
             None if msg.is_method("initialize") => (StdioChild::spawn(&self.spec, false)?, true),
+            None if msg.kind != MessageKind::Request => {
+                // Without a session a response or notification has no child
+                // of its own, and a shared child's traffic is not the
+                // caller's to answer or cancel.
+                tracing::debug!(target = %self.spec.target, method = ?msg.method,
+                    "not forwarding a sessionless notification or response to a shared child");
+                return Ok(UpstreamReply::empty(202));
+            }
             None => (self.pooled().await?, false),
         };
         let mut reply = match msg.kind {
-            MessageKind::Request => {
-                child
-                    .request(msg.id.as_ref(), msg.progress_token(), out.body)
-                    .await?
-            }
+            MessageKind::Request => child.request(msg, out.body, self.idle_timeout).await?,
             MessageKind::Notification | MessageKind::Response => {
                 child.write(out.body).await?;
                 UpstreamReply::empty(202)
@@ -120,8 +141,9 @@ pub struct StdioChild {
     target: String,
     writer: mpsc::Sender<Bytes>,
     routes: Mutex<Routes>,
-    /// Pooled children serve many clients, so request ids are rewritten.
-    remap_ids: bool,
+    /// A pooled child serves many identities: ids and progress tokens are
+    /// rewritten, and nothing is routed by guesswork.
+    shared: bool,
     next_id: AtomicU64,
     alive: AtomicBool,
     stop: Mutex<Option<oneshot::Sender<()>>>,
@@ -140,7 +162,10 @@ struct Routes {
 
 struct Pending {
     tx: Tx,
+    /// The client's own id and progress token, where the wire carries
+    /// broker-chosen ones (shared children).
     original_id: Option<Value>,
+    original_token: Option<Value>,
     progress_key: Option<String>,
 }
 
@@ -173,9 +198,15 @@ struct EnvelopeParams {
 }
 
 impl StdioChild {
-    fn spawn(spec: &ChildSpec, remap_ids: bool) -> Result<Arc<Self>, UpstreamError> {
+    fn spawn(spec: &ChildSpec, shared: bool) -> Result<Arc<Self>, UpstreamError> {
         let mut cmd = tokio::process::Command::new(&spec.command);
         cmd.args(&spec.args)
+            .env_clear()
+            .envs(
+                INHERITED_ENV
+                    .iter()
+                    .filter_map(|k| Some((*k, std::env::var_os(k)?))),
+            )
             .envs(&spec.env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -206,12 +237,12 @@ impl StdioChild {
             target: spec.target.clone(),
             writer,
             routes: Mutex::new(Routes::default()),
-            remap_ids,
+            shared,
             next_id: AtomicU64::new(1),
             alive: AtomicBool::new(true),
             stop: Mutex::new(Some(stop_tx)),
         });
-        tracing::debug!(target = %spec.target, ?pid, "started stdio upstream");
+        tracing::debug!(target = %spec.target, ?pid, shared, "started stdio upstream");
 
         tokio::spawn(async move {
             while let Some(line) = lines_out.recv().await {
@@ -227,13 +258,19 @@ impl StdioChild {
         let target = spec.target.clone();
         tokio::spawn(async move {
             let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(64 * 1024));
-            while let Some(Ok(line)) = lines.next().await {
-                tracing::debug!(target = %target, "upstream stderr: {line}");
+            // Ends when the child closes stderr; skips over-long lines.
+            while let Some(line) = lines.next().await {
+                if let Ok(line) = line {
+                    tracing::debug!(target = %target, "upstream stderr: {line}");
+                }
             }
         });
 
         let weak = Arc::downgrade(&this);
         tokio::spawn(async move {
+            // Whatever ends this task (EOF, a bad line, a panic), the child
+            // is marked gone and its waiting requests are answered.
+            let _exit = ExitGuard(weak.clone());
             let mut lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE));
             while let Some(line) = lines.next().await {
                 let Some(child) = weak.upgrade() else { break };
@@ -241,13 +278,11 @@ impl StdioChild {
                     Ok(line) if line.trim().is_empty() => {}
                     Ok(line) => child.route(Bytes::from(line)).await,
                     Err(e) => {
-                        tracing::warn!(target = %child.target, "stdio upstream sent a bad line: {e}");
+                        tracing::warn!(target = %child.target, "stdio upstream sent an unreadable line ({e}); stopping it");
+                        child.terminate();
                         break;
                     }
                 }
-            }
-            if let Some(child) = weak.upgrade() {
-                child.exited();
             }
         });
 
@@ -271,22 +306,34 @@ impl StdioChild {
 
     async fn request(
         self: &Arc<Self>,
-        id: Option<&Value>,
-        progress_token: Option<&Value>,
+        msg: &McpMessage,
         body: Bytes,
+        idle_timeout: Duration,
     ) -> Result<UpstreamReply, UpstreamError> {
-        let (tx, rx) = mpsc::channel(64);
-        let (key, line) = if self.remap_ids {
-            let wire = Value::from(self.next_id.fetch_add(1, Ordering::Relaxed));
-            let mut v: Value = serde_json::from_slice(&body)
-                .map_err(|e| UpstreamError::Protocol(format!("re-reading request: {e}")))?;
+        let (tx, rx) = mpsc::channel(ROUTE_QUEUE);
+        let original_token = msg.progress_token().cloned();
+        let (key, line, progress_key) = if self.shared {
+            let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let wire = Value::from(n);
+            let mut v = msg.value.clone();
             v["id"] = wire.clone();
-            let line = serde_json::to_vec(&v).unwrap_or_default();
-            (wire.to_string(), Bytes::from(line))
+            let token = original_token
+                .as_ref()
+                .map(|_| Value::from(format!("hoop-{n}")));
+            if let Some(t) = &token {
+                if let Some(meta) = v
+                    .pointer_mut("/params/_meta")
+                    .and_then(Value::as_object_mut)
+                {
+                    meta.insert("progressToken".into(), t.clone());
+                }
+            }
+            let line = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+            (wire.to_string(), line, token.map(|t| t.to_string()))
         } else {
-            (id.map(Value::to_string).unwrap_or_default(), body)
+            let key = msg.id.as_ref().map(Value::to_string).unwrap_or_default();
+            (key, body, original_token.as_ref().map(Value::to_string))
         };
-        let progress_key = progress_token.map(Value::to_string);
         {
             let mut r = self.lock();
             if let Some(pk) = &progress_key {
@@ -297,7 +344,8 @@ impl StdioChild {
                 key.clone(),
                 Pending {
                     tx,
-                    original_id: self.remap_ids.then(|| id.cloned()).flatten(),
+                    original_id: self.shared.then(|| msg.id.clone()).flatten(),
+                    original_token: if self.shared { original_token } else { None },
                     progress_key,
                 },
             );
@@ -310,37 +358,27 @@ impl StdioChild {
             self.lock().remove(&key);
             return Err(e);
         }
-        let stream = tokio_stream_from(rx, guard);
         Ok(UpstreamReply {
             status: 200,
             body: ResponseBody::EventStream,
-            messages: stream,
+            messages: receiver_stream(rx, Some(guard), Some(idle_timeout)),
             session: None,
         })
     }
 
     /// A stream for server-initiated messages that relate to no request.
     pub fn listen(&self) -> UpstreamReply {
-        let (tx, rx) = mpsc::channel(64);
-        {
-            let mut r = self.lock();
-            while let Some(m) = r.backlog.pop_front() {
-                if tx.try_send(Ok(m)).is_err() {
-                    break;
-                }
-            }
-            r.listen = Some(tx);
+        let mut r = self.lock();
+        let (tx, rx) = mpsc::channel(ROUTE_QUEUE + r.backlog.len());
+        while let Some(m) = r.backlog.pop_front() {
+            // Room was made for the whole backlog above.
+            let _ = tx.try_send(Ok(m));
         }
+        r.listen = Some(tx);
         UpstreamReply {
             status: 200,
             body: ResponseBody::EventStream,
-            messages: tokio_stream_from(
-                rx,
-                PendingGuard {
-                    child: Weak::new(),
-                    key: String::new(),
-                },
-            ),
+            messages: receiver_stream(rx, None, None),
             session: None,
         }
     }
@@ -352,10 +390,18 @@ impl StdioChild {
     }
 
     async fn route(&self, line: Bytes) {
-        let env: Envelope = match serde_json::from_slice(&line) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(target = %self.target, "stdio upstream sent non-JSON-RPC output: {e}");
+        // Only a JSON object is a JSON-RPC message (serde would also read an
+        // array into the envelope).
+        let env: Envelope = match line.trim_ascii_start().first() {
+            Some(b'{') => match serde_json::from_slice(&line) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(target = %self.target, "stdio upstream sent non-JSON-RPC output: {e}");
+                    return;
+                }
+            },
+            _ => {
+                tracing::warn!(target = %self.target, "stdio upstream sent a line that is not a JSON object");
                 return;
             }
         };
@@ -373,34 +419,56 @@ impl StdioChild {
                         return;
                     };
                     let msg = match p.original_id {
-                        Some(orig) => restore_id(msg, orig),
+                        Some(orig) => rewrite(msg, |v| {
+                            if let Some(o) = v.as_object_mut() {
+                                o.insert("id".into(), orig);
+                            }
+                        }),
                         None => msg,
                     };
                     (Some(p.tx), msg)
                 }
                 // Progress goes to the request whose token it carries.
                 (Some(m), None) if m == "notifications/progress" => {
-                    let tx = env
+                    let found = env
                         .params
                         .as_ref()
                         .and_then(|p| p.progress_token.as_ref())
                         .and_then(|t| r.progress.get(&t.to_string()))
                         .and_then(|k| r.pending.get(k))
-                        .map(|p| p.tx.clone());
-                    match tx {
-                        Some(tx) => (Some(tx), msg),
-                        None => (unrelated(&mut r), msg),
+                        .map(|p| (p.tx.clone(), p.original_token.clone()));
+                    match found {
+                        Some((tx, Some(orig))) => (
+                            Some(tx),
+                            rewrite(msg, |v| {
+                                if let Some(p) = v.get_mut("params").and_then(Value::as_object_mut)
+                                {
+                                    p.insert("progressToken".into(), orig);
+                                }
+                            }),
+                        ),
+                        Some((tx, None)) => (Some(tx), msg),
+                        None => (self.unrelated(&mut r), msg),
                     }
                 }
                 // Other notifications and server requests (sampling,
                 // elicitation, roots): newest in-flight request, else the
                 // listen stream, else held until one opens.
-                _ => (unrelated(&mut r), msg),
+                _ => (self.unrelated(&mut r), msg),
             }
         };
         match tx {
+            // A shared child's reader must not wait for any one client.
+            Some(tx) if self.shared => {
+                if tx.try_send(Ok(msg)).is_err() {
+                    tracing::warn!(target = %self.target, "a client is not reading; dropped a message for it");
+                }
+            }
             Some(tx) => {
                 let _ = tx.send(Ok(msg)).await;
+            }
+            None if self.shared => {
+                tracing::debug!(target = %self.target, "dropped a server message that belongs to no request");
             }
             None => {
                 let mut r = self.lock();
@@ -411,6 +479,18 @@ impl StdioChild {
                 r.backlog.push_back(msg);
             }
         }
+    }
+
+    /// Where a message that answers no request goes. On a shared child
+    /// there is no telling whose it is, so it goes nowhere.
+    fn unrelated(&self, r: &mut Routes) -> Option<Tx> {
+        if self.shared {
+            return None;
+        }
+        if let Some(p) = r.order.last().and_then(|k| r.pending.get(k)) {
+            return Some(p.tx.clone());
+        }
+        r.listen.as_ref().filter(|t| !t.is_closed()).cloned()
     }
 
     fn exited(&self) {
@@ -443,19 +523,22 @@ impl Drop for StdioChild {
     }
 }
 
-fn unrelated(r: &mut Routes) -> Option<Tx> {
-    if let Some(k) = r.order.last() {
-        if let Some(p) = r.pending.get(k) {
-            return Some(p.tx.clone());
+struct ExitGuard(Weak<StdioChild>);
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.upgrade() {
+            c.exited();
         }
     }
-    r.listen.as_ref().filter(|t| !t.is_closed()).cloned()
 }
 
-fn restore_id(msg: UpstreamMessage, orig: Value) -> UpstreamMessage {
+/// Re-serializes a message after changing it (ids and tokens on shared
+/// children); left as it was when it does not parse.
+fn rewrite(msg: UpstreamMessage, f: impl FnOnce(&mut Value)) -> UpstreamMessage {
     match serde_json::from_slice::<Value>(&msg.body) {
         Ok(mut v) => {
-            v["id"] = orig;
+            f(&mut v);
             UpstreamMessage {
                 event_id: None,
                 body: Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
@@ -466,7 +549,9 @@ fn restore_id(msg: UpstreamMessage, orig: Value) -> UpstreamMessage {
 }
 
 /// Removes an abandoned request's route when its stream is dropped (the
-/// client went away), so late answers are discarded instead of queued.
+/// client went away), so late answers are discarded instead of queued; on
+/// a shared child, where closing the stream is how a 2026-07-28 client
+/// cancels, the child is told to stop too.
 struct PendingGuard {
     child: Weak<StdioChild>,
     key: String,
@@ -474,19 +559,44 @@ struct PendingGuard {
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {
-        if let Some(c) = self.child.upgrade() {
-            c.lock().remove(&self.key);
+        let Some(c) = self.child.upgrade() else {
+            return;
+        };
+        let abandoned = c.lock().remove(&self.key).is_some();
+        if abandoned && c.shared {
+            let cancel = format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{},"reason":"the client went away"}}}}"#,
+                self.key
+            );
+            let _ = c.writer.try_send(Bytes::from(cancel));
         }
     }
 }
 
-fn tokio_stream_from(
+/// A receiver as a message stream; with `idle`, a silence that long ends it
+/// with a timeout error.
+fn receiver_stream(
     rx: mpsc::Receiver<Result<UpstreamMessage, UpstreamError>>,
-    guard: PendingGuard,
+    guard: Option<PendingGuard>,
+    idle: Option<Duration>,
 ) -> super::MessageStream {
     Box::pin(futures::stream::unfold(
-        (rx, guard),
-        |(mut rx, guard)| async move { rx.recv().await.map(|m| (m, (rx, guard))) },
+        (rx, guard, false),
+        move |(mut rx, guard, ended)| async move {
+            if ended {
+                return None;
+            }
+            let next = match idle {
+                Some(d) => match tokio::time::timeout(d, rx.recv()).await {
+                    Ok(m) => m,
+                    Err(_) => {
+                        return Some((Err(UpstreamError::Timeout(d.as_secs())), (rx, guard, true)))
+                    }
+                },
+                None => rx.recv().await,
+            };
+            next.map(|m| (m, (rx, guard, false)))
+        },
     ))
 }
 
