@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::tunnel::{Trust, TunnelSettings};
+use crate::tunnel::{TokenSource, Trust, TunnelSettings};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,9 +85,20 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<ConfigFile> {
     }
 }
 
+/// What [`ConnectionArgs::resolve`] found.
+#[derive(Debug)]
+pub struct Resolved {
+    pub tunnel: TunnelSettings,
+    /// Connection flags that make another `hoop` process (one a client
+    /// launches, e.g. Claude Desktop) connect the same way without this
+    /// shell's environment: `--profile` when a profile was used, plus every
+    /// value given by flag or environment. Never a literal token.
+    pub launch_args: Vec<String>,
+}
+
 impl ConnectionArgs {
     /// Resolves everything needed to open the tunnel, or says what is missing.
-    pub fn resolve(&self) -> anyhow::Result<TunnelSettings> {
+    pub fn resolve(&self) -> anyhow::Result<Resolved> {
         let file = load_config(self.config.as_ref())?;
         let profile_name = self.profile.clone().or(file.default_profile.clone());
         let profile = match &profile_name {
@@ -115,19 +126,58 @@ impl ConnectionArgs {
         } else {
             anyhow::bail!("no way to trust the broker: pass --pin sha256:… or --ca-file FILE (or set them in a profile)");
         };
-        let token = read_token(self.token_file.clone().or(profile.token_file))?;
+        let env_token = std::env::var("HOOP_TOKEN").ok();
+        let token = token_source(self.token_file.clone(), env_token, profile.token_file)?;
         let server_name = self
             .server_name
             .clone()
             .or(profile.server_name)
-            .unwrap_or_else(|| default_server_name(&broker));
-        Ok(TunnelSettings {
-            broker: addr,
-            server_name,
-            trust,
-            token,
+            .unwrap_or_else(|| default_server_name(&broker, &trust));
+
+        let mut launch_args = Vec::new();
+        let mut arg = |flag: &str, value: String| {
+            launch_args.push(flag.to_owned());
+            launch_args.push(value);
+        };
+        if let Some(config) = &self.config {
+            arg("--config", absolute(config));
+        }
+        if let Some(name) = &profile_name {
+            arg("--profile", name.clone());
+        }
+        if let Some(b) = &self.broker {
+            arg("--broker", b.clone());
+        }
+        match &trust {
+            Trust::Pin(p) if self.pin.is_some() => arg("--pin", p.clone()),
+            Trust::CaFile(c) if self.ca_file.is_some() => arg("--ca-file", absolute(c)),
+            _ => {}
+        }
+        if let Some(n) = &self.server_name {
+            arg("--server-name", n.clone());
+        }
+        if let (TokenSource::File(f), Some(_)) = (&token, &self.token_file) {
+            arg("--token-file", absolute(f));
+        }
+        Ok(Resolved {
+            tunnel: TunnelSettings {
+                broker: addr,
+                server_name,
+                trust,
+                token,
+            },
+            launch_args,
         })
     }
+}
+
+/// `path` made absolute against the current directory (a launched process
+/// may start elsewhere), as text.
+fn absolute(path: &std::path::Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_owned())
+        .display()
+        .to_string()
 }
 
 fn resolve_addr(broker: &str) -> anyhow::Result<SocketAddr> {
@@ -140,35 +190,175 @@ fn resolve_addr(broker: &str) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow::anyhow!("broker address {broker:?} resolves to nothing"))
 }
 
-/// The host part of `host:port` when it is a name, else `localhost` (the
-/// dev certificate's name).
-fn default_server_name(broker: &str) -> String {
+/// The TLS name to expect when none is configured: the host part of
+/// `host:port` when it is a name. For an IP address it depends on what is
+/// trusted: with a pin, the pinned certificate is the whole trust and the
+/// name only has to match it, so `localhost` (the dev certificate's name);
+/// with a CA, the IP itself, so that a certificate the CA issued for
+/// `localhost` (or any other host) is not accepted for every address.
+fn default_server_name(broker: &str, trust: &Trust) -> String {
     let host = broker.rsplit_once(':').map_or(broker, |(h, _)| h);
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.parse::<std::net::IpAddr>().is_ok() {
-        "localhost".into()
-    } else {
-        host.into()
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => match trust {
+            Trust::Pin(_) => "localhost".into(),
+            Trust::CaFile(_) => ip.to_string(),
+        },
+        Err(_) => host.into(),
     }
 }
 
-/// The bearer token: `HOOP_TOKEN`, else the token file.
-fn read_token(file: Option<PathBuf>) -> anyhow::Result<String> {
-    if let Ok(t) = std::env::var("HOOP_TOKEN") {
+/// Where the bearer token comes from, first match wins: the `--token-file`
+/// flag (clap has already merged `HOOP_TOKEN_FILE` into it), then the
+/// `HOOP_TOKEN` value (`env_token`), then the profile's `token_file`. An
+/// explicit file beats an ambient variable; the file is read on connect.
+fn token_source(
+    flag_file: Option<PathBuf>,
+    env_token: Option<String>,
+    profile_file: Option<PathBuf>,
+) -> anyhow::Result<TokenSource> {
+    if let Some(f) = flag_file {
+        return Ok(TokenSource::File(f));
+    }
+    if let Some(t) = env_token {
         if !t.trim().is_empty() {
-            return Ok(t.trim().to_owned());
+            return Ok(TokenSource::Static(t.trim().to_owned()));
         }
     }
-    let Some(file) = file else {
-        anyhow::bail!(
-            "no token: set HOOP_TOKEN, pass --token-file FILE, or add token_file to a profile"
-        );
-    };
-    let t = std::fs::read_to_string(&file)
-        .map_err(|e| anyhow::anyhow!("cannot read token file {}: {e}", file.display()))?;
-    let t = t.trim().to_owned();
-    if t.is_empty() {
-        anyhow::bail!("token file {} is empty", file.display());
+    if let Some(f) = profile_file {
+        return Ok(TokenSource::File(f));
     }
-    Ok(t)
+    anyhow::bail!(
+        "no token: pass --token-file FILE, set HOOP_TOKEN, or add token_file to a profile"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(source: &TokenSource) -> Option<&std::path::Path> {
+        match source {
+            TokenSource::File(f) => Some(f),
+            TokenSource::Static(_) => None,
+        }
+    }
+
+    #[test]
+    fn token_flag_beats_env_beats_profile() {
+        let flag = Some(PathBuf::from("/flag.token"));
+        let env = Some("from-env".to_owned());
+        let profile = Some(PathBuf::from("/profile.token"));
+
+        let t = token_source(flag.clone(), env.clone(), profile.clone()).unwrap();
+        assert_eq!(file(&t), Some("/flag.token".as_ref()));
+
+        let t = token_source(None, env.clone(), profile.clone()).unwrap();
+        assert!(matches!(&t, TokenSource::Static(s) if s == "from-env"));
+
+        let t = token_source(None, Some("  \n".into()), profile.clone()).unwrap();
+        assert_eq!(file(&t), Some("/profile.token".as_ref()));
+
+        let t = token_source(None, None, profile).unwrap();
+        assert_eq!(file(&t), Some("/profile.token".as_ref()));
+
+        assert!(token_source(None, None, None).is_err());
+        assert!(token_source(None, Some(" ".into()), None).is_err());
+    }
+
+    #[test]
+    fn server_name_defaults() {
+        let pin = Trust::Pin("sha256:00".into());
+        let ca = Trust::CaFile("/ca.pem".into());
+        assert_eq!(
+            default_server_name("broker.example:4433", &pin),
+            "broker.example"
+        );
+        assert_eq!(
+            default_server_name("broker.example:4433", &ca),
+            "broker.example"
+        );
+        assert_eq!(default_server_name("127.0.0.1:4433", &pin), "localhost");
+        assert_eq!(default_server_name("[::1]:4433", &pin), "localhost");
+        // With a CA, an IP broker is checked against the IP, not localhost.
+        assert_eq!(default_server_name("10.0.0.7:4433", &ca), "10.0.0.7");
+        assert_eq!(default_server_name("[::1]:4433", &ca), "::1");
+    }
+
+    /// A scratch directory of this test's own (no tempfile crate here).
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("hoop-settings-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    // These set --config and --token-file explicitly, so neither the real
+    // config file nor HOOP_TOKEN can change the outcome.
+    #[test]
+    fn launch_args_name_the_profile_when_one_was_used() {
+        let dir = scratch("profile");
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            "[profiles.alice]\nbroker = \"127.0.0.1:4433\"\npin = \"sha256:00\"\n",
+        )
+        .unwrap();
+        let args = ConnectionArgs {
+            profile: Some("alice".into()),
+            token_file: Some(dir.join("alice.token")),
+            config: Some(config.clone()),
+            ..Default::default()
+        };
+        let r = args.resolve().unwrap();
+        let token = dir.join("alice.token").display().to_string();
+        let config = config.display().to_string();
+        assert_eq!(
+            r.launch_args,
+            [
+                "--config",
+                &config,
+                "--profile",
+                "alice",
+                "--token-file",
+                &token
+            ]
+        );
+        assert_eq!(r.tunnel.server_name, "localhost");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn launch_args_carry_the_resolved_flags() {
+        let dir = scratch("flags");
+        let config = dir.join("config.toml");
+        std::fs::write(&config, "").unwrap();
+        let args = ConnectionArgs {
+            broker: Some("127.0.0.1:4433".into()),
+            ca_file: Some(dir.join("ca.pem")),
+            token_file: Some(dir.join("t.token")),
+            config: Some(config.clone()),
+            ..Default::default()
+        };
+        let r = args.resolve().unwrap();
+        let ca = dir.join("ca.pem").display().to_string();
+        let token = dir.join("t.token").display().to_string();
+        let config = config.display().to_string();
+        assert_eq!(
+            r.launch_args,
+            [
+                "--config",
+                &config,
+                "--broker",
+                "127.0.0.1:4433",
+                "--ca-file",
+                &ca,
+                "--token-file",
+                &token
+            ]
+        );
+        assert_eq!(r.tunnel.server_name, "127.0.0.1");
+        assert!(!r.launch_args.iter().any(|a| a == "--token"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

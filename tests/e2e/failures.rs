@@ -301,3 +301,41 @@ fn param_headers_are_checked_against_the_tool_schema() {
         calls[0]
     );
 }
+
+#[test]
+fn an_expired_token_ends_the_tunnel_and_is_refused() {
+    let dir = scratch();
+    let record = dir.path().join("demo.jsonl");
+    let (_demo, upstream) = demo_server(dir.path(), &record);
+    let broker = Broker::start(
+        dir.path(),
+        &format!("[dev]\ntoken_ttl_secs = 2\n[targets.demo]\ntransport = \"http\"\nurl = \"{upstream}\"\n"),
+    );
+    let connect = Connect::start(dir.path(), &broker, "demo", &["--no-local-auth"]);
+    let call = |marker: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":"{marker}","method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{marker}"}},{V2026_META}}}}}"#
+        )
+    };
+    let h = [("mcp-protocol-version", "2026-07-28")];
+    let (s, _, m) = post(&connect.url, &h, &call("before-expiry"));
+    assert_eq!(s, 200, "{m:?}");
+    // Wait out the token (2 s), with margin for the broker's 30 s leeway not
+    // to matter: the broker ends the connection at the expiry it announced.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let (s, _, m) = post(&connect.url, &h, &call("after-expiry"));
+    assert!(
+        s == 403 || s == 502,
+        "expired token must be refused, got {s}: {m:?}"
+    );
+    let text = m[0]["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("authentication failed") || text.contains("expired"),
+        "{m:?}"
+    );
+    let seen = read_record(&record)
+        .iter()
+        .filter(|r| r.to_string().contains("after-expiry"))
+        .count();
+    assert_eq!(seen, 0, "a call after expiry must not reach the upstream");
+}

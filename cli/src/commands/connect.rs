@@ -8,8 +8,8 @@ use serde_json::json;
 
 use super::CommandError;
 use crate::local;
-use crate::settings::ConnectionArgs;
-use crate::tunnel::TunnelClient;
+use crate::settings::{ConnectionArgs, Resolved};
+use crate::tunnel::{TokenSource, TunnelClient};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -39,17 +39,56 @@ pub struct ConnectArgs {
 }
 
 pub async fn run(args: ConnectArgs) -> Result<(), CommandError> {
-    let settings = args.connection.resolve().map_err(|e| CommandError {
+    let resolved = args.connection.resolve().map_err(|e| CommandError {
         code: super::exit::USAGE,
         error: e,
     })?;
-    let tunnel = TunnelClient::connect(settings).await?;
+    let launch = StdioLaunch::new(&args.target, &resolved);
+    let tunnel = TunnelClient::connect(resolved.tunnel).await?;
     if args.stdio {
         local::stdio::serve(tunnel, args.target).await?;
         return Ok(());
     }
     let secret = (!args.no_local_auth).then(new_secret);
-    serve_http(tunnel, &args.target, args.port, secret, args.json).await
+    serve_http(
+        tunnel,
+        &args.target,
+        args.port,
+        secret,
+        Some(launch),
+        args.json,
+    )
+    .await
+}
+
+/// How a client that launches its servers as commands (Claude Desktop)
+/// runs this target: `hoop connect mcp TARGET --stdio` with the connection
+/// flags this run resolved, since that client has neither this shell's
+/// environment nor necessarily a profile.
+pub struct StdioLaunch {
+    pub command: String,
+    pub args: Vec<String>,
+    /// The token came from `HOOP_TOKEN`, which the snippet must not copy.
+    pub token_from_env: bool,
+}
+
+impl StdioLaunch {
+    fn new(target: &str, resolved: &Resolved) -> Self {
+        // The absolute path, so the client finds hoop without its PATH.
+        let command = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "hoop".into());
+        let mut args: Vec<String> = ["connect", "mcp", target, "--stdio"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        args.extend(resolved.launch_args.iter().cloned());
+        Self {
+            command,
+            args,
+            token_from_env: matches!(resolved.tunnel.token, TokenSource::Static(_)),
+        }
+    }
 }
 
 /// Serves the local HTTP endpoint until Ctrl-C; shared with `hoop demo`.
@@ -58,6 +97,7 @@ pub async fn serve_http(
     target: &str,
     port: u16,
     secret: Option<String>,
+    launch: Option<StdioLaunch>,
     json_out: bool,
 ) -> Result<(), CommandError> {
     let listener = local::http::bind(port).await?;
@@ -67,7 +107,14 @@ pub async fn serve_http(
         .welcome()
         .map(|w| w.identity.subject)
         .unwrap_or_default();
-    print_endpoint(&url, target, &who, secret.as_deref(), json_out);
+    print_endpoint(
+        &url,
+        target,
+        &who,
+        secret.as_deref(),
+        launch.as_ref(),
+        json_out,
+    );
     let state = Arc::new(local::http::LocalHttp {
         tunnel,
         target: target.to_owned(),
@@ -78,12 +125,20 @@ pub async fn serve_http(
     Ok(())
 }
 
-fn print_endpoint(url: &str, target: &str, who: &str, secret: Option<&str>, json_out: bool) {
+fn print_endpoint(
+    url: &str,
+    target: &str,
+    who: &str,
+    secret: Option<&str>,
+    launch: Option<&StdioLaunch>,
+    json_out: bool,
+) {
     let name = format!("hoop-{target}");
     let headers = secret.map(|s| json!({"Authorization": format!("Bearer {s}")}));
     let vscode = json!({"servers": {&name: {"type": "http", "url": url, "headers": headers.clone().unwrap_or(json!({}))}}});
     let cursor = json!({"mcpServers": {&name: {"url": url, "headers": headers.clone().unwrap_or(json!({}))}}});
-    let claude = json!({"mcpServers": {&name: {"command": "hoop", "args": ["connect", "mcp", target, "--stdio"]}}});
+    let claude =
+        launch.map(|l| json!({"mcpServers": {&name: {"command": l.command, "args": l.args}}}));
     if json_out {
         let out = json!({
             "url": url, "target": target, "identity": who, "secret": secret,
@@ -101,10 +156,17 @@ fn print_endpoint(url: &str, target: &str, who: &str, secret: Option<&str>, json
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
     println!("\nVS Code (.vscode/mcp.json):\n{}", pretty(&vscode));
     println!("\nCursor (~/.cursor/mcp.json):\n{}", pretty(&cursor));
-    println!(
-        "\nClaude Desktop (claude_desktop_config.json, runs hoop over stdio):\n{}",
-        pretty(&claude)
-    );
+    if let (Some(claude), Some(launch)) = (&claude, launch) {
+        println!(
+            "\nClaude Desktop (claude_desktop_config.json, runs hoop over stdio):\n{}",
+            pretty(claude)
+        );
+        if launch.token_from_env {
+            println!(
+                "(the token came from HOOP_TOKEN, which is not copied here: add it to that entry's \"env\", or use --token-file)"
+            );
+        }
+    }
     println!("\nPress Ctrl-C to stop.");
 }
 
@@ -128,4 +190,58 @@ pub async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tunnel::{Trust, TunnelSettings};
+
+    fn resolved(token: TokenSource, launch_args: &[&str]) -> Resolved {
+        Resolved {
+            tunnel: TunnelSettings {
+                broker: ([127, 0, 0, 1], 4433).into(),
+                server_name: "localhost".into(),
+                trust: Trust::Pin("sha256:00".into()),
+                token,
+            },
+            launch_args: launch_args.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_stdio_launch_carries_the_connection_flags() {
+        let r = resolved(
+            TokenSource::File("/t.token".into()),
+            &["--broker", "127.0.0.1:4433", "--token-file", "/t.token"],
+        );
+        let l = StdioLaunch::new("payments", &r);
+        assert_eq!(
+            l.args,
+            [
+                "connect",
+                "mcp",
+                "payments",
+                "--stdio",
+                "--broker",
+                "127.0.0.1:4433",
+                "--token-file",
+                "/t.token"
+            ]
+        );
+        assert!(
+            std::path::Path::new(&l.command).is_absolute(),
+            "{}",
+            l.command
+        );
+        assert!(!l.token_from_env);
+    }
+
+    #[test]
+    fn a_literal_token_never_reaches_the_snippet() {
+        let r = resolved(TokenSource::Static("s3cret".into()), &["--profile", "a"]);
+        let l = StdioLaunch::new("payments", &r);
+        assert!(l.token_from_env);
+        assert!(!l.args.iter().any(|a| a.contains("s3cret")));
+    }
 }

@@ -12,7 +12,7 @@ use hoop_broker::tunnel::tls;
 
 use super::CommandError;
 use crate::demo_server::{self, DemoServerConfig};
-use crate::tunnel::{Trust, TunnelClient, TunnelSettings};
+use crate::tunnel::{TokenSource, Trust, TunnelClient, TunnelSettings};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -68,7 +68,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
         broker: broker.addr,
         server_name: "localhost".into(),
         trust: Trust::Pin(broker.fingerprint.clone()),
-        token,
+        token: TokenSource::Static(token),
     })
     .await?;
     if !args.json {
@@ -77,7 +77,9 @@ pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
             broker.addr
         );
     }
-    let result = super::connect::serve_http(tunnel, "demo", args.port, None, args.json).await;
+    // No Claude Desktop snippet: a `hoop` it launched could not reach this
+    // process's in-memory broker.
+    let result = super::connect::serve_http(tunnel, "demo", args.port, None, None, args.json).await;
     broker.shutdown().await;
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;

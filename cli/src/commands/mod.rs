@@ -35,6 +35,8 @@ impl From<crate::tunnel::TunnelError> for CommandError {
         let code = match &e {
             TunnelError::Refused { .. } if e.is_auth() => exit::AUTH_FAILED,
             TunnelError::Unreachable { .. } => exit::BROKER_UNREACHABLE,
+            // An unreadable or empty token file is a configuration error.
+            TunnelError::Token(_) => exit::USAGE,
             _ => exit::FAILURE,
         };
         Self {

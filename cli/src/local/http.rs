@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::any;
@@ -38,10 +38,8 @@ pub async fn serve(
     state: Arc<LocalHttp>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = Router::new()
-        .route(MCP_PATH, any(handle))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state);
+    // No body-limit layer: `handle` reads the body itself, with MAX_BODY.
+    let app = Router::new().route(MCP_PATH, any(handle)).with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
@@ -56,47 +54,56 @@ pub async fn bind(port: u16) -> anyhow::Result<tokio::net::TcpListener> {
     })
 }
 
-async fn handle(
-    State(s): State<Arc<LocalHttp>>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Err(why) = check_local(&headers) {
+async fn handle(State(s): State<Arc<LocalHttp>>, request: Request) -> Response {
+    // The body is read only once the request has passed the checks, so an
+    // unwanted caller cannot make this process buffer up to MAX_BODY bytes.
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    if let Err(why) = check_local(headers) {
         return plain(StatusCode::FORBIDDEN, why);
     }
     if let Some(secret) = &s.secret {
-        if !authorized(&headers, secret) {
+        if !authorized(headers, secret) {
             return plain(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong local bearer secret: use the config hoop connect printed, or restart it with --no-local-auth",
             );
         }
     }
-    let kind = match method {
+    let kind = match parts.method {
         Method::POST => StreamKind::Post,
         Method::GET => StreamKind::Listen,
         Method::DELETE => StreamKind::EndSession,
         _ => return plain(StatusCode::METHOD_NOT_ALLOWED, "use POST, GET or DELETE"),
     };
-    let open = OpenStream {
-        target: s.target.clone(),
-        kind,
-        headers: mcp_headers(&headers),
-    };
-    let id = if kind == StreamKind::Post {
-        request_id(&body)
+    let body = if kind == StreamKind::Post {
+        match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(b) => Some(b),
+            Err(_) => {
+                return plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("the request body is over {MAX_BODY} bytes or could not be read"),
+                )
+            }
+        }
     } else {
         None
     };
-    let body = (kind == StreamKind::Post).then_some(body);
+    let open = OpenStream {
+        target: s.target.clone(),
+        kind,
+        headers: mcp_headers(headers),
+    };
+    // A cheap handle on the request (Bytes is reference-counted), to find
+    // its JSON-RPC id only if the CLI has to answer it itself.
+    let request = body.clone();
     match s.tunnel.exchange(open, body).await {
-        Ok(ex) => respond(ex, id).await,
-        Err(e) => tunnel_failure(&e, id),
+        Ok(ex) => respond(ex, request).await,
+        Err(e) => tunnel_failure(&e, request.as_ref()),
     }
 }
 
-async fn respond(mut ex: Exchange, id: Option<serde_json::Value>) -> Response {
+async fn respond(mut ex: Exchange, request: Option<Bytes>) -> Response {
     let status = StatusCode::from_u16(ex.head.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut builder = Response::builder().status(status);
     if let Some(sid) = ex
@@ -121,27 +128,30 @@ async fn respond(mut ex: Exchange, id: Option<serde_json::Value>) -> Response {
                     .body(Body::from(m.body))
             }
             Ok(None) => builder.body(Body::empty()),
-            Err(e) => return tunnel_failure(&e, id),
+            Err(e) => return tunnel_failure(&e, request.as_ref()),
         },
         ResponseBody::EventStream => {
-            let stream =
-                futures::stream::unfold((ex, id, false), |(mut ex, id, done)| async move {
+            let stream = futures::stream::unfold(
+                (ex, request, false),
+                |(mut ex, request, done)| async move {
                     if done {
                         return None;
                     }
                     match ex.next_message().await {
                         Ok(Some(m)) => Some((
                             Ok::<_, std::io::Error>(sse_event(m.event_id.as_deref(), &m.body)),
-                            (ex, id, false),
+                            (ex, request, false),
                         )),
                         Ok(None) => None,
                         // Tell the client why its request ends, with its id.
                         Err(e) => {
-                            let body = error_response(id.clone(), TUNNEL_ERROR, &e.to_string());
-                            Some((Ok(sse_event(None, &body)), (ex, id, true)))
+                            let id = request.as_deref().and_then(request_id);
+                            let body = error_response(id, TUNNEL_ERROR, &e.to_string());
+                            Some((Ok(sse_event(None, &body)), (ex, request, true)))
                         }
                     }
-                });
+                },
+            );
             builder
                 .header("content-type", "text/event-stream")
                 .header("cache-control", "no-cache")
@@ -174,12 +184,17 @@ fn sse_event(id: Option<&str>, json: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-fn tunnel_failure(e: &TunnelError, id: Option<serde_json::Value>) -> Response {
+/// The CLI's own answer when the tunnel fails; `request` is the POSTed
+/// message, whose id the answer carries.
+fn tunnel_failure(e: &TunnelError, request: Option<&Bytes>) -> Response {
     tracing::warn!("{e}");
     let status = match e {
-        TunnelError::Refused { .. } => StatusCode::UNAUTHORIZED,
+        // Not 401: MCP clients take a 401 from a server as "start OAuth",
+        // and the local endpoint has no OAuth to offer.
+        TunnelError::Refused { .. } => StatusCode::FORBIDDEN,
         _ => StatusCode::BAD_GATEWAY,
     };
+    let id = request.and_then(|b| request_id(b));
     Response::builder()
         .status(status)
         .header("content-type", "application/json")

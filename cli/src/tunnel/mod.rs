@@ -5,6 +5,7 @@
 pub mod tls;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,13 +20,66 @@ use tokio::sync::Mutex;
 pub use tls::Trust;
 
 /// Where the broker is and how to trust and authenticate to it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TunnelSettings {
     pub broker: SocketAddr,
     /// TLS server name to expect (the dev certificate is for `localhost`).
     pub server_name: String,
     pub trust: Trust,
-    pub token: String,
+    pub token: TokenSource,
+}
+
+// The bearer token must never reach a log line, so Debug is written by hand.
+impl std::fmt::Debug for TunnelSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelSettings")
+            .field("broker", &self.broker)
+            .field("server_name", &self.server_name)
+            .field("trust", &self.trust)
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+/// Where the bearer token comes from. A file is read again on every
+/// (re)connection, so a token refreshed on disk is used once the tunnel
+/// reconnects.
+#[derive(Clone)]
+pub enum TokenSource {
+    Static(String),
+    File(PathBuf),
+}
+
+impl TokenSource {
+    /// The token as it is now.
+    pub fn read(&self) -> Result<String, TunnelError> {
+        match self {
+            Self::Static(t) => Ok(t.clone()),
+            Self::File(path) => {
+                let t = std::fs::read_to_string(path).map_err(|e| {
+                    TunnelError::Token(format!("cannot read token file {}: {e}", path.display()))
+                })?;
+                let t = t.trim();
+                if t.is_empty() {
+                    return Err(TunnelError::Token(format!(
+                        "token file {} is empty",
+                        path.display()
+                    )));
+                }
+                Ok(t.to_owned())
+            }
+        }
+    }
+}
+
+// Redacts a literal token; a file's path is not a secret.
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Static(_) => f.write_str("Static(<redacted>)"),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
 }
 
 /// Why a tunnel operation failed, in words a user can act on.
@@ -37,10 +91,19 @@ pub enum TunnelError {
     Refused { code: ErrorCode, message: String },
     #[error("the tunnel to the broker was lost during the call: {0}; retry the call")]
     Lost(String),
+    /// The broker stopped reading the request before it was sent whole,
+    /// which is what it does with a message over its size limit; retrying
+    /// the same message would fail the same way.
+    #[error("the broker stopped reading the request: the message may exceed the broker's size limit (limits.max_message_bytes)")]
+    Stopped,
     #[error("the broker ended the exchange ({}): {message}", code.name())]
     Closed { code: CloseCode, message: String },
     #[error("the broker sent something unexpected: {0}")]
     Protocol(String),
+    /// The local settings are wrong (token, pin, CA file): fixing them,
+    /// not retrying, is what helps.
+    #[error("{0}")]
+    Token(String),
 }
 
 impl TunnelError {
@@ -75,8 +138,8 @@ impl TunnelClient {
             addr: settings.broker,
             reason,
         };
-        let client_config =
-            tls::client_config(&settings.trust).map_err(|e| unreachable(e.to_string()))?;
+        let client_config = tls::client_config(&settings.trust)
+            .map_err(|e| TunnelError::Token(format!("{e:#}")))?;
         let bind: SocketAddr = if settings.broker.is_ipv6() {
             "[::]:0"
                 .parse()
@@ -109,6 +172,8 @@ impl TunnelClient {
 
     async fn dial(&self) -> Result<Live, TunnelError> {
         let s = &self.settings;
+        // Read before connecting: a bad token file fails without a round trip.
+        let token = s.token.read()?;
         let unreachable = |reason: String| TunnelError::Unreachable {
             addr: s.broker,
             reason,
@@ -130,7 +195,7 @@ impl TunnelClient {
         writer
             .send(&Frame::Hello(Hello {
                 version: PROTOCOL_VERSION,
-                token: s.token.clone(),
+                token,
                 client_name: "hoop".into(),
                 client_version: env!("CARGO_PKG_VERSION").into(),
             }))
@@ -149,9 +214,13 @@ impl TunnelClient {
                 code: e.code,
                 message: e.message,
             }),
-            Ok(Ok(other)) => Err(TunnelError::Protocol(format!(
-                "expected Welcome, got {other:?}"
+            Ok(Ok(Some(other))) => Err(TunnelError::Protocol(format!(
+                "expected Welcome, got {}",
+                frame_kind(&other)
             ))),
+            Ok(Ok(None)) => Err(TunnelError::Protocol(
+                "the broker closed the control stream without a Welcome".into(),
+            )),
             Ok(Err(e)) => Err(unreachable(e.to_string())),
             Err(_) => Err(unreachable("no Welcome within 10 s".into())),
         }
@@ -208,29 +277,45 @@ impl TunnelClient {
                 .map_err(|e| TunnelError::Lost(e.to_string()))?,
         };
         let mut writer = FrameWriter::new(send);
-        let lost = |e: FrameError| TunnelError::Lost(e.to_string());
-        writer.send(&Frame::Open(open)).await.map_err(lost)?;
+        let mut reader = FrameReader::new(recv, MAX_FRAME);
+        // From here until the `Exchange` exists, dropping this future (the
+        // local client went away) must reset the stream, not finish it.
+        let guard = ResetOnDrop {
+            writer: &mut writer,
+            reader: &mut reader,
+            armed: true,
+        };
+        guard
+            .writer
+            .send(&Frame::Open(open))
+            .await
+            .map_err(write_failed)?;
         if let Some(body) = body {
-            writer
+            guard
+                .writer
                 .send_message(&McpMessage {
                     event_id: None,
                     body,
                 })
                 .await
-                .map_err(lost)?;
+                .map_err(write_failed)?;
         }
-        let mut reader = FrameReader::new(recv, MAX_FRAME);
-        let head = match reader.next().await.map_err(lost)? {
+        let lost = |e: FrameError| TunnelError::Lost(e.to_string());
+        let head = match guard.reader.next().await.map_err(lost)? {
             Some(Frame::Head(h)) => h,
             Some(Frame::Close(c)) => {
+                // The broker ended the exchange itself: end ours cleanly.
+                guard.disarm();
+                writer.finish();
                 return Err(TunnelError::Closed {
                     code: c.code,
                     message: c.message,
-                })
+                });
             }
             Some(other) => {
                 return Err(TunnelError::Protocol(format!(
-                    "expected Head, got {other:?}"
+                    "expected Head, got {}",
+                    frame_kind(&other)
                 )))
             }
             None => {
@@ -239,11 +324,63 @@ impl TunnelClient {
                 ))
             }
         };
+        // `Exchange`'s own Drop takes over the reset from here.
+        guard.disarm();
         Ok(Exchange {
             head,
             reader,
             writer: Some(writer),
         })
+    }
+}
+
+/// Why a request could not be written. The broker stops reading (rather
+/// than losing the connection) when it refuses a frame, typically one over
+/// its size limit; "retry the call" would be the wrong advice then.
+fn write_failed(e: FrameError) -> TunnelError {
+    match e {
+        FrameError::Write(quinn::WriteError::Stopped(_)) => TunnelError::Stopped,
+        e => TunnelError::Lost(e.to_string()),
+    }
+}
+
+/// Resets a request stream (and stops reading it) when dropped while
+/// armed. A plain drop of quinn's `SendStream` finishes it with a clean
+/// FIN, which the broker takes for a complete request and never cancels;
+/// a reset is what tells it the caller has gone.
+struct ResetOnDrop<'a> {
+    writer: &'a mut FrameWriter,
+    reader: &'a mut FrameReader,
+    armed: bool,
+}
+
+impl ResetOnDrop<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for ResetOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.writer.reset();
+            self.reader.stop();
+        }
+    }
+}
+
+/// The name of a frame's kind, for error messages: a whole frame can hold
+/// up to 64 MiB of body and must not end up in a JSON-RPC error.
+fn frame_kind(frame: &Frame) -> &'static str {
+    match frame {
+        Frame::Hello(_) => "Hello",
+        Frame::Welcome(_) => "Welcome",
+        Frame::ControlError(_) => "ControlError",
+        Frame::Reauth(_) => "Reauth",
+        Frame::Open(_) => "Open",
+        Frame::Message(_) => "Message",
+        Frame::Head(_) => "Head",
+        Frame::Close(_) => "Close",
     }
 }
 
@@ -273,7 +410,10 @@ impl Exchange {
                     })
                 }
             }
-            Ok(Some(other)) => Err(TunnelError::Protocol(format!("unexpected {other:?}"))),
+            Ok(Some(other)) => Err(TunnelError::Protocol(format!(
+                "unexpected {} frame",
+                frame_kind(&other)
+            ))),
             Ok(None) => Err(TunnelError::Lost("the stream ended without a Close".into())),
             Err(e) => Err(TunnelError::Lost(e.to_string())),
         }
@@ -286,5 +426,56 @@ impl Drop for Exchange {
             w.reset();
             self.reader.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(token: TokenSource) -> TunnelSettings {
+        TunnelSettings {
+            broker: ([127, 0, 0, 1], 4433).into(),
+            server_name: "localhost".into(),
+            trust: Trust::Pin("sha256:00".into()),
+            token,
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_a_literal_token() {
+        let s = format!("{:?}", settings(TokenSource::Static("s3cret-token".into())));
+        assert!(!s.contains("s3cret-token"), "{s}");
+        assert!(s.contains("<redacted>"), "{s}");
+        let s = format!(
+            "{:?}",
+            settings(TokenSource::File("/tmp/alice.token".into()))
+        );
+        assert!(s.contains("/tmp/alice.token"), "{s}");
+    }
+
+    #[test]
+    fn a_token_file_is_read_afresh_each_time() {
+        let dir = std::env::temp_dir().join(format!("hoop-token-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.token");
+        let source = TokenSource::File(path.clone());
+        assert!(matches!(source.read(), Err(TunnelError::Token(_))));
+        std::fs::write(&path, "first\n").unwrap();
+        assert_eq!(source.read().unwrap(), "first");
+        std::fs::write(&path, "second\n").unwrap();
+        assert_eq!(source.read().unwrap(), "second");
+        std::fs::write(&path, " \n").unwrap();
+        assert!(matches!(source.read(), Err(TunnelError::Token(_))));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn errors_name_the_frame_kind_not_its_body() {
+        let frame = Frame::Message(McpMessage {
+            event_id: None,
+            body: Bytes::from(vec![b'x'; 1024]),
+        });
+        assert_eq!(frame_kind(&frame), "Message");
     }
 }

@@ -75,7 +75,9 @@ struct PinnedCert {
 impl PinnedCert {
     fn new(pin: &str, provider: Arc<CryptoProvider>) -> anyhow::Result<Self> {
         let hex = pin.strip_prefix("sha256:").unwrap_or(pin).replace(':', "");
-        if hex.len() != 64 {
+        // Checked first: slicing below assumes one byte per character, and
+        // `from_str_radix` alone would accept a leading `+`.
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             anyhow::bail!("--pin must be sha256:<64 hex digits>, got {pin:?}");
         }
         let mut digest = [0u8; 32];
@@ -140,5 +142,39 @@ impl ServerCertVerifier for PinnedCert {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pin(p: &str) -> anyhow::Result<PinnedCert> {
+        PinnedCert::new(p, Arc::new(rustls::crypto::ring::default_provider()))
+    }
+
+    #[test]
+    fn good_pins_parse() {
+        let hex = "ab".repeat(32);
+        assert_eq!(pin(&format!("sha256:{hex}")).unwrap().digest, [0xab; 32]);
+        let colons = vec!["AB"; 32].join(":");
+        assert_eq!(pin(&colons).unwrap().digest, [0xab; 32]);
+    }
+
+    #[test]
+    fn bad_pins_are_errors_not_panics() {
+        let bad = [
+            // 64 bytes, but a multi-byte character straddles a digit pair.
+            format!("sha256:a\u{e9}{}", "0".repeat(61)),
+            format!("sha256:{}", "é".repeat(32)),
+            format!("sha256:+1{}", "0".repeat(62)),
+            format!("sha256:{}", "0".repeat(63)),
+            format!("sha256:{}", "0".repeat(66)),
+            format!("sha256:{}g", "0".repeat(63)),
+            String::new(),
+        ];
+        for p in bad {
+            assert!(pin(&p).is_err(), "{p:?}");
+        }
     }
 }
