@@ -146,20 +146,25 @@ pub fn quic_server_config(material: TlsMaterial) -> anyhow::Result<quinn::Server
     tls.max_early_data_size = 0;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    transport.max_concurrent_bidi_streams(1024u32.into());
+    let mut transport = transport();
+    // Each stream may buffer one message of up to the broker's frame limit,
+    // so the number of concurrent streams bounds a connection's memory.
+    transport.max_concurrent_bidi_streams(256u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
-    transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
-    transport.max_idle_timeout(Some(
-        std::time::Duration::from_secs(30)
-            .try_into()
-            .map_err(|e| anyhow::anyhow!("idle timeout: {e}"))?,
-    ));
-    // Large tool results: let a stream and the connection carry several MiB
-    // in flight so a 5 MiB result is not throttled by flow control.
-    transport.stream_receive_window((8u32 * 1024 * 1024).into());
-    transport.receive_window((32u32 * 1024 * 1024).into());
-    transport.send_window(32 * 1024 * 1024);
     config.transport_config(Arc::new(transport));
     Ok(config)
+}
+
+/// QUIC transport settings both ends share: keep-alives well inside the idle
+/// timeout, and flow-control windows wide enough that a multi-MiB tool
+/// result is not throttled.
+pub fn transport() -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    // 30 s is far below QUIC's limit, so the conversion cannot fail.
+    t.max_idle_timeout(quinn::IdleTimeout::try_from(std::time::Duration::from_secs(30)).ok());
+    t.stream_receive_window((8u32 * 1024 * 1024).into());
+    t.receive_window((32u32 * 1024 * 1024).into());
+    t.send_window(32 * 1024 * 1024);
+    t
 }

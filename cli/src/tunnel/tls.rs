@@ -34,16 +34,7 @@ pub fn client_config(trust: &Trust) -> anyhow::Result<quinn::ClientConfig> {
     tls.alpn_protocols = vec![hoop_proto::ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
-    transport.max_idle_timeout(Some(
-        std::time::Duration::from_secs(30)
-            .try_into()
-            .map_err(|e| anyhow::anyhow!("idle timeout: {e}"))?,
-    ));
-    transport.stream_receive_window((8u32 * 1024 * 1024).into());
-    transport.receive_window((32u32 * 1024 * 1024).into());
-    transport.send_window(32 * 1024 * 1024);
+    let transport = hoop_broker::tunnel::tls::transport();
     config.transport_config(Arc::new(transport));
     Ok(config)
 }
