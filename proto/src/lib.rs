@@ -8,7 +8,7 @@
 //! A QUIC connection carries one *control stream* (the first bidirectional
 //! stream the client opens: [`Hello`] → [`Welcome`] or [`ControlError`]) and
 //! any number of *MCP streams*, one per HTTP exchange of the local MCP
-//! client ([`OpenStream`] → [`McpRequest`] → [`ResponseHead`], [`McpMessage`]*,
+//! client ([`OpenStream`] → [`McpMessage`] → [`ResponseHead`], [`McpMessage`]*,
 //! [`CloseStream`]). The byte layout is documented in `docs/protocol.md`.
 
 pub mod codec;

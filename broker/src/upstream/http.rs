@@ -130,10 +130,9 @@ impl HttpUpstream {
                 session,
             });
         }
-        let body = tokio::time::timeout(Duration::from_secs(self.timeout_secs), resp.bytes())
+        let body = tokio::time::timeout(Duration::from_secs(self.timeout_secs), read_capped(resp))
             .await
-            .map_err(|_| UpstreamError::Timeout(self.timeout_secs))?
-            .map_err(|e| UpstreamError::Unavailable(without_url(e)))?;
+            .map_err(|_| UpstreamError::Timeout(self.timeout_secs))??;
         if body.iter().all(u8::is_ascii_whitespace) {
             let mut reply = UpstreamReply::empty(status);
             reply.session = session;
@@ -157,6 +156,29 @@ impl HttpUpstream {
             session,
         })
     }
+}
+
+/// Largest JSON answer read from an upstream; past it the call fails
+/// instead of the broker buffering without bound.
+const MAX_JSON_BODY: usize = 64 * 1024 * 1024;
+
+async fn read_capped(mut resp: reqwest::Response) -> Result<Bytes, UpstreamError> {
+    let mut body = bytes::BytesMut::new();
+    // Bounded: each chunk grows `body`, and past the cap the loop ends.
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| UpstreamError::Unavailable(without_url(e)))?
+    {
+        if body.len() + chunk.len() > MAX_JSON_BODY {
+            return Err(UpstreamError::Protocol(format!(
+                "the answer is larger than {} MiB",
+                MAX_JSON_BODY / (1024 * 1024)
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 fn insert_session(h: &mut HeaderMap, id: &str) -> Result<(), UpstreamError> {
