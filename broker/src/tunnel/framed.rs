@@ -79,36 +79,57 @@ impl FrameWriter {
     }
 
     pub async fn send(&mut self, frame: &Frame) -> Result<(), FrameError> {
-        self.buf.clear();
+        self.queue(frame);
+        self.flush().await
+    }
+
+    /// Encodes a frame into the write buffer without sending it, so that
+    /// frames that are ready together leave in one write (and usually one
+    /// QUIC packet).
+    pub fn queue(&mut self, frame: &Frame) {
         encode(frame, &mut self.buf);
-        self.send.write_all(&self.buf).await?;
+    }
+
+    /// Sends what was queued.
+    pub async fn flush(&mut self) -> Result<(), FrameError> {
+        if !self.buf.is_empty() {
+            self.send.write_all(&self.buf).await?;
+            self.buf.clear();
+        }
         Ok(())
     }
 
-    /// Sends a message frame without copying its body into the scratch
-    /// buffer: the header goes first, then the body as its own chunk.
-    pub async fn send_message(&mut self, msg: &hoop_proto::McpMessage) -> Result<(), FrameError> {
+    /// Queues a message frame; a large body is not copied into the write
+    /// buffer but written after it as its own chunk.
+    pub async fn queue_message(&mut self, msg: &hoop_proto::McpMessage) -> Result<(), FrameError> {
         if msg.body.len() < 16 * 1024 {
-            return self.send(&Frame::Message(msg.clone())).await;
+            self.queue(&Frame::Message(msg.clone()));
+            return Ok(());
         }
-        self.buf.clear();
+        let start = self.buf.len();
         let head = hoop_proto::McpMessage {
             event_id: msg.event_id.clone(),
             body: bytes::Bytes::new(),
         };
         encode(&Frame::Message(head), &mut self.buf);
         // Patch the length prefix to cover the body that follows.
-        let total = self.buf.len() - 4 + msg.body.len();
+        let total = self.buf.len() - start - 4 + msg.body.len();
         let len = u32::try_from(total).map_err(|_| {
             FrameError::Decode(DecodeError::FrameTooLarge {
                 len: total,
                 max: u32::MAX as usize,
             })
         })?;
-        self.buf[..4].copy_from_slice(&len.to_be_bytes());
-        self.send.write_all(&self.buf).await?;
+        self.buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        self.flush().await?;
         self.send.write_all(&msg.body).await?;
         Ok(())
+    }
+
+    /// Sends a message frame (see [`Self::queue_message`]).
+    pub async fn send_message(&mut self, msg: &hoop_proto::McpMessage) -> Result<(), FrameError> {
+        self.queue_message(msg).await?;
+        self.flush().await
     }
 
     /// Ends the send side cleanly.

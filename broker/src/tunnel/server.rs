@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use hoop_proto::{
     CloseCode, CloseStream, ControlError, ErrorCode, Frame, McpMessage, StreamKind, Welcome,
 };
@@ -220,25 +220,53 @@ impl TunnelServer {
             r = self.pipeline.handle(caller, open, body) => r,
             _ = &mut gone => return,
         };
-        if writer.send(&Frame::Head(reply.head)).await.is_err() {
-            return;
-        }
+        writer.queue(&Frame::Head(reply.head));
         let mut messages = reply.messages;
+        // Frames that are ready together go out in one write: a JSON answer
+        // (head, message, close) leaves as one; a stream is flushed whenever
+        // the next message is not there yet, so progress is never held back.
         let close = loop {
-            tokio::select! {
-                m = messages.next() => match m {
-                    Some(Ok(body)) => {
-                        if writer.send_message(&McpMessage { event_id: None, body }).await.is_err() {
-                            return;
-                        }
+            let next = match messages.next().now_or_never() {
+                Some(m) => m,
+                None => {
+                    if writer.flush().await.is_err() {
+                        return;
                     }
-                    Some(Err(e)) => break CloseStream { code: CloseCode::UPSTREAM_ERROR, message: e.message },
-                    None => break CloseStream { code: CloseCode::DONE, message: String::new() },
-                },
-                _ = &mut gone => return,
+                    tokio::select! {
+                        m = messages.next() => m,
+                        _ = &mut gone => return,
+                    }
+                }
+            };
+            match next {
+                Some(Ok(body)) => {
+                    if writer
+                        .queue_message(&McpMessage {
+                            event_id: None,
+                            body,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Some(Err(e)) => {
+                    break CloseStream {
+                        code: CloseCode::UPSTREAM_ERROR,
+                        message: e.message,
+                    }
+                }
+                None => {
+                    break CloseStream {
+                        code: CloseCode::DONE,
+                        message: String::new(),
+                    }
+                }
             }
         };
-        let _ = writer.send(&Frame::Close(close)).await;
+        writer.queue(&Frame::Close(close));
+        let _ = writer.flush().await;
         writer.finish();
     }
 }

@@ -121,6 +121,9 @@ pub async fn serve_http(
         ));
     }
     tracing::info!(%local_addr, "demo MCP server listening on http://{local_addr}{MCP_PATH}");
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;

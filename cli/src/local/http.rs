@@ -40,6 +40,11 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     // No body-limit layer: `handle` reads the body itself, with MAX_BODY.
     let app = Router::new().route(MCP_PATH, any(handle)).with_state(state);
+    // Small SSE events must leave at once: without TCP_NODELAY, Nagle and
+    // the client's delayed ACK add ~40 ms to streamed answers.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -285,21 +285,19 @@ impl TunnelClient {
             reader: &mut reader,
             armed: true,
         };
-        guard
-            .writer
-            .send(&Frame::Open(open))
-            .await
-            .map_err(write_failed)?;
+        // Open and the message leave in one write (usually one packet).
+        guard.writer.queue(&Frame::Open(open));
         if let Some(body) = body {
             guard
                 .writer
-                .send_message(&McpMessage {
+                .queue_message(&McpMessage {
                     event_id: None,
                     body,
                 })
                 .await
                 .map_err(write_failed)?;
         }
+        guard.writer.flush().await.map_err(write_failed)?;
         let lost = |e: FrameError| TunnelError::Lost(e.to_string());
         let head = match guard.reader.next().await.map_err(lost)? {
             Some(Frame::Head(h)) => h,
