@@ -39,7 +39,10 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Runtime::new() {
+    // One thread: the CLI serves one person's clients, and measured on
+    // loopback a single-threaded runtime adds less latency per call than
+    // handing each wake-up between worker threads (docs/benchmarks.md).
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hoop: cannot start the async runtime: {e}");
