@@ -42,7 +42,10 @@ fn main() -> ExitCode {
     // One thread: the CLI serves one person's clients, and measured on
     // loopback a single-threaded runtime adds less latency per call than
     // handing each wake-up between worker threads (docs/benchmarks.md).
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hoop: cannot start the async runtime: {e}");
