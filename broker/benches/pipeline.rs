@@ -7,7 +7,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion};
 use hoop_broker::pipeline::headers;
 use hoop_broker::pipeline::message::McpMessage;
 use hoop_proto::McpHeaders;
@@ -28,7 +28,6 @@ fn pipeline(c: &mut Criterion) {
     headers::check(&msg, &client_headers, None).expect("the benchmark headers agree with the body");
 
     let mut g = c.benchmark_group("tools_call");
-    g.throughput(Throughput::Bytes(TOOLS_CALL.len() as u64));
     g.bench_function("parse", |b| {
         b.iter(|| black_box(McpMessage::parse(black_box(TOOLS_CALL))))
     });

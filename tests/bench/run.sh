@@ -27,10 +27,14 @@
 # Environment: BENCH_DURATION (10), BENCH_WARMUP (2), BENCH_CONNS ("1 16"),
 #   BENCH_WRK_THREADS (1), BENCH_HOST (127.0.0.1; loopback only),
 #   BENCH_PORT_BASE (14400: ports BASE..BASE+7 and BASE+33 must be free),
-#   CARGO_TARGET_DIR (default: <repo>/target).
+#   CARGO_TARGET_DIR (default: <repo>/target),
+#   BENCH_BIN_DIR (take hoop, hoop-broker and hoop-bench-floor from this
+#   directory instead of building them; implies --skip-build).
 # Needs: cargo, wrk, curl, node (>= 20); bash tests/setup.sh for configs c/d.
 # Prints each command it runs, then a table; results also land in
-# $BENCH_OUT (default: <scratch>/results.tsv, printed at the end).
+# $BENCH_OUT (default: <scratch>/results.tsv, printed at the end). Each row
+# also carries "other cpu%", the machine's CPU spent on anything but this
+# benchmark during that run: on a shared machine, keep only low ones.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -69,7 +73,7 @@ base="${BENCH_PORT_BASE:-14400}"
 for n in "$duration" "$warmup" "$wrk_threads" "$base" $conns; do
   [[ "$n" =~ ^[0-9]+$ ]] || die "not a number: $n"
 done
-[ "$duration" -ge 1 ] && [ "$duration" -le 300 ] || die "BENCH_DURATION must be 1..300 s"
+if [ "$duration" -lt 1 ] || [ "$duration" -gt 300 ]; then die "BENCH_DURATION must be 1..300 s"; fi
 [ "$warmup" -le 60 ] || die "BENCH_WARMUP must be at most 60 s"
 
 # ---- loopback only --------------------------------------------------------
@@ -128,13 +132,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+declare -A pid=()
 # start NAME CMD...: runs CMD in the background, output to $scratch/NAME.log.
 start() {
   local name="$1"; shift
   printf '+ %s > %s 2>&1 &\n' "$(printf '%q ' "$@")" "$scratch/$name.log" >&2
   "$@" >"$scratch/$name.log" 2>&1 &
   pids+=("$!")
-  eval "pid_${name//-/_}=$!"
+  pid[$name]=$!
 }
 
 # wait_http URL PID: until anything answers HTTP there (bounded: 15 s).
@@ -151,10 +156,17 @@ wait_http() {
 
 # ---- build ----------------------------------------------------------------
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
-bin="$target_dir/release"
-if [ "$skip_build" = 0 ]; then
+bin="${BENCH_BIN_DIR:-$target_dir/release}"
+source_rev="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+git -C "$root" diff --quiet HEAD 2>/dev/null || source_rev="$source_rev+uncommitted-changes"
+if [ -n "${BENCH_BIN_DIR:-}" ]; then
+  provenance="prebuilt binaries from $bin"
+elif [ "$skip_build" = 0 ]; then
   (cd "$root" && run cargo build --release -p hoop-cli -p hoop-broker)
   run cargo build --release --manifest-path "$here/floor/Cargo.toml"
+  provenance="built from $root at $source_rev"
+else
+  provenance="binaries already in $bin (--skip-build; tree now at $source_rev)"
 fi
 for b in hoop hoop-broker hoop-bench-floor; do
   [ -x "$bin/$b" ] || die "$bin/$b is missing (run without --skip-build)"
@@ -229,7 +241,7 @@ EOF
   for _ in $(seq 1 150); do
     pin="$(grep -o 'sha256:[0-9a-fA-F]\{64\}' "$scratch/broker.log" | head -n1 || true)"
     [ -n "$pin" ] && [ -f "$scratch/state/tokens/alice.token" ] && break
-    kill -0 "$pid_broker" 2>/dev/null || die "hoop-broker exited: $(cat "$scratch/broker.log")"
+    kill -0 "${pid[broker]}" 2>/dev/null || die "hoop-broker exited: $(cat "$scratch/broker.log")"
     sleep 0.1
   done
   [ -n "$pin" ] || die "hoop-broker printed no certificate fingerprint: $(cat "$scratch/broker.log")"
@@ -271,74 +283,86 @@ expect_echo() { # name response expected-substring
 }
 
 if wants floor-rust; then
-  u="http://$host:$floor_port/mcp"; wait_http "$u" "$pid_floor"
+  u="http://$host:$floor_port/mcp"; wait_http "$u" "${pid[floor]}"
   expect_echo floor-rust "$(post "$u" "$stateless_body")" '"text":"hi"'
-  add floor-rust "$u" "$stateless_body" "" "" "" "" "$pid_floor"
+  add floor-rust "$u" "$stateless_body" "" "" "" "" "${pid[floor]}"
 fi
 if wants floor-node; then
-  u="http://$host:$node_floor_port/mcp"; wait_http "$u" "$pid_node_floor"
+  u="http://$host:$node_floor_port/mcp"; wait_http "$u" "${pid[node-floor]}"
   expect_echo floor-node "$(post "$u" "$stateless_body")" '"text":"hi"'
-  add floor-node "$u" "$stateless_body" "" "" "" "" "$pid_node_floor"
+  add floor-node "$u" "$stateless_body" "" "" "" "" "${pid[node-floor]}"
 fi
 stateless_hdrs=(-H 'MCP-Protocol-Version: 2026-07-28' -H 'Mcp-Method: tools/call' -H 'Mcp-Name: echo')
 if wants demo || wants hoop-demo; then
-  wait_http "http://$host:$demo_port/mcp" "$pid_demo"
+  wait_http "http://$host:$demo_port/mcp" "${pid[demo]}"
 fi
 if wants demo; then
   u="http://$host:$demo_port/mcp"
   printf '+ %s\n' "curl -sS -X POST $u -H 'Content-Type: application/json' -H '$accept' -H 'MCP-Protocol-Version: 2026-07-28' -H 'Mcp-Method: tools/call' -H 'Mcp-Name: echo' --data-binary '$stateless_body'" >&2
   r="$(post "$u" "$stateless_body" "${stateless_hdrs[@]}")"; echo "    $r" >&2
   expect_echo demo "$r" '"text":"hi"'
-  add demo "$u" "$stateless_body" 2026-07-28 "" tools/call echo "$pid_demo"
+  add demo "$u" "$stateless_body" 2026-07-28 "" tools/call echo "${pid[demo]}"
 fi
 if wants hoop-demo; then
-  u="http://$host:$hoop_demo_port/mcp"; wait_http "$u" "$pid_hoop_demo"
+  u="http://$host:$hoop_demo_port/mcp"; wait_http "$u" "${pid[hoop-demo]}"
   r="$(post "$u" "$stateless_body" "${stateless_hdrs[@]}")"; echo "    $r" >&2
   expect_echo hoop-demo "$r" '"text":"hi"'
-  add hoop-demo "$u" "$stateless_body" 2026-07-28 "" tools/call echo "$pid_demo"
+  add hoop-demo "$u" "$stateless_body" 2026-07-28 "" tools/call echo "${pid[demo]}"
 fi
 if wants_nd hoop-demo; then
-  u="http://$host:$nd_demo_port/mcp"; wait_http "$u" "$pid_hoop_demo_nd"
+  u="http://$host:$nd_demo_port/mcp"; wait_http "$u" "${pid[hoop-demo-nd]}"
   r="$(post "$u" "$stateless_body" "${stateless_hdrs[@]}")"
   expect_echo hoop-demo-nd "$r" '"text":"hi"'
-  add hoop-demo-nd "$u" "$stateless_body" 2026-07-28 "" tools/call echo "$pid_demo"
+  add hoop-demo-nd "$u" "$stateless_body" 2026-07-28 "" tools/call echo "${pid[demo]}"
 fi
 if wants every || wants hoop-every; then
-  wait_http "http://$host:$every_port/mcp" "$pid_every"
+  wait_http "http://$host:$every_port/mcp" "${pid[every]}"
 fi
 if wants every; then
   u="http://$host:$every_port/mcp"
   sid="$(handshake "$u")"
   r="$(post "$u" "$every_body" -H 'MCP-Protocol-Version: 2025-11-25' -H "Mcp-Session-Id: $sid")"; echo "    $r" >&2
   expect_echo every "$r" 'Echo: hi'
-  add every "$u" "$every_body" 2025-11-25 "$sid" "" "" "$pid_every"
+  add every "$u" "$every_body" 2025-11-25 "$sid" "" "" "${pid[every]}"
 fi
 if wants hoop-every; then
-  u="http://$host:$hoop_every_port/mcp"; wait_http "$u" "$pid_hoop_every"
+  u="http://$host:$hoop_every_port/mcp"; wait_http "$u" "${pid[hoop-every]}"
   sid="$(handshake "$u")"
   r="$(post "$u" "$every_body" -H 'MCP-Protocol-Version: 2025-11-25' -H "Mcp-Session-Id: $sid")"; echo "    $r" >&2
   expect_echo hoop-every "$r" 'Echo: hi'
-  add hoop-every "$u" "$every_body" 2025-11-25 "$sid" "" "" "$pid_every"
+  add hoop-every "$u" "$every_body" 2025-11-25 "$sid" "" "" "${pid[every]}"
 fi
 if wants_nd hoop-every; then
-  u="http://$host:$nd_every_port/mcp"; wait_http "$u" "$pid_hoop_every_nd"
+  u="http://$host:$nd_every_port/mcp"; wait_http "$u" "${pid[hoop-every-nd]}"
   sid="$(handshake "$u")"
   r="$(post "$u" "$every_body" -H 'MCP-Protocol-Version: 2025-11-25' -H "Mcp-Session-Id: $sid")"
   expect_echo hoop-every-nd "$r" 'Echo: hi'
-  add hoop-every-nd "$u" "$every_body" 2025-11-25 "$sid" "" "" "$pid_every"
+  add hoop-every-nd "$u" "$every_body" 2025-11-25 "$sid" "" "" "${pid[every]}"
 fi
 
 # ---- CPU accounting: utime+stime of a process, in clock ticks -------------
 tck="$(getconf CLK_TCK)"
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# CPU of every process this script started, plus its reaped children (wrk).
+our_ticks() {
+  local p t=0
+  for p in "${pids[@]}"; do t=$((t + $(cpu_ticks "$p"))); done
+  echo $((t + $(awk '{ print $16 + $17 }' "/proc/$$/stat")))
+}
+# Machine-wide busy and total ticks from /proc/stat.
+machine_ticks() {
+  local a
+  read -r -a a </proc/stat
+  echo "$((a[1] + a[2] + a[3] + a[6] + a[7] + a[8])) $((a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7] + a[8]))"
+}
 
 # ---- is the machine quiet? -------------------------------------------------
 # Share of CPU time not idle over one second, all CPUs (our servers are idle now).
 cpu_busy() {
   local a b
-  a=($(head -n1 /proc/stat)); sleep 1; b=($(head -n1 /proc/stat))
+  read -r -a a </proc/stat; sleep 1; read -r -a b </proc/stat
   awk -v u="$(( (b[1]+b[2]+b[3]+b[6]+b[7]+b[8]) - (a[1]+a[2]+a[3]+a[6]+a[7]+a[8]) ))" \
-      -v i="$(( (b[4]+b[5]) - (a[4]+a[5]) ))" 'BEGIN { printf "%.0f", (u + i) > 0 ? 100 * u / (u + i) : 0 }'
+      -v i="$(( (b[4]+b[5]) - (a[4]+a[5]) ))" 'BEGIN { printf "%.0f", ((u + i) > 0 ? 100 * u / (u + i) : 0) }'
 }
 busy_before="$(cpu_busy)"
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -347,7 +371,7 @@ log "CPU busy before measuring: ${busy_before}% (load average $load_before)"
 
 # ---- measure --------------------------------------------------------------
 out="${BENCH_OUT:-$scratch/results.tsv}"
-printf 'config\tconns\tp50_us\tp90_us\tp99_us\tmax_us\trps\trequests\tnon2xx\tsock_errors\tcpu_us_per_req_server\tcpu_us_per_req_hoop\tcpu_us_per_req_broker\n' >"$out"
+printf 'config\tconns\tp50_us\tp90_us\tp99_us\tmax_us\trps\trequests\tnon2xx\tsock_errors\tcpu_us_per_req_server\tcpu_us_per_req_hoop\tcpu_us_per_req_broker\tother_cpu_pct\n' >"$out"
 declare -A p50
 for name in "${configs[@]}"; do
   for c in $conns; do
@@ -359,24 +383,30 @@ for name in "${configs[@]}"; do
     [ "$warmup" -gt 0 ] && "${wrk_cmd[@]:0:3}" -d"${warmup}s" "${wrk_cmd[@]:3}" >/dev/null
     hoop_pid=""; broker_pid=""
     case "$name" in
-      hoop-demo) hoop_pid="$pid_hoop_demo"; broker_pid="$pid_broker" ;;
-      hoop-every) hoop_pid="$pid_hoop_every"; broker_pid="$pid_broker" ;;
-      hoop-demo-nd) hoop_pid="$pid_hoop_demo_nd"; broker_pid="$pid_broker" ;;
-      hoop-every-nd) hoop_pid="$pid_hoop_every_nd"; broker_pid="$pid_broker" ;;
+      hoop-demo) hoop_pid="${pid[hoop-demo]}"; broker_pid="${pid[broker]}" ;;
+      hoop-every) hoop_pid="${pid[hoop-every]}"; broker_pid="${pid[broker]}" ;;
+      hoop-demo-nd) hoop_pid="${pid[hoop-demo-nd]}"; broker_pid="${pid[broker]}" ;;
+      hoop-every-nd) hoop_pid="${pid[hoop-every-nd]}"; broker_pid="${pid[broker]}" ;;
     esac
     s0="$(cpu_ticks "${pidof[$name]}")"; h0="$([ -n "$hoop_pid" ] && cpu_ticks "$hoop_pid" || echo 0)"
     b0="$([ -n "$broker_pid" ] && cpu_ticks "$broker_pid" || echo 0)"
+    o0="$(our_ticks)"; read -r m0 t0 <<<"$(machine_ticks)"
     line="$(run "${wrk_cmd[@]:0:3}" -d"${duration}s" "${wrk_cmd[@]:3}" | tee "$scratch/wrk.$name.c$c.txt" | grep '^RESULT ' || true)"
     [ -n "$line" ] || die "wrk printed no RESULT line: $(cat "$scratch/wrk.$name.c$c.txt")"
     s1="$(cpu_ticks "${pidof[$name]}")"; h1="$([ -n "$hoop_pid" ] && cpu_ticks "$hoop_pid" || echo 0)"
     b1="$([ -n "$broker_pid" ] && cpu_ticks "$broker_pid" || echo 0)"
+    o1="$(our_ticks)"; read -r m1 t1 <<<"$(machine_ticks)"
+    # CPU the machine spent on anything but this benchmark during the run
+    # (other processes, and irq/softirq time charged to no process).
+    other="$(awk -v m=$((m1 - m0)) -v o=$((o1 - o0)) -v t=$((t1 - t0)) 'BEGIN { x = t > 0 ? 100 * (m - o) / t : 0; printf "%.0f", (x < 0 ? 0 : x) }')"
     declare -A r=()
     for kv in ${line#RESULT }; do r[${kv%%=*}]="${kv#*=}"; done
     per_req() { awk -v d="$1" -v n="${r[requests]}" -v t="$tck" 'BEGIN { if (n > 0) printf "%.1f", d * 1e6 / t / n; else print "-" }'; }
     cs="$(per_req $((s1 - s0)))"; ch="-"; cb="-"
     [ -n "$hoop_pid" ] && ch="$(per_req $((h1 - h0)))" && cb="$(per_req $((b1 - b0)))"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "${r[p50_us]}" "${r[p90_us]}" \
-      "${r[p99_us]}" "${r[max_us]}" "${r[rps]}" "${r[requests]}" "${r[non2xx]}" "${r[sock_errors]}" "$cs" "$ch" "$cb" >>"$out"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "${r[p50_us]}" "${r[p90_us]}" \
+      "${r[p99_us]}" "${r[max_us]}" "${r[rps]}" "${r[requests]}" "${r[non2xx]}" "${r[sock_errors]}" "$cs" "$ch" "$cb" "$other" >>"$out"
+    [ "$other" -le 10 ] || log "WARNING: $name at $c connection(s): ${other}% of the machine's CPU went to other work during the run; numbers are suspect"
     p50["$name/$c"]="${r[p50_us]}"
     if [ "${r[non2xx]}" != 0 ] || [ "${r[sock_errors]}" != 0 ]; then
       log "WARNING: $name at $c connection(s): ${r[non2xx]} non-2xx answers, ${r[sock_errors]} socket errors"
@@ -388,18 +418,20 @@ done
 # ---- report ---------------------------------------------------------------
 echo
 echo "hoop tools/call benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPU(s), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r)"
+echo "hoop: $provenance"
 echo "wrk closed loop, keep-alive, ${duration}s per run after ${warmup}s warm-up; latency in microseconds"
 echo "machine CPU busy before the runs: ${busy_before}% (load average then: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg))"
 echo "cpu/req = CPU time (user+sys) the process used during the run / requests (the server, hoop connect, hoop-broker)"
+echo "other cpu% = share of the machine's CPU that went to anything but this benchmark during the run (keep runs where it is low)"
 echo
 {
-  printf 'config\tconns\tp50\tp90\tp99\tmax\treq/s\trequests\tnon-2xx\tsock-err\tcpu/req srv\tcpu/req hoop\tcpu/req broker\n'
+  printf 'config\tconns\tp50\tp90\tp99\tmax\treq/s\trequests\tnon-2xx\tsock-err\tcpu/req srv\tcpu/req hoop\tcpu/req broker\tother cpu%%\n'
   tail -n +2 "$out"
 } | column -t -s $'\t'
 echo
 added() { # through direct conns
-  local a="${p50[$1/$3]:-}" b="${p50[$2/$3]:-}"
-  [ -n "$a" ] && [ -n "$b" ] && echo "added p50 by hoop ($1 - $2), $3 connection(s): $((a - b)) us (target <= 150 us)"
+  local via="${p50[$1/$3]:-}" direct="${p50[$2/$3]:-}"
+  [ -n "$via" ] && [ -n "$direct" ] && echo "added p50 by hoop ($1 - $2), $3 connection(s): $((via - direct)) us (target <= 150 us)"
   return 0
 }
 for c in $conns; do
