@@ -216,7 +216,7 @@ impl TunnelClient {
             }),
             Ok(Ok(Some(other))) => Err(TunnelError::Protocol(format!(
                 "expected Welcome, got {}",
-                frame_kind(&other)
+                other.kind()
             ))),
             Ok(Ok(None)) => Err(TunnelError::Protocol(
                 "the broker closed the control stream without a Welcome".into(),
@@ -313,7 +313,7 @@ impl TunnelClient {
             Some(other) => {
                 return Err(TunnelError::Protocol(format!(
                     "expected Head, got {}",
-                    frame_kind(&other)
+                    other.kind()
                 )))
             }
             None => {
@@ -367,21 +367,6 @@ impl Drop for ResetOnDrop<'_> {
     }
 }
 
-/// The name of a frame's kind, for error messages: a whole frame can hold
-/// up to 64 MiB of body and must not end up in a JSON-RPC error.
-fn frame_kind(frame: &Frame) -> &'static str {
-    match frame {
-        Frame::Hello(_) => "Hello",
-        Frame::Welcome(_) => "Welcome",
-        Frame::ControlError(_) => "ControlError",
-        Frame::Reauth(_) => "Reauth",
-        Frame::Open(_) => "Open",
-        Frame::Message(_) => "Message",
-        Frame::Head(_) => "Head",
-        Frame::Close(_) => "Close",
-    }
-}
-
 /// One MCP exchange in progress. Dropping it before the end tells the
 /// broker to stop (the upstream call is cancelled).
 pub struct Exchange {
@@ -410,7 +395,7 @@ impl Exchange {
             }
             Ok(Some(other)) => Err(TunnelError::Protocol(format!(
                 "unexpected {} frame",
-                frame_kind(&other)
+                other.kind()
             ))),
             Ok(None) => Err(TunnelError::Lost("the stream ended without a Close".into())),
             Err(e) => Err(TunnelError::Lost(e.to_string())),
@@ -474,6 +459,6 @@ mod tests {
             event_id: None,
             body: Bytes::from(vec![b'x'; 1024]),
         });
-        assert_eq!(frame_kind(&frame), "Message");
+        assert_eq!(frame.kind(), "Message");
     }
 }
