@@ -45,10 +45,7 @@ fn every_scenario_passing_direct_passes_through_hoop() {
     let dir = scratch();
     let (_everything, upstream) = everything_http(dir.path());
     let (direct, direct_fail) = passing(&upstream, &dir.path().join("direct"));
-    let broker = Broker::start(
-        dir.path(),
-        &format!("[targets.everything]\ntransport = \"http\"\nurl = \"{upstream}\"\n"),
-    );
+    let broker = Broker::start(dir.path(), &http_target("everything", &upstream));
     let connect = Connect::start(dir.path(), &broker, "everything", &["--no-local-auth"]);
     let (via, via_fail) = passing(&connect.url, &dir.path().join("via-hoop"));
     eprintln!(

@@ -19,10 +19,7 @@ fn error_code(messages: &[Value]) -> i64 {
 fn demo_behind_hoop(dir: &std::path::Path) -> (Proc, Broker, Connect, std::path::PathBuf) {
     let record = dir.join("demo.jsonl");
     let (demo, upstream) = demo_server(dir, &record);
-    let broker = Broker::start(
-        dir,
-        &format!("[targets.demo]\ntransport = \"http\"\nurl = \"{upstream}\"\n"),
-    );
+    let broker = Broker::start(dir, &http_target("demo", &upstream));
     let connect = Connect::start(dir, &broker, "demo", &["--no-local-auth"]);
     (demo, broker, connect, record)
 }
@@ -248,10 +245,7 @@ fn param_headers_are_checked_against_the_tool_schema() {
     let dir = scratch();
     let record = dir.path().join("stateless.jsonl");
     let (_server, upstream) = stateless_server(dir.path(), &record);
-    let broker = Broker::start(
-        dir.path(),
-        &format!("[targets.bank]\ntransport = \"http\"\nurl = \"{upstream}\"\n"),
-    );
+    let broker = Broker::start(dir.path(), &http_target("bank", &upstream));
     let connect = Connect::start(dir.path(), &broker, "bank", &["--no-local-auth"]);
     let call = |region: &str, marker: &str| {
         format!(

@@ -20,10 +20,7 @@ fn server_everything_over_http_in_both_client_modes() {
     let (_everything, upstream) = everything_http(dir.path());
     // The broker presents its own service credential upstream; the test
     // proves it in a stateless-server test where the server records headers.
-    let broker = Broker::start(
-        dir.path(),
-        &format!("[targets.everything]\ntransport = \"http\"\nurl = \"{upstream}\"\n"),
-    );
+    let broker = Broker::start(dir.path(), &http_target("everything", &upstream));
     let connect = Connect::start(dir.path(), &broker, "everything", &[]);
     let auth = header_args(&connect);
     let scenarios = [

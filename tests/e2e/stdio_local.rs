@@ -12,10 +12,7 @@ fn stdio_endpoint_relays_a_handshake_session() {
     let dir = scratch();
     let record = dir.path().join("demo.jsonl");
     let (_demo, upstream) = demo_server(dir.path(), &record);
-    let broker = Broker::start(
-        dir.path(),
-        &format!("[targets.demo]\ntransport = \"http\"\nurl = \"{upstream}\"\n"),
-    );
+    let broker = Broker::start(dir.path(), &http_target("demo", &upstream));
     let mut cmd = Command::new(bin("hoop"));
     cmd.args(["connect", "mcp", "demo", "--stdio"])
         .args(broker.connect_args("alice"))

@@ -281,6 +281,11 @@ pub fn demo_server(dir: &Path, record: &Path) -> (Proc, String) {
 
 // ---------------------------------------------------------------- hoop
 
+/// Broker config for one streamable HTTP target.
+pub fn http_target(name: &str, url: &str) -> String {
+    format!("[targets.{name}]\ntransport = \"http\"\nurl = \"{url}\"\n")
+}
+
 /// A `hoop-broker dev` process with its state directory.
 pub struct Broker {
     pub proc: Proc,
