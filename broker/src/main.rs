@@ -25,6 +25,10 @@ struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]
     log_json: bool,
+    /// Worker threads for the async runtime; 1 runs everything on one
+    /// thread. Default: one per core for `serve`, 1 for `dev`.
+    #[arg(long, global = true, env = "HOOP_BROKER_WORKER_THREADS")]
+    worker_threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,7 +73,24 @@ enum DevAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log, cli.log_json);
-    let rt = match tokio::runtime::Runtime::new() {
+    // A dev broker serves one person on loopback: one thread handles that
+    // with less latency than handing every wake-up between workers
+    // (docs/benchmarks.md). A shared broker needs every core.
+    let threads = cli.worker_threads.unwrap_or(match cli.command {
+        Command::Dev(_) => 1,
+        Command::Serve { .. } => 0,
+    });
+    let rt = match threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        0 => tokio::runtime::Runtime::new(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
