@@ -30,6 +30,89 @@ pub struct BrokerConfig {
     /// Limits on what clients may send.
     #[serde(default)]
     pub limits: Limits,
+    /// Token issuers the broker trusts (`serve` needs at least one).
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
+    /// The broker's SQLite store (revocations now; the audit log later).
+    /// Default: `broker.db` in the broker's data directory (`serve`) or
+    /// state directory (`dev`).
+    #[serde(default)]
+    pub store: Option<PathBuf>,
+}
+
+/// One trusted token issuer: an OIDC identity provider for people, or a
+/// workload issuer (CI, Kubernetes) for machines.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The exact `iss` of its tokens, e.g. `https://bank.okta.com/oauth2/default`.
+    pub issuer: String,
+    /// Where its OIDC discovery document is. Default:
+    /// `<issuer>/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub discovery_url: Option<String>,
+    /// The `aud` its tokens must carry for this broker.
+    pub audience: String,
+    /// Where the groups are in the token's claims: a dotted path, so
+    /// `realm_access.roles` (Keycloak) works. Default `groups`.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// `human` (people, via `hoop login`) or `workload` (CI jobs, services).
+    #[serde(default = "default_issuer_kind")]
+    pub kind: IssuerKind,
+    /// Clock skew tolerated on exp, nbf and iat, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// Signature algorithms accepted; only asymmetric ones are allowed.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// For `workload` issuers: which tokens are which workload. The first
+    /// rule whose claims all match wins; a token no rule matches is refused.
+    #[serde(default)]
+    pub workloads: Vec<WorkloadRule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IssuerKind {
+    Human,
+    Workload,
+}
+
+/// Maps a workload token to a named workload identity with its own groups.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadRule {
+    /// The workload's name; it becomes the identity's subject as
+    /// `workload:<name>`, so policy and audit name the job, not a person.
+    pub name: String,
+    /// Claims the token must carry, each exactly, or as a prefix when the
+    /// value ends in `*` (`ref = "refs/heads/release/*"`).
+    pub claims: BTreeMap<String, String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+fn default_issuer_kind() -> IssuerKind {
+    IssuerKind::Human
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+/// The asymmetric algorithms the broker accepts by default.
+pub const ASYMMETRIC_ALGORITHMS: [&str; 4] = ["RS256", "PS256", "ES256", "EdDSA"];
+
+fn default_algorithms() -> Vec<String> {
+    ASYMMETRIC_ALGORITHMS
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect()
 }
 
 fn default_listen() -> SocketAddr {
@@ -188,10 +271,68 @@ impl BrokerConfig {
             targets: BTreeMap::new(),
             dev: DevConfig::default(),
             limits: Limits::default(),
+            issuers: Vec::new(),
+            store: None,
         }
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        for (i, iss) in self.issuers.iter().enumerate() {
+            let at = format!("issuers[{i}] ({})", iss.issuer);
+            let u = reqwest::Url::parse(&iss.issuer)
+                .map_err(|e| anyhow::anyhow!("{at}: issuer is not a URL: {e}"))?;
+            if !matches!(u.scheme(), "http" | "https") {
+                anyhow::bail!("{at}: issuer must be an https:// URL");
+            }
+            if u.scheme() == "http"
+                && !u.host_str().is_some_and(|h| {
+                    h == "localhost"
+                        || h.parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback())
+                })
+            {
+                anyhow::bail!(
+                    "{at}: issuer must be https:// (plain http only on loopback, for tests)"
+                );
+            }
+            if iss.audience.trim().is_empty() {
+                anyhow::bail!("{at}: audience must not be empty");
+            }
+            if iss.algorithms.is_empty() {
+                anyhow::bail!(
+                    "{at}: algorithms must name at least one of {}",
+                    ASYMMETRIC_ALGORITHMS.join(", ")
+                );
+            }
+            for a in &iss.algorithms {
+                if !ASYMMETRIC_ALGORITHMS.contains(&a.as_str()) {
+                    anyhow::bail!(
+                        "{at}: algorithm {a:?} is not accepted; use asymmetric ones: {}",
+                        ASYMMETRIC_ALGORITHMS.join(", ")
+                    );
+                }
+            }
+            if iss.leeway_secs > 300 {
+                anyhow::bail!("{at}: leeway_secs is at most 300");
+            }
+            match iss.kind {
+                IssuerKind::Human if !iss.workloads.is_empty() => {
+                    anyhow::bail!("{at}: workloads rules need kind = \"workload\"");
+                }
+                IssuerKind::Workload if iss.workloads.is_empty() => {
+                    anyhow::bail!("{at}: a workload issuer needs at least one [[issuers.workloads]] rule (name, claims, groups)");
+                }
+                _ => {}
+            }
+            for w in &iss.workloads {
+                if w.claims.is_empty() {
+                    anyhow::bail!("{at}: workload {:?} must match at least one claim", w.name);
+                }
+            }
+            if self.issuers[..i].iter().any(|o| o.issuer == iss.issuer) {
+                anyhow::bail!("{at}: issuer listed twice");
+            }
+        }
         for (name, t) in &self.targets {
             if name.is_empty()
                 || !name

@@ -10,6 +10,7 @@ pub mod masking;
 pub mod pipeline;
 pub mod policy;
 pub mod run;
+pub mod store;
 pub mod tunnel;
 pub mod upstream;
 

@@ -9,6 +9,9 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use hoop_broker::config::BrokerConfig;
 use hoop_broker::identity::dev::DevIdentities;
+use hoop_broker::identity::now_unix;
+use hoop_broker::identity::oidc::OidcVerifier;
+use hoop_broker::store::{BrokerStore, NewRevocation};
 use hoop_broker::tunnel::tls::{self, TlsMaterial};
 
 #[derive(Parser)]
@@ -16,7 +19,7 @@ use hoop_broker::tunnel::tls::{self, TlsMaterial};
     name = "hoop-broker",
     version,
     about = "The hoop access broker: the one enforcement point between MCP clients and MCP servers",
-    after_help = "Examples:\n  hoop-broker dev                          # loopback dev broker, identities alice and bob\n  hoop-broker dev --config broker.toml     # same, with your targets\n  hoop-broker dev token alice              # print a fresh dev token for alice\n  hoop-broker serve --config /etc/hoop/broker.toml"
+    after_help = "Examples:\n  hoop-broker dev                          # loopback dev broker, identities alice and bob\n  hoop-broker dev --config broker.toml     # same, with your targets\n  hoop-broker dev token alice              # print a fresh dev token for alice\n  hoop-broker serve --config /etc/hoop/broker.toml\n  hoop-broker revoke --subject carol --config /etc/hoop/broker.toml\n  hoop-broker revocations --config /etc/hoop/broker.toml"
 )]
 struct Cli {
     /// Log filter (e.g. info, debug, hoop_broker=debug).
@@ -44,6 +47,118 @@ enum Command {
     /// Run a loopback-only dev broker with a self-signed certificate and
     /// built-in dev identities (never for production).
     Dev(DevArgs),
+    /// Cut a subject off now: its live connections end within 2 seconds and
+    /// new ones are refused until the revocation expires or is lifted.
+    #[command(
+        after_help = "Examples:\n  hoop-broker revoke --subject carol --reason \"off-boarded\" --config /etc/hoop/broker.toml\n  hoop-broker revoke --subject workload:models-deploy --for 2h --config broker.toml\n  hoop-broker revoke --subject bob --issuer https://idp.example --dev"
+    )]
+    Revoke {
+        /// The subject (`sub` of a person's token, or `workload:NAME`).
+        #[arg(long)]
+        subject: String,
+        /// Only tokens from this issuer (default: every issuer).
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Lift the revocation by itself after this long (e.g. 30m, 8h, 7d).
+        #[arg(long = "for", value_parser = parse_duration)]
+        duration: Option<u64>,
+        /// Why, for the record and for the person cut off.
+        #[arg(long, default_value = "revoked by an administrator")]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List revocations (those in force, or --all).
+    Revocations {
+        /// Include lifted and expired ones.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Lift a revocation by its id (see `revocations`).
+    Unrevoke {
+        id: i64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Which broker store an admin command works on.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// The store file itself.
+    #[arg(long, env = "HOOP_BROKER_STORE")]
+    store: Option<PathBuf>,
+    /// The broker's config file (its `store`, or the default location).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// The dev broker's store (under --state-dir, or its default state dir).
+    #[arg(long)]
+    dev: bool,
+    /// The dev broker's state directory.
+    #[arg(long, env = "HOOP_BROKER_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn path(&self) -> anyhow::Result<PathBuf> {
+        if let Some(p) = &self.store {
+            return Ok(p.clone());
+        }
+        if let Some(c) = &self.config {
+            return match BrokerConfig::load(c)?.store {
+                Some(p) => Ok(p),
+                None => serve_store(),
+            };
+        }
+        if let Some(d) = &self.state_dir {
+            return Ok(d.join("broker.db"));
+        }
+        if self.dev {
+            return Ok(dev_state_dir()?.join("broker.db"));
+        }
+        serve_store()
+    }
+}
+
+fn data_dir() -> anyhow::Result<PathBuf> {
+    Ok(directories::ProjectDirs::from("dev", "hoop", "hoop")
+        .ok_or_else(|| anyhow::anyhow!("no home directory; pass --store or --state-dir"))?
+        .data_dir()
+        .to_owned())
+}
+
+fn serve_store() -> anyhow::Result<PathBuf> {
+    Ok(data_dir()?.join("broker.db"))
+}
+
+fn dev_state_dir() -> anyhow::Result<PathBuf> {
+    Ok(data_dir()?.join("dev-broker"))
+}
+
+/// `30s`, `15m`, `8h`, `7d` (or plain seconds) as seconds.
+fn parse_duration(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30m, 8h or 7d"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("{text:?}: unit must be s, m, h or d")),
+    };
+    match n.checked_mul(mult) {
+        Some(0) | None => Err(format!("{text:?} is not a usable duration")),
+        Some(secs) => Ok(secs),
+    }
 }
 
 #[derive(clap::Args)]
@@ -77,8 +192,8 @@ fn main() -> ExitCode {
     // with less latency than handing every wake-up between workers
     // (docs/benchmarks.md). A shared broker needs every core.
     let threads = cli.worker_threads.unwrap_or(match cli.command {
-        Command::Dev(_) => 1,
         Command::Serve { .. } => 0,
+        _ => 1,
     });
     let rt = match threads {
         1 => tokio::runtime::Builder::new_current_thread()
@@ -108,19 +223,130 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { config } => {
-            let config = BrokerConfig::load(&config)?;
-            let Some(files) = &config.tls else {
-                anyhow::bail!("serve needs [tls] cert and key files in the config");
-            };
-            let _material = TlsMaterial::load(&files.cert, &files.key)?;
-            anyhow::bail!(
-                "serve needs trusted token issuers, and OIDC issuers are not supported yet; \
-                 use `hoop-broker dev --config FILE` on this machine for now"
-            )
-        }
+        Command::Serve { config } => serve(&config).await,
         Command::Dev(args) => dev(args).await,
+        Command::Revoke {
+            subject,
+            issuer,
+            duration,
+            reason,
+            json,
+            store,
+        } => {
+            let path = store.path()?;
+            let s = BrokerStore::open(&path)?;
+            let now = now_unix();
+            let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            let r = s.add_revocation(
+                &NewRevocation {
+                    subject: &subject,
+                    issuer: issuer.as_deref(),
+                    reason: &reason,
+                    expires_at: duration.map(|d| now + d),
+                    created_by: &by,
+                },
+                now,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "revoked {} ({}) as revocation {}{}; a running broker using {} ends its connections within 2 s",
+                    r.subject,
+                    r.issuer.as_deref().unwrap_or("every issuer"),
+                    r.id,
+                    match r.expires_at {
+                        Some(e) => format!(", until {} (unix)", e),
+                        None => ", until lifted with `hoop-broker unrevoke`".into(),
+                    },
+                    path.display()
+                );
+            }
+            Ok(())
+        }
+        Command::Revocations { all, json, store } => {
+            let s = BrokerStore::open(&store.path()?)?;
+            let list = s.revocations(all, now_unix())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("no revocations{}", if all { "" } else { " in force" });
+            } else {
+                println!(
+                    "{:<5} {:<32} {:<28} {:<12} {:<12} REASON",
+                    "ID", "SUBJECT", "ISSUER", "CREATED", "UNTIL"
+                );
+                for r in list {
+                    println!(
+                        "{:<5} {:<32} {:<28} {:<12} {:<12} {}",
+                        r.id,
+                        r.subject,
+                        r.issuer.as_deref().unwrap_or("*"),
+                        r.created_at,
+                        match (r.lifted_at, r.expires_at) {
+                            (Some(l), _) => format!("lifted {l}"),
+                            (None, Some(e)) => e.to_string(),
+                            (None, None) => "lifted".into(),
+                        },
+                        r.reason
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Unrevoke { id, store } => {
+            let s = BrokerStore::open(&store.path()?)?;
+            if s.lift_revocation(id, now_unix())? {
+                println!("revocation {id} lifted");
+                Ok(())
+            } else {
+                anyhow::bail!("no revocation {id} in force (see `hoop-broker revocations --all`)")
+            }
+        }
     }
+}
+
+async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
+    let mut config = BrokerConfig::load(path)?;
+    let Some(files) = &config.tls else {
+        anyhow::bail!(
+            "{}: serve needs [tls] cert = \"…\" and key = \"…\" (PEM files)",
+            path.display()
+        );
+    };
+    let material = TlsMaterial::load(&files.cert, &files.key)?;
+    if config.issuers.is_empty() {
+        anyhow::bail!(
+            "{}: serve needs at least one trusted token issuer ([[issuers]] issuer, audience); see docs/identity.md",
+            path.display()
+        );
+    }
+    if config.store.is_none() {
+        config.store = Some(serve_store()?);
+    }
+    let verifier = Arc::new(OidcVerifier::new(&config.issuers)?);
+    verifier.prefetch().await;
+    let broker = hoop_broker::start(&config, material, verifier).await?;
+    println!("hoop broker listening on {} (QUIC)", broker.addr);
+    println!("certificate fingerprint: {}", broker.fingerprint);
+    let targets: Vec<&str> = broker.pipeline.target_names().collect();
+    println!("targets: {}", targets.join(", "));
+    for i in &config.issuers {
+        println!(
+            "trusts: {} ({:?}, audience {})",
+            i.issuer, i.kind, i.audience
+        );
+    }
+    if let Some(s) = &config.store {
+        println!("store: {}", s.display());
+    }
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate() => {}
+    }
+    eprintln!("shutting down");
+    broker.shutdown().await;
+    Ok(())
 }
 
 async fn dev(args: DevArgs) -> anyhow::Result<()> {
@@ -139,11 +365,14 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     }
     let state = match args.state_dir {
         Some(d) => d,
-        None => directories::ProjectDirs::from("dev", "hoop", "hoop")
-            .ok_or_else(|| anyhow::anyhow!("no home directory; pass --state-dir"))?
-            .data_dir()
-            .join("dev-broker"),
+        None => dev_state_dir()?,
     };
+    if !config.issuers.is_empty() {
+        eprintln!("note: dev mode ignores [[issuers]]; it trusts only its own dev identities");
+    }
+    if config.store.is_none() {
+        config.store = Some(state.join("broker.db"));
+    }
     let identities =
         DevIdentities::load_or_create(&state.join("signing-key.pem"), config.dev.clone())?;
     if let Some(DevAction::Token { name }) = args.action {

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::BrokerConfig;
+use crate::identity::revocation::{self, RevocationList};
 use crate::identity::TokenVerifier;
 use crate::pipeline::Pipeline;
+use crate::store::BrokerStore;
 use crate::tunnel::server::TunnelServer;
 use crate::tunnel::tls::{quic_server_config, TlsMaterial};
 use crate::upstream::Upstream;
@@ -53,7 +55,13 @@ pub async fn start(
     for (name, t) in &config.targets {
         targets.insert(name.clone(), Upstream::from_config(name, t)?);
     }
-    let pipeline = Arc::new(Pipeline::new(targets));
+    let revocations = Arc::new(RevocationList::default());
+    if let Some(path) = &config.store {
+        // Read before the listener opens, so no revoked subject slips in.
+        let store = BrokerStore::open(path)?;
+        revocations.load(&store)?;
+    }
+    let pipeline = Arc::new(Pipeline::new(targets, revocations.clone()));
     let reset = tls.reset_secret();
     let server_config = quic_server_config(tls)?;
     let socket = std::net::UdpSocket::bind(config.listen).map_err(|e| {
@@ -74,6 +82,14 @@ pub async fn start(
         pipeline: pipeline.clone(),
         verifier,
         max_frame_len: config.limits.max_message_bytes,
+        live: Default::default(),
+    });
+    let watcher = config.store.clone().map(|path| {
+        let server = server.clone();
+        let list = revocations.clone();
+        revocation::watch(revocations.clone(), path, move || {
+            server.live.enforce(&list)
+        })
     });
     let ep = endpoint.clone();
     let reaper = pipeline.clone();
@@ -85,9 +101,16 @@ pub async fn start(
                 reaper.reap_idle_sessions(SESSION_IDLE_SECS).await;
             }
         };
+        let watch = async {
+            match watcher {
+                Some(w) => w.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = server.run(ep) => {}
             _ = sweep => {}
+            _ = watch => {}
         }
     });
     Ok(RunningBroker {

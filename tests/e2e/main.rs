@@ -10,6 +10,7 @@
 mod conformance;
 mod demo;
 mod failures;
+mod identity;
 mod revisions;
 mod stdio_local;
 mod tunnel_frames;

@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod oidc;
+pub use oidc::{serve_broker, serve_broker_with, OidcProvider};
+
 /// The tests/ directory.
 pub fn tests_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -678,4 +681,38 @@ impl Drop for StdioPeer {
         signal_group(self.child.id(), nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.wait();
     }
+}
+
+// ---------------------------------------------------------------- hoop login
+
+/// `tests/fixtures/oidc/provider.mjs --kind human` on a free port, with
+/// extra environment (`OIDC_AT_TTL`, …); returns it and its issuer URL.
+pub fn human_oidc_provider(dir: &Path, env: &[(&str, &str)]) -> (Proc, String) {
+    assert!(
+        tests_dir().join("node_modules/oidc-provider").exists(),
+        "tests/node_modules/oidc-provider is missing: run `bash tests/setup.sh` first"
+    );
+    let port = free_tcp_port();
+    let mut cmd = Command::new("node");
+    cmd.arg(tests_dir().join("fixtures/oidc/provider.mjs"))
+        .args(["--port", &port.to_string(), "--kind", "human"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut p = Proc::spawn(&format!("oidc-provider-{port}"), cmd, dir);
+    let ready = p.line_matching(Duration::from_secs(30), |l| l.starts_with("ready "));
+    let issuer = ready.trim_start_matches("ready ").trim().to_owned();
+    (p, issuer)
+}
+
+/// Plays the person at the provider's device page
+/// (`tests/fixtures/oidc/device_user.mjs`): exit 0 approved, 2 denied.
+pub fn play_device_user(url: &str, login: &str, deny: bool) -> Output {
+    let mut cmd = Command::new("node");
+    cmd.arg(tests_dir().join("fixtures/oidc/device_user.mjs"))
+        .args(["--url", url, "--login", login]);
+    if deny {
+        cmd.arg("--deny");
+    }
+    run_bounded(cmd, Duration::from_secs(30))
 }

@@ -1,9 +1,17 @@
 //! Identity: turning the bearer token of a `Hello` into a verified
-//! [`Identity`]. Every verifier (dev tokens now; OIDC and workload issuers
-//! later) sits behind [`TokenVerifier`], so the tunnel never knows which one
-//! it talks to.
+//! [`Identity`]. Every verifier (dev tokens for `hoop demo`, OIDC and
+//! workload issuers for `serve`) sits behind [`TokenVerifier`], so the
+//! tunnel never knows which one it talks to. [`revocation`] then cuts off
+//! identities that must lose access before their tokens expire.
 
+pub mod claims;
 pub mod dev;
+pub mod jwks;
+pub mod oidc;
+pub mod revocation;
+pub mod workload;
+
+use futures::future::BoxFuture;
 
 pub use hoop_proto::{Identity, IdentityKind};
 
@@ -24,12 +32,13 @@ pub struct AuthError {
     pub hint: &'static str,
 }
 
-/// Verifies bearer tokens.
+/// Verifies bearer tokens. Asynchronous because a verifier may have to
+/// fetch an issuer's signing keys.
 pub trait TokenVerifier: Send + Sync + 'static {
-    fn verify(&self, token: &str) -> Result<VerifiedToken, AuthError>;
+    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<VerifiedToken, AuthError>>;
 }
 
-pub(crate) fn now_unix() -> u64 {
+pub fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -19,6 +19,8 @@ pub mod codes {
     pub const SESSION_NOT_FOUND: i64 = -32051;
     /// hoop: the caller's token expired; a fresh one is needed.
     pub const TOKEN_EXPIRED: i64 = -32053;
+    /// hoop: the caller's access was revoked by an administrator.
+    pub const REVOKED: i64 = -32054;
     /// hoop: the call needs an approver's decision.
     pub const APPROVAL_REQUIRED: i64 = -32040;
     /// hoop: a policy rule denied the call.
@@ -43,7 +45,7 @@ impl McpError {
             | codes::HEADER_MISMATCH
             | codes::UNSUPPORTED_VERSION => 400,
             codes::SESSION_NOT_FOUND => 404,
-            codes::TOKEN_EXPIRED => 403,
+            codes::TOKEN_EXPIRED | codes::REVOKED => 403,
             // A refusal of one call is an answer, not a transport failure:
             // clients show the JSON-RPC error instead of an HTTP error.
             codes::DENIED | codes::APPROVAL_REQUIRED => 200,

@@ -4,9 +4,10 @@
 //! is a thin call into its own module, where the concern lives and is
 //! tested on its own:
 //!
-//! 1. **identity** (`crate::identity`): the caller's token is still valid.
-//!    First, and on every exchange of every kind, because the stateless
-//!    revision has no session to end when a token lapses.
+//! 1. **identity** (`crate::identity`): the caller's token is still valid
+//!    and the caller is not revoked. First, and on every exchange of every
+//!    kind, because the stateless revision has no session to end when a
+//!    token lapses or a person is cut off.
 //! 2. **parse** (`message`): one strict JSON-RPC parse into the canonical
 //!    form every later layer reads. Before anything judges the message,
 //!    because nothing may judge bytes that the upstream would read
@@ -35,6 +36,7 @@ pub mod target;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -44,6 +46,7 @@ use serde_json::Value;
 
 use crate::approval::Approvals;
 use crate::audit::Audit;
+use crate::identity::revocation::RevocationList;
 use crate::identity::{now_unix, Identity};
 use crate::masking::Masking;
 use crate::policy::{Decision, Policy};
@@ -54,12 +57,27 @@ use session::{BrokerSession, SessionTable};
 use target::{Revision, Target, KNOWN_VERSIONS};
 
 /// Who is calling: the verified identity of one QUIC connection.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Caller {
     pub identity: Identity,
-    /// When the caller's token expires (Unix seconds).
-    pub expires_at: u64,
+    /// When the caller's token expires (Unix seconds); moved on by a
+    /// successful re-authentication on the control stream.
+    pub expires_at: AtomicU64,
     pub remote: SocketAddr,
+}
+
+impl Caller {
+    pub fn new(identity: Identity, expires_at: u64, remote: SocketAddr) -> Self {
+        Self {
+            identity,
+            expires_at: AtomicU64::new(expires_at),
+            remote,
+        }
+    }
+
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at.load(Ordering::Relaxed)
+    }
 }
 
 /// The answer to one exchange: a response head, then messages.
@@ -101,11 +119,13 @@ pub struct Pipeline {
     approvals: Approvals,
     audit: Arc<Audit>,
     masking: Arc<Masking>,
+    revocations: Arc<RevocationList>,
 }
 
 impl Pipeline {
-    pub fn new(targets: BTreeMap<String, Upstream>) -> Self {
+    pub fn new(targets: BTreeMap<String, Upstream>, revocations: Arc<RevocationList>) -> Self {
         Self {
+            revocations,
             targets: targets
                 .into_iter()
                 .map(|(n, u)| (n.clone(), Arc::new(Target::new(n, u))))
@@ -118,6 +138,11 @@ impl Pipeline {
         }
     }
 
+    /// The revocations in force, shared with the tunnel.
+    pub fn revocations(&self) -> &Arc<RevocationList> {
+        &self.revocations
+    }
+
     pub fn target_names(&self) -> impl Iterator<Item = &str> {
         self.targets.keys().map(String::as_str)
     }
@@ -127,7 +152,12 @@ impl Pipeline {
     }
 
     /// Handles one MCP stream: an HTTP exchange of the caller's MCP client.
-    pub async fn handle(&self, caller: &Caller, open: OpenStream, body: Option<Bytes>) -> Reply {
+    pub async fn handle(
+        &self,
+        caller: &Arc<Caller>,
+        open: OpenStream,
+        body: Option<Bytes>,
+    ) -> Reply {
         let Some(target) = self.targets.get(&open.target).cloned() else {
             let known: Vec<&str> = self.target_names().collect();
             let e = McpError::new(
@@ -147,10 +177,22 @@ impl Pipeline {
             );
         };
         // 1. identity
-        if caller.expires_at <= now_unix() {
+        if caller.expires_at() <= now_unix() {
             let e = McpError::new(
                 codes::TOKEN_EXPIRED,
-                "your hoop token has expired: get a fresh one (in dev: `hoop-broker dev token NAME`) and restart hoop connect",
+                "your hoop token has expired: run `hoop login` (in dev: `hoop-broker dev token NAME`) and retry",
+            );
+            self.audit.refused(caller, &target.name, &e);
+            let id = body.as_deref().and_then(McpMessage::salvage_id);
+            return Reply::error(&e, id.as_ref());
+        }
+        if let Some(r) = self
+            .revocations
+            .find(&caller.identity.subject, &caller.identity.issuer)
+        {
+            let e = McpError::new(
+                codes::REVOKED,
+                format!("access revoked for {}: {}", r.subject, r.reason),
             );
             self.audit.refused(caller, &target.name, &e);
             let id = body.as_deref().and_then(McpMessage::salvage_id);
@@ -168,7 +210,7 @@ impl Pipeline {
 
     async fn post(
         &self,
-        caller: &Caller,
+        caller: &Arc<Caller>,
         target: Arc<Target>,
         h: &McpHeaders,
         body: Bytes,
@@ -202,7 +244,7 @@ impl Pipeline {
     /// Layers 3–7: everything that may refuse the message before it leaves.
     async fn judge(
         &self,
-        caller: &Caller,
+        caller: &Arc<Caller>,
         target: &Target,
         h: &McpHeaders,
         msg: &McpMessage,
@@ -254,7 +296,7 @@ impl Pipeline {
     /// Layers 8–10.
     async fn forward(
         &self,
-        caller: &Caller,
+        caller: &Arc<Caller>,
         target: Arc<Target>,
         msg: McpMessage,
         judged: Judged,
@@ -373,7 +415,7 @@ impl Pipeline {
         }
     }
 
-    async fn listen(&self, caller: &Caller, target: &Target, h: &McpHeaders) -> Reply {
+    async fn listen(&self, caller: &Arc<Caller>, target: &Target, h: &McpHeaders) -> Reply {
         let Some(sid) = &h.session_id else {
             // No session: nothing server-initiated can be addressed to it.
             return Reply::empty(405);
@@ -426,7 +468,7 @@ impl Pipeline {
         }
     }
 
-    async fn end_session(&self, caller: &Caller, target: &Target, h: &McpHeaders) -> Reply {
+    async fn end_session(&self, caller: &Arc<Caller>, target: &Target, h: &McpHeaders) -> Reply {
         let Some(sid) = &h.session_id else {
             return Reply::error(
                 &McpError::invalid_request("DELETE needs an Mcp-Session-Id"),

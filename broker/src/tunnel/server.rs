@@ -1,6 +1,7 @@
 //! The QUIC listener: authenticates each connection on its control stream,
 //! then runs every further stream through the pipeline.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,16 +12,72 @@ use hoop_proto::{
 };
 
 use super::framed::{FrameReader, FrameWriter};
-use crate::identity::TokenVerifier;
+use crate::identity::revocation::RevocationList;
+use crate::identity::{TokenVerifier, VerifiedToken};
 use crate::pipeline::{Caller, Pipeline};
 
 /// How long a new connection may take to present its `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Control frames carry tokens, not MCP messages: a small limit keeps
+/// unauthenticated peers from making the broker buffer much.
+const MAX_CONTROL_FRAME: usize = 64 * 1024;
+
+fn refuse(code: ErrorCode, message: String) -> Frame {
+    Frame::ControlError(ControlError { code, message })
+}
+
+/// Time left until a Unix-seconds instant (zero when past).
+fn until(unix: u64) -> Duration {
+    Duration::from_secs(unix.saturating_sub(crate::identity::now_unix()))
+}
 
 pub struct TunnelServer {
     pub pipeline: Arc<Pipeline>,
     pub verifier: Arc<dyn TokenVerifier>,
     pub max_frame_len: usize,
+    /// Authenticated connections, so a revocation can end them.
+    pub live: LiveConnections,
+}
+
+/// The authenticated connections of this broker, by connection id.
+#[derive(Default)]
+pub struct LiveConnections {
+    inner: std::sync::Mutex<HashMap<usize, (Arc<Caller>, quinn::Connection)>>,
+}
+
+impl LiveConnections {
+    fn add(&self, caller: Arc<Caller>, conn: quinn::Connection) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.insert(conn.stable_id(), (caller, conn));
+        }
+    }
+
+    fn remove(&self, conn: &quinn::Connection) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.remove(&conn.stable_id());
+        }
+    }
+
+    /// Ends every connection whose caller is now revoked.
+    pub fn enforce(&self, revocations: &RevocationList) {
+        let Ok(m) = self.inner.lock() else { return };
+        for (caller, conn) in m.values() {
+            let who = &caller.identity;
+            if let Some(r) = revocations.find(&who.subject, &who.issuer) {
+                tracing::warn!(subject = %who.subject, issuer = %who.issuer, revocation = r.id, "access revoked: closing the connection");
+                let reason = format!("access revoked: {}", r.reason);
+                conn.close(u32::from(ErrorCode::REVOKED.0).into(), reason.as_bytes());
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl TunnelServer {
@@ -40,11 +97,11 @@ impl TunnelServer {
 
     async fn connection(self: Arc<Self>, conn: quinn::Connection) {
         let remote = conn.remote_address();
-        let Some(caller) = self.authenticate(&conn, remote).await else {
+        let Some(caller) = self.clone().authenticate(&conn, remote).await else {
             return;
         };
         tracing::info!(%remote, subject = %caller.identity.subject, "client connected");
-        let caller = Arc::new(caller);
+        self.live.add(caller.clone(), conn.clone());
         loop {
             match conn.accept_bi().await {
                 Ok((send, recv)) => {
@@ -54,6 +111,7 @@ impl TunnelServer {
                 }
                 Err(e) => {
                     tracing::info!(%remote, subject = %caller.identity.subject, "client disconnected: {e}");
+                    self.live.remove(&conn);
                     return;
                 }
             }
@@ -61,7 +119,11 @@ impl TunnelServer {
     }
 
     /// Reads `Hello` on the first stream and answers `Welcome` or an error.
-    async fn authenticate(&self, conn: &quinn::Connection, remote: SocketAddr) -> Option<Caller> {
+    async fn authenticate(
+        self: Arc<Self>,
+        conn: &quinn::Connection,
+        remote: SocketAddr,
+    ) -> Option<Arc<Caller>> {
         let (send, recv) = match tokio::time::timeout(HELLO_TIMEOUT, conn.accept_bi()).await {
             Ok(Ok(s)) => s,
             _ => {
@@ -69,10 +131,8 @@ impl TunnelServer {
                 return None;
             }
         };
-        let mut reader = FrameReader::new(recv, 64 * 1024);
+        let mut reader = FrameReader::new(recv, MAX_CONTROL_FRAME);
         let mut writer = FrameWriter::new(send);
-        let refuse =
-            |code: ErrorCode, message: String| Frame::ControlError(ControlError { code, message });
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, reader.next()).await {
             Ok(Ok(Some(Frame::Hello(h)))) => h,
             Ok(Ok(Some(_))) => {
@@ -85,6 +145,9 @@ impl TunnelServer {
                 return close(conn, writer).await;
             }
             Ok(Err(e)) => {
+                // Most often a token far over any real size: say so in the
+                // log as an authentication failure, which is what it is.
+                tracing::warn!(%remote, reason = %e, "authentication failed: unreadable Hello");
                 let _ = writer
                     .send(&refuse(ErrorCode::MALFORMED_FRAME, format!("{e}")))
                     .await;
@@ -104,16 +167,10 @@ impl TunnelServer {
                 .await;
             return close(conn, writer).await;
         };
-        let verified = match self.verifier.verify(&hello.token) {
+        let verified = match self.admit(&hello.token, remote).await {
             Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(%remote, reason = %e.reason, "authentication failed");
-                let _ = writer
-                    .send(&refuse(
-                        ErrorCode::UNAUTHENTICATED,
-                        format!("authentication failed: {}", e.hint),
-                    ))
-                    .await;
+            Err(frame) => {
+                let _ = writer.send(&frame).await;
                 return close(conn, writer).await;
             }
         };
@@ -126,31 +183,53 @@ impl TunnelServer {
         if writer.send(&welcome).await.is_err() {
             return None;
         }
+        let caller = Arc::new(Caller::new(verified.identity, verified.expires_at, remote));
         // The control stream stays open for the life of the connection; when
-        // the client ends it, the connection ends. When the token expires,
-        // the connection ends too, with a reason the client can show.
+        // the client ends it, the connection ends. It carries re-authentication
+        // with fresh tokens; when the token expires without one, the
+        // connection ends with a reason the client can show.
         let c = conn.clone();
-        let expires_at = verified.expires_at;
+        let who = caller.clone();
         tokio::spawn(async move {
-            let left = expires_at.saturating_sub(crate::identity::now_unix());
-            let expiry = tokio::time::sleep(Duration::from_secs(left));
+            let expiry = tokio::time::sleep(until(who.expires_at()));
             tokio::pin!(expiry);
             // Bounded: ends with the stream, an error, or the expiry.
             loop {
                 tokio::select! {
                     f = reader.next() => match f {
-                        Ok(Some(Frame::Reauth(_))) => {
-                            tracing::debug!("re-authentication is not supported yet; ignoring");
+                        Ok(Some(Frame::Reauth(r))) => {
+                            match self.reauthenticate(&who, &r.token).await {
+                                Ok(expires_at) => {
+                                    who.expires_at.store(expires_at, std::sync::atomic::Ordering::Relaxed);
+                                    expiry.as_mut().reset(tokio::time::Instant::now() + until(expires_at));
+                                    let welcome = Frame::Welcome(Welcome {
+                                        version,
+                                        identity: who.identity.clone(),
+                                        session_expires_at: expires_at,
+                                        broker_version: env!("CARGO_PKG_VERSION").into(),
+                                    });
+                                    if writer.send(&welcome).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(frame) => {
+                                    let _ = writer.send(&frame).await;
+                                    writer.finish();
+                                    tokio::time::sleep(Duration::from_millis(200)).await;
+                                    c.close(1u32.into(), b"re-authentication failed");
+                                    return;
+                                }
+                            }
                         }
                         Ok(Some(other)) => tracing::debug!(frame = other.kind(), "unexpected control frame"),
                         Ok(None) | Err(_) => break,
                     },
                     _ = &mut expiry => {
                         let _ = writer
-                            .send(&Frame::ControlError(ControlError {
-                                code: ErrorCode::SESSION_EXPIRED,
-                                message: "your token expired: get a fresh one and reconnect".into(),
-                            }))
+                            .send(&refuse(
+                                ErrorCode::SESSION_EXPIRED,
+                                "your token expired: get a fresh one (`hoop login`) and reconnect".into(),
+                            ))
                             .await;
                         writer.finish();
                         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -161,15 +240,51 @@ impl TunnelServer {
             }
             c.close(0u32.into(), b"control stream closed");
         });
-        Some(Caller {
-            identity: verified.identity,
-            expires_at: verified.expires_at,
-            remote,
-        })
+        Some(caller)
+    }
+
+    /// Verifies a token and checks its subject is not revoked; the refusal
+    /// the client gets is general, the log says precisely why.
+    async fn admit(&self, token: &str, remote: SocketAddr) -> Result<VerifiedToken, Frame> {
+        let verified = match self.verifier.verify(token).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(%remote, reason = %e.reason, "authentication failed");
+                return Err(refuse(
+                    ErrorCode::UNAUTHENTICATED,
+                    format!("authentication failed: {}", e.hint),
+                ));
+            }
+        };
+        let who = &verified.identity;
+        if let Some(r) = self.pipeline.revocations().find(&who.subject, &who.issuer) {
+            tracing::warn!(%remote, subject = %who.subject, issuer = %who.issuer, revocation = r.id, "authentication failed: access revoked");
+            return Err(refuse(
+                ErrorCode::REVOKED,
+                format!("access revoked for {}: {}", who.subject, r.reason),
+            ));
+        }
+        Ok(verified)
+    }
+
+    /// A fresh token for a live connection: it must verify and name the
+    /// same subject from the same issuer (a connection never changes hands).
+    async fn reauthenticate(&self, caller: &Caller, token: &str) -> Result<u64, Frame> {
+        let verified = self.admit(token, caller.remote).await?;
+        let (old, new) = (&caller.identity, &verified.identity);
+        if old.subject != new.subject || old.issuer != new.issuer {
+            tracing::warn!(remote = %caller.remote, subject = %old.subject, new_subject = %new.subject, "re-authentication refused: another identity");
+            return Err(refuse(
+                ErrorCode::UNAUTHENTICATED,
+                "re-authentication must be for the same identity; reconnect to switch".into(),
+            ));
+        }
+        tracing::debug!(subject = %old.subject, expires_at = verified.expires_at, "re-authenticated");
+        Ok(verified.expires_at)
     }
 
     /// One MCP stream: Open (+ Message for a POST) in, Head + Messages + Close out.
-    async fn stream(&self, caller: &Caller, send: quinn::SendStream, recv: quinn::RecvStream) {
+    async fn stream(&self, caller: &Arc<Caller>, send: quinn::SendStream, recv: quinn::RecvStream) {
         let mut reader = FrameReader::new(recv, self.max_frame_len);
         let mut writer = FrameWriter::new(send);
         let open = match reader.next().await {
@@ -281,7 +396,7 @@ async fn fail(writer: &mut FrameWriter, code: CloseCode, message: &str) {
     writer.finish();
 }
 
-async fn close(conn: &quinn::Connection, mut writer: FrameWriter) -> Option<Caller> {
+async fn close(conn: &quinn::Connection, mut writer: FrameWriter) -> Option<Arc<Caller>> {
     writer.finish();
     // Give the error frame a moment to leave before the connection closes.
     let _ = tokio::time::timeout(Duration::from_millis(500), writer.into_inner().stopped()).await;

@@ -1,0 +1,282 @@
+//! The broker's own SQLite database: revocations today, the audit log in a
+//! later step. One file, opened by the running broker and by the admin
+//! commands (`hoop-broker revoke`), which talk to the broker through it:
+//! a row committed by `revoke` is seen by the broker's watcher within a
+//! fraction of a second (`PRAGMA data_version`).
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Schema migrations, applied in order; the index is the version reached.
+const MIGRATIONS: &[&str] = &["CREATE TABLE revocation (
+        id          INTEGER PRIMARY KEY,
+        subject     TEXT NOT NULL,
+        issuer      TEXT,               -- NULL: every issuer
+        reason      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,   -- unix seconds
+        expires_at  INTEGER,            -- NULL: until lifted
+        lifted_at   INTEGER,
+        created_by  TEXT NOT NULL
+    );
+    CREATE INDEX revocation_subject ON revocation(subject);"];
+
+/// An open store. Not `Sync`: each thread or task that needs one opens its own.
+pub struct BrokerStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// One revocation as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Revocation {
+    pub id: i64,
+    pub subject: String,
+    pub issuer: Option<String>,
+    pub reason: String,
+    pub created_at: u64,
+    pub expires_at: Option<u64>,
+    pub lifted_at: Option<u64>,
+    pub created_by: String,
+}
+
+impl Revocation {
+    /// In force at `now`: not lifted and not expired.
+    pub fn active(&self, now: u64) -> bool {
+        self.lifted_at.is_none() && self.expires_at.is_none_or(|e| e > now)
+    }
+
+    /// Applies to this subject from this issuer.
+    pub fn covers(&self, subject: &str, issuer: &str) -> bool {
+        self.subject == subject && self.issuer.as_deref().is_none_or(|i| i == issuer)
+    }
+}
+
+/// A new revocation to record.
+pub struct NewRevocation<'a> {
+    pub subject: &'a str,
+    pub issuer: Option<&'a str>,
+    pub reason: &'a str,
+    pub expires_at: Option<u64>,
+    pub created_by: &'a str,
+}
+
+impl BrokerStore {
+    /// Opens (creating, 0600, and migrating) the store at `path`.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!("cannot create the store's directory {}: {e}", dir.display())
+            })?;
+        }
+        let fresh = !path.exists();
+        let conn = Connection::open(path)
+            .map_err(|e| anyhow::anyhow!("cannot open the broker store {}: {e}", path.display()))?;
+        if fresh {
+            restrict(path);
+        }
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // WAL lets `revoke` write while the broker reads.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let mut store = Self {
+            conn,
+            path: path.to_owned(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&mut self) -> anyhow::Result<()> {
+        let have: usize = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))?
+            .try_into()
+            .unwrap_or(0);
+        if have > MIGRATIONS.len() {
+            anyhow::bail!(
+                "the broker store {} was written by a newer hoop-broker (schema {have}, this one knows {}); upgrade hoop-broker",
+                self.path.display(),
+                MIGRATIONS.len()
+            );
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(have) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Changes whenever another connection commits to the database.
+    pub fn data_version(&self) -> anyhow::Result<i64> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))?)
+    }
+
+    pub fn add_revocation(&self, r: &NewRevocation<'_>, now: u64) -> anyhow::Result<Revocation> {
+        self.conn.execute(
+            "INSERT INTO revocation (subject, issuer, reason, created_at, expires_at, created_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                r.subject,
+                r.issuer,
+                r.reason,
+                now as i64,
+                r.expires_at.map(|e| e as i64),
+                r.created_by
+            ],
+        )?;
+        let id = self.conn.last_insert_rowid();
+        self.revocation(id)?
+            .ok_or_else(|| anyhow::anyhow!("revocation {id} vanished after insert"))
+    }
+
+    /// Lifts a revocation; `false` when there is no such active one.
+    pub fn lift_revocation(&self, id: i64, now: u64) -> anyhow::Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE revocation SET lifted_at = ?2 WHERE id = ?1 AND lifted_at IS NULL",
+            params![id, now as i64],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn revocation(&self, id: i64) -> anyhow::Result<Option<Revocation>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM revocation WHERE id = ?1"),
+                [id],
+                row_to_revocation,
+            )
+            .optional()?)
+    }
+
+    /// Every revocation, newest first; only those in force unless `all`.
+    pub fn revocations(&self, all: bool, now: u64) -> anyhow::Result<Vec<Revocation>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM revocation ORDER BY id DESC"
+        ))?;
+        let rows = stmt.query_map([], row_to_revocation)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let r = r?;
+            if all || r.active(now) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+}
+
+const COLUMNS: &str = "id, subject, issuer, reason, created_at, expires_at, lifted_at, created_by";
+
+fn row_to_revocation(row: &rusqlite::Row<'_>) -> rusqlite::Result<Revocation> {
+    let secs = |v: Option<i64>| v.map(|v| u64::try_from(v).unwrap_or(0));
+    Ok(Revocation {
+        id: row.get(0)?,
+        subject: row.get(1)?,
+        issuer: row.get(2)?,
+        reason: row.get(3)?,
+        created_at: secs(row.get(4)?).unwrap_or(0),
+        expires_at: secs(row.get(5)?),
+        lifted_at: secs(row.get(6)?),
+        created_by: row.get(7)?,
+    })
+}
+
+/// The store holds who was cut off and why: owner-only.
+fn restrict(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revocations_round_trip_expire_and_lift() {
+        let dir = tempdir();
+        let path = dir.join("broker.db");
+        let s = BrokerStore::open(&path).unwrap();
+        let v0 = s.data_version().unwrap();
+        let carol = s
+            .add_revocation(
+                &NewRevocation {
+                    subject: "carol",
+                    issuer: None,
+                    reason: "off-boarded",
+                    expires_at: None,
+                    created_by: "test",
+                },
+                1000,
+            )
+            .unwrap();
+        let temp = s
+            .add_revocation(
+                &NewRevocation {
+                    subject: "bob",
+                    issuer: Some("https://idp"),
+                    reason: "incident",
+                    expires_at: Some(2000),
+                    created_by: "test",
+                },
+                1000,
+            )
+            .unwrap();
+        assert!(carol.covers("carol", "https://any"));
+        assert!(temp.covers("bob", "https://idp"));
+        assert!(!temp.covers("bob", "https://other"));
+        assert_eq!(s.revocations(false, 1500).unwrap().len(), 2);
+        assert_eq!(
+            s.revocations(false, 2000).unwrap().len(),
+            1,
+            "bob's expired"
+        );
+        assert!(s.lift_revocation(carol.id, 1600).unwrap());
+        assert!(
+            !s.lift_revocation(carol.id, 1601).unwrap(),
+            "already lifted"
+        );
+        assert!(s
+            .revocations(false, 1700)
+            .unwrap()
+            .iter()
+            .all(|r| r.subject == "bob"));
+        assert_eq!(s.revocations(true, 3000).unwrap().len(), 2);
+        // Another connection's commit moves data_version for this one.
+        let other = BrokerStore::open(&path).unwrap();
+        other.lift_revocation(temp.id, 1800).unwrap();
+        assert_ne!(s.data_version().unwrap(), v0);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempdir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "hoop-store-test-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}
