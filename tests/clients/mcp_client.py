@@ -10,10 +10,12 @@ Exit status: 0 when every scenario passed, 1 when any failed, 2 on bad usage.
   --mode modern     adopt 2026-07-28 directly, no discover probe; SDK Client(mode="2026-07-28")
 
 Scenarios: list_tools echo resources prompts progress sampling elicitation
-input_required task cancel big negotiated (see SCENARIOS below).
+input_required task cancel big negotiated logging request_logs resource_updates
+list_changed listen (see SCENARIOS below).
 Tool names are detected from tools/list (server-everything, tests/fixtures/
 stateless_server.py) or given with --tool ROLE=NAME; roles: echo progress
-sampling elicitation input_required task cancel big.
+sampling elicitation input_required task cancel big logging subscriber_updates
+request_logs list_changed listen.
 
 Notes:
   task   stateless_server.py long_report: io.modelcontextprotocol/tasks extension
@@ -26,6 +28,23 @@ Notes:
          then checks echo still works on the same client.
   big    big_payload {bytes} (alphabet a-z0-9 cycled, as hoop's demo server), or an
          echo-like tool via --tool big=echo (payload sent and returned).
+  logging           server-everything toggle-simulated-logging after logging/setLevel debug:
+                    >= 2 notifications/message on the session's GET stream (5 s pace).
+  request_logs      stateless_server.py chatty: its log notifications ride the call's own
+                    stream, in order, before the result (2026-07-28: opted in per request
+                    with _meta io.modelcontextprotocol/logLevel).
+  resource_updates  server-everything: resources/subscribe to the first listed resource,
+                    toggle-subscriber-updates, notifications/resources/updated for that URI
+                    on the GET stream (handshake era).
+  list_changed      handshake era, GET stream: server-everything gzip-file-as-resource (a
+                    data: URI) adds a resource -> notifications/resources/list_changed and the
+                    resource in resources/list; stateless_server.py announce_changes ->
+                    notifications/tools/list_changed (+ resources/updated) and the new tool
+                    in tools/list.
+  listen            2026-07-28 subscriptions/listen (Client.listen) for tools list changes and
+                    fixture://greeting updates; announce_changes must produce both events on
+                    the listen stream, stamped with its subscriptionId; then the new tool is
+                    in tools/list and echo still works.
 
 Example:
   tests/.venv/bin/python tests/clients/mcp_client.py --url http://127.0.0.1:3001/mcp \
@@ -35,23 +54,26 @@ Example:
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import string
 import sys
 import time
 import traceback
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import anyio
 import httpx2
 import mcp_types as types
-from mcp import Client
+from mcp import Client, MCPDeprecationWarning
 from mcp.client.extension import ClaimContext, ClientExtension, ResultClaim
 from mcp.client.session import ClientRequestContext, ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import ResourceUpdated, ToolsListChanged
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ConfigDict, Field
 
@@ -69,7 +91,14 @@ ROLE_CANDIDATES: dict[str, list[str]] = {
     "input_required": ["confirm_transfer"],
     "task": ["long_report", "simulate-research-query"],
     "big": ["big_payload"],
+    "logging": ["toggle-simulated-logging"],
+    "subscriber_updates": ["toggle-subscriber-updates"],
+    "request_logs": ["chatty"],
+    "list_changed": ["announce_changes", "gzip-file-as-resource"],
+    "listen": ["announce_changes"],
 }
+LOG_LEVEL_META_KEY = "io.modelcontextprotocol/logLevel"
+SUBSCRIPTION_ID_META_KEY = "io.modelcontextprotocol/subscriptionId"
 
 
 class ScenarioFailed(Exception):
@@ -156,6 +185,43 @@ def fill_value(prop: dict[str, Any]) -> Any:
 
 
 # ---------------------------------------------------------------------------
+# Server notifications, as the session surfaced them (message_handler)
+# ---------------------------------------------------------------------------
+
+
+class Notes:
+    """Every server notification the client session surfaced, in arrival order."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.errors: list[str] = []
+
+    async def handle(self, message: Any) -> None:
+        if isinstance(message, Exception):
+            self.errors.append(describe(message))
+            return
+        params = getattr(message, "params", None)
+        dumped = params.model_dump(mode="json", by_alias=True, exclude_none=True) if params is not None else {}
+        self.items.append({"method": message.method, "params": dumped, "t": time.monotonic()})
+
+    def matching(self, pred: Callable[[dict[str, Any]], bool], since: int = 0) -> list[dict[str, Any]]:
+        return [n for n in self.items[since:] if pred(n)]
+
+    async def wait(
+        self, pred: Callable[[dict[str, Any]], bool], count: int, timeout: float, since: int = 0
+    ) -> list[dict[str, Any]]:
+        """The notifications after index `since` matching `pred`, once there are `count` (or at `timeout`)."""
+        with anyio.move_on_after(timeout):
+            while len(self.matching(pred, since)) < count:
+                await anyio.sleep(0.05)
+        return self.matching(pred, since)
+
+
+def method_is(method: str, **params: Any) -> Callable[[dict[str, Any]], bool]:
+    return lambda n: n["method"] == method and all(n["params"].get(k) == v for k, v in params.items())
+
+
+# ---------------------------------------------------------------------------
 # Tasks extension client (io.modelcontextprotocol/tasks, SEP-2663; 2026-07-28).
 # mcp 2.3.0 ships the claim seam (ResultClaim) but no tasks client, so this is one.
 # ---------------------------------------------------------------------------
@@ -233,11 +299,14 @@ class TasksClient(ClientExtension):
 
 
 class Runner:
-    def __init__(self, client: Client, args: argparse.Namespace, cb: Callbacks, tasks: TasksClient | None) -> None:
+    def __init__(
+        self, client: Client, args: argparse.Namespace, cb: Callbacks, tasks: TasksClient | None, notes: Notes
+    ) -> None:
         self.client = client
         self.args = args
         self.cb = cb
         self.tasks = tasks
+        self.notes = notes
         self._tools: list[types.Tool] | None = None
 
     async def tools(self) -> list[types.Tool]:
@@ -509,6 +578,170 @@ class Runner:
         check(after in (text, f"Echo: {text}"), {**detail, "error": "echo after cancel failed"})
         return detail
 
+    async def s_logging(self) -> Any:
+        tool = await self.tool_for("logging")
+        check(self.client.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS,
+              {"error": "logging/setLevel is a handshake-era request", "protocol_version": self.client.protocol_version})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await self.client.set_logging_level("debug")
+        since = len(self.notes.items)
+        started = result_text(await self.call(tool.name, {}))
+        check(started.startswith("Started"), {"error": "logging did not start", "text": started[:300]})
+        is_log = method_is("notifications/message")
+        logs = await self.notes.wait(is_log, 2, min(25.0, self.args.timeout / 2), since)
+        stopped = result_text(await self.call(tool.name, {}))
+        detail = {"tool": tool.name, "logs": len(logs),
+                  "levels": [n["params"].get("level") for n in logs],
+                  "data": [str(n["params"].get("data"))[:80] for n in logs[:4]],
+                  "stopped": stopped[:80], "stream_errors": self.notes.errors[:3]}
+        check(len(logs) >= 2, {**detail, "error": "fewer than 2 notifications/message on the GET stream"})
+        check(all("message" in str(n["params"].get("data", "")) for n in logs),
+              {**detail, "error": "unexpected log data"})
+        check(stopped.startswith("Stopped"), {**detail, "error": "logging did not stop"})
+        return detail
+
+    async def s_request_logs(self) -> Any:
+        tool = await self.tool_for("request_logs")
+        modern = self.client.protocol_version in MODERN_PROTOCOL_VERSIONS
+        text = f"hoop-log-{uuid.uuid4().hex[:8]}"
+        count = 5
+        since = len(self.notes.items)
+        # 2026-07-28: no log unless the request opts in; handshake era: sent anyway.
+        result = await self.call(tool.name, {"text": text, "count": count}, meta={LOG_LEVEL_META_KEY: "debug"})
+        returned_at = time.monotonic()
+        got = result_text(result)
+        logs = self.notes.matching(lambda n: n["method"] == "notifications/message"
+                                   and str(n["params"].get("data", "")).startswith(text), since)
+        want = [f"{text} #{i}" for i in range(1, count + 1)]
+        levels = ["debug", "info", "warning"]
+        detail = {"tool": tool.name, "protocol_version": self.client.protocol_version, "opt_in_required": modern,
+                  "result": got, "data": [n["params"].get("data") for n in logs],
+                  "levels": [n["params"].get("level") for n in logs],
+                  "loggers": sorted({str(n["params"].get("logger")) for n in logs})}
+        check(not result.is_error and got == f"logged {count}", {**detail, "error": "unexpected result"})
+        check(detail["data"] == want, {**detail, "error": "log notifications missing, out of order or altered"})
+        check(detail["levels"] == [levels[i % 3] for i in range(count)], {**detail, "error": "levels altered"})
+        check(detail["loggers"] == ["chatty"], {**detail, "error": "logger name altered"})
+        check(all(n["t"] <= returned_at for n in logs), {**detail, "error": "logs arrived after the result"})
+        return detail
+
+    async def s_resource_updates(self) -> Any:
+        tool = await self.tool_for("subscriber_updates")
+        check(self.client.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS,
+              {"error": "resources/subscribe is a handshake-era request", "protocol_version": self.client.protocol_version})
+        listed = await self.client.list_resources()
+        check(len(listed.resources) > 0, "resources/list returned no resources")
+        uri = str(listed.resources[0].uri)
+        since = len(self.notes.items)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await self.client.subscribe_resource(uri)
+        started = result_text(await self.call(tool.name, {}))
+        check(started.startswith("Started"), {"error": "updates did not start", "text": started[:300]})
+        updated = method_is("notifications/resources/updated", uri=uri)
+        updates = await self.notes.wait(updated, 1, min(25.0, self.args.timeout / 2), since)
+        stopped = result_text(await self.call(tool.name, {}))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await self.client.unsubscribe_resource(uri)
+        # server-everything also acknowledges the subscribe with a log message on the GET stream.
+        acks = self.notes.matching(
+            lambda n: n["method"] == "notifications/message" and uri in str(n["params"].get("data", "")), since)
+        detail = {"tool": tool.name, "uri": uri, "updates": len(updates), "subscribe_logs": len(acks),
+                  "other_uris": sorted({n["params"].get("uri") for n in self.notes.matching(
+                      method_is("notifications/resources/updated"), since)} - {uri}),
+                  "stopped": stopped[:80], "stream_errors": self.notes.errors[:3]}
+        check(len(updates) >= 1, {**detail, "error": "no notifications/resources/updated for the subscribed URI"})
+        check(not detail["other_uris"], {**detail, "error": "updates for URIs never subscribed"})
+        check(stopped.startswith("Stopped"), {**detail, "error": "updates did not stop"})
+        return detail
+
+    async def s_list_changed(self) -> Any:
+        tool = await self.tool_for("list_changed")
+        check(self.client.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS,
+              {"error": "unsolicited list_changed is handshake-era (2026-07-28: use listen)",
+               "protocol_version": self.client.protocol_version})
+        tag = uuid.uuid4().hex[:8]
+        window = min(20.0, self.args.timeout / 2)
+        since = len(self.notes.items)
+        if tool.name == "gzip-file-as-resource":
+            payload = base64.b64encode(f"hoop list_changed {tag}\n".encode()).decode()
+            args = {"name": f"hoop-{tag}.txt.gz", "data": f"data:text/plain;base64,{payload}",
+                    "outputType": "resourceLink"}
+            changed = method_is("notifications/resources/list_changed")
+        else:
+            args = {"tool_name": f"hoop_added_{tag}", "uri": "fixture://greeting"}
+            changed = method_is("notifications/tools/list_changed")
+        # The GET stream opens in the background after the handshake: an announcement sent
+        # before it is up is dropped by the server, so announce again (bounded) until one lands.
+        attempts = 0
+        seen: list[dict[str, Any]] = []
+        deadline = time.monotonic() + window
+        while not seen and time.monotonic() < deadline:
+            attempts += 1
+            result = await self.call(tool.name, args)
+            check(not result.is_error, {"error": "tool returned isError", "text": result_text(result)[:300]})
+            seen = await self.notes.wait(changed, 1, 2.0, since)
+        detail: dict[str, Any] = {"tool": tool.name, "attempts": attempts, "notifications": len(seen),
+                                  "stream_errors": self.notes.errors[:3]}
+        check(len(seen) >= 1, {**detail, "error": "no list_changed notification on the GET stream"})
+        if tool.name == "gzip-file-as-resource":
+            uris = [str(r.uri) for r in (await self.client.list_resources()).resources]
+            detail["new_resource_listed"] = any(u.endswith(f"hoop-{tag}.txt.gz") for u in uris)
+            check(detail["new_resource_listed"], {**detail, "error": "added resource not in resources/list"})
+        else:
+            updates = await self.notes.wait(
+                method_is("notifications/resources/updated", uri="fixture://greeting"), 1, 5.0, since)
+            detail["resource_updates"] = len(updates)
+            self._tools = None
+            names = [t.name for t in await self.tools()]
+            detail["new_tool_listed"] = args["tool_name"] in names
+            check(len(updates) >= 1, {**detail, "error": "no notifications/resources/updated on the GET stream"})
+            check(detail["new_tool_listed"], {**detail, "error": "added tool not in tools/list"})
+        return detail
+
+    async def s_listen(self) -> Any:
+        tool = await self.tool_for("listen")
+        check(self.client.protocol_version in MODERN_PROTOCOL_VERSIONS,
+              {"error": "subscriptions/listen needs a 2026-07-28 connection",
+               "protocol_version": self.client.protocol_version})
+        uri = "fixture://greeting"
+        new_tool = f"hoop_added_{uuid.uuid4().hex[:8]}"
+        since = len(self.notes.items)
+        events: list[Any] = []
+        detail: dict[str, Any] = {"tool": tool.name}
+        async with self.client.listen(tools_list_changed=True, resource_subscriptions=[uri]) as sub:
+            honored = sub.honored
+            detail["subscription_id"] = sub.subscription_id
+            detail["honored"] = honored.model_dump(mode="json", by_alias=True, exclude_none=True)
+            check(honored.tools_list_changed is True and uri in (honored.resource_subscriptions or []),
+                  {**detail, "error": "the server did not honor the requested filter"})
+            result = await self.call(tool.name, {"tool_name": new_tool, "uri": uri})
+            check(not result.is_error, {**detail, "error": "announce_changes failed", "text": result_text(result)})
+            want = {ToolsListChanged(), ResourceUpdated(uri=uri)}
+            with anyio.move_on_after(min(20.0, self.args.timeout / 2)):
+                async for event in sub:
+                    events.append(event)
+                    if want <= set(events):
+                        break
+        detail["events"] = [repr(e) for e in events]
+        check({ToolsListChanged(), ResourceUpdated(uri=uri)} <= set(events),
+              {**detail, "error": "listen stream did not deliver both events"})
+        stamped = self.notes.matching(lambda n: n["method"] in (
+            "notifications/tools/list_changed", "notifications/resources/updated"), since)
+        detail["stamps"] = sorted({str(n["params"].get("_meta", {}).get(SUBSCRIPTION_ID_META_KEY)) for n in stamped})
+        check(detail["stamps"] == [str(detail["subscription_id"])],
+              {**detail, "error": "events not stamped with the listen request's id"})
+        self._tools = None
+        detail["new_tool_listed"] = new_tool in [t.name for t in await self.tools()]
+        check(detail["new_tool_listed"], {**detail, "error": "added tool not in tools/list"})
+        # The closed listen stream must leave the client usable.
+        text = f"hoop-after-listen-{uuid.uuid4().hex[:8]}"
+        after = result_text(await self.call("echo", {"text": text}))
+        check(after == text, {**detail, "error": "echo after listen failed", "echo": after[:200]})
+        return detail
+
     async def s_big(self) -> Any:
         tool = await self.tool_for("big")
         n = self.args.big_bytes
@@ -544,6 +777,11 @@ SCENARIOS: dict[str, Callable[[Runner], Awaitable[Any]]] = {
     "task": Runner.s_task,  # task-augmented call polled to completion
     "cancel": Runner.s_cancel,  # cancel a long call, then echo on the same client
     "big": Runner.s_big,  # >= 5 MiB result, exact length + content
+    "logging": Runner.s_logging,  # logging/setLevel + periodic notifications/message on the GET stream
+    "request_logs": Runner.s_request_logs,  # log notifications on the call's own stream, in order
+    "resource_updates": Runner.s_resource_updates,  # resources/subscribe -> notifications/resources/updated
+    "list_changed": Runner.s_list_changed,  # handshake-era list_changed on the GET stream + refetch
+    "listen": Runner.s_listen,  # 2026-07-28 subscriptions/listen events
 }
 
 
@@ -609,6 +847,7 @@ async def run_one(runner: Runner, name: str) -> bool:
 
 async def amain(args: argparse.Namespace) -> int:
     cb = Callbacks()
+    notes = Notes()
     tasks = TasksClient(args.timeout) if "task" in args.scenario else None
     mode = {"auto": "auto", "handshake": "legacy", "modern": "2026-07-28"}[args.mode]
     headers = dict(args.header_map)
@@ -622,6 +861,7 @@ async def amain(args: argparse.Namespace) -> int:
             read_timeout_seconds=args.timeout,
             sampling_callback=cb.sampling,
             elicitation_callback=cb.elicitation,
+            message_handler=notes.handle,
             client_info=types.Implementation(name="hoop-e2e-python-client", version="1.0.0"),
             extensions=[tasks] if tasks is not None else None,
             cache=None,
@@ -630,7 +870,7 @@ async def amain(args: argparse.Namespace) -> int:
         try:
             async with client:
                 entered = True
-                runner = Runner(client, args, cb, tasks)
+                runner = Runner(client, args, cb, tasks, notes)
                 for name in args.scenario:
                     if not await run_one(runner, name):
                         failed += 1

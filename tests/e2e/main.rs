@@ -11,6 +11,7 @@ mod conformance;
 mod demo;
 mod failures;
 mod identity;
+mod relay_notifications;
 mod revisions;
 mod stdio_local;
 mod tunnel_frames;

@@ -195,7 +195,19 @@ struct Envelope {
 struct EnvelopeParams {
     #[serde(default, rename = "progressToken")]
     progress_token: Option<Value>,
+    #[serde(default, rename = "_meta")]
+    meta: Option<EnvelopeMeta>,
 }
+
+#[derive(Deserialize)]
+struct EnvelopeMeta {
+    /// 2026-07-28 `subscriptions/listen` frames carry the listen request's
+    /// id here (the id the child saw: the broker's own on a shared child).
+    #[serde(default, rename = "io.modelcontextprotocol/subscriptionId")]
+    subscription_id: Option<Value>,
+}
+
+const SUBSCRIPTION_ID_META: &str = "io.modelcontextprotocol/subscriptionId";
 
 impl StdioChild {
     fn spawn(spec: &ChildSpec, shared: bool) -> Result<Arc<Self>, UpstreamError> {
@@ -409,11 +421,20 @@ impl StdioChild {
             event_id: None,
             body: line,
         };
+        let subscription = env
+            .params
+            .as_ref()
+            .and_then(|p| p.meta.as_ref())
+            .and_then(|m| m.subscription_id.as_ref())
+            .map(Value::to_string);
         let (tx, msg) = {
             let mut r = self.lock();
-            match (&env.method, &env.id) {
+            let listen_frame = subscription
+                .and_then(|k| r.pending.get(&k))
+                .map(|p| (p.tx.clone(), p.original_id.clone()));
+            match (&env.method, &env.id, listen_frame) {
                 // A response: goes to the request that asked, and ends it.
-                (None, Some(id)) => {
+                (None, Some(id), _) => {
                     let Some(p) = r.remove(&id.to_string()) else {
                         tracing::debug!(target = %self.target, "response to an unknown or abandoned request");
                         return;
@@ -429,7 +450,7 @@ impl StdioChild {
                     (Some(p.tx), msg)
                 }
                 // Progress goes to the request whose token it carries.
-                (Some(m), None) if m == "notifications/progress" => {
+                (Some(m), None, _) if m == "notifications/progress" => {
                     let found = env
                         .params
                         .as_ref()
@@ -451,6 +472,22 @@ impl StdioChild {
                         None => (self.unrelated(&mut r), msg),
                     }
                 }
+                // Frames of a 2026-07-28 listen stream go to the listen
+                // request they name, with the client's own id put back.
+                (Some(_), None, Some((tx, original_id))) => match original_id {
+                    Some(orig) => (
+                        Some(tx),
+                        rewrite(msg, |v| {
+                            if let Some(m) = v
+                                .pointer_mut("/params/_meta")
+                                .and_then(Value::as_object_mut)
+                            {
+                                m.insert(SUBSCRIPTION_ID_META.into(), orig);
+                            }
+                        }),
+                    ),
+                    None => (Some(tx), msg),
+                },
                 // Other notifications and server requests (sampling,
                 // elicitation, roots): newest in-flight request, else the
                 // listen stream, else held until one opens.
