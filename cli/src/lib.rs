@@ -2,6 +2,7 @@
 //! the hoop broker. The CLI carries bytes and shows things to a person; the
 //! broker decides.
 
+pub mod auth;
 pub mod commands;
 pub mod demo_server;
 pub mod local;

@@ -3,14 +3,16 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hoop_cli::commands::{self, connect, demo, demo_server, exit};
+use hoop_cli::commands::{
+    self, auth, connect, demo, demo_server, exec, exit, login, logout, whoami,
+};
 
 #[derive(Parser)]
 #[command(
     name = "hoop",
     version,
     about = "Reach MCP servers through the hoop broker: identity, policy, approval, masking and audit on every call",
-    after_help = "Examples:\n  hoop demo                                   # everything local: broker, demo server, endpoint\n  hoop connect mcp payments --port 8931       # serve target payments on 127.0.0.1:8931/mcp\n  hoop connect mcp payments --stdio           # for clients that launch a command\n\nExit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 authentication failed, 4 broker unreachable"
+    after_help = "Examples:\n  hoop demo                                   # everything local: broker, demo server, endpoint\n  hoop connect mcp payments --port 8931       # serve target payments on 127.0.0.1:8931/mcp\n  hoop connect mcp payments --stdio           # for clients that launch a command\n  hoop login                                  # sign in with the profile's identity provider\n  hoop whoami                                 # who the stored login says you are\n  hoop exec mcp payments --tool get_customer --args '{\"id\":\"c-1001\"}'\n\nExit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 authentication failed, 4 broker unreachable,\n5 denied by policy (exec), 6 the tool reported an error (exec)"
 )]
 struct Cli {
     /// Log filter for messages on stderr (e.g. info, debug).
@@ -24,11 +26,22 @@ struct Cli {
 enum Command {
     /// Serve an MCP target behind the broker to local MCP clients.
     Connect(connect::ConnectArgs),
+    /// Call one tool through the broker and exit (scripts, CI).
+    Exec(exec::ExecArgs),
     /// Run broker, demo MCP server and endpoint on this machine.
     Demo(demo::DemoArgs),
     /// Run only the built-in demo MCP server.
     #[command(hide = true)]
     DemoServer(demo_server::DemoServerArgs),
+    /// Sign in with the profile's OpenID provider (device code flow).
+    Login(login::LoginArgs),
+    /// Revoke the stored login at the identity provider and delete it here.
+    Logout(logout::LogoutArgs),
+    /// Show who the stored login says you are (subject, email, groups, issuer, expiry).
+    Whoami(whoami::WhoamiArgs),
+    /// Token helpers for scripts (`hoop auth token`).
+    #[command(hide = true)]
+    Auth(auth::AuthArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,8 +68,13 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Connect(a) => connect::run(a).await,
+            Command::Exec(a) => exec::run(a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::DemoServer(a) => demo_server::run(a).await,
+            Command::Login(a) => login::run(a).await,
+            Command::Logout(a) => logout::run(a).await,
+            Command::Whoami(a) => whoami::run(a).await,
+            Command::Auth(a) => auth::run(a).await,
         }
     });
     match result {

@@ -8,14 +8,26 @@
 //! broker = "127.0.0.1:4433"
 //! pin = "sha256:…"            # or ca_file = "/path/ca.pem"
 //! token_file = "/path/alice.token"
+//! # for `hoop login` (OIDC device flow) instead of a token file:
+//! issuer = "https://idp.example/realms/bank"
+//! client_id = "hoop-cli"                                # the default
+//! scopes = "openid offline_access email groups"         # the default
+//! resource = "https://broker.example"   # RFC 8707; sent only when set (alias: audience)
 //! ```
+//!
+//! Tokens from `hoop login` live in the OS keyring, or in files under the
+//! `directories` data dir (e.g. `~/.local/share/hoop/tokens/`); the
+//! `HOOP_DATA_DIR` environment variable moves that data dir (tests, CI).
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::auth::refresh::LoginSession;
+use crate::auth::{AuthConfig, AuthError, DEFAULT_CLIENT_ID, DEFAULT_SCOPES};
 use crate::tunnel::{TokenSource, Trust, TunnelSettings};
 
 #[derive(Debug, Default, Deserialize)]
@@ -35,6 +47,112 @@ pub struct Profile {
     pub ca_file: Option<PathBuf>,
     pub pin: Option<String>,
     pub token_file: Option<PathBuf>,
+    /// OpenID provider for `hoop login`, exactly as it names itself.
+    pub issuer: Option<String>,
+    /// OAuth client id for `hoop login` (default `hoop-cli`).
+    pub client_id: Option<String>,
+    /// Space-separated scopes for `hoop login`
+    /// (default `openid offline_access email groups`).
+    pub scopes: Option<String>,
+    /// RFC 8707 resource indicator sent with `hoop login` and refreshes,
+    /// only when set.
+    #[serde(alias = "audience")]
+    pub resource: Option<String>,
+}
+
+/// The name tokens are stored under when no profile was selected.
+pub const DEFAULT_PROFILE: &str = "default";
+
+impl Profile {
+    /// The identity-provider settings of this profile, flags applied.
+    pub fn auth_config(
+        &self,
+        name: &str,
+        issuer_flag: Option<String>,
+        client_id_flag: Option<String>,
+    ) -> Result<AuthConfig, AuthError> {
+        let issuer = issuer_flag.or(self.issuer.clone()).ok_or_else(|| {
+            AuthError::Config(format!(
+                "no issuer for profile {name}: pass --issuer URL or add issuer = \"…\" to [profiles.{name}] in config.toml"
+            ))
+        })?;
+        let scopes: Vec<String> = self
+            .scopes
+            .as_deref()
+            .unwrap_or(DEFAULT_SCOPES)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        Ok(AuthConfig {
+            profile: name.to_owned(),
+            issuer,
+            client_id: client_id_flag
+                .or(self.client_id.clone())
+                .unwrap_or_else(|| DEFAULT_CLIENT_ID.to_owned()),
+            scopes,
+            resource: self.resource.clone(),
+        })
+    }
+}
+
+/// Which profile to act as, for commands that need no broker
+/// (`login`, `logout`, `whoami`).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ProfileArgs {
+    /// Profile in config.toml to act as (env HOOP_PROFILE; tokens of no
+    /// profile are stored as `default`).
+    #[arg(long, env = "HOOP_PROFILE")]
+    pub profile: Option<String>,
+    /// Config file to read instead of the default one (env HOOP_CONFIG).
+    #[arg(long, env = "HOOP_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl ProfileArgs {
+    /// The selected profile's name (`default` when none) and settings.
+    pub fn select(&self) -> anyhow::Result<(String, Profile)> {
+        let file = load_config(self.config.as_ref())?;
+        let (name, profile) = select_profile(&file, self.profile.as_deref())?;
+        Ok((name.unwrap_or_else(|| DEFAULT_PROFILE.to_owned()), profile))
+    }
+}
+
+/// Where hoop keeps its own data (login tokens when there is no keyring):
+/// `HOOP_DATA_DIR` if set, else the platform's data dir for hoop.
+pub fn data_dir() -> Result<PathBuf, AuthError> {
+    if let Some(d) = std::env::var_os("HOOP_DATA_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d));
+    }
+    directories::ProjectDirs::from("dev", "hoop", "hoop")
+        .map(|d| d.data_dir().to_owned())
+        .ok_or_else(|| {
+            AuthError::Config(
+                "cannot find a data directory (no home directory?): set HOOP_DATA_DIR".into(),
+            )
+        })
+}
+
+/// The named profile, else the file's `default_profile`, else none.
+fn select_profile(
+    file: &ConfigFile,
+    name: Option<&str>,
+) -> anyhow::Result<(Option<String>, Profile)> {
+    let profile_name = name.map(str::to_owned).or(file.default_profile.clone());
+    let profile = match &profile_name {
+        Some(n) => file.profiles.get(n).cloned().ok_or_else(|| {
+            let known: Vec<&str> = file.profiles.keys().map(String::as_str).collect();
+            anyhow::anyhow!(
+                "no profile {n:?} in config.toml (profiles: {})",
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })?,
+        None => Profile::default(),
+    };
+    Ok((profile_name, profile))
 }
 
 /// Connection options as given on the command line (all optional).
@@ -100,21 +218,7 @@ impl ConnectionArgs {
     /// Resolves everything needed to open the tunnel, or says what is missing.
     pub fn resolve(&self) -> anyhow::Result<Resolved> {
         let file = load_config(self.config.as_ref())?;
-        let profile_name = self.profile.clone().or(file.default_profile.clone());
-        let profile = match &profile_name {
-            Some(n) => file.profiles.get(n).cloned().ok_or_else(|| {
-                let known: Vec<&str> = file.profiles.keys().map(String::as_str).collect();
-                anyhow::anyhow!(
-                    "no profile {n:?} in config.toml (profiles: {})",
-                    if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    }
-                )
-            })?,
-            None => Profile::default(),
-        };
+        let (profile_name, profile) = select_profile(&file, self.profile.as_deref())?;
         let broker = self.broker.clone().or(profile.broker).ok_or_else(|| {
             anyhow::anyhow!("no broker address: pass --broker HOST:PORT, set HOOP_BROKER, or add broker = \"…\" to a profile")
         })?;
@@ -127,7 +231,22 @@ impl ConnectionArgs {
             anyhow::bail!("no way to trust the broker: pass --pin sha256:… or --ca-file FILE (or set them in a profile)");
         };
         let env_token = std::env::var("HOOP_TOKEN").ok();
-        let token = token_source(self.token_file.clone(), env_token, profile.token_file)?;
+        let login_profile = profile_name.as_deref().unwrap_or(DEFAULT_PROFILE);
+        let issuer = profile.issuer.clone();
+        let audience = std::env::var("HOOP_AUDIENCE")
+            .ok()
+            .or(profile.resource.clone())
+            .unwrap_or_else(|| "hoop-broker".into());
+        let token = token_source(
+            self.token_file.clone(),
+            env_token,
+            github_actions(&audience),
+            profile.token_file,
+            || {
+                let session = LoginSession::open(login_profile, &data_dir()?, issuer.as_deref())?;
+                Ok(session.map(|s| TokenSource::Login(Arc::new(s))))
+            },
+        )?;
         let server_name = self
             .server_name
             .clone()
@@ -210,12 +329,16 @@ fn default_server_name(broker: &str, trust: &Trust) -> String {
 
 /// Where the bearer token comes from, first match wins: the `--token-file`
 /// flag (clap has already merged `HOOP_TOKEN_FILE` into it), then the
-/// `HOOP_TOKEN` value (`env_token`), then the profile's `token_file`. An
-/// explicit file beats an ambient variable; the file is read on connect.
+/// `HOOP_TOKEN` value (`env_token`), then the profile's `token_file`, then
+/// the profile's `hoop login` (`login`, asked only when nothing else is
+/// given, since it may touch the OS keyring). An explicit file beats an
+/// ambient variable; the file is read on connect.
 fn token_source(
     flag_file: Option<PathBuf>,
     env_token: Option<String>,
+    ci: Option<TokenSource>,
     profile_file: Option<PathBuf>,
+    login: impl FnOnce() -> Result<Option<TokenSource>, AuthError>,
 ) -> anyhow::Result<TokenSource> {
     if let Some(f) = flag_file {
         return Ok(TokenSource::File(f));
@@ -225,12 +348,32 @@ fn token_source(
             return Ok(TokenSource::Static(t.trim().to_owned()));
         }
     }
+    if let Some(ci) = ci {
+        return Ok(ci);
+    }
     if let Some(f) = profile_file {
         return Ok(TokenSource::File(f));
     }
-    anyhow::bail!(
-        "no token: pass --token-file FILE, set HOOP_TOKEN, or add token_file to a profile"
-    )
+    if let Some(session) = login()? {
+        return Ok(session);
+    }
+    anyhow::bail!("no token: run `hoop login` (or pass --token-file / set HOOP_TOKEN)")
+}
+
+/// Inside a GitHub Actions job with `permissions: id-token: write`, the
+/// runner's OIDC token endpoint (a fresh token for `audience` on every
+/// connection).
+fn github_actions(audience: &str) -> Option<TokenSource> {
+    let url = std::env::var("ACTIONS_ID_TOKEN_REQUEST_URL").ok()?;
+    let token = std::env::var("ACTIONS_ID_TOKEN_REQUEST_TOKEN").ok()?;
+    if url.trim().is_empty() || token.trim().is_empty() {
+        return None;
+    }
+    Some(TokenSource::GithubActions {
+        request_url: url,
+        request_token: token,
+        audience: audience.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -240,7 +383,7 @@ mod tests {
     fn file(source: &TokenSource) -> Option<&std::path::Path> {
         match source {
             TokenSource::File(f) => Some(f),
-            TokenSource::Static(_) => None,
+            _ => None,
         }
     }
 
@@ -250,20 +393,59 @@ mod tests {
         let env = Some("from-env".to_owned());
         let profile = Some(PathBuf::from("/profile.token"));
 
-        let t = token_source(flag.clone(), env.clone(), profile.clone()).unwrap();
+        // The login is the last resort, and is not even looked at before.
+        let unasked = || -> Result<Option<TokenSource>, AuthError> {
+            panic!("the login store must not be opened when a token is given")
+        };
+        let t = token_source(flag.clone(), env.clone(), None, profile.clone(), unasked).unwrap();
         assert_eq!(file(&t), Some("/flag.token".as_ref()));
 
-        let t = token_source(None, env.clone(), profile.clone()).unwrap();
+        let t = token_source(None, env.clone(), None, profile.clone(), unasked).unwrap();
         assert!(matches!(&t, TokenSource::Static(s) if s == "from-env"));
 
-        let t = token_source(None, Some("  \n".into()), profile.clone()).unwrap();
+        let t = token_source(None, Some("  \n".into()), None, profile.clone(), unasked).unwrap();
         assert_eq!(file(&t), Some("/profile.token".as_ref()));
 
-        let t = token_source(None, None, profile).unwrap();
+        let t = token_source(None, None, None, profile, unasked).unwrap();
         assert_eq!(file(&t), Some("/profile.token".as_ref()));
 
-        assert!(token_source(None, None, None).is_err());
-        assert!(token_source(None, Some(" ".into()), None).is_err());
+        let t = token_source(None, None, None, None, || {
+            Ok(Some(TokenSource::Static("l".into())))
+        });
+        assert!(matches!(t, Ok(TokenSource::Static(s)) if s == "l"));
+
+        let e = token_source(None, None, None, None, || Ok(None)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no token: run `hoop login` (or pass --token-file / set HOOP_TOKEN)"
+        );
+        assert!(token_source(None, Some(" ".into()), None, None, || Ok(None)).is_err());
+    }
+
+    #[test]
+    fn login_settings_default_and_yield_to_flags() {
+        let p: Profile = toml::from_str(
+            "issuer = \"https://idp.example\"\naudience = \"https://broker.example\"\n",
+        )
+        .unwrap();
+        let c = p.auth_config("work", None, None).unwrap();
+        assert_eq!(c.issuer, "https://idp.example");
+        assert_eq!(c.client_id, "hoop-cli");
+        assert_eq!(c.scopes, ["openid", "offline_access", "email", "groups"]);
+        assert_eq!(c.resource.as_deref(), Some("https://broker.example"));
+        let c = p
+            .auth_config(
+                "work",
+                Some("https://other.example".into()),
+                Some("mine".into()),
+            )
+            .unwrap();
+        assert_eq!(c.issuer, "https://other.example");
+        assert_eq!(c.client_id, "mine");
+        let e = Profile::default()
+            .auth_config("work", None, None)
+            .unwrap_err();
+        assert!(e.to_string().contains("--issuer"), "{e}");
     }
 
     #[test]

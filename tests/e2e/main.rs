@@ -9,8 +9,10 @@
 
 mod conformance;
 mod demo;
+mod exec;
 mod failures;
 mod identity;
+mod login;
 mod relay_notifications;
 mod revisions;
 mod stdio_local;

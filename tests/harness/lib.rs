@@ -688,21 +688,8 @@ impl Drop for StdioPeer {
 /// `tests/fixtures/oidc/provider.mjs --kind human` on a free port, with
 /// extra environment (`OIDC_AT_TTL`, …); returns it and its issuer URL.
 pub fn human_oidc_provider(dir: &Path, env: &[(&str, &str)]) -> (Proc, String) {
-    assert!(
-        tests_dir().join("node_modules/oidc-provider").exists(),
-        "tests/node_modules/oidc-provider is missing: run `bash tests/setup.sh` first"
-    );
-    let port = free_tcp_port();
-    let mut cmd = Command::new("node");
-    cmd.arg(tests_dir().join("fixtures/oidc/provider.mjs"))
-        .args(["--port", &port.to_string(), "--kind", "human"]);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut p = Proc::spawn(&format!("oidc-provider-{port}"), cmd, dir);
-    let ready = p.line_matching(Duration::from_secs(30), |l| l.starts_with("ready "));
-    let issuer = ready.trim_start_matches("ready ").trim().to_owned();
-    (p, issuer)
+    let p = OidcProvider::start(dir, "human", env);
+    (p.proc, p.issuer)
 }
 
 /// Plays the person at the provider's device page

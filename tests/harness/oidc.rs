@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{bin, free_tcp_port, free_udp_port, http, run_bounded, tests_dir, Broker, Proc};
+use crate::{
+    bin, free_tcp_port, free_udp_port, http, play_device_user, run_bounded, tests_dir, Broker, Proc,
+};
 
 /// One running provider: `kind` is `human` (device flow) or `workload`
 /// (client credentials, GitHub-Actions-like claims).
@@ -20,6 +22,10 @@ pub struct OidcProvider {
 
 impl OidcProvider {
     pub fn start(dir: &Path, kind: &str, env: &[(&str, &str)]) -> Self {
+        assert!(
+            tests_dir().join("node_modules/oidc-provider").exists(),
+            "tests/node_modules/oidc-provider is missing: run `bash tests/setup.sh` first"
+        );
         let port = free_tcp_port();
         let keys = dir.join(format!("oidc-{kind}-{port}-keys.json"));
         let mut cmd = Command::new("node");
@@ -50,15 +56,7 @@ impl OidcProvider {
             .json()
             .unwrap();
         let url = auth["verification_uri_complete"].as_str().unwrap();
-        let out = run_bounded(
-            {
-                let mut c = Command::new("node");
-                c.arg(tests_dir().join("fixtures/oidc/device_user.mjs"))
-                    .args(["--url", url, "--login", user]);
-                c
-            },
-            Duration::from_secs(30),
-        );
+        let out = play_device_user(url, user, false);
         assert_eq!(out.status, Some(0), "device_user failed: {}", out.stderr);
         let device_code = auth["device_code"].as_str().unwrap();
         for _ in 0..30 {

@@ -1,8 +1,13 @@
 //! One module per `hoop` subcommand.
 
+pub mod auth;
 pub mod connect;
 pub mod demo;
 pub mod demo_server;
+pub mod exec;
+pub mod login;
+pub mod logout;
+pub mod whoami;
 
 /// Exit codes shared by every subcommand (documented in `hoop --help`).
 pub mod exit {
@@ -11,6 +16,10 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     pub const AUTH_FAILED: u8 = 3;
     pub const BROKER_UNREACHABLE: u8 = 4;
+    /// `hoop exec`: a policy denied the call (or held it for approval).
+    pub const DENIED: u8 = 5;
+    /// `hoop exec`: the tool ran and reported an error.
+    pub const TOOL_ERROR: u8 = 6;
 }
 
 /// An error with the exit code it should end the process with.

@@ -1,6 +1,9 @@
 //! The CLI's end of the QUIC tunnel: one connection to the broker, shared by
 //! every local MCP exchange, re-established by itself when the broker
-//! restarts or the network changes.
+//! restarts or the network changes. Each connection's control stream stays
+//! open with a task of its own that re-authenticates (`Reauth` with a fresh
+//! token) shortly before the session's token expires, so a long-running
+//! `hoop connect` outlives any one access token.
 
 pub mod tls;
 
@@ -16,6 +19,8 @@ use hoop_proto::{
     PROTOCOL_VERSION,
 };
 use tokio::sync::Mutex;
+
+use crate::auth::refresh::LoginSession;
 
 pub use tls::Trust;
 
@@ -42,19 +47,36 @@ impl std::fmt::Debug for TunnelSettings {
 }
 
 /// Where the bearer token comes from. A file is read again on every
-/// (re)connection, so a token refreshed on disk is used once the tunnel
-/// reconnects.
+/// (re)connection and re-authentication, so a token refreshed on disk is
+/// used from then on; a login session refreshes its access token itself.
 #[derive(Clone)]
 pub enum TokenSource {
     Static(String),
     File(PathBuf),
+    /// The profile's `hoop login` tokens, refreshed silently.
+    Login(Arc<LoginSession>),
+    /// A GitHub Actions job's OIDC token, fetched from the runner.
+    GithubActions {
+        request_url: String,
+        request_token: String,
+        audience: String,
+    },
 }
 
 impl TokenSource {
-    /// The token as it is now.
-    pub fn read(&self) -> Result<String, TunnelError> {
+    /// The token as it is now (refreshed first, for a login about to expire).
+    pub async fn read(&self) -> Result<String, TunnelError> {
         match self {
             Self::Static(t) => Ok(t.clone()),
+            Self::Login(session) => session
+                .access_token()
+                .await
+                .map_err(|e| TunnelError::Token(e.to_string())),
+            Self::GithubActions {
+                request_url,
+                request_token,
+                audience,
+            } => github_actions_token(request_url, request_token, audience).await,
             Self::File(path) => {
                 let t = std::fs::read_to_string(path).map_err(|e| {
                     TunnelError::Token(format!("cannot read token file {}: {e}", path.display()))
@@ -72,12 +94,67 @@ impl TokenSource {
     }
 }
 
+/// Asks the Actions runner for an OIDC token for `audience`
+/// (`GET $ACTIONS_ID_TOKEN_REQUEST_URL&audience=…` → `{"value": JWT}`).
+async fn github_actions_token(
+    request_url: &str,
+    request_token: &str,
+    audience: &str,
+) -> Result<String, TunnelError> {
+    let fail = |why: String| {
+        TunnelError::Token(format!(
+            "cannot get the GitHub Actions OIDC token: {why} (does the job have `permissions: id-token: write`?)"
+        ))
+    };
+    let mut url = reqwest::Url::parse(request_url)
+        .map_err(|e| fail(format!("ACTIONS_ID_TOKEN_REQUEST_URL is not a URL: {e}")))?;
+    url.query_pairs_mut().append_pair("audience", audience);
+    hoop_broker::run::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    let resp = client
+        .get(url)
+        .bearer_auth(request_token)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| fail(e.without_url().to_string()))?;
+    if !resp.status().is_success() {
+        return Err(fail(format!("HTTP {}", resp.status())));
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        value: String,
+    }
+    let a: Answer = resp
+        .json()
+        .await
+        .map_err(|e| fail(format!("unexpected answer: {}", e.without_url())))?;
+    if a.value.trim().is_empty() {
+        return Err(fail("empty token".into()));
+    }
+    Ok(a.value.trim().to_owned())
+}
+
 // Redacts a literal token; a file's path is not a secret.
 impl std::fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Static(_) => f.write_str("Static(<redacted>)"),
             Self::File(path) => f.debug_tuple("File").field(path).finish(),
+            Self::Login(session) => f.debug_tuple("Login").field(session).finish(),
+            Self::GithubActions {
+                request_url,
+                audience,
+                ..
+            } => f
+                .debug_struct("GithubActions")
+                .field("request_url", request_url)
+                .field("request_token", &"<redacted>")
+                .field("audience", audience)
+                .finish(),
         }
     }
 }
@@ -108,7 +185,8 @@ pub enum TunnelError {
 
 impl TunnelError {
     pub fn is_auth(&self) -> bool {
-        matches!(self, Self::Refused { code, .. } if *code == ErrorCode::UNAUTHENTICATED)
+        matches!(self, Self::Refused { code, .. }
+            if [ErrorCode::UNAUTHENTICATED, ErrorCode::REVOKED, ErrorCode::SESSION_EXPIRED].contains(code))
     }
 }
 
@@ -118,16 +196,24 @@ const CONNECT_ATTEMPTS: u32 = 6;
 
 struct Live {
     conn: quinn::Connection,
-    /// Keeps the control stream open; the broker ends the connection
-    /// when it closes.
-    _control: (FrameWriter, FrameReader),
+    /// Owns the control stream (the broker ends the connection when it
+    /// closes) and re-authenticates on it; ends with the connection.
+    control: tokio::task::JoinHandle<()>,
 }
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.control.abort();
+    }
+}
+
+type WelcomeSlot = Arc<std::sync::Mutex<Option<Welcome>>>;
 
 pub struct TunnelClient {
     endpoint: quinn::Endpoint,
     settings: TunnelSettings,
     live: Mutex<Option<Live>>,
-    welcome: std::sync::Mutex<Option<Welcome>>,
+    welcome: WelcomeSlot,
 }
 
 impl TunnelClient {
@@ -155,7 +241,7 @@ impl TunnelClient {
             endpoint,
             settings,
             live: Mutex::new(None),
-            welcome: std::sync::Mutex::new(None),
+            welcome: Arc::new(std::sync::Mutex::new(None)),
         });
         let live = this.dial().await?;
         *this.live.lock().await = Some(live);
@@ -173,7 +259,7 @@ impl TunnelClient {
     async fn dial(&self) -> Result<Live, TunnelError> {
         let s = &self.settings;
         // Read before connecting: a bad token file fails without a round trip.
-        let token = s.token.read()?;
+        let token = s.token.read().await?;
         let unreachable = |reason: String| TunnelError::Unreachable {
             addr: s.broker,
             reason,
@@ -204,11 +290,16 @@ impl TunnelClient {
         match tokio::time::timeout(Duration::from_secs(10), reader.next()).await {
             Ok(Ok(Some(Frame::Welcome(w)))) => {
                 tracing::debug!(subject = %w.identity.subject, "tunnel authenticated");
+                let expires_at = w.session_expires_at;
                 *self.welcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(w);
-                Ok(Live {
-                    conn,
-                    _control: (writer, reader),
-                })
+                let control = tokio::spawn(control_loop(
+                    Control { writer, reader },
+                    conn.clone(),
+                    s.token.clone(),
+                    self.welcome.clone(),
+                    expires_at,
+                ));
+                Ok(Live { conn, control })
             }
             Ok(Ok(Some(Frame::ControlError(e)))) => Err(TunnelError::Refused {
                 code: e.code,
@@ -332,6 +423,151 @@ impl TunnelClient {
     }
 }
 
+/// The control stream of one connection.
+struct Control {
+    writer: FrameWriter,
+    reader: FrameReader,
+}
+
+/// Re-authenticate this long before the session expires…
+const REAUTH_LEAD: Duration = Duration::from_secs(60);
+/// …or a fifth of the session's life before, when that is sooner.
+const REAUTH_LEAD_FRACTION: u32 = 5;
+/// How long the broker has to answer a `Reauth`.
+const REAUTH_ANSWER: Duration = Duration::from_secs(10);
+/// An upper bound on re-authentications per connection (a year of
+/// 5-minute tokens), so the loop is bounded even if the broker kept
+/// granting sessions that end at once.
+const MAX_REAUTHS: u32 = 120_000;
+
+/// When to re-authenticate a session that ends at `expires_at` and began
+/// (or was last extended) at `since`, all Unix seconds: REAUTH_LEAD before
+/// the end, or a fifth of its life when that is shorter. `None` when the
+/// session carries no expiry.
+fn reauth_at(expires_at: u64, since: u64) -> Option<u64> {
+    if expires_at == 0 || expires_at == u64::MAX {
+        return None;
+    }
+    let life = expires_at.saturating_sub(since);
+    let lead = REAUTH_LEAD
+        .as_secs()
+        .min(life / u64::from(REAUTH_LEAD_FRACTION));
+    Some(expires_at.saturating_sub(lead))
+}
+
+/// The control stream's life after `Welcome`: sends `Reauth` with a fresh
+/// token before the session expires and takes the broker's new `Welcome`
+/// (or its refusal), one at a time; shows what the broker says unasked
+/// (e.g. that the session expired). Holds the stream until the connection
+/// ends, since dropping it would end the connection.
+async fn control_loop(
+    mut ctl: Control,
+    conn: quinn::Connection,
+    token: TokenSource,
+    welcome: WelcomeSlot,
+    mut expires_at: u64,
+) {
+    let mut since = crate::auth::now_unix();
+    let mut reauth = matches!(token, TokenSource::File(_) | TokenSource::Login(_));
+    for _ in 0..MAX_REAUTHS {
+        let wake = reauth.then(|| reauth_at(expires_at, since)).flatten();
+        // At least a second apart, whatever the broker granted last.
+        let delay =
+            wake.map(|at| Duration::from_secs(at.saturating_sub(crate::auth::now_unix()).max(1)));
+        tokio::select! {
+            _ = conn.closed() => return,
+            frame = ctl.reader.next() => match frame {
+                Ok(Some(Frame::ControlError(e))) => {
+                    tracing::warn!("the broker ended the session ({}): {}", e.code.name(), e.message);
+                    reauth = false;
+                }
+                Ok(Some(other)) => {
+                    tracing::debug!(frame = other.kind(), "unexpected frame on the control stream");
+                }
+                Ok(None) | Err(_) => break,
+            },
+            _ = tokio::time::sleep(delay.unwrap_or_default()), if delay.is_some() => {
+                match reauthenticate(&mut ctl, &token, expires_at).await {
+                    Reauthed::Extended(w) => {
+                        since = crate::auth::now_unix();
+                        expires_at = w.session_expires_at;
+                        tracing::info!(session_expires_at = expires_at, "re-authenticated with the broker");
+                        *welcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(w);
+                    }
+                    Reauthed::GiveUp => reauth = false,
+                    Reauthed::StreamGone => break,
+                }
+            }
+        }
+    }
+    // Keep the stream (and so the connection) until the connection ends.
+    conn.closed().await;
+}
+
+enum Reauthed {
+    Extended(Welcome),
+    /// No further attempt on this connection; it ends at its expiry and
+    /// the next exchange reconnects with whatever token there is then.
+    GiveUp,
+    StreamGone,
+}
+
+async fn reauthenticate(ctl: &mut Control, token: &TokenSource, expires_at: u64) -> Reauthed {
+    let token = match token.read().await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(
+                "cannot get a fresh token to re-authenticate ({e}); the broker session ends at {expires_at} (Unix time)"
+            );
+            return Reauthed::GiveUp;
+        }
+    };
+    if ctl
+        .writer
+        .send(&Frame::Reauth(hoop_proto::Reauth { token }))
+        .await
+        .is_err()
+    {
+        return Reauthed::StreamGone;
+    }
+    match tokio::time::timeout(REAUTH_ANSWER, ctl.reader.next()).await {
+        Ok(Ok(Some(Frame::Welcome(w)))) if w.session_expires_at > expires_at => {
+            Reauthed::Extended(w)
+        }
+        Ok(Ok(Some(Frame::Welcome(_)))) => {
+            // The same token again (a token file nobody renewed): asking
+            // again would only repeat this.
+            tracing::warn!(
+                "re-authentication did not extend the session (is the token file being renewed?); it ends at {expires_at} (Unix time)"
+            );
+            Reauthed::GiveUp
+        }
+        Ok(Ok(Some(Frame::ControlError(e)))) => {
+            tracing::warn!(
+                "the broker refused the refreshed token ({}): {}; run `hoop login` (or renew the token) and the next call reconnects",
+                e.code.name(),
+                e.message
+            );
+            Reauthed::GiveUp
+        }
+        Ok(Ok(Some(other))) => {
+            tracing::warn!(
+                "the broker answered a re-authentication with {}",
+                other.kind()
+            );
+            Reauthed::GiveUp
+        }
+        Ok(Ok(None)) | Ok(Err(_)) => Reauthed::StreamGone,
+        Err(_) => {
+            tracing::warn!(
+                "the broker did not answer the re-authentication within {}s (an older broker?); the session ends at {expires_at} (Unix time) and the next call reconnects",
+                REAUTH_ANSWER.as_secs()
+            );
+            Reauthed::GiveUp
+        }
+    }
+}
+
 /// Why a request could not be written. The broker stops reading (rather
 /// than losing the connection) when it refuses a frame, typically one over
 /// its size limit; "retry the call" would be the wrong advice then.
@@ -438,18 +674,116 @@ mod tests {
     }
 
     #[test]
-    fn a_token_file_is_read_afresh_each_time() {
+    fn reauth_comes_a_minute_early_or_a_fifth_of_a_short_life_early() {
+        // One-hour session: a minute before the end.
+        assert_eq!(reauth_at(10_000 + 3600, 10_000), Some(10_000 + 3540));
+        // 100-second session: 20 s before the end.
+        assert_eq!(reauth_at(10_100, 10_000), Some(10_080));
+        // Already past: at once.
+        assert_eq!(reauth_at(9_000, 10_000), Some(9_000));
+        // No expiry: never.
+        assert_eq!(reauth_at(0, 10_000), None);
+        assert_eq!(reauth_at(u64::MAX, 10_000), None);
+    }
+
+    /// A stand-in broker on loopback: Welcome with a 5-second session,
+    /// then, for the Reauth that must come before it ends, a Welcome that
+    /// extends it. Reports each token it was shown.
+    #[tokio::test]
+    async fn the_control_stream_reauthenticates_before_the_session_expires() {
+        use hoop_broker::tunnel::tls as server_tls;
+        use hoop_proto::{Identity, IdentityKind};
+        hoop_broker::run::install_crypto_provider();
+        let material = server_tls::self_signed().unwrap();
+        let pin = server_tls::fingerprint(&material.chain[0]);
+        let server = quinn::Endpoint::server(
+            server_tls::quic_server_config(material).unwrap(),
+            ([127, 0, 0, 1], 0).into(),
+        )
+        .unwrap();
+        let addr = server.local_addr().unwrap();
+        let welcome = |expires_at: u64| {
+            Frame::Welcome(Welcome {
+                version: PROTOCOL_VERSION,
+                identity: Identity {
+                    subject: "alice".into(),
+                    email: None,
+                    groups: vec![],
+                    issuer: "test".into(),
+                    kind: IdentityKind::Human,
+                },
+                session_expires_at: expires_at,
+                broker_version: "test".into(),
+            })
+        };
+        let start = crate::auth::now_unix();
+        let (seen_tx, mut seen) = tokio::sync::mpsc::channel::<String>(4);
+        let broker = tokio::spawn(async move {
+            let conn = server.accept().await.unwrap().await.unwrap();
+            let (send, recv) = conn.accept_bi().await.unwrap();
+            let mut w = FrameWriter::new(send);
+            let mut r = FrameReader::new(recv, 1 << 16);
+            let Ok(Some(Frame::Hello(h))) = r.next().await else {
+                panic!("expected Hello")
+            };
+            seen_tx.send(h.token).await.unwrap();
+            w.send(&welcome(start + 5)).await.unwrap();
+            let Ok(Some(Frame::Reauth(ra))) = r.next().await else {
+                panic!("expected Reauth")
+            };
+            seen_tx.send(ra.token).await.unwrap();
+            w.send(&welcome(start + 1000)).await.unwrap();
+            conn.closed().await;
+        });
+
+        let dir = std::env::temp_dir().join(format!("hoop-reauth-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.token");
+        std::fs::write(&path, "first\n").unwrap();
+        let client = TunnelClient::connect(TunnelSettings {
+            broker: addr,
+            server_name: "localhost".into(),
+            trust: Trust::Pin(pin),
+            token: TokenSource::File(path.clone()),
+        })
+        .await
+        .unwrap();
+        assert_eq!(seen.recv().await.unwrap(), "first");
+        // The token file is renewed by something else; the reauth reads it.
+        std::fs::write(&path, "second\n").unwrap();
+        let t = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+            .await
+            .expect("no Reauth within 10 s of a 5-second session")
+            .unwrap();
+        assert_eq!(t, "second");
+        // Bounded wait for the new Welcome to be taken.
+        for _ in 0..100 {
+            if client.welcome().map(|w| w.session_expires_at) == Some(start + 1000) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            client.welcome().map(|w| w.session_expires_at),
+            Some(start + 1000)
+        );
+        broker.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_token_file_is_read_afresh_each_time() {
         let dir = std::env::temp_dir().join(format!("hoop-token-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("t.token");
         let source = TokenSource::File(path.clone());
-        assert!(matches!(source.read(), Err(TunnelError::Token(_))));
+        assert!(matches!(source.read().await, Err(TunnelError::Token(_))));
         std::fs::write(&path, "first\n").unwrap();
-        assert_eq!(source.read().unwrap(), "first");
+        assert_eq!(source.read().await.unwrap(), "first");
         std::fs::write(&path, "second\n").unwrap();
-        assert_eq!(source.read().unwrap(), "second");
+        assert_eq!(source.read().await.unwrap(), "second");
         std::fs::write(&path, " \n").unwrap();
-        assert!(matches!(source.read(), Err(TunnelError::Token(_))));
+        assert!(matches!(source.read().await, Err(TunnelError::Token(_))));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

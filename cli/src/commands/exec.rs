@@ -1,0 +1,391 @@
+//! `hoop exec mcp TARGET --tool NAME --args JSON`: one tool call, no local
+//! endpoint, for scripts and CI. It speaks whichever MCP revision the
+//! target does (a `server/discover` probe, then the handshake era as a
+//! fallback, as the official SDKs do) and turns the outcome into an exit
+//! code a pipeline can branch on.
+
+use std::io::Read as _;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hoop_proto::{McpHeaders, OpenStream, StreamKind};
+use serde_json::{json, Value};
+
+use super::{exit, CommandError};
+use crate::settings::ConnectionArgs;
+use crate::tunnel::{TunnelClient, TunnelError};
+
+const STATELESS: &str = "2026-07-28";
+const HANDSHAKE: &str = "2025-11-25";
+/// JSON-RPC codes the broker answers with (broker/src/pipeline/error.rs).
+const UPSTREAM_UNAVAILABLE: i64 = -32050;
+const APPROVAL_REQUIRED: i64 = -32040;
+const DENIED: i64 = -32041;
+const TOKEN_EXPIRED: i64 = -32053;
+const REVOKED: i64 = -32054;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  hoop exec mcp payments --tool get_customer --args '{\"id\":\"c-1001\"}'\n  hoop exec mcp models --tool deploy_model --args @deploy.json --json\n  echo '{\"text\":\"hi\"}' | hoop exec mcp demo --tool echo --args -\n\nIn CI, the token comes from --token-file, HOOP_TOKEN, or the GitHub Actions\nOIDC variables (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN, with `permissions: id-token: write`).\n\nExit codes: 0 the tool succeeded, 1 other failure (upstream down, protocol error),\n2 usage or configuration error, 3 authentication failed (bad, expired or revoked token),\n4 broker unreachable, 5 denied by policy (or held for an approval exec does not wait for),\n6 the tool reported an error"
+)]
+pub struct ExecArgs {
+    /// What to call (only `mcp` for now).
+    #[arg(value_parser = ["mcp"])]
+    pub kind: String,
+    /// The target's name on the broker.
+    pub target: String,
+    /// The tool to call.
+    #[arg(long)]
+    pub tool: String,
+    /// Arguments as a JSON object, `@FILE` to read them from a file, or `-`
+    /// for stdin.
+    #[arg(long, default_value = "{}")]
+    pub args: String,
+    /// Print the whole JSON-RPC result (or error) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+fn usage(e: anyhow::Error) -> CommandError {
+    CommandError {
+        code: exit::USAGE,
+        error: e,
+    }
+}
+
+fn read_arguments(spec: &str) -> anyhow::Result<Value> {
+    let text = if spec == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| anyhow::anyhow!("cannot read --args from stdin: {e}"))?;
+        s
+    } else if let Some(path) = spec.strip_prefix('@') {
+        std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read --args file {path}: {e}"))?
+    } else {
+        spec.to_owned()
+    };
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("--args is not valid JSON: {e}"))?;
+    if !v.is_object() {
+        anyhow::bail!("--args must be a JSON object, like '{{\"id\": \"c-1001\"}}'");
+    }
+    Ok(v)
+}
+
+pub async fn run(args: ExecArgs) -> Result<(), CommandError> {
+    let arguments = read_arguments(&args.args).map_err(usage)?;
+    let resolved = args.connection.resolve().map_err(usage)?;
+    let tunnel = TunnelClient::connect(resolved.tunnel).await?;
+    let outcome = call(&tunnel, &args.target, &args.tool, arguments).await?;
+    report(&outcome, args.json)
+}
+
+/// What came back for the tools/call: a result or an error object.
+enum Outcome {
+    Result(Value),
+    Error(Value),
+}
+
+async fn call(
+    tunnel: &Arc<TunnelClient>,
+    target: &str,
+    tool: &str,
+    arguments: Value,
+) -> Result<Outcome, CommandError> {
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": STATELESS,
+        "io.modelcontextprotocol/clientInfo": {"name": "hoop-exec", "version": env!("CARGO_PKG_VERSION")},
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
+    let discover =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": meta}});
+    let probe = post(
+        tunnel,
+        target,
+        stateless_headers("server/discover", None),
+        &discover,
+    )
+    .await?;
+    match probe.answer {
+        Some(Outcome::Result(_)) => {
+            let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                "params": {"name": tool, "arguments": arguments, "_meta": meta}});
+            let reply = post(
+                tunnel,
+                target,
+                stateless_headers("tools/call", Some(tool)),
+                &body,
+            )
+            .await?;
+            reply.answer.ok_or_else(|| no_answer("tools/call"))
+        }
+        // The broker's own refusals (identity, policy, upstream down) are
+        // the answer; any other refusal of the probe means a target of the
+        // handshake era (which may not even echo the probe's id).
+        Some(Outcome::Error(e)) if e["code"].as_i64().is_some_and(broker_refusal) => {
+            Ok(Outcome::Error(e))
+        }
+        Some(Outcome::Error(_)) | None => handshake_call(tunnel, target, tool, arguments).await,
+    }
+}
+
+fn broker_refusal(code: i64) -> bool {
+    matches!(
+        code,
+        APPROVAL_REQUIRED | DENIED | TOKEN_EXPIRED | REVOKED | UPSTREAM_UNAVAILABLE
+    )
+}
+
+/// The handshake era: initialize, initialized, the call, then end the session.
+async fn handshake_call(
+    tunnel: &Arc<TunnelClient>,
+    target: &str,
+    tool: &str,
+    arguments: Value,
+) -> Result<Outcome, CommandError> {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": HANDSHAKE, "capabilities": {},
+        "clientInfo": {"name": "hoop-exec", "version": env!("CARGO_PKG_VERSION")}}});
+    let reply = post(tunnel, target, McpHeaders::default(), &init).await?;
+    let session = match reply.answer {
+        Some(Outcome::Result(r)) => {
+            let version = r["protocolVersion"]
+                .as_str()
+                .unwrap_or(HANDSHAKE)
+                .to_owned();
+            (reply.session_id, version)
+        }
+        Some(Outcome::Error(e)) => return Ok(Outcome::Error(e)),
+        None => return Err(no_answer("initialize")),
+    };
+    let headers = McpHeaders {
+        protocol_version: Some(session.1.clone()),
+        session_id: session.0.clone(),
+        ..Default::default()
+    };
+    post(
+        tunnel,
+        target,
+        headers.clone(),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await?;
+    let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments}});
+    let answer = post(tunnel, target, headers.clone(), &body)
+        .await?
+        .answer
+        .ok_or_else(|| no_answer("tools/call"));
+    if headers.session_id.is_some() {
+        // Best effort: the broker also ends idle sessions itself.
+        let open = OpenStream {
+            target: target.to_owned(),
+            kind: StreamKind::EndSession,
+            headers,
+        };
+        if let Ok(mut ex) = tunnel.exchange(open, None).await {
+            while let Ok(Some(_)) = ex.next_message().await {}
+        }
+    }
+    answer
+}
+
+fn stateless_headers(method: &str, name: Option<&str>) -> McpHeaders {
+    McpHeaders {
+        protocol_version: Some(STATELESS.into()),
+        method: Some(method.into()),
+        name: name.map(header_name),
+        ..Default::default()
+    }
+}
+
+/// `Mcp-Name` as the wire wants it: plain when it is visible ASCII,
+/// otherwise the spec's base64 sentinel.
+fn header_name(name: &str) -> String {
+    if !name.is_empty() && name.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        name.to_owned()
+    } else {
+        use base64::Engine as _;
+        format!(
+            "=?base64?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(name)
+        )
+    }
+}
+
+struct Reply {
+    session_id: Option<String>,
+    answer: Option<Outcome>,
+}
+
+/// One POST through the tunnel; the answer is the response carrying the
+/// request's id (progress and other notifications on the way are shown on
+/// stderr, since nobody else will see them).
+async fn post(
+    tunnel: &Arc<TunnelClient>,
+    target: &str,
+    headers: McpHeaders,
+    body: &Value,
+) -> Result<Reply, CommandError> {
+    let id = body.get("id").cloned();
+    let open = OpenStream {
+        target: target.to_owned(),
+        kind: StreamKind::Post,
+        headers,
+    };
+    let bytes = Bytes::from(serde_json::to_vec(body).map_err(anyhow::Error::from)?);
+    let mut ex = tunnel
+        .exchange(open, Some(bytes))
+        .await
+        .map_err(tunnel_error)?;
+    let session_id = ex.head.session_id.clone();
+    let mut answer = None;
+    // Bounded by the broker: the exchange ends with a Close.
+    while let Some(m) = ex.next_message().await.map_err(tunnel_error)? {
+        let v: Value = match serde_json::from_slice(&m.body) {
+            Ok(v) => v,
+            Err(_) => continue,
+        };
+        let unaddressed_error = v.get("id").is_some_and(Value::is_null) && v.get("error").is_some();
+        if id.is_some() && (v.get("id") == id.as_ref() || unaddressed_error) {
+            if let Some(e) = v.get("error") {
+                answer = Some(Outcome::Error(e.clone()));
+            } else if let Some(r) = v.get("result") {
+                answer = Some(Outcome::Result(r.clone()));
+            }
+        } else if let Some(method) = v.get("method").and_then(Value::as_str) {
+            match method {
+                "notifications/progress" => {
+                    let p = &v["params"];
+                    eprintln!(
+                        "progress: {}{}{}",
+                        p["progress"],
+                        p.get("total").map(|t| format!("/{t}")).unwrap_or_default(),
+                        p.get("message")
+                            .and_then(Value::as_str)
+                            .map(|m| format!(" {m}"))
+                            .unwrap_or_default()
+                    );
+                }
+                "notifications/message" => eprintln!("log: {}", v["params"]["data"]),
+                _ => tracing::debug!(method, "notification during exec"),
+            }
+        }
+    }
+    Ok(Reply { session_id, answer })
+}
+
+fn tunnel_error(e: TunnelError) -> CommandError {
+    CommandError::from(e)
+}
+
+fn no_answer(method: &str) -> CommandError {
+    CommandError {
+        code: exit::FAILURE,
+        error: anyhow::anyhow!("the target sent no answer to {method}"),
+    }
+}
+
+fn report(outcome: &Outcome, json: bool) -> Result<(), CommandError> {
+    match outcome {
+        Outcome::Result(r) => {
+            if json {
+                println!("{r}");
+            } else {
+                print_content(r);
+            }
+            if r["isError"] == Value::Bool(true) {
+                return Err(CommandError {
+                    code: exit::TOOL_ERROR,
+                    error: anyhow::anyhow!("the tool reported an error"),
+                });
+            }
+            Ok(())
+        }
+        Outcome::Error(e) => {
+            if json {
+                println!("{}", json!({ "error": e }));
+            }
+            let code = e["code"].as_i64().unwrap_or(0);
+            let message = e["message"].as_str().unwrap_or("(no message)");
+            let exit_code = match code {
+                DENIED | APPROVAL_REQUIRED => exit::DENIED,
+                TOKEN_EXPIRED | REVOKED => exit::AUTH_FAILED,
+                -32099..=-32000 => exit::FAILURE,
+                _ => exit::TOOL_ERROR,
+            };
+            Err(CommandError {
+                code: exit_code,
+                error: anyhow::anyhow!("{message} (JSON-RPC error {code})"),
+            })
+        }
+    }
+}
+
+/// Text content as text; anything else as JSON, one item per line.
+fn print_content(result: &Value) {
+    let items = result["content"].as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        if let Some(s) = result.get("structuredContent") {
+            println!("{s}");
+        }
+        return;
+    }
+    for item in items {
+        match item["type"].as_str() {
+            Some("text") => println!("{}", item["text"].as_str().unwrap_or_default()),
+            _ => println!("{item}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_must_be_a_json_object() {
+        assert_eq!(read_arguments(r#"{"a":1}"#).unwrap()["a"], 1);
+        assert!(read_arguments("[1]").is_err());
+        assert!(read_arguments("{").is_err());
+        assert!(read_arguments("@/nonexistent/args.json").is_err());
+    }
+
+    #[test]
+    fn names_outside_visible_ascii_use_the_base64_sentinel() {
+        assert_eq!(header_name("get_customer"), "get_customer");
+        assert_eq!(header_name("héllo"), "=?base64?aMOpbGxv?=");
+        assert_eq!(header_name("a b"), "=?base64?YSBi?=");
+    }
+
+    #[test]
+    fn errors_map_to_exit_codes() {
+        let code = |v: Value| match report(&Outcome::Error(v), false) {
+            Err(e) => e.code,
+            Ok(()) => 0,
+        };
+        assert_eq!(code(json!({"code": DENIED, "message": "no"})), exit::DENIED);
+        assert_eq!(
+            code(json!({"code": REVOKED, "message": "no"})),
+            exit::AUTH_FAILED
+        );
+        assert_eq!(
+            code(json!({"code": -32602, "message": "unknown tool"})),
+            exit::TOOL_ERROR
+        );
+        assert_eq!(
+            code(json!({"code": -32050, "message": "upstream down"})),
+            exit::FAILURE
+        );
+        let tool_failed = report(
+            &Outcome::Result(json!({"content": [], "isError": true})),
+            false,
+        );
+        assert_eq!(tool_failed.err().map(|e| e.code), Some(exit::TOOL_ERROR));
+        assert!(report(&Outcome::Result(json!({"content": []})), false).is_ok());
+    }
+}

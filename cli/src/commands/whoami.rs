@@ -1,0 +1,84 @@
+//! `hoop whoami`: who the stored login says you are — subject, email,
+//! groups, issuer and expiry — read from the tokens' claims on this machine.
+
+use serde_json::json;
+
+use super::login::human_secs;
+use super::CommandError;
+use crate::auth::store::TokenStore;
+use crate::auth::{claims, now_unix, AuthError};
+use crate::settings::{self, ProfileArgs};
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  hoop whoami\n  hoop whoami --profile work --json\n\nThe claims are decoded locally from the access token (the id token fills\ngaps) WITHOUT verifying its signature: this shows what your token says, and\nthe broker verifies it on every call. Nothing is refreshed or sent anywhere.\n\n--json keys: profile, subject, email, groups, issuer, expires_at (Unix\nseconds), expires_in_secs (0 once expired), expired, token_store\n(\"keyring\" or \"file:<path>\").\n\nExit codes: 0 logged in (even with an expired access token), 3 not logged in"
+)]
+pub struct WhoamiArgs {
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: WhoamiArgs) -> Result<(), CommandError> {
+    let (name, _) = args.profile.select().map_err(|e| CommandError {
+        code: super::exit::USAGE,
+        error: e,
+    })?;
+    let store = TokenStore::open(&name, &settings::data_dir()?)?;
+    let (tokens, location) = tokio::task::spawn_blocking(move || store.load())
+        .await
+        .map_err(|e| AuthError::Store(e.to_string()))??
+        .ok_or_else(|| AuthError::NotLoggedIn(format!(" (profile {name})")))?;
+    let c = claims::merged(&tokens.access_token, tokens.id_token.as_deref());
+    let issuer = c.iss.clone().unwrap_or_else(|| tokens.issuer.clone());
+    let expires_at = c.exp.or(tokens.expires_at);
+    let now = now_unix();
+    let expired = expires_at.is_some_and(|e| e <= now);
+    let expires_in = expires_at.map(|e| e.saturating_sub(now));
+
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "profile": name,
+                "subject": c.sub,
+                "email": c.email,
+                "groups": c.groups.clone().unwrap_or_default(),
+                "issuer": issuer,
+                "expires_at": expires_at,
+                "expires_in_secs": expires_in,
+                "expired": expired,
+                "token_store": location.describe(),
+            })
+        );
+        return Ok(());
+    }
+    let or_none = |v: Option<String>| v.unwrap_or_else(|| "(not in the token)".into());
+    println!("subject:  {}", or_none(c.sub));
+    println!("email:    {}", or_none(c.email));
+    println!(
+        "groups:   {}",
+        c.groups
+            .map(|g| if g.is_empty() {
+                "(none)".into()
+            } else {
+                g.join(", ")
+            })
+            .unwrap_or_else(|| "(not in the token)".into())
+    );
+    println!("issuer:   {issuer}");
+    let expiry = match (expires_at, expired) {
+        (None, _) => "unknown".to_owned(),
+        (Some(e), true) => format!(
+            "expired {} ago (Unix {e}); the next command that needs it refreshes it",
+            human_secs(now - e)
+        ),
+        (Some(e), false) => format!("in {} (Unix {e})", human_secs(e - now)),
+    };
+    println!("expires:  {expiry}");
+    println!("profile:  {name}");
+    println!("tokens:   {}", location.describe());
+    Ok(())
+}

@@ -1,0 +1,389 @@
+//! `hoop login` / `whoami` / `logout` and silent refresh against a real
+//! OpenID provider (npm oidc-provider, tests/fixtures/oidc/provider.mjs):
+//! the real `hoop` binary runs the device flow while the test plays the
+//! person at the verification page (device_user.mjs). Tokens go to the
+//! file store (`HOOP_KEYRING=file`) in a scratch data dir (`HOOP_DATA_DIR`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hoop_e2e::*;
+use serde_json::Value;
+
+/// A scratch hoop environment: config with profile `dev` naming `issuer`,
+/// its own data dir, the file token store.
+struct Env {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Env {
+    fn new(issuer: &str) -> Self {
+        let dir = scratch();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!("default_profile = \"dev\"\n[profiles.dev]\nissuer = \"{issuer}\"\n"),
+        )
+        .unwrap();
+        Self { dir, config }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn token_file(&self) -> PathBuf {
+        self.path().join("data/tokens/dev.json")
+    }
+
+    fn stored(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.token_file()).unwrap()).unwrap()
+    }
+
+    fn hoop(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("hoop"));
+        cmd.args(args)
+            .env("HOOP_CONFIG", &self.config)
+            .env("HOOP_DATA_DIR", self.path().join("data"))
+            .env("HOOP_KEYRING", "file")
+            // The machine's own settings must not leak in.
+            .env_remove("HOOP_PROFILE")
+            .env_remove("HOOP_TOKEN")
+            .env_remove("HOOP_TOKEN_FILE")
+            .env_remove("BROWSER")
+            .env_remove("DISPLAY");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        run_bounded(self.hoop(args), Duration::from_secs(30))
+    }
+
+    /// `hoop login --json`, with `who` approving (or denying) at the
+    /// device page; returns the exit code, stdout lines after the prompt
+    /// line, and stderr.
+    fn login(&self, who: &str, deny: bool) -> (Option<i32>, Vec<String>, String) {
+        let mut p = Proc::spawn(
+            "hoop-login",
+            self.hoop(&["login", "--json", "--no-browser"]),
+            self.path(),
+        );
+        let prompt: Value = serde_json::from_str(&p.line(Duration::from_secs(20))).unwrap();
+        assert!(prompt["user_code"].is_string(), "{prompt}");
+        assert!(prompt["verification_uri"].is_string(), "{prompt}");
+        let url = prompt["verification_uri_complete"].as_str().unwrap();
+        let user = play_device_user(url, who, deny);
+        assert_eq!(
+            user.status,
+            Some(if deny { 2 } else { 0 }),
+            "device_user: {}",
+            user.stderr
+        );
+        let code = p.wait_exit(Duration::from_secs(30));
+        let mut rest = Vec::new();
+        if code == Some(0) {
+            rest.push(p.line(Duration::from_secs(5)));
+        }
+        (code, rest, p.stderr())
+    }
+}
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", out.stdout, out.stderr))
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn login_stores_tokens_in_a_private_file_and_whoami_reads_them() {
+    let env0 = scratch();
+    let (_idp, issuer) = human_oidc_provider(env0.path(), &[]);
+    let env = Env::new(&issuer);
+
+    let (code, rest, stderr) = env.login("alice", false);
+    assert_eq!(code, Some(0), "{stderr}");
+    let done: Value = serde_json::from_str(&rest[0]).unwrap();
+    assert_eq!(done["logged_in"], true, "{done}");
+    assert_eq!(done["subject"], "alice", "{done}");
+    assert!(stderr.contains("To sign in, open "), "{stderr}");
+
+    // The fallback is said once, with where the tokens went.
+    let note = format!(
+        "no OS keyring available (HOOP_KEYRING=file); tokens stored in {} (mode 0600)",
+        env.token_file().display()
+    );
+    assert_eq!(stderr.matches(&note).count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("no OS keyring").count(), 1, "{stderr}");
+
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(env.token_file())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let dir_mode = std::fs::metadata(env.path().join("data/tokens"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700);
+    let stored = env.stored();
+    for key in ["access_token", "refresh_token", "id_token"] {
+        assert!(stored[key].is_string(), "{key} missing");
+    }
+    assert_eq!(stored["issuer"], issuer.as_str());
+
+    let who = env.run(&["whoami", "--json"]);
+    assert_eq!(who.status, Some(0), "{}", who.stderr);
+    let v = json_of(&who);
+    assert_eq!(v["subject"], "alice", "{v}");
+    assert_eq!(v["email"], "alice@bank.example", "{v}");
+    assert_eq!(v["groups"], serde_json::json!(["eng"]), "{v}");
+    assert_eq!(v["issuer"], issuer.as_str(), "{v}");
+    assert_eq!(v["expired"], false, "{v}");
+    assert!(v["expires_at"].as_u64().unwrap() > now(), "{v}");
+    assert!(v["expires_in_secs"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(
+        v["token_store"],
+        format!("file:{}", env.token_file().display()).as_str()
+    );
+    // Nothing secret in whoami's output.
+    let at = stored["access_token"].as_str().unwrap();
+    assert!(!who.stdout.contains(at) && !who.stderr.contains(at));
+
+    // The human form names the same facts.
+    let human = env.run(&["whoami"]);
+    assert_eq!(human.status, Some(0), "{}", human.stderr);
+    assert!(human.stdout.contains("subject:  alice"), "{}", human.stdout);
+    assert!(human.stdout.contains("groups:   eng"), "{}", human.stdout);
+}
+
+#[test]
+fn an_expired_access_token_is_refreshed_silently_and_the_rotated_refresh_token_kept() {
+    let env0 = scratch();
+    let (_idp, issuer) = human_oidc_provider(env0.path(), &[("OIDC_AT_TTL", "5")]);
+    let env = Env::new(&issuer);
+    let (code, _, stderr) = env.login("alice", false);
+    assert_eq!(code, Some(0), "{stderr}");
+    let first = env.stored();
+    let exp = first["expires_at"].as_u64().unwrap();
+
+    // Wait (bounded) until the access token has expired.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while now() <= exp {
+        assert!(Instant::now() < deadline, "the token never expired");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let who = json_of(&env.run(&["whoami", "--json"]));
+    assert_eq!(who["expired"], true, "{who}");
+
+    let out = env.run(&["auth", "token"]);
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    let fresh = out.stdout.trim();
+    assert_ne!(fresh, first["access_token"].as_str().unwrap());
+    let claims = hoop_cli::auth::claims::decode_unverified(fresh).unwrap();
+    assert_eq!(claims.sub.as_deref(), Some("alice"));
+    assert!(
+        claims.exp.unwrap() > now(),
+        "the refreshed token is expired"
+    );
+
+    // The provider rotated the refresh token, and the new one was saved…
+    let second = env.stored();
+    assert_eq!(second["access_token"].as_str(), Some(fresh));
+    assert_ne!(second["refresh_token"], first["refresh_token"]);
+    // …so a second refresh works (the old one would be a replay, which
+    // oidc-provider answers by revoking the whole grant).
+    let out = env.run(&["auth", "token", "--refresh"]);
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    assert_ne!(out.stdout.trim(), fresh);
+    let third = env.stored();
+    assert_ne!(third["refresh_token"], second["refresh_token"]);
+    let who = json_of(&env.run(&["whoami", "--json"]));
+    assert_eq!(who["expired"], false, "{who}");
+    assert_eq!(who["subject"], "alice", "{who}");
+}
+
+#[test]
+fn a_denied_sign_in_exits_3_and_says_so() {
+    let env0 = scratch();
+    let (_idp, issuer) = human_oidc_provider(env0.path(), &[]);
+    let env = Env::new(&issuer);
+    let (code, _, stderr) = env.login("bob", true);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("the sign-in was denied at the identity provider"),
+        "{stderr}"
+    );
+    assert!(!env.token_file().exists());
+    let who = env.run(&["whoami"]);
+    assert_eq!(who.status, Some(3), "{}", who.stderr);
+}
+
+#[test]
+fn a_profile_issuer_that_differs_from_discovery_is_refused() {
+    let env0 = scratch();
+    let (_idp, issuer) = human_oidc_provider(env0.path(), &[]);
+    // Same server, but not the name it gives itself.
+    let wrong = issuer.replace("127.0.0.1", "localhost");
+    let env = Env::new(&wrong);
+    let out = env.run(&["login", "--no-browser"]);
+    assert_eq!(out.status, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("wrong issuer"), "{}", out.stderr);
+    assert!(out.stderr.contains(&issuer), "{}", out.stderr);
+    assert!(!out.stderr.contains("To sign in"), "{}", out.stderr);
+
+    // An unreachable provider is exit 4.
+    let out = env.run(&["login", "--no-browser", "--issuer", "http://127.0.0.1:9"]);
+    assert_eq!(out.status, Some(4), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot reach the identity provider"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn logout_revokes_at_the_provider_and_wipes_locally() {
+    let env0 = scratch();
+    let (_idp, issuer) = human_oidc_provider(env0.path(), &[]);
+    let env = Env::new(&issuer);
+    let (code, _, stderr) = env.login("carol", false);
+    assert_eq!(code, Some(0), "{stderr}");
+    let rt = env.stored()["refresh_token"].as_str().unwrap().to_owned();
+
+    let out = env.run(&["logout"]);
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("revoked"), "{}", out.stdout);
+    assert!(!env.token_file().exists());
+
+    // The provider no longer honours the refresh token.
+    assert!(rt
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c)));
+    let resp = http()
+        .post(format!("{issuer}/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=refresh_token&client_id=hoop-cli&refresh_token={rt}"
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let v: Value = resp.json().unwrap();
+    assert_eq!(v["error"], "invalid_grant", "{v}");
+
+    let who = env.run(&["whoami"]);
+    assert_eq!(who.status, Some(3), "{}", who.stderr);
+    assert!(who.stderr.contains("not logged in"), "{}", who.stderr);
+    let token = env.run(&["auth", "token"]);
+    assert_eq!(token.status, Some(3), "{}", token.stderr);
+
+    // Logging out again is fine.
+    let again = env.run(&["logout"]);
+    assert_eq!(again.status, Some(0), "{}", again.stderr);
+    assert!(again.stderr.contains("not logged in"), "{}", again.stderr);
+}
+
+/// A 2026-07-28 `tools/call` of the demo server's `echo` through `url`.
+fn echo(url: &str, id: u32) -> (u16, Vec<Value>) {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hi"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{{"name":"t","version":"1"}},"io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
+    );
+    let (status, _, msgs) = post(
+        url,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+        ],
+        &body,
+    );
+    (status, msgs)
+}
+
+/// The whole story: `hoop login`, then `hoop connect` with no token file
+/// uses the login, and outlives its first access token by refreshing it
+/// and re-authenticating on the control stream — no reconnect.
+#[test]
+fn connect_with_a_login_outlives_the_first_access_token() {
+    let env0 = scratch();
+    let dir = env0.path();
+    let (_idp, issuer) = human_oidc_provider(dir, &[("OIDC_AT_TTL", "10")]);
+    let (_demo, demo_url) = demo_server(dir, &dir.join("record.jsonl"));
+    let broker = serve_broker(
+        dir,
+        &format!(
+            "[[issuers]]\nissuer = \"{issuer}\"\naudience = \"hoop-broker\"\nkind = \"human\"\n"
+        ),
+        &http_target("demo", &demo_url),
+    );
+    let env = Env::new(&issuer);
+    std::fs::write(
+        &env.config,
+        format!(
+            "default_profile = \"dev\"\n[profiles.dev]\nissuer = \"{issuer}\"\nbroker = \"{}\"\npin = \"{}\"\n",
+            broker.addr, broker.pin
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = env.login("alice", false);
+    assert_eq!(code, Some(0), "{stderr}");
+    let first_exp = env.stored()["expires_at"].as_u64().unwrap();
+
+    let mut connect = Proc::spawn(
+        "hoop-connect",
+        {
+            let mut c = env.hoop(&[
+                "--log",
+                "info",
+                "connect",
+                "mcp",
+                "demo",
+                "--port",
+                "0",
+                "--json",
+                "--no-local-auth",
+            ]);
+            c.env_remove("HOOP_BROKER").env_remove("HOOP_PIN");
+            c
+        },
+        dir,
+    );
+    let line = connect.line(Duration::from_secs(20));
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(v["identity"], "alice", "{v}");
+    let url = v["url"].as_str().unwrap().to_owned();
+    let (status, msgs) = echo(&url, 1);
+    assert_eq!(status, 200, "{msgs:?}");
+
+    // Past the first token's expiry (bounded wait), the same connection
+    // still serves calls.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while now() <= first_exp + 2 {
+        assert!(Instant::now() < deadline, "the first token never expired");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (status, msgs) = echo(&url, 2);
+    assert_eq!(status, 200, "{msgs:?}\n{}", connect.stderr());
+    assert!(
+        msgs.iter()
+            .any(|m| m["result"]["content"][0]["text"] == "hi"),
+        "{msgs:?}"
+    );
+    let log = connect.stderr();
+    assert!(log.contains("re-authenticated with the broker"), "{log}");
+    assert!(
+        !log.contains("re-established"),
+        "it reconnected instead:\n{log}"
+    );
+    // The rotated refresh token was saved along the way.
+    assert!(env.stored()["expires_at"].as_u64().unwrap() > first_exp);
+}
