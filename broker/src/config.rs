@@ -105,6 +105,26 @@ fn default_leeway() -> u64 {
     30
 }
 
+/// Signing keys decide every identity, so where they come from must be
+/// authenticated: `https://`, or plain `http://` only on loopback (tests).
+pub fn secure_url(url: &str) -> Result<reqwest::Url, String> {
+    let u = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let loopback = u.host_str().is_some_and(|h| {
+        h == "localhost"
+            || h.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    match u.scheme() {
+        "https" => Ok(u),
+        "http" if loopback => Ok(u),
+        _ => Err(format!(
+            "{url:?} must be https:// (plain http only on loopback, for tests)"
+        )),
+    }
+}
+
 /// The asymmetric algorithms the broker accepts by default.
 pub const ASYMMETRIC_ALGORITHMS: [&str; 4] = ["RS256", "PS256", "ES256", "EdDSA"];
 
@@ -254,7 +274,24 @@ impl BrokerConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        let mut config =
+            Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        // Paths in the file mean the same whatever directory the broker (or
+        // an admin command) is started from: relative to the file.
+        let base = path.parent().unwrap_or(Path::new("."));
+        let anchor = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(s) = config.store.as_mut() {
+            anchor(s);
+        }
+        if let Some(t) = config.tls.as_mut() {
+            anchor(&mut t.cert);
+            anchor(&mut t.key);
+        }
+        Ok(config)
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Self> {
@@ -279,21 +316,9 @@ impl BrokerConfig {
     fn validate(&self) -> anyhow::Result<()> {
         for (i, iss) in self.issuers.iter().enumerate() {
             let at = format!("issuers[{i}] ({})", iss.issuer);
-            let u = reqwest::Url::parse(&iss.issuer)
-                .map_err(|e| anyhow::anyhow!("{at}: issuer is not a URL: {e}"))?;
-            if !matches!(u.scheme(), "http" | "https") {
-                anyhow::bail!("{at}: issuer must be an https:// URL");
-            }
-            if u.scheme() == "http"
-                && !u.host_str().is_some_and(|h| {
-                    h == "localhost"
-                        || h.parse::<std::net::IpAddr>()
-                            .is_ok_and(|ip| ip.is_loopback())
-                })
-            {
-                anyhow::bail!(
-                    "{at}: issuer must be https:// (plain http only on loopback, for tests)"
-                );
+            secure_url(&iss.issuer).map_err(|e| anyhow::anyhow!("{at}: issuer {e}"))?;
+            if let Some(d) = &iss.discovery_url {
+                secure_url(d).map_err(|e| anyhow::anyhow!("{at}: discovery_url {e}"))?;
             }
             if iss.audience.trim().is_empty() {
                 anyhow::bail!("{at}: audience must not be empty");

@@ -187,6 +187,9 @@ enum DevAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Everything the broker writes (its store and the store's journal
+    // files, dev keys and tokens) is for its own user only.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     init_logging(&cli.log, cli.log_json);
     // A dev broker serves one person on loopback: one thread handles that
     // with less latency than handing every wake-up between workers
@@ -233,8 +236,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             json,
             store,
         } => {
+            if let (Some(i), Some(c)) = (&issuer, &store.config) {
+                let config = BrokerConfig::load(c)?;
+                if !config.issuers.iter().any(|t| &t.issuer == i) {
+                    let known: Vec<&str> =
+                        config.issuers.iter().map(|t| t.issuer.as_str()).collect();
+                    anyhow::bail!(
+                        "--issuer {i:?} is not one this broker trusts, so the revocation would never match; trusted: {}",
+                        known.join(", ")
+                    );
+                }
+            }
             let path = store.path()?;
-            let s = BrokerStore::open(&path)?;
+            let s = BrokerStore::open_existing(&path)?;
             let now = now_unix();
             let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
             let r = s.add_revocation(
@@ -265,7 +279,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Revocations { all, json, store } => {
-            let s = BrokerStore::open(&store.path()?)?;
+            let s = BrokerStore::open_existing(&store.path()?)?;
             let list = s.revocations(all, now_unix())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -286,7 +300,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                         match (r.lifted_at, r.expires_at) {
                             (Some(l), _) => format!("lifted {l}"),
                             (None, Some(e)) => e.to_string(),
-                            (None, None) => "lifted".into(),
+                            (None, None) => "until lifted".into(),
                         },
                         r.reason
                     );
@@ -295,7 +309,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Unrevoke { id, store } => {
-            let s = BrokerStore::open(&store.path()?)?;
+            let s = BrokerStore::open_existing(&store.path()?)?;
             if s.lift_revocation(id, now_unix())? {
                 println!("revocation {id} lifted");
                 Ok(())

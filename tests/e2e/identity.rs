@@ -67,6 +67,78 @@ fn hello(broker: &Broker, token: &str) -> Frame {
     })
 }
 
+/// An authenticated connection kept open, with its control stream.
+struct Session {
+    rt: tokio::runtime::Runtime,
+    _endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    writer: FrameWriter,
+    reader: FrameReader,
+}
+
+fn session(broker: &Broker, token: &str) -> Session {
+    // Worker threads keep the connection alive between the test's calls.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (endpoint, conn, writer, reader) = rt.block_on(async {
+        let mut endpoint = quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).unwrap();
+        endpoint.set_default_client_config(client_config(&Trust::Pin(broker.pin.clone())).unwrap());
+        let conn = endpoint
+            .connect(broker.addr.parse().unwrap(), "localhost")
+            .unwrap()
+            .await
+            .unwrap();
+        let (send, recv) = conn.open_bi().await.unwrap();
+        let mut w = FrameWriter::new(send);
+        w.send(&Frame::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            token: token.to_owned(),
+            client_name: "identity-test".into(),
+            client_version: "1".into(),
+        }))
+        .await
+        .unwrap();
+        let mut r = FrameReader::new(recv, 1 << 20);
+        match r.next().await.unwrap() {
+            Some(Frame::Welcome(_)) => {}
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+        (endpoint, conn, w, r)
+    });
+    Session {
+        rt,
+        _endpoint: endpoint,
+        conn,
+        writer,
+        reader,
+    }
+}
+
+impl Session {
+    /// Sends `Reauth` and returns the broker's answer.
+    fn reauth(&mut self, token: &str) -> Frame {
+        let (w, r) = (&mut self.writer, &mut self.reader);
+        self.rt.block_on(async {
+            w.send(&Frame::Reauth(Reauth {
+                token: token.to_owned(),
+            }))
+            .await
+            .unwrap();
+            tokio::time::timeout(Duration::from_secs(10), r.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+        })
+    }
+
+    /// How the connection ended, waiting at most `limit`.
+    fn closed_within(&self, limit: Duration) -> Option<quinn::ConnectionError> {
+        let conn = self.conn.clone();
+        self.rt
+            .block_on(async { tokio::time::timeout(limit, conn.closed()).await.ok() })
+    }
+}
+
 fn welcome(broker: &Broker, token: &str) -> Welcome {
     match hello(broker, token) {
         Frame::Welcome(w) => w,
@@ -218,8 +290,43 @@ fn trusted_tokens_are_accepted_and_each_bad_one_is_refused_with_its_reason() {
         other => panic!("1 MiB token: expected a refusal, got {other:?}"),
     }
     assert!(logged(&broker, "authentication failed: unreadable Hello"));
+    // Re-authentication: the same identity extends the session; another
+    // subject, or the same subject with other groups, ends it.
+    let mut s = session(&broker, access);
+    match s.reauth(access) {
+        Frame::Welcome(w) => assert_eq!(w.identity.subject, "alice"),
+        other => panic!("same token: expected Welcome, got {other:?}"),
+    }
+    let bob = human.forge(&good, &[]);
+    match s.reauth(&bob) {
+        Frame::ControlError(e) => {
+            assert_eq!(e.code, ErrorCode::UNAUTHENTICATED, "{e:?}");
+            assert!(e.message.contains("same identity"), "{e:?}");
+        }
+        other => panic!("bob on alice's connection: expected a refusal, got {other:?}"),
+    }
+    assert!(s.closed_within(Duration::from_secs(5)).is_some());
+    let mut s = session(&broker, access);
+    let promoted = human.forge(
+        &with(
+            json!({"sub": "alice", "email": "alice@bank.example", "groups": ["eng", "approvers"]}),
+        ),
+        &[],
+    );
+    match s.reauth(&promoted) {
+        Frame::ControlError(e) => assert!(e.message.contains("groups changed"), "{e:?}"),
+        other => panic!("changed groups: expected a refusal, got {other:?}"),
+    }
+    assert!(s.closed_within(Duration::from_secs(5)).is_some());
+
     // After all that, a good token still works.
     assert_eq!(welcome(&broker, access).identity.subject, "alice");
+    // And it keeps working while the IdP is down: the keys are cached.
+    let mut human = human;
+    human.proc.kill();
+    assert_eq!(welcome(&broker, access).identity.subject, "alice");
+    let w = welcome(&broker, &human.forge(&good, &["--alg", "ES256"]));
+    assert_eq!(w.identity.subject, "bob");
 }
 
 fn echo(url: &str, id: u32) -> (u16, Vec<Value>) {
@@ -308,6 +415,8 @@ fn a_revoked_contractor_loses_access_within_two_seconds_until_lifted() {
     assert!(echoed(&echo(&carol.url, 1).1), "carol works before");
     assert!(echoed(&echo(&alice.url, 1).1), "alice works before");
 
+    // A raw connection of carol's, idle, to see the broker end it.
+    let idle = session(&broker, &carol_token);
     let out = admin(
         &[
             "revoke",
@@ -342,6 +451,17 @@ fn a_revoked_contractor_loses_access_within_two_seconds_until_lifted() {
     assert!(status >= 400, "{status} {text}");
     assert!(text.contains("revoked"), "the refusal says why: {text}");
     assert!(echoed(&echo(&alice.url, 2).1), "alice is untouched");
+    // The live connection itself was ended, with the revoked code and reason.
+    match idle.closed_within(Duration::from_secs(2)) {
+        Some(quinn::ConnectionError::ApplicationClosed(c)) => {
+            assert_eq!(u64::from(c.error_code), 6, "{c:?}");
+            assert!(
+                String::from_utf8_lossy(&c.reason).contains("off-boarded"),
+                "{c:?}"
+            );
+        }
+        other => panic!("carol's idle connection: {other:?}"),
+    }
     assert!(logged(&broker, "access revoked"));
 
     // The list shows it; a restart keeps it (it lives in the store).

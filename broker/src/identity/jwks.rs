@@ -49,13 +49,15 @@ struct KeySet {
     by_kid: HashMap<String, SigningKey>,
     /// Keys published without a `kid`; used only when a token has none.
     unnamed: Vec<SigningKey>,
+    /// When these keys were fetched; read without the fetch lock, so a
+    /// slow or failing fetch never holds up tokens whose key is known.
+    fetched_at: Option<Instant>,
 }
 
 #[derive(Default)]
 struct FetchState {
     jwks_uri: Option<reqwest::Url>,
     last_attempt: Option<Instant>,
-    fetched_at: Option<Instant>,
     last_error: Option<String>,
 }
 
@@ -104,11 +106,14 @@ impl JwksCache {
     /// it is unknown or the cache is stale (both rate-limited).
     pub async fn key(&self, kid: Option<&str>) -> Result<SigningKey, KeyLookupError> {
         if let Some(k) = self.lookup(kid) {
-            if !self.stale().await {
+            if !self.stale() {
                 return Ok(k);
             }
-            // Stale but known: try a fetch, keep using the old key if it fails.
-            let _ = self.refresh(false).await;
+            // Stale but known: fetch unless a fetch is already under way,
+            // and keep using the old key if it fails.
+            if let Ok(mut state) = self.fetch.try_lock() {
+                let _ = self.refresh_locked(&mut state, false).await;
+            }
             return Ok(self.lookup(kid).unwrap_or(k));
         }
         let fetched = self.refresh(false).await;
@@ -146,15 +151,20 @@ impl JwksCache {
         }
     }
 
-    async fn stale(&self) -> bool {
-        let state = self.fetch.lock().await;
-        state.fetched_at.is_none_or(|t| t.elapsed() > MAX_AGE)
+    fn stale(&self) -> bool {
+        self.snapshot()
+            .fetched_at
+            .is_none_or(|t| t.elapsed() > MAX_AGE)
     }
 
     /// Fetches discovery (once) and the JWKS. `Ok(false)`: skipped, too
     /// soon after the last attempt (unless `force`).
     pub async fn refresh(&self, force: bool) -> Result<bool, String> {
         let mut state = self.fetch.lock().await;
+        self.refresh_locked(&mut state, force).await
+    }
+
+    async fn refresh_locked(&self, state: &mut FetchState, force: bool) -> Result<bool, String> {
         if !force
             && state
                 .last_attempt
@@ -166,14 +176,14 @@ impl JwksCache {
             };
         }
         state.last_attempt = Some(Instant::now());
-        match self.fetch_keys(&mut state).await {
-            Ok(set) => {
+        match self.fetch_keys(state).await {
+            Ok(mut set) => {
+                set.fetched_at = Some(Instant::now());
                 let count = set.by_kid.len() + set.unnamed.len();
                 match self.keys.write() {
                     Ok(mut k) => *k = Arc::new(set),
                     Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
                 }
-                state.fetched_at = Some(Instant::now());
                 state.last_error = None;
                 tracing::debug!(issuer = %self.issuer, keys = count, "fetched signing keys");
                 Ok(true)
@@ -197,8 +207,8 @@ impl JwksCache {
                         self.discovery_url, d.issuer, self.issuer
                     ));
                 }
-                let u = reqwest::Url::parse(&d.jwks_uri)
-                    .map_err(|e| format!("jwks_uri {:?} is not a URL: {e}", d.jwks_uri))?;
+                let u =
+                    crate::config::secure_url(&d.jwks_uri).map_err(|e| format!("jwks_uri {e}"))?;
                 state.jwks_uri = Some(u.clone());
                 u
             }

@@ -52,6 +52,8 @@ impl RevocationList {
 /// Keeps `list` in step with the store at `path` and calls `changed` after
 /// each reload. Runs until the task is dropped. A store that cannot be read
 /// keeps the last list (and says so) rather than forgetting revocations.
+/// SQLite calls block (a busy database waits up to 5 s), so they run on
+/// the blocking pool, never on the runtime's own thread.
 pub async fn watch(list: Arc<RevocationList>, path: PathBuf, changed: impl Fn() + Send + 'static) {
     let mut last_version = None;
     let mut last_reload = std::time::Instant::now();
@@ -60,37 +62,60 @@ pub async fn watch(list: Arc<RevocationList>, path: PathBuf, changed: impl Fn() 
     let mut store: Option<BrokerStore> = None;
     loop {
         tick.tick().await;
-        let s = match store.as_ref() {
-            Some(s) => s,
-            None => match BrokerStore::open(&path) {
-                Ok(s) => store.insert(s),
-                Err(e) => {
-                    tracing::error!("revocations: cannot open the store: {e:#}");
-                    continue;
-                }
-            },
-        };
-        let version = match s.data_version() {
-            Ok(v) => v,
+        // Reload on every change, and now and then anyway so that a
+        // revocation's own expiry takes effect.
+        let due = last_reload.elapsed() >= Duration::from_secs(30);
+        let path = path.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let outcome = poll_store(&mut store, &path, last_version, due);
+            (store, outcome)
+        });
+        let outcome = match job.await {
+            Ok((s, outcome)) => {
+                store = s;
+                outcome
+            }
             Err(e) => {
-                tracing::error!("revocations: cannot read the store: {e:#}");
+                tracing::error!("revocations: the store poll failed: {e}");
                 store = None;
                 continue;
             }
         };
-        // Reload on every change, and now and then anyway so that a
-        // revocation's own expiry takes effect.
-        if Some(version) == last_version && last_reload.elapsed() < Duration::from_secs(30) {
-            continue;
-        }
-        match s.revocations(false, now_unix()) {
-            Ok(l) => {
-                list.replace(l);
+        match outcome {
+            Ok(Some((version, revocations))) => {
+                list.replace(revocations);
                 last_version = Some(version);
                 last_reload = std::time::Instant::now();
                 changed();
             }
+            Ok(None) => {}
             Err(e) => tracing::error!("revocations: cannot read the store: {e:#}"),
         }
     }
+}
+
+/// One look at the store: the revocations in force when the store changed
+/// since `last_version` (or `due`), else `None`.
+fn poll_store(
+    store: &mut Option<BrokerStore>,
+    path: &std::path::Path,
+    last_version: Option<i64>,
+    due: bool,
+) -> anyhow::Result<Option<(i64, Vec<Revocation>)>> {
+    let s = match store {
+        Some(s) => s,
+        None => store.insert(BrokerStore::open(path)?),
+    };
+    let result = (|| {
+        let version = s.data_version()?;
+        if Some(version) == last_version && !due {
+            return Ok(None);
+        }
+        Ok(Some((version, s.revocations(false, now_unix())?)))
+    })();
+    if result.is_err() {
+        // Open afresh next time (the file may have been replaced).
+        *store = None;
+    }
+    result
 }

@@ -158,6 +158,29 @@ impl Pipeline {
         open: OpenStream,
         body: Option<Bytes>,
     ) -> Reply {
+        // 1. identity: before anything else, even the target lookup, so a
+        //    caller whose token lapsed or who was revoked learns nothing.
+        if caller.expires_at() <= now_unix() {
+            let e = McpError::new(
+                codes::TOKEN_EXPIRED,
+                "your hoop token has expired: run `hoop login` (in dev: `hoop-broker dev token NAME`) and retry",
+            );
+            self.audit.refused(caller, &open.target, &e);
+            let id = body.as_deref().and_then(McpMessage::salvage_id);
+            return Reply::error(&e, id.as_ref());
+        }
+        if let Some(r) = self
+            .revocations
+            .find(&caller.identity.subject, &caller.identity.issuer)
+        {
+            let e = McpError::new(
+                codes::REVOKED,
+                format!("access revoked for {}: {}", r.subject, r.reason),
+            );
+            self.audit.refused(caller, &open.target, &e);
+            let id = body.as_deref().and_then(McpMessage::salvage_id);
+            return Reply::error(&e, id.as_ref());
+        }
         let Some(target) = self.targets.get(&open.target).cloned() else {
             let known: Vec<&str> = self.target_names().collect();
             let e = McpError::new(
@@ -176,28 +199,6 @@ impl Pipeline {
                 None,
             );
         };
-        // 1. identity
-        if caller.expires_at() <= now_unix() {
-            let e = McpError::new(
-                codes::TOKEN_EXPIRED,
-                "your hoop token has expired: run `hoop login` (in dev: `hoop-broker dev token NAME`) and retry",
-            );
-            self.audit.refused(caller, &target.name, &e);
-            let id = body.as_deref().and_then(McpMessage::salvage_id);
-            return Reply::error(&e, id.as_ref());
-        }
-        if let Some(r) = self
-            .revocations
-            .find(&caller.identity.subject, &caller.identity.issuer)
-        {
-            let e = McpError::new(
-                codes::REVOKED,
-                format!("access revoked for {}: {}", r.subject, r.reason),
-            );
-            self.audit.refused(caller, &target.name, &e);
-            let id = body.as_deref().and_then(McpMessage::salvage_id);
-            return Reply::error(&e, id.as_ref());
-        }
         match open.kind {
             StreamKind::Post => match body {
                 Some(body) => self.post(caller, target, &open.headers, body).await,

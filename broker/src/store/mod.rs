@@ -62,6 +62,18 @@ pub struct NewRevocation<'a> {
 }
 
 impl BrokerStore {
+    /// Opens a store that must exist already: the admin commands, which
+    /// would otherwise write a revocation to a new file no broker reads.
+    pub fn open_existing(path: &Path) -> anyhow::Result<Self> {
+        if !path.exists() {
+            anyhow::bail!(
+                "no broker store at {}: the broker creates it when it starts; point at the broker's own with --config FILE (its `store`) or --store FILE",
+                path.display()
+            );
+        }
+        Self::open(path)
+    }
+
     /// Opens (creating, 0600, and migrating) the store at `path`.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -69,12 +81,11 @@ impl BrokerStore {
                 anyhow::anyhow!("cannot create the store's directory {}: {e}", dir.display())
             })?;
         }
-        let fresh = !path.exists();
+        if !path.exists() {
+            create_private(path)?;
+        }
         let conn = Connection::open(path)
             .map_err(|e| anyhow::anyhow!("cannot open the broker store {}: {e}", path.display()))?;
-        if fresh {
-            restrict(path);
-        }
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // WAL lets `revoke` write while the broker reads.
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -191,12 +202,23 @@ fn row_to_revocation(row: &rusqlite::Row<'_>) -> rusqlite::Result<Revocation> {
     })
 }
 
-/// The store holds who was cut off and why: owner-only.
-fn restrict(path: &Path) {
+/// The store holds who was cut off and why: owner-only from its first byte
+/// (created 0600, not chmod-ed after the fact).
+fn create_private(path: &Path) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot create the broker store {}: {e}",
+            path.display()
+        )),
     }
 }
 

@@ -80,6 +80,12 @@ impl LiveConnections {
     }
 }
 
+/// Ends a connection because its caller was revoked (QUIC close code 6).
+fn close_revoked(conn: &quinn::Connection, reason: &str) {
+    let reason = format!("access revoked: {reason}");
+    conn.close(u32::from(ErrorCode::REVOKED.0).into(), reason.as_bytes());
+}
+
 impl TunnelServer {
     /// Accepts connections until the endpoint is closed.
     pub async fn run(self: Arc<Self>, endpoint: quinn::Endpoint) {
@@ -102,6 +108,12 @@ impl TunnelServer {
         };
         tracing::info!(%remote, subject = %caller.identity.subject, "client connected");
         self.live.add(caller.clone(), conn.clone());
+        // A revocation that landed between the check in `admit` and the line
+        // above would otherwise miss this connection.
+        let who = &caller.identity;
+        if let Some(r) = self.pipeline.revocations().find(&who.subject, &who.issuer) {
+            close_revoked(&conn, &r.reason);
+        }
         loop {
             match conn.accept_bi().await {
                 Ok((send, recv)) => {
@@ -277,6 +289,16 @@ impl TunnelServer {
             return Err(refuse(
                 ErrorCode::UNAUTHENTICATED,
                 "re-authentication must be for the same identity; reconnect to switch".into(),
+            ));
+        }
+        // Groups (and email) decide what a caller may do: when the IdP has
+        // changed them, the connection must not keep the old ones. Ending
+        // it makes the client reconnect as who it is now.
+        if old != new {
+            tracing::info!(remote = %caller.remote, subject = %old.subject, "re-authentication: groups or email changed; ending the connection so it reconnects");
+            return Err(refuse(
+                ErrorCode::UNAUTHENTICATED,
+                "your groups changed at the identity provider; reconnecting picks them up".into(),
             ));
         }
         tracing::debug!(subject = %old.subject, expires_at = verified.expires_at, "re-authenticated");

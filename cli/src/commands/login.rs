@@ -135,6 +135,12 @@ fn show_prompt(p: &DevicePrompt, json_out: bool, browser: bool) {
 /// Starts a browser at `url` when this machine seems to have one: `$BROWSER`,
 /// `open` on macOS, `xdg-open` under X11/Wayland. Never fails the login.
 fn open_browser(url: &str) -> bool {
+    // The URL comes from the IdP's answer: never hand a browser launcher
+    // anything but a web address (a `file:` or custom scheme could start
+    // another program).
+    if hoop_broker::config::secure_url(url).is_err() {
+        return false;
+    }
     let from_env = std::env::var("BROWSER")
         .ok()
         .and_then(|b| b.split(':').next().map(str::to_owned))

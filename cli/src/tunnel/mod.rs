@@ -468,12 +468,21 @@ async fn control_loop(
     mut expires_at: u64,
 ) {
     let mut since = crate::auth::now_unix();
-    let mut reauth = matches!(token, TokenSource::File(_) | TokenSource::Login(_));
+    let mut reauth = matches!(
+        token,
+        TokenSource::File(_) | TokenSource::Login(_) | TokenSource::GithubActions { .. }
+    );
+    // After a failed attempt to get a fresh token (the IdP briefly down),
+    // try again sooner, backing off, until the session's end.
+    let mut retry: Option<Duration> = None;
     for _ in 0..MAX_REAUTHS {
         let wake = reauth.then(|| reauth_at(expires_at, since)).flatten();
         // At least a second apart, whatever the broker granted last.
-        let delay =
-            wake.map(|at| Duration::from_secs(at.saturating_sub(crate::auth::now_unix()).max(1)));
+        let delay = match retry {
+            Some(d) => Some(d),
+            None => wake
+                .map(|at| Duration::from_secs(at.saturating_sub(crate::auth::now_unix()).max(1))),
+        };
         tokio::select! {
             _ = conn.closed() => return,
             frame = ctl.reader.next() => match frame {
@@ -489,12 +498,23 @@ async fn control_loop(
             _ = tokio::time::sleep(delay.unwrap_or_default()), if delay.is_some() => {
                 match reauthenticate(&mut ctl, &token, expires_at).await {
                     Reauthed::Extended(w) => {
+                        retry = None;
                         since = crate::auth::now_unix();
                         expires_at = w.session_expires_at;
                         tracing::info!(session_expires_at = expires_at, "re-authenticated with the broker");
                         *welcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(w);
                     }
                     Reauthed::GiveUp => reauth = false,
+                    Reauthed::Retry => {
+                        let left = expires_at.saturating_sub(crate::auth::now_unix());
+                        if left == 0 {
+                            reauth = false;
+                            retry = None;
+                        } else {
+                            let next = retry.map_or(Duration::from_secs(2), |d| d * 2);
+                            retry = Some(next.min(Duration::from_secs(60)).min(Duration::from_secs(left)));
+                        }
+                    }
                     Reauthed::StreamGone => break,
                 }
             }
@@ -509,6 +529,8 @@ enum Reauthed {
     /// No further attempt on this connection; it ends at its expiry and
     /// the next exchange reconnects with whatever token there is then.
     GiveUp,
+    /// No fresh token now (the IdP or the runner unreachable): try again.
+    Retry,
     StreamGone,
 }
 
@@ -517,9 +539,9 @@ async fn reauthenticate(ctl: &mut Control, token: &TokenSource, expires_at: u64)
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(
-                "cannot get a fresh token to re-authenticate ({e}); the broker session ends at {expires_at} (Unix time)"
+                "cannot get a fresh token to re-authenticate ({e}); trying again, the broker session ends at {expires_at} (Unix time)"
             );
-            return Reauthed::GiveUp;
+            return Reauthed::Retry;
         }
     };
     if ctl
