@@ -493,4 +493,71 @@ fn a_revoked_contractor_loses_access_within_two_seconds_until_lifted() {
         serde_json::from_str::<Value>(&out.stdout).unwrap(),
         json!([])
     );
+
+    // A revocation with an end lapses by itself.
+    let out = admin(&["revoke", "--subject", "carol", "--for", "3s"], &store);
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        matches!(hello(&broker, &carol_token), Frame::ControlError(e) if e.code == ErrorCode::REVOKED)
+    );
+    std::thread::sleep(Duration::from_millis(3000));
+    assert_eq!(welcome(&broker, &carol_token).identity.subject, "carol");
+    // An issuer the broker does not trust is refused (it would never match),
+    // and so is a store no broker created.
+    let mut c = Command::new(bin("hoop-broker"));
+    c.args([
+        "revoke",
+        "--subject",
+        "carol",
+        "--issuer",
+        "https://typo.example",
+        "--config",
+    ])
+    .arg(&broker.config);
+    let out = run_bounded(c, Duration::from_secs(20));
+    assert_ne!(out.status, Some(0));
+    assert!(
+        out.stderr.contains("not one this broker trusts"),
+        "{}",
+        out.stderr
+    );
+    let out = admin(
+        &["revoke", "--subject", "carol"],
+        &dir.path().join("nowhere.db"),
+    );
+    assert_ne!(out.status, Some(0));
+    assert!(out.stderr.contains("no broker store at"), "{}", out.stderr);
+}
+
+#[test]
+fn an_issuer_down_when_the_broker_starts_is_used_once_it_is_up() {
+    let dir = scratch();
+    let port = free_tcp_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let broker = serve_broker(
+        dir.path(),
+        &format!("[[issuers]]\nissuer = \"{issuer}\"\naudience = \"hoop-broker\"\n"),
+        "",
+    );
+    assert!(logged(&broker, "signing keys not available yet"));
+    let human = OidcProvider::start_on(dir.path(), "human", port, &[]);
+    let t = now();
+    let token = human.forge(
+        &json!({"iss": issuer, "aud": "hoop-broker", "sub": "alice", "iat": t, "exp": t + 300}),
+        &[],
+    );
+    // Bounded: the broker retries a failed key fetch after 2 s at most.
+    let mut answer = hello(&broker, &token);
+    for _ in 0..10 {
+        if matches!(answer, Frame::Welcome(_)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        answer = hello(&broker, &token);
+    }
+    match answer {
+        Frame::Welcome(w) => assert_eq!(w.identity.subject, "alice"),
+        other => panic!("the issuer is up, but: {other:?}\n{}", broker.proc.stderr()),
+    }
 }

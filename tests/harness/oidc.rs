@@ -22,11 +22,15 @@ pub struct OidcProvider {
 
 impl OidcProvider {
     pub fn start(dir: &Path, kind: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_on(dir, kind, free_tcp_port(), env)
+    }
+
+    /// The same on a given port (to start it after a broker that trusts it).
+    pub fn start_on(dir: &Path, kind: &str, port: u16, env: &[(&str, &str)]) -> Self {
         assert!(
             tests_dir().join("node_modules/oidc-provider").exists(),
             "tests/node_modules/oidc-provider is missing: run `bash tests/setup.sh` first"
         );
-        let port = free_tcp_port();
         let keys = dir.join(format!("oidc-{kind}-{port}-keys.json"));
         let mut cmd = Command::new("node");
         cmd.arg(tests_dir().join("fixtures/oidc/provider.mjs"))

@@ -15,6 +15,9 @@ use serde::Deserialize;
 
 /// Fetch again when a key is unknown, at most this often.
 const MIN_REFETCH: Duration = Duration::from_secs(10);
+/// After a failed fetch (the IdP down), try again sooner: still bounded,
+/// but an IdP that comes back is used within seconds.
+const MIN_RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
 /// Fetch again on use when the keys are older than this.
 const MAX_AGE: Duration = Duration::from_secs(3600);
 /// A discovery document or JWKS larger than this is refused.
@@ -165,11 +168,12 @@ impl JwksCache {
     }
 
     async fn refresh_locked(&self, state: &mut FetchState, force: bool) -> Result<bool, String> {
-        if !force
-            && state
-                .last_attempt
-                .is_some_and(|t| t.elapsed() < MIN_REFETCH)
-        {
+        let gap = if state.last_error.is_some() {
+            MIN_RETRY_AFTER_FAILURE
+        } else {
+            MIN_REFETCH
+        };
+        if !force && state.last_attempt.is_some_and(|t| t.elapsed() < gap) {
             return match &state.last_error {
                 Some(e) => Err(e.clone()),
                 None => Ok(false),
