@@ -13,6 +13,7 @@
 //! client_id = "hoop-cli"                                # the default
 //! scopes = "openid offline_access email groups"         # the default
 //! resource = "https://broker.example"   # RFC 8707; sent only when set (alias: audience)
+//! groups_claim = "realm_access.roles"   # where whoami reads groups; the broker's setting
 //! ```
 //!
 //! Tokens from `hoop login` live in the OS keyring, or in files under the
@@ -58,6 +59,9 @@ pub struct Profile {
     /// only when set.
     #[serde(alias = "audience")]
     pub resource: Option<String>,
+    /// Dotted path to the groups in the access token, as the broker's
+    /// issuer names it (`groups_claim`), for `hoop whoami` (default `groups`).
+    pub groups_claim: Option<String>,
 }
 
 /// The name tokens are stored under when no profile was selected.
@@ -92,6 +96,23 @@ impl Profile {
             scopes,
             resource: self.resource.clone(),
         })
+    }
+}
+
+impl Profile {
+    /// The claim path `hoop whoami` reads groups at.
+    pub fn groups_claim(&self, name: &str) -> Result<&str, AuthError> {
+        let path = self
+            .groups_claim
+            .as_deref()
+            .unwrap_or(crate::auth::claims::DEFAULT_GROUPS_CLAIM);
+        if crate::auth::claims::valid_claim_path(path) {
+            Ok(path)
+        } else {
+            Err(AuthError::Config(format!(
+                "groups_claim = {path:?} in [profiles.{name}] is not a claim path: use names joined by dots, e.g. \"groups\" or \"realm_access.roles\""
+            )))
+        }
     }
 }
 
@@ -446,6 +467,17 @@ mod tests {
             .auth_config("work", None, None)
             .unwrap_err();
         assert!(e.to_string().contains("--issuer"), "{e}");
+    }
+
+    #[test]
+    fn groups_claim_defaults_to_groups_and_must_be_a_path() {
+        assert_eq!(Profile::default().groups_claim("w").unwrap(), "groups");
+        let p: Profile = toml::from_str("groups_claim = \"realm_access.roles\"\n").unwrap();
+        assert_eq!(p.groups_claim("w").unwrap(), "realm_access.roles");
+        let p: Profile = toml::from_str("groups_claim = \"realm_access.\"\n").unwrap();
+        let e = p.groups_claim("w").unwrap_err();
+        assert!(e.to_string().contains("[profiles.w]"), "{e}");
+        assert_eq!(e.exit_code(), 2);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! OpenID provider (npm oidc-provider, tests/fixtures/oidc/provider.mjs):
 //! the real `hoop` binary runs the device flow while the test plays the
 //! person at the verification page (device_user.mjs). Tokens go to the
-//! file store (`HOOP_KEYRING=file`) in a scratch data dir (`HOOP_DATA_DIR`).
+//! file store (`HOOP_KEYRING=file`, or a real keyring probe that finds no
+//! D-Bus session) in a scratch data dir (`HOOP_DATA_DIR`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,7 +17,13 @@ use serde_json::Value;
 struct Env {
     dir: tempfile::TempDir,
     config: PathBuf,
+    /// Leave `HOOP_KEYRING` unset, so hoop really probes the OS keyring,
+    /// with the secret-service client pointed at a bus that does not exist.
+    real_keyring_probe: bool,
 }
+
+/// A D-Bus session address nothing listens on.
+const NO_BUS: &str = "unix:path=/nonexistent/hoop-e2e/bus";
 
 impl Env {
     fn new(issuer: &str) -> Self {
@@ -27,7 +34,19 @@ impl Env {
             format!("default_profile = \"dev\"\n[profiles.dev]\nissuer = \"{issuer}\"\n"),
         )
         .unwrap();
-        Self { dir, config }
+        Self {
+            dir,
+            config,
+            real_keyring_probe: false,
+        }
+    }
+
+    /// The same, but hoop probes the real keyring (and finds none).
+    fn without_keyring(issuer: &str) -> Self {
+        Self {
+            real_keyring_probe: true,
+            ..Self::new(issuer)
+        }
     }
 
     fn path(&self) -> &Path {
@@ -53,7 +72,12 @@ impl Env {
             .env_remove("HOOP_TOKEN")
             .env_remove("HOOP_TOKEN_FILE")
             .env_remove("BROWSER")
-            .env_remove("DISPLAY");
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY");
+        if self.real_keyring_probe {
+            cmd.env_remove("HOOP_KEYRING")
+                .env("DBUS_SESSION_BUS_ADDRESS", NO_BUS);
+        }
         cmd
     }
 
@@ -65,11 +89,19 @@ impl Env {
     /// device page; returns the exit code, stdout lines after the prompt
     /// line, and stderr.
     fn login(&self, who: &str, deny: bool) -> (Option<i32>, Vec<String>, String) {
-        let mut p = Proc::spawn(
-            "hoop-login",
-            self.hoop(&["login", "--json", "--no-browser"]),
-            self.path(),
-        );
+        self.login_with(who, deny, &[])
+    }
+
+    /// [`Env::login`] with extra arguments (`--log debug`).
+    fn login_with(
+        &self,
+        who: &str,
+        deny: bool,
+        extra: &[&str],
+    ) -> (Option<i32>, Vec<String>, String) {
+        let mut args = vec!["login", "--json", "--no-browser"];
+        args.extend_from_slice(extra);
+        let mut p = Proc::spawn("hoop-login", self.hoop(&args), self.path());
         let prompt: Value = serde_json::from_str(&p.line(Duration::from_secs(20))).unwrap();
         assert!(prompt["user_code"].is_string(), "{prompt}");
         assert!(prompt["verification_uri"].is_string(), "{prompt}");
@@ -146,6 +178,8 @@ fn login_stores_tokens_in_a_private_file_and_whoami_reads_them() {
     assert_eq!(v["subject"], "alice", "{v}");
     assert_eq!(v["email"], "alice@bank.example", "{v}");
     assert_eq!(v["groups"], serde_json::json!(["eng"]), "{v}");
+    assert_eq!(v["groups_from"], "access_token", "{v}");
+    assert_eq!(v["groups_claim"], "groups", "{v}");
     assert_eq!(v["issuer"], issuer.as_str(), "{v}");
     assert_eq!(v["expired"], false, "{v}");
     assert!(v["expires_at"].as_u64().unwrap() > now(), "{v}");
@@ -163,6 +197,21 @@ fn login_stores_tokens_in_a_private_file_and_whoami_reads_them() {
     assert_eq!(human.status, Some(0), "{}", human.stderr);
     assert!(human.stdout.contains("subject:  alice"), "{}", human.stdout);
     assert!(human.stdout.contains("groups:   eng"), "{}", human.stdout);
+    assert!(human.stdout.contains("(access token"), "{}", human.stdout);
+
+    // A Keycloak-style path the tokens do not have: no groups, and not
+    // the `groups` claim either.
+    std::fs::write(
+        &env.config,
+        format!(
+            "default_profile = \"dev\"\n[profiles.dev]\nissuer = \"{issuer}\"\ngroups_claim = \"realm_access.roles\"\n"
+        ),
+    )
+    .unwrap();
+    let v = json_of(&env.run(&["whoami", "--json"]));
+    assert_eq!(v["groups"], serde_json::json!([]), "{v}");
+    assert_eq!(v["groups_from"], Value::Null, "{v}");
+    assert_eq!(v["groups_claim"], "realm_access.roles", "{v}");
 }
 
 #[test]
@@ -386,4 +435,176 @@ fn connect_with_a_login_outlives_the_first_access_token() {
     );
     // The rotated refresh token was saved along the way.
     assert!(env.stored()["expires_at"].as_u64().unwrap() > first_exp);
+}
+
+/// Two `hoop` processes that refresh at the same moment must not both
+/// spend the same (rotating) refresh token: oidc-provider, like Keycloak
+/// and Okta, treats the replay as theft and revokes the whole grant. The
+/// cross-process lock around reload → refresh → save serialises them.
+#[test]
+fn concurrent_refreshes_from_several_processes_keep_the_grant() {
+    let env0 = scratch();
+    let (_idp, issuer) = human_oidc_provider(env0.path(), &[("OIDC_AT_TTL", "30")]);
+    let env = Env::new(&issuer);
+    let (code, _, stderr) = env.login("alice", false);
+    assert_eq!(code, Some(0), "{stderr}");
+    let first = env.stored();
+
+    // Started together; each one loads the same refresh token.
+    let racers: Vec<Proc> = (0..4)
+        .map(|i| {
+            Proc::spawn(
+                &format!("hoop-refresh-{i}"),
+                env.hoop(&["--log", "debug", "auth", "token", "--refresh"]),
+                env.path(),
+            )
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for mut p in racers {
+        let code = p.wait_exit(Duration::from_secs(60));
+        assert_eq!(code, Some(0), "{}: {}", p.name, p.stderr());
+        let token = p.line(Duration::from_secs(5));
+        let claims = hoop_cli::auth::claims::decode_unverified(&token).unwrap();
+        assert_eq!(claims.sub.as_deref(), Some("alice"));
+        tokens.push(token);
+    }
+    assert!(tokens
+        .iter()
+        .all(|t| t != first["access_token"].as_str().unwrap()));
+    assert_ne!(env.stored()["refresh_token"], first["refresh_token"]);
+
+    // The grant survived: one more refresh works, and so does whoami.
+    let out = env.run(&["auth", "token", "--refresh"]);
+    assert_eq!(out.status, Some(0), "the grant was revoked: {}", out.stderr);
+    let who = json_of(&env.run(&["whoami", "--json"]));
+    assert_eq!(who["subject"], "alice", "{who}");
+    assert_eq!(who["expired"], false, "{who}");
+
+    // The lock file is private and stays (removing it would race).
+    use std::os::unix::fs::PermissionsExt;
+    let lock = env.path().join("data/tokens/dev.lock");
+    let mode = std::fs::metadata(&lock).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+/// No `HOOP_KEYRING`: hoop probes the real OS keyring, which cannot be
+/// reached (no D-Bus session), so the tokens go to the 0600 file.
+#[test]
+fn without_a_reachable_keyring_login_falls_back_to_the_file_and_says_so_once() {
+    let env0 = scratch();
+    let (_idp, issuer) = human_oidc_provider(env0.path(), &[]);
+    let env = Env::without_keyring(&issuer);
+
+    let (code, rest, stderr) = env.login("alice", false);
+    assert_eq!(code, Some(0), "{stderr}");
+    let done: Value = serde_json::from_str(&rest[0]).unwrap();
+    assert_eq!(done["subject"], "alice", "{done}");
+    let file = format!("file:{}", env.token_file().display());
+    assert_eq!(done["token_store"], file.as_str(), "{done}");
+
+    assert_eq!(
+        stderr.matches("no OS keyring available (").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("HOOP_KEYRING=file"), "{stderr}");
+    let tail = format!(
+        "); tokens stored in {} (mode 0600)",
+        env.token_file().display()
+    );
+    assert_eq!(stderr.matches(&tail).count(), 1, "{stderr}");
+
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(env.token_file())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(env.stored()["refresh_token"].is_string());
+    assert!(!env.path().join("data/tokens/dev.keyring").exists());
+
+    let who = env.run(&["whoami", "--json"]);
+    assert_eq!(who.status, Some(0), "{}", who.stderr);
+    let v = json_of(&who);
+    assert_eq!(v["subject"], "alice", "{v}");
+    assert_eq!(v["token_store"], file.as_str(), "{v}");
+    // Said once, at login; later commands stay quiet about it.
+    assert!(!who.stderr.contains("no OS keyring"), "{}", who.stderr);
+}
+
+/// A login kept in the OS keyring cannot be wiped while the keyring cannot
+/// be read: logout says so and keeps the pointer, rather than forgetting
+/// where the secret is and claiming nobody was logged in.
+#[test]
+fn logout_with_the_keyring_unreachable_keeps_the_pointer_and_fails_clearly() {
+    let env0 = scratch();
+    let issuer = "http://127.0.0.1:9";
+    let env = Env::without_keyring(issuer);
+    let tokens = env.path().join("data/tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let pointer = tokens.join("dev.keyring");
+    std::fs::write(&pointer, issuer).unwrap();
+
+    let out = env.run(&["logout"]);
+    assert_eq!(out.status, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("OS keyring"), "{}", out.stderr);
+    assert!(out.stderr.contains("nothing was deleted"), "{}", out.stderr);
+    assert!(!out.stderr.contains("not logged in"), "{}", out.stderr);
+    assert!(!out.stdout.contains("Logged out"), "{}", out.stdout);
+    assert_eq!(std::fs::read_to_string(&pointer).unwrap(), issuer);
+
+    // whoami names the same cause, not "not logged in".
+    let who = env.run(&["whoami"]);
+    assert_eq!(who.status, Some(1), "{}", who.stderr);
+    assert!(who.stderr.contains("OS keyring"), "{}", who.stderr);
+    drop(env0);
+}
+
+/// Nobody approves before the device code expires: exit 3, and it says so.
+#[test]
+fn a_code_nobody_approves_expires_with_exit_3() {
+    let env0 = scratch();
+    let (_idp, issuer) = human_oidc_provider(env0.path(), &[("OIDC_DEVICE_TTL", "3")]);
+    let env = Env::new(&issuer);
+    let mut p = Proc::spawn(
+        "hoop-login",
+        env.hoop(&["login", "--json", "--no-browser"]),
+        env.path(),
+    );
+    let prompt: Value = serde_json::from_str(&p.line(Duration::from_secs(20))).unwrap();
+    assert!(prompt["expires_in"].as_u64().unwrap() <= 3, "{prompt}");
+    let code = p.wait_exit(Duration::from_secs(20));
+    let stderr = p.stderr();
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("the code expired before it was approved; run `hoop login` again"),
+        "{stderr}"
+    );
+    assert!(!env.token_file().exists());
+}
+
+/// The provider answers the first poll with `slow_down` (the fixture's
+/// OIDC_SLOW_DOWN_ONCE hook): hoop polls 5 s less often and still signs in.
+#[test]
+fn slow_down_makes_login_poll_less_often_and_still_succeed() {
+    let env0 = scratch();
+    let (_idp, issuer) = human_oidc_provider(env0.path(), &[("OIDC_SLOW_DOWN_ONCE", "1")]);
+    let env = Env::new(&issuer);
+    let started = Instant::now();
+    let (code, rest, stderr) = env.login_with("alice", false, &["--log", "debug"]);
+    let elapsed = started.elapsed();
+    assert_eq!(code, Some(0), "{stderr}");
+    let done: Value = serde_json::from_str(&rest[0]).unwrap();
+    assert_eq!(done["subject"], "alice", "{done}");
+    // The fixture's interval is 1 s; after slow_down, 6 s.
+    assert_eq!(stderr.matches("slowing down").count(), 1, "{stderr}");
+    assert!(stderr.contains("polling every 6s"), "{stderr}");
+    assert!(elapsed >= Duration::from_secs(6), "{elapsed:?}\n{stderr}");
+    // The debug log carries no secret.
+    let stored = env.stored();
+    for key in ["access_token", "refresh_token", "id_token"] {
+        let secret = stored[key].as_str().unwrap();
+        assert!(!stderr.contains(secret), "{key} in the log");
+    }
 }

@@ -3,13 +3,15 @@
 //! token endpoint at the interval the provider asked for — 5 s more after
 //! every `slow_down` — until they approve or deny, or the code expires.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use oauth2::{DeviceCodeErrorResponseType, RequestTokenError, Scope};
 use serde::Serialize;
 
 use super::discovery::ProviderMetadata;
-use super::http::{error_chain, oauth_client};
+use super::http::{error_chain, oauth_client, oauth_client_observed, oauth_error_code};
 use super::oauth::{self, describe_refusal};
 use super::store::StoredTokens;
 use super::{AuthConfig, AuthError};
@@ -92,8 +94,24 @@ pub async fn sign_in(
     // oauth2 stops at this timeout with `expired_token`, so the loop is
     // bounded by the code's own lifetime (and by MAX_WAIT).
     let timeout = details.expires_in().min(MAX_WAIT);
+    // oauth2 adds 5 s to the interval on each `slow_down` by itself; say so.
+    let slowed = Arc::new(AtomicU64::new(0));
+    let base_interval = details.interval().as_secs();
+    let observer: super::http::Observer = {
+        let slowed = slowed.clone();
+        Arc::new(move |resp| {
+            if oauth_error_code(resp).as_deref() == Some("slow_down") {
+                let n = slowed.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+                tracing::info!(
+                    "the identity provider asked hoop to poll less often (slow_down); slowing down: polling every {}s",
+                    base_interval.saturating_add(n.saturating_mul(5))
+                );
+            }
+        })
+    };
+    let poll_client = oauth_client_observed(http, observer);
     let token = poll
-        .request_async(&http_client, tokio::time::sleep, Some(timeout))
+        .request_async(&poll_client, tokio::time::sleep, Some(timeout))
         .await
         .map_err(|e| match e {
             RequestTokenError::ServerResponse(r) => match r.error() {

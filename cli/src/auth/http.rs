@@ -44,6 +44,38 @@ pub fn oauth_client(http: &reqwest::Client) -> impl Fn(HttpRequest) -> BoxFuture
     }
 }
 
+/// What [`oauth_client_observed`] calls with each response. It sees token
+/// responses too: it must never log a body.
+pub type Observer = std::sync::Arc<dyn Fn(&HttpResponse) + Send + Sync>;
+
+/// [`oauth_client`], showing every response to `observe` before oauth2
+/// reads it (the device flow's poll loop is inside oauth2; this is how
+/// hoop learns that it was told to slow down).
+pub fn oauth_client_observed(
+    http: &reqwest::Client,
+    observe: Observer,
+) -> impl Fn(HttpRequest) -> BoxFuture + '_ {
+    move |req: HttpRequest| -> BoxFuture {
+        let http = http.clone();
+        let observe = observe.clone();
+        Box::pin(async move {
+            let resp = send(&http, req).await?;
+            observe(&resp);
+            Ok(resp)
+        })
+    }
+}
+
+/// The OAuth error code of an error response (`{"error": "slow_down"}`),
+/// read only from a 4xx answer (a 200 carries tokens, never parsed here).
+pub fn oauth_error_code(resp: &HttpResponse) -> Option<String> {
+    if !resp.status().is_client_error() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(resp.body()).ok()?;
+    Some(v.get("error")?.as_str()?.to_owned())
+}
+
 async fn send(http: &reqwest::Client, req: HttpRequest) -> Result<HttpResponse, HttpError> {
     let req = reqwest::Request::try_from(req).map_err(|e| HttpError(e.to_string()))?;
     let resp = http
@@ -108,6 +140,25 @@ fn is_loopback(url: &oauth2::url::Url) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oauth_error_codes_only_from_client_errors() {
+        let resp = |status: u16, body: &str| {
+            http::Response::builder()
+                .status(status)
+                .body(body.as_bytes().to_vec())
+                .unwrap()
+        };
+        let slow = r#"{"error":"slow_down"}"#;
+        assert_eq!(
+            oauth_error_code(&resp(400, slow)).as_deref(),
+            Some("slow_down")
+        );
+        assert_eq!(oauth_error_code(&resp(200, slow)), None);
+        assert_eq!(oauth_error_code(&resp(500, slow)), None);
+        assert_eq!(oauth_error_code(&resp(400, "not json")), None);
+        assert_eq!(oauth_error_code(&resp(400, r#"{"error":7}"#)), None);
+    }
 
     #[test]
     fn plain_http_only_to_loopback() {

@@ -61,6 +61,13 @@ pub enum AuthError {
     /// The token store could not be read or written.
     #[error("{0}")]
     Store(String),
+    /// The profile's tokens are in the OS keyring, which cannot be read
+    /// now. Nothing was changed: the secret is still there.
+    #[error("the tokens of profile {profile} are in the OS keyring, which cannot be read now ({reason}); use hoop where the keyring works, or run `hoop login` again")]
+    KeyringUnreadable { profile: String, reason: String },
+    /// The OS keyring could not delete the tokens it holds.
+    #[error("{0}")]
+    Keyring(String),
 }
 
 impl AuthError {
@@ -71,7 +78,7 @@ impl AuthError {
             }
             Self::WrongIssuer { .. } | Self::Config(_) => exit::USAGE,
             Self::Unreachable(_) => exit::BROKER_UNREACHABLE,
-            Self::Store(_) => exit::FAILURE,
+            Self::Store(_) | Self::Keyring(_) | Self::KeyringUnreadable { .. } => exit::FAILURE,
         }
     }
 }

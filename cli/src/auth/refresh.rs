@@ -4,16 +4,28 @@
 //! saving the new tokens at once — providers that rotate refresh tokens
 //! (the test provider does, on every use) invalidate the old one, so losing
 //! the new one would end the login at the next refresh.
+//!
+//! Several hoop processes may share one login (two `hoop connect`s, a
+//! `whoami`). A refresh runs under the profile's cross-process lock
+//! ([`TokenStore::lock`]) from reloading the store to saving the new tokens,
+//! so no two processes ever spend the same refresh token: oidc-provider,
+//! Keycloak and Okta take a replayed refresh token for a stolen one and
+//! revoke the whole grant.
 
 use std::path::Path;
+use std::time::Duration;
 
 use oauth2::{RefreshToken, RequestTokenError};
 
 use super::claims::decode_unverified;
 use super::http::{error_chain, oauth_client};
 use super::oauth::{self, describe_refusal};
-use super::store::{Location, StoredTokens, TokenStore};
+use super::store::{Location, StoreLock, StoredTokens, TokenStore};
 use super::{now_unix, AuthError};
+
+/// How long a refresh waits for another process's refresh of the same
+/// profile to finish (one takes at most the HTTP client's 30 s timeout).
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Refresh when the access token has less than this left…
 pub const REFRESH_MARGIN_SECS: u64 = 60;
@@ -48,8 +60,9 @@ fn lifetime_of(t: &StoredTokens) -> Option<u64> {
 pub struct LoginSession {
     store: TokenStore,
     http: reqwest::Client,
-    /// Held across a refresh, so one refresh runs at a time: two at once
-    /// would replay a rotated refresh token.
+    /// Held across a refresh, so one refresh runs at a time in this
+    /// process (the store's lock file does the same between processes):
+    /// two at once would replay a rotated refresh token.
     tokens: tokio::sync::Mutex<StoredTokens>,
     location: std::sync::Mutex<Location>,
 }
@@ -119,21 +132,30 @@ impl LoginSession {
 
     async fn access_token_inner(&self, force: bool) -> Result<String, AuthError> {
         let mut current = self.tokens.lock().await;
-        let now = now_unix();
-        let stale = |t: &StoredTokens| needs_refresh(t.expires_at, lifetime_of(t), now);
+        let stale = |t: &StoredTokens| needs_refresh(t.expires_at, lifetime_of(t), now_unix());
         if !force && !stale(&current) {
             return Ok(current.access_token.clone());
         }
+        // Held until the new tokens are saved (dropped on every return).
+        // Bounded: the wait by LOCK_TIMEOUT, the refresh by the HTTP
+        // client's timeout.
+        let _cross_process = self.cross_process_lock().await?;
         // Another hoop process (a second `connect`, a `whoami`) may have
-        // refreshed since we loaded; its refresh token is the live one.
+        // refreshed since we loaded; its refresh token is the live one, and
+        // its access token as new as ours would be (also when forced).
         if let Some(stored) = self.reload().await? {
             if stored.access_token != current.access_token {
                 *current = stored;
                 if !stale(&current) {
+                    tracing::debug!(
+                        profile = self.profile(),
+                        "using the tokens another hoop process refreshed"
+                    );
                     return Ok(current.access_token.clone());
                 }
             }
         }
+        let now = now_unix();
         let Some(refresh_token) = current.refresh_token.clone() else {
             if current.expires_at.is_some_and(|e| e <= now) {
                 return Err(AuthError::Rejected(format!(
@@ -146,8 +168,9 @@ impl LoginSession {
         let fresh = match self.refresh(&current, &refresh_token).await {
             Ok(t) => t,
             Err(e @ AuthError::Rejected(_)) => {
-                // Lost a race with another process that rotated the token
-                // first: adopt what it saved.
+                // Lost a race with a process that does not take the lock
+                // (an older hoop) and rotated the token first: adopt what
+                // it saved.
                 match self.reload().await? {
                     Some(s) if s.refresh_token != current.refresh_token && !stale(&s) => s,
                     _ => return Err(e),
@@ -169,6 +192,13 @@ impl LoginSession {
         tracing::debug!(profile = self.profile(), expires_at = ?fresh.expires_at, "access token refreshed");
         *current = fresh;
         Ok(current.access_token.clone())
+    }
+
+    async fn cross_process_lock(&self) -> Result<StoreLock, AuthError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.lock(LOCK_TIMEOUT))
+            .await
+            .map_err(|e| AuthError::Store(format!("cannot lock the token store: {e}")))?
     }
 
     async fn reload(&self) -> Result<Option<StoredTokens>, AuthError> {

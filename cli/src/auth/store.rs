@@ -6,11 +6,17 @@
 //! holding only the issuer, because a keyring cannot be listed and the
 //! account name needs it.
 //!
+//! Whatever holds the secret, `<profile>.lock` beside those files (0600,
+//! never deleted) is the cross-process lock that serialises reload →
+//! refresh → save ([`TokenStore::lock`]): providers rotate refresh tokens
+//! and treat a replay of a spent one as theft, revoking the whole grant.
+//!
 //! Calls here block (the keyring talks D-Bus); async callers run them on
 //! `spawn_blocking`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -146,6 +152,60 @@ impl TokenStore {
         self.dir.join(format!("{}.keyring", self.profile))
     }
 
+    /// The cross-process lock file of this profile.
+    pub fn lock_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.lock", self.profile))
+    }
+
+    /// Takes this profile's cross-process lock, waiting at most `timeout`
+    /// for another hoop process to release it. Blocks (polls every 50 ms);
+    /// async callers run it on `spawn_blocking`. Released when the guard is
+    /// dropped, or by the OS when the process dies.
+    pub fn lock(&self, timeout: Duration) -> Result<StoreLock, AuthError> {
+        let path = self.lock_path();
+        create_private_dir(&self.dir)
+            .map_err(|e| AuthError::Store(format!("cannot create {}: {e}", self.dir.display())))?;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let file = opts
+            .open(&path)
+            .map_err(|e| AuthError::Store(format!("cannot open {}: {e}", path.display())))?;
+        let started = Instant::now();
+        let mut logged = false;
+        loop {
+            let attempt = file.try_lock();
+            match attempt {
+                Ok(()) => return Ok(StoreLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(AuthError::Store(format!(
+                        "cannot lock {}: {e}",
+                        path.display()
+                    )))
+                }
+            }
+            let waited = started.elapsed();
+            if waited >= timeout {
+                return Err(AuthError::Store(format!(
+                    "another hoop process has held the token lock of profile {} for over {}s ({}); try again, or end the stuck hoop process",
+                    self.profile,
+                    timeout.as_secs(),
+                    path.display()
+                )));
+            }
+            if !logged {
+                tracing::debug!(profile = %self.profile, "waiting for another hoop process to finish refreshing");
+                logged = true;
+            }
+            std::thread::sleep(LOCK_POLL.min(timeout - waited));
+        }
+    }
+
     fn entry(&self, issuer: &str) -> Result<keyring::Entry, keyring::Error> {
         keyring::Entry::new(KEYRING_SERVICE, &format!("{}|{issuer}", self.profile))
     }
@@ -176,10 +236,10 @@ impl TokenStore {
             _ => return Ok(None),
         };
         if let Some(reason) = &self.keyring_unavailable {
-            return Err(AuthError::Store(format!(
-                "profile {} was logged in with the OS keyring, which is not available now ({reason}); run `hoop login` again",
-                self.profile
-            )));
+            return Err(AuthError::KeyringUnreadable {
+                profile: self.profile.clone(),
+                reason: format!("not available: {reason}"),
+            });
         }
         let secret = self
             .entry(&issuer)
@@ -189,7 +249,10 @@ impl TokenStore {
                 keyring::Error::NoEntry => Ok(None),
                 e => Err(e),
             })
-            .map_err(|e| AuthError::Store(format!("cannot read the OS keyring: {e}")))?;
+            .map_err(|e| AuthError::KeyringUnreadable {
+                profile: self.profile.clone(),
+                reason: short(&e.to_string()),
+            })?;
         let Some(secret) = secret else {
             return Ok(None);
         };
@@ -235,6 +298,8 @@ impl TokenStore {
     }
 
     /// Removes the stored tokens wherever they are; whether any existed.
+    /// When they are in a keyring that cannot be reached now, nothing is
+    /// deleted (the pointer to the secret stays) and the error says so.
     pub fn delete(&self) -> Result<bool, AuthError> {
         let mut found = false;
         let file = self.file_path();
@@ -248,25 +313,53 @@ impl TokenStore {
                 )))
             }
         }
-        if let Ok(issuer) = std::fs::read_to_string(self.pointer_path()) {
-            if self.keyring_unavailable.is_none() {
-                match self
-                    .entry(issuer.trim())
-                    .and_then(|e| e.delete_credential())
-                {
-                    Ok(()) => found = true,
-                    Err(keyring::Error::NoEntry) => {}
-                    Err(e) => {
-                        return Err(AuthError::Store(format!(
-                            "cannot delete the keyring entry: {e}"
-                        )))
-                    }
+        let pointer = match std::fs::read_to_string(self.pointer_path()) {
+            Ok(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+            _ => None,
+        };
+        if let Some(issuer) = pointer {
+            // The pointer stays whenever the secret may: it is how a later
+            // logout finds it (a keyring cannot be listed).
+            let kept = |why: String| {
+                let done = if found {
+                    format!("deleted {}, but ", file.display())
+                } else {
+                    "nothing was deleted: ".to_owned()
+                };
+                AuthError::Keyring(format!(
+                    "cannot log out: the tokens of profile {} are in the OS keyring, which {why}; {done}run `hoop logout` again where the keyring works",
+                    self.profile
+                ))
+            };
+            if let Some(reason) = &self.keyring_unavailable {
+                return Err(kept(format!(
+                    "cannot be read now (not available: {reason})"
+                )));
+            }
+            match self.entry(&issuer).and_then(|e| e.delete_credential()) {
+                Ok(()) => found = true,
+                Err(keyring::Error::NoEntry) => {}
+                Err(e) => {
+                    return Err(kept(format!(
+                        "refused to delete them ({})",
+                        short(&e.to_string())
+                    )))
                 }
             }
-            let _ = std::fs::remove_file(self.pointer_path());
         }
+        // Also an empty pointer left by an interrupted write.
+        let _ = std::fs::remove_file(self.pointer_path());
         Ok(found)
     }
+}
+
+/// How often [`TokenStore::lock`] tries again.
+const LOCK_POLL: Duration = Duration::from_millis(50);
+
+/// A held cross-process lock of one profile's tokens (released on drop).
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: std::fs::File,
 }
 
 /// Whether the platform keyring answers at all (no entry is fine).
@@ -402,6 +495,66 @@ mod tests {
         assert!(store.delete().unwrap());
         assert!(!store.delete().unwrap());
         assert!(store.load().unwrap().is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_lock_is_exclusive_private_and_bounded() {
+        let dir = scratch("lock");
+        let store = file_store(&dir);
+        let held = store.lock(Duration::from_secs(1)).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(store.lock_path())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // A second holder (another open file, as another process has)
+        // waits, then gives up with words a person can act on.
+        let started = Instant::now();
+        let e = store.lock(Duration::from_millis(300)).unwrap_err();
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert!(matches!(e, AuthError::Store(_)), "{e}");
+        assert!(e.to_string().contains("another hoop process"), "{e}");
+        // Released on drop; a waiter then gets it.
+        let waiter = {
+            let store = store.clone();
+            std::thread::spawn(move || store.lock(Duration::from_secs(5)).map(|_| ()))
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        drop(held);
+        waiter.join().unwrap().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn logout_with_the_keyring_unavailable_keeps_the_pointer() {
+        let dir = scratch("keyring-gone");
+        let store = file_store(&dir);
+        std::fs::create_dir_all(dir.join("tokens")).unwrap();
+        std::fs::write(store.pointer_path(), "http://127.0.0.1:1").unwrap();
+
+        let e = store.load().unwrap_err();
+        assert!(matches!(e, AuthError::KeyringUnreadable { .. }), "{e}");
+        assert!(e.to_string().contains("OS keyring"), "{e}");
+
+        let e = store.delete().unwrap_err();
+        assert!(matches!(e, AuthError::Keyring(_)), "{e}");
+        assert!(e.to_string().contains("nothing was deleted"), "{e}");
+        assert_eq!(e.exit_code(), 1);
+        assert!(store.pointer_path().exists());
+
+        // A fallback file beside it (a later login without the keyring) is
+        // deleted, and the error says the keyring still holds tokens.
+        store.save(&sample()).unwrap();
+        let e = store.delete().unwrap_err().to_string();
+        assert!(e.contains("deleted ") && e.contains(", but "), "{e}");
+        assert!(!store.file_path().exists());
+        assert!(store.pointer_path().exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

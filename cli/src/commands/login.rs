@@ -42,6 +42,7 @@ pub async fn run(args: LoginArgs) -> Result<(), CommandError> {
         error: e,
     })?;
     let cfg = profile.auth_config(&name, args.issuer, args.client_id)?;
+    let groups_claim = profile.groups_claim(&name)?.to_owned();
     // Opened before the person signs in, so a store that cannot work
     // fails first.
     let store = TokenStore::open(&cfg.profile, &settings::data_dir()?)?;
@@ -52,14 +53,23 @@ pub async fn run(args: LoginArgs) -> Result<(), CommandError> {
     let tokens = device::sign_in(&http, &cfg, &meta, |p| show_prompt(p, json_out, browser)).await?;
 
     let to_save = tokens.clone();
-    let saved = tokio::task::spawn_blocking(move || store.save(&to_save))
-        .await
-        .map_err(|e| AuthError::Store(format!("cannot save the tokens: {e}")))??;
+    // Under the profile's lock, so a refresh another hoop process is in
+    // the middle of cannot save the old login over this one.
+    let saved = tokio::task::spawn_blocking(move || {
+        let _lock = store.lock(crate::auth::refresh::LOCK_TIMEOUT)?;
+        store.save(&to_save)
+    })
+    .await
+    .map_err(|e| AuthError::Store(format!("cannot save the tokens: {e}")))??;
     if let Some(note) = saved.note() {
         eprintln!("hoop: {note}");
     }
 
-    let c = claims::merged(&tokens.access_token, tokens.id_token.as_deref());
+    let c = claims::shown(
+        &tokens.access_token,
+        tokens.id_token.as_deref(),
+        &groups_claim,
+    );
     let expires_at = c.exp.or(tokens.expires_at);
     if json_out {
         println!(
@@ -70,6 +80,7 @@ pub async fn run(args: LoginArgs) -> Result<(), CommandError> {
                 "subject": c.sub,
                 "email": c.email,
                 "groups": c.groups,
+                "groups_from": c.groups_from,
                 "issuer": tokens.issuer,
                 "expires_at": expires_at,
                 "token_store": saved.location.describe(),

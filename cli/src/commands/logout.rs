@@ -9,7 +9,7 @@ use crate::settings::{self, ProfileArgs};
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  hoop logout\n  hoop logout --profile work\n\nThe local tokens are deleted even when the identity provider cannot be\nreached (a warning then says the refresh token may stay valid there until\nit expires). Not being logged in is not an error (exit 0)."
+    after_help = "Examples:\n  hoop logout\n  hoop logout --profile work\n\nThe local tokens are deleted even when the identity provider cannot be\nreached (a warning then says the refresh token may stay valid there until\nit expires). Not being logged in is not an error (exit 0). When the tokens\nare in an OS keyring that cannot be read now, nothing is deleted (exit 1):\nrun hoop logout again where the keyring works."
 )]
 pub struct LogoutArgs {
     #[command(flatten)]
@@ -22,16 +22,30 @@ pub async fn run(args: LogoutArgs) -> Result<(), CommandError> {
         error: e,
     })?;
     let store = TokenStore::open(&name, &settings::data_dir()?)?;
-    let loaded = {
+    // Under the profile's lock from reading the tokens to deleting them: the
+    // refresh token revoked is the live one, and a refresh in another hoop
+    // process cannot save new tokens after these are gone.
+    let (loaded, _lock) = {
         let store = store.clone();
-        tokio::task::spawn_blocking(move || store.load())
-            .await
-            .map_err(|e| AuthError::Store(e.to_string()))?
+        tokio::task::spawn_blocking(move || -> Result<_, AuthError> {
+            let lock = store.lock(crate::auth::refresh::LOCK_TIMEOUT)?;
+            Ok((store.load(), lock))
+        })
+        .await
+        .map_err(|e| AuthError::Store(e.to_string()))??
     };
     let tokens = match loaded {
         Ok(Some((t, _))) => Some(t),
         Ok(None) => None,
-        // Damaged or unreadable: nothing to revoke, but still wipe.
+        // The secret is in a keyring that cannot be read now: deleting the
+        // pointer would only forget where it is. Touch nothing.
+        Err(AuthError::KeyringUnreadable { profile, reason }) => {
+            return Err(AuthError::Keyring(format!(
+                "cannot log out: the tokens of profile {profile} are in the OS keyring, which cannot be read now ({reason}); nothing was deleted: run `hoop logout` again where the keyring works"
+            ))
+            .into())
+        }
+        // Damaged or unreadable file: nothing to revoke, but still wipe.
         Err(e) => {
             eprintln!("hoop: warning: {e}");
             None

@@ -5,13 +5,14 @@ use serde_json::json;
 
 use super::login::human_secs;
 use super::CommandError;
+use crate::auth::claims::{self, GroupsFrom};
 use crate::auth::store::TokenStore;
-use crate::auth::{claims, now_unix, AuthError};
+use crate::auth::{now_unix, AuthError};
 use crate::settings::{self, ProfileArgs};
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  hoop whoami\n  hoop whoami --profile work --json\n\nThe claims are decoded locally from the access token (the id token fills\ngaps) WITHOUT verifying its signature: this shows what your token says, and\nthe broker verifies it on every call. Nothing is refreshed or sent anywhere.\n\n--json keys: profile, subject, email, groups, issuer, expires_at (Unix\nseconds), expires_in_secs (0 once expired), expired, token_store\n(\"keyring\" or \"file:<path>\").\n\nExit codes: 0 logged in (even with an expired access token), 3 not logged in"
+    after_help = "Examples:\n  hoop whoami\n  hoop whoami --profile work --json\n\nThe claims are decoded locally from the access token (the id token fills\ngaps) WITHOUT verifying its signature: this shows what your token says, and\nthe broker verifies it on every call. Nothing is refreshed or sent anywhere.\nGroups are read at the profile's groups_claim (a dotted path, default\n\"groups\"; set it to the broker's groups_claim for your issuer, e.g.\n\"realm_access.roles\" or \"roles\"), from the access token; from the id token\nonly when the access token has nothing there, which the broker never sees.\n\n--json keys: profile, subject, email, groups, groups_claim, groups_from\n(\"access_token\", \"id_token\" or null), issuer, expires_at (Unix seconds),\nexpires_in_secs (0 once expired), expired, token_store (\"keyring\" or\n\"file:<path>\").\n\nExit codes: 0 logged in (even with an expired access token), 3 not logged in"
 )]
 pub struct WhoamiArgs {
     #[command(flatten)]
@@ -22,16 +23,21 @@ pub struct WhoamiArgs {
 }
 
 pub async fn run(args: WhoamiArgs) -> Result<(), CommandError> {
-    let (name, _) = args.profile.select().map_err(|e| CommandError {
+    let (name, profile) = args.profile.select().map_err(|e| CommandError {
         code: super::exit::USAGE,
         error: e,
     })?;
+    let groups_claim = profile.groups_claim(&name)?.to_owned();
     let store = TokenStore::open(&name, &settings::data_dir()?)?;
     let (tokens, location) = tokio::task::spawn_blocking(move || store.load())
         .await
         .map_err(|e| AuthError::Store(e.to_string()))??
         .ok_or_else(|| AuthError::NotLoggedIn(format!(" (profile {name})")))?;
-    let c = claims::merged(&tokens.access_token, tokens.id_token.as_deref());
+    let c = claims::shown(
+        &tokens.access_token,
+        tokens.id_token.as_deref(),
+        &groups_claim,
+    );
     let issuer = c.iss.clone().unwrap_or_else(|| tokens.issuer.clone());
     let expires_at = c.exp.or(tokens.expires_at);
     let now = now_unix();
@@ -46,6 +52,8 @@ pub async fn run(args: WhoamiArgs) -> Result<(), CommandError> {
                 "subject": c.sub,
                 "email": c.email,
                 "groups": c.groups.clone().unwrap_or_default(),
+                "groups_claim": groups_claim,
+                "groups_from": c.groups_from,
                 "issuer": issuer,
                 "expires_at": expires_at,
                 "expires_in_secs": expires_in,
@@ -58,16 +66,19 @@ pub async fn run(args: WhoamiArgs) -> Result<(), CommandError> {
     let or_none = |v: Option<String>| v.unwrap_or_else(|| "(not in the token)".into());
     println!("subject:  {}", or_none(c.sub));
     println!("email:    {}", or_none(c.email));
-    println!(
-        "groups:   {}",
-        c.groups
-            .map(|g| if g.is_empty() {
-                "(none)".into()
-            } else {
-                g.join(", ")
-            })
-            .unwrap_or_else(|| "(not in the token)".into())
-    );
+    let groups = match &c.groups {
+        None => format!("(no {groups_claim:?} claim in the tokens)"),
+        Some(g) if g.is_empty() => "(none)".into(),
+        Some(g) => g.join(", "),
+    };
+    let from = match c.groups_from {
+        Some(GroupsFrom::AccessToken) => format!("  (access token, claim {groups_claim:?})"),
+        Some(GroupsFrom::IdToken) => format!(
+            "  (id token, claim {groups_claim:?}: the access token, which is what the broker reads, has no such claim)"
+        ),
+        None => String::new(),
+    };
+    println!("groups:   {groups}{from}");
     println!("issuer:   {issuer}");
     let expiry = match (expires_at, expired) {
         (None, _) => "unknown".to_owned(),

@@ -180,7 +180,7 @@ pub fn luhn_valid(number: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// ISO 13616 mod-97 check of an IBAN without spaces.
@@ -215,7 +215,7 @@ pub fn aba_valid(routing: &str) -> bool {
         .enumerate()
         .map(|(index, byte)| u32::from(byte - b'0') * [3, 7, 1][index % 3])
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Whether `ssn` has the `AAA-GG-SSSS` shape with no all-zero group and an
