@@ -33,6 +33,10 @@ pub struct BrokerConfig {
     /// Token issuers the broker trusts (`serve` needs at least one).
     #[serde(default)]
     pub issuers: Vec<IssuerConfig>,
+    /// The policy file (docs/policy.md). Without one every call is allowed
+    /// under a named built-in rule, which `serve` warns about.
+    #[serde(default)]
+    pub policy: Option<PathBuf>,
     /// The broker's SQLite store (revocations now; the audit log later).
     /// Default: `broker.db` in the broker's data directory (`serve`) or
     /// state directory (`dev`).
@@ -287,6 +291,9 @@ impl BrokerConfig {
         if let Some(s) = config.store.as_mut() {
             anchor(s);
         }
+        if let Some(p) = config.policy.as_mut() {
+            anchor(p);
+        }
         if let Some(t) = config.tls.as_mut() {
             anchor(&mut t.cert);
             anchor(&mut t.key);
@@ -310,6 +317,7 @@ impl BrokerConfig {
             limits: Limits::default(),
             issuers: Vec::new(),
             store: None,
+            policy: None,
         }
     }
 

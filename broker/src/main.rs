@@ -19,7 +19,7 @@ use hoop_broker::tunnel::tls::{self, TlsMaterial};
     name = "hoop-broker",
     version,
     about = "The hoop access broker: the one enforcement point between MCP clients and MCP servers",
-    after_help = "Examples:\n  hoop-broker dev                          # loopback dev broker, identities alice and bob\n  hoop-broker dev --config broker.toml     # same, with your targets\n  hoop-broker dev token alice              # print a fresh dev token for alice\n  hoop-broker serve --config /etc/hoop/broker.toml\n  hoop-broker revoke --subject carol --config /etc/hoop/broker.toml\n  hoop-broker revocations --config /etc/hoop/broker.toml"
+    after_help = "Examples:\n  hoop-broker dev                          # loopback dev broker, identities alice and bob\n  hoop-broker dev --config broker.toml     # same, with your targets\n  hoop-broker dev token alice              # print a fresh dev token for alice\n  hoop-broker serve --config /etc/hoop/broker.toml\n  hoop-broker revoke --subject carol --config /etc/hoop/broker.toml\n  hoop-broker revocations --config /etc/hoop/broker.toml\n  hoop-broker policy check policy.toml\n  hoop-broker policy explain policy.toml --subject alice --groups eng --target demo --tool delete_model"
 )]
 struct Cli {
     /// Log filter (e.g. info, debug, hoop_broker=debug).
@@ -70,6 +70,9 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Check a policy file, or explain a decision, without a running broker.
+    #[command(subcommand)]
+    Policy(hoop_broker::policy::command::PolicyCommand),
     /// List revocations (those in force, or --all).
     Revocations {
         /// Include lifted and expired ones.
@@ -187,6 +190,15 @@ enum DevAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Policy(cmd) = cli.command {
+        return match hoop_broker::policy::command::run(cmd) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     // Everything the broker writes (its store and the store's journal
     // files, dev keys and tokens) is for its own user only.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
@@ -227,6 +239,7 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config } => serve(&config).await,
+        Command::Policy(_) => Ok(()),
         Command::Dev(args) => dev(args).await,
         Command::Revoke {
             subject,

@@ -11,6 +11,7 @@ use crate::config::BrokerConfig;
 use crate::identity::revocation::{self, RevocationList};
 use crate::identity::TokenVerifier;
 use crate::pipeline::Pipeline;
+use crate::policy::Policy;
 use crate::store::BrokerStore;
 use crate::tunnel::server::TunnelServer;
 use crate::tunnel::tls::{quic_server_config, TlsMaterial};
@@ -43,11 +44,27 @@ impl RunningBroker {
     }
 }
 
-/// Binds the listener and starts serving.
+/// Binds the listener and starts serving, under the config's policy file
+/// (or allow-all without one).
 pub async fn start(
     config: &BrokerConfig,
     tls: TlsMaterial,
     verifier: Arc<dyn TokenVerifier>,
+) -> anyhow::Result<RunningBroker> {
+    let policy = match &config.policy {
+        Some(path) => Policy::load(path)?,
+        None => Policy::allow_all(),
+    };
+    start_with_policy(config, tls, verifier, policy).await
+}
+
+/// The same with a policy given in place of the config's (`hoop demo`
+/// ships its own).
+pub async fn start_with_policy(
+    config: &BrokerConfig,
+    tls: TlsMaterial,
+    verifier: Arc<dyn TokenVerifier>,
+    policy: Policy,
 ) -> anyhow::Result<RunningBroker> {
     install_crypto_provider();
     let fingerprint = tls.fingerprint();
@@ -61,7 +78,7 @@ pub async fn start(
         let store = BrokerStore::open(path)?;
         revocations.load(&store)?;
     }
-    let pipeline = Arc::new(Pipeline::new(targets, revocations.clone()));
+    let pipeline = Arc::new(Pipeline::new(targets, revocations.clone(), policy));
     let reset = tls.reset_secret();
     let server_config = quic_server_config(tls)?;
     let socket = std::net::UdpSocket::bind(config.listen).map_err(|e| {

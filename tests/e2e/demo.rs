@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use hoop_e2e::*;
 
-const DEMO_TOOLS: [&str; 7] = [
+// What alice (eng) may use or ask approval for under the demo policy;
+// delete_model and export_transactions are blocked and not listed.
+const DEMO_TOOLS: [&str; 5] = [
     "big_payload",
-    "delete_model",
     "deploy_model",
     "echo",
-    "export_transactions",
     "get_customer",
     "slow_count",
 ];

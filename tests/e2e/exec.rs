@@ -216,3 +216,58 @@ fn a_ci_job_calls_as_its_workload_identity() {
     assert_eq!(out.status, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("id-token: write"), "{}", out.stderr);
 }
+
+#[test]
+fn exec_exits_5_when_policy_denies_or_holds_the_call() {
+    let dir = scratch();
+    let record = dir.path().join("demo.jsonl");
+    let (_demo, demo_url) = demo_server(dir.path(), &record);
+    let policy = tests_dir().join("../cli/src/demo_server/policy.toml");
+    let broker = Broker::start(
+        dir.path(),
+        &format!(
+            "policy = \"{}\"\n{}",
+            policy.display(),
+            http_target("demo", &demo_url)
+        ),
+    );
+    let alice = broker.token_file("alice");
+    let out = exec(
+        dir.path(),
+        &broker,
+        &alice,
+        &["demo", "--tool", "echo", "--args", r#"{"text":"fine"}"#],
+    );
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    let out = exec(
+        dir.path(),
+        &broker,
+        &alice,
+        &[
+            "demo",
+            "--tool",
+            "delete_model",
+            "--args",
+            r#"{"model":"fraud"}"#,
+        ],
+    );
+    assert_eq!(out.status, Some(5), "{}", out.stderr);
+    assert!(out.stderr.contains("no-destructive"), "{}", out.stderr);
+    let out = exec(
+        dir.path(),
+        &broker,
+        &alice,
+        &[
+            "demo",
+            "--tool",
+            "deploy_model",
+            "--args",
+            r#"{"model":"fraud"}"#,
+        ],
+    );
+    assert_eq!(out.status, Some(5), "{}", out.stderr);
+    assert!(out.stderr.contains("approval"), "{}", out.stderr);
+    assert!(read_record(&record)
+        .iter()
+        .all(|r| r["name"] != "delete_model" && r["name"] != "deploy_model"));
+}

@@ -13,6 +13,7 @@ mod exec;
 mod failures;
 mod identity;
 mod login;
+mod policy;
 mod relay_notifications;
 mod revisions;
 mod stdio_local;

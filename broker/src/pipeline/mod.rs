@@ -28,6 +28,7 @@
 //!    client sees it.
 //! 10. **audit**, response side: what was delivered, as masked.
 
+pub mod catalog;
 pub mod error;
 pub mod headers;
 pub mod message;
@@ -49,7 +50,7 @@ use crate::audit::Audit;
 use crate::identity::revocation::RevocationList;
 use crate::identity::{now_unix, Identity};
 use crate::masking::Masking;
-use crate::policy::{Decision, Policy};
+use crate::policy::{Decision, ListingRequest, Policy, PolicyRequest};
 use crate::upstream::{Outbound, Upstream, UpstreamError, UpstreamMessage};
 use error::{codes, McpError};
 use message::{McpMessage, MessageKind};
@@ -115,7 +116,8 @@ impl Reply {
 pub struct Pipeline {
     targets: BTreeMap<String, Arc<Target>>,
     sessions: SessionTable,
-    policy: Policy,
+    /// Swapped whole on a reload; each message judges under one version.
+    policy: std::sync::RwLock<Arc<Policy>>,
     approvals: Approvals,
     audit: Arc<Audit>,
     masking: Arc<Masking>,
@@ -123,7 +125,11 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(targets: BTreeMap<String, Upstream>, revocations: Arc<RevocationList>) -> Self {
+    pub fn new(
+        targets: BTreeMap<String, Upstream>,
+        revocations: Arc<RevocationList>,
+        policy: Policy,
+    ) -> Self {
         Self {
             revocations,
             targets: targets
@@ -131,10 +137,26 @@ impl Pipeline {
                 .map(|(n, u)| (n.clone(), Arc::new(Target::new(n, u))))
                 .collect(),
             sessions: SessionTable::default(),
-            policy: Policy,
+            policy: std::sync::RwLock::new(Arc::new(policy)),
             approvals: Approvals,
             audit: Arc::new(Audit),
             masking: Arc::new(Masking),
+        }
+    }
+
+    /// The policy in force now.
+    pub fn policy(&self) -> Arc<Policy> {
+        match self.policy.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the policy; messages already judged keep their decision.
+    pub fn set_policy(&self, policy: Policy) {
+        match self.policy.write() {
+            Ok(mut p) => *p = Arc::new(policy),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(policy),
         }
     }
 
@@ -276,7 +298,14 @@ impl Pipeline {
         headers::check(msg, h, params.as_ref())?;
         let version = protocol_version(msg, session.as_deref(), h)?;
         // 5. policy
-        let decision = self.policy.decide(caller, &target.name, msg);
+        let name = policy_name(msg);
+        let decision = self.policy().decide(&PolicyRequest {
+            identity: &caller.identity,
+            target: &target.name,
+            method: msg.method.as_deref().unwrap_or(""),
+            name: name.as_deref(),
+            arguments: msg.params().and_then(|p| p.get("arguments")),
+        });
         if let Decision::Deny { rule, reason } = &decision {
             return Err(McpError::new(
                 codes::DENIED,
@@ -392,6 +421,12 @@ impl Pipeline {
         let caller = caller.clone();
         let method = msg.method.clone();
         let target_name = target.name.clone();
+        // A catalog answer shows only what this caller may use, judged
+        // under the policy that judged the request.
+        let catalog = catalog::is_catalog(method.as_deref()).then(|| {
+            let stateless = version.as_deref() == Some(STATELESS_REVISION);
+            (self.policy(), stateless)
+        });
         // 9. masking and 10. audit, per message as it streams by.
         let messages = futures::stream::iter(early)
             .chain(reply.messages)
@@ -402,7 +437,17 @@ impl Pipeline {
                         if let Some(l) = &learns {
                             l.observe(&m);
                         }
-                        let m = masking.apply(m);
+                        let mut m = masking.apply(m);
+                        if let (Some((policy, stateless)), Some(method)) = (&catalog, &method) {
+                            m.body = catalog::filter(m.body, method, *stateless, |kind, name| {
+                                policy.visibility(&ListingRequest {
+                                    identity: &caller.identity,
+                                    target: &target_name,
+                                    kind,
+                                    name,
+                                })
+                            });
+                        }
                         audit.response(&caller, &target_name, method.as_deref(), m.body.len());
                         Ok(m.body)
                     }
@@ -667,4 +712,22 @@ async fn accepted_handshake(
                 .map(str::to_owned);
         }
     }
+}
+
+/// The stateless MCP revision, whose list results carry `cacheScope`.
+const STATELESS_REVISION: &str = "2026-07-28";
+
+/// What policy judges a message by, besides its method: the tool, prompt
+/// or resource it names (for `completion/complete`, the prompt or resource
+/// its `ref` names, so completion cannot probe a blocked prompt).
+fn policy_name(msg: &McpMessage) -> Option<String> {
+    if msg.is_method("completion/complete") {
+        let r = msg.params()?.get("ref")?;
+        return r
+            .get("name")
+            .or_else(|| r.get("uri"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+    }
+    msg.name.clone()
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use hoop_broker::config::{BrokerConfig, DevConfig, TargetConfig, TransportKind};
 use hoop_broker::identity::dev::DevIdentities;
+use hoop_broker::policy::Policy;
 use hoop_broker::tunnel::tls;
 
 use super::CommandError;
@@ -32,6 +33,10 @@ pub struct DemoArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+/// The policy the demo runs with: alice (eng) may read, `deploy_model`
+/// needs approval, deleting models and bulk exports are blocked.
+pub const DEMO_POLICY: &str = include_str!("../demo_server/policy.toml");
 
 pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
     let upstream = tokio::net::TcpListener::bind(("127.0.0.1", 0))
@@ -63,7 +68,13 @@ pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
     );
     let identities = Arc::new(DevIdentities::ephemeral(DevConfig::default())?);
     let token = identities.mint(&args.identity)?;
-    let broker = hoop_broker::start(&config, tls::self_signed()?, identities).await?;
+    let policy = Policy::parse(
+        DEMO_POLICY,
+        "the demo policy (cli/src/demo_server/policy.toml)",
+    )?;
+    let broker =
+        hoop_broker::run::start_with_policy(&config, tls::self_signed()?, identities, policy)
+            .await?;
     let tunnel = TunnelClient::connect(TunnelSettings {
         broker: broker.addr,
         server_name: "localhost".into(),

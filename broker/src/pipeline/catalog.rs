@@ -1,0 +1,161 @@
+//! Filtered catalogs: the answers to `tools/list`, `resources/list`,
+//! `resources/templates/list` and `prompts/list` show a caller only what
+//! policy lets them use. Items that need approval stay listed and say so;
+//! a filtered 2026-07-28 list is marked `cacheScope: "private"`, since it is
+//! this caller's view and no shared cache may hand it to anyone else.
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::policy::{ItemKind, Visibility};
+
+/// What a list method's result holds: its array key, the field that names
+/// each item, and the kind policy judges.
+fn shape(method: &str) -> Option<(&'static str, &'static str, ItemKind)> {
+    match method {
+        "tools/list" => Some(("tools", "name", ItemKind::Tool)),
+        "prompts/list" => Some(("prompts", "name", ItemKind::Prompt)),
+        "resources/list" => Some(("resources", "uri", ItemKind::Resource)),
+        "resources/templates/list" => Some((
+            "resourceTemplates",
+            "uriTemplate",
+            ItemKind::ResourceTemplate,
+        )),
+        _ => None,
+    }
+}
+
+/// Whether `method` answers with a catalog this module filters.
+pub fn is_catalog(method: Option<&str>) -> bool {
+    method.and_then(shape).is_some()
+}
+
+/// The response `body` to a `method` list request, filtered through
+/// `visible`. Anything that is not such a response passes unchanged (a
+/// notification on the same stream, an error). An item without a usable
+/// name is dropped: policy cannot judge what it cannot name.
+pub fn filter(
+    body: Bytes,
+    method: &str,
+    stateless: bool,
+    visible: impl Fn(ItemKind, &str) -> Visibility,
+) -> Bytes {
+    let Some((key, field, kind)) = shape(method) else {
+        return body;
+    };
+    let Ok(mut v) = serde_json::from_slice::<Value>(&body) else {
+        return body;
+    };
+    let Some(result) = v.get_mut("result").and_then(Value::as_object_mut) else {
+        return body;
+    };
+    let Some(items) = result.get_mut(key).and_then(Value::as_array_mut) else {
+        return body;
+    };
+    items.retain_mut(|item| {
+        let Some(name) = item.get(field).and_then(Value::as_str) else {
+            return false;
+        };
+        match visible(kind, name) {
+            Visibility::Hidden => false,
+            Visibility::Allowed => true,
+            Visibility::NeedsApproval { rule } => {
+                mark_approval(item, &rule);
+                true
+            }
+        }
+    });
+    if stateless {
+        result.insert("cacheScope".into(), json!("private"));
+    }
+    match serde_json::to_vec(&v) {
+        Ok(b) => Bytes::from(b),
+        Err(_) => body,
+    }
+}
+
+/// Says in the item itself that calling it waits for an approver: in its
+/// description (what a model reads) and in `_meta` (what a program reads).
+fn mark_approval(item: &mut Value, rule: &str) {
+    let Some(obj) = item.as_object_mut() else {
+        return;
+    };
+    let note = format!("[needs approval: rule {rule}]");
+    let description = match obj.get("description").and_then(Value::as_str) {
+        Some(d) if !d.is_empty() => format!("{d} {note}"),
+        _ => note,
+    };
+    obj.insert("description".into(), Value::String(description));
+    let meta = obj
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Some(m) = meta.as_object_mut() {
+        m.insert(
+            "dev.hoop/approval".into(),
+            json!({ "required": true, "rule": rule }),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judge(kind: ItemKind, name: &str) -> Visibility {
+        match (kind, name) {
+            (ItemKind::Tool, "echo") => Visibility::Allowed,
+            (ItemKind::Tool, "deploy_model") => Visibility::NeedsApproval {
+                rule: "deploy-needs-approval".into(),
+            },
+            (ItemKind::Resource, "bank://ok") => Visibility::Allowed,
+            _ => Visibility::Hidden,
+        }
+    }
+
+    #[test]
+    fn lists_keep_what_policy_allows_and_mark_approvals() {
+        let body = Bytes::from(
+            json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [
+                {"name": "echo", "description": "Echo"},
+                {"name": "deploy_model", "description": "Deploy"},
+                {"name": "delete_model"},
+                {"description": "no name"}
+            ]}})
+            .to_string(),
+        );
+        let out: Value = serde_json::from_slice(&filter(body, "tools/list", true, judge)).unwrap();
+        let tools = out["result"]["tools"].as_array().unwrap();
+        let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
+        assert_eq!(names, ["echo", "deploy_model"]);
+        assert!(tools[1]["description"]
+            .as_str()
+            .unwrap()
+            .contains("needs approval: rule deploy-needs-approval"));
+        assert_eq!(tools[1]["_meta"]["dev.hoop/approval"]["required"], true);
+        assert_eq!(out["result"]["cacheScope"], "private");
+    }
+
+    #[test]
+    fn other_messages_and_errors_pass_unchanged() {
+        let note = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#,
+        );
+        assert_eq!(filter(note.clone(), "tools/list", false, judge), note);
+        let err =
+            Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"x"}}"#);
+        assert_eq!(filter(err.clone(), "tools/list", false, judge), err);
+        let call = Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#);
+        assert_eq!(filter(call.clone(), "tools/call", false, judge), call);
+        let res = Bytes::from(
+            json!({"jsonrpc": "2.0", "id": 2, "result": {"resources": [{"uri": "bank://ok"}, {"uri": "bank://secret"}]}})
+                .to_string(),
+        );
+        let out: Value =
+            serde_json::from_slice(&filter(res, "resources/list", false, judge)).unwrap();
+        assert_eq!(out["result"]["resources"].as_array().unwrap().len(), 1);
+        assert!(
+            out["result"].get("cacheScope").is_none(),
+            "handshake era has no cacheScope"
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! The policy file (TOML) and its compilation into [`Rule`]s.
+//!
+//! Everything a rule can get wrong is refused here, before a broker runs
+//! with it: unknown keys (a typo would otherwise silently widen or narrow a
+//! rule), a rule about nobody, globs that do not compile or are not NFC,
+//! CEL that does not compile or reads unknown variables, an unknown action,
+//! a `deny` without the reason its callers will see. Errors name the file
+//! and line, and the rule and field.
+
+use std::collections::HashSet;
+
+use anyhow::{anyhow, bail, Result};
+use serde::Deserialize;
+use toml::Spanned;
+use unicode_normalization::is_nfc;
+
+use super::cond::Condition;
+use super::rule::{categories_of, Action, Category, Patterns, Rule, Who, ITEM_METHODS};
+
+/// Largest policy file read.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// Most rules in one policy.
+pub const MAX_RULES: usize = 10_000;
+/// Most entries in one list of a rule.
+pub const MAX_LIST: usize = 1_000;
+/// Longest name, pattern, group, subject or reason.
+pub const MAX_STRING: usize = 1_024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    rules: Vec<Spanned<RuleFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    name: String,
+    anyone: Option<bool>,
+    groups: Option<Vec<String>>,
+    subjects: Option<Vec<String>>,
+    workloads: Option<Vec<String>>,
+    issuers: Option<Vec<String>>,
+    targets: Option<Vec<String>>,
+    methods: Option<Vec<String>>,
+    tools: Option<Vec<String>>,
+    resources: Option<Vec<String>>,
+    prompts: Option<Vec<String>>,
+    when: Option<String>,
+    action: String,
+    reason: Option<String>,
+}
+
+/// Names a decision can carry without a rule in the file.
+pub const RESERVED_PREFIX: &str = "builtin:";
+pub const DEFAULT_DENY: &str = "default-deny";
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+pub fn parse(text: &str, origin: &str, env: &cel::Env) -> Result<Vec<Rule>> {
+    // toml's message already says "at line L, column C" and quotes the line.
+    let file: PolicyFile = toml::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))?;
+    if file.rules.len() > MAX_RULES {
+        bail!(
+            "{origin}: {} rules; at most {MAX_RULES} are allowed",
+            file.rules.len()
+        );
+    }
+    let mut names = HashSet::new();
+    let mut rules = Vec::with_capacity(file.rules.len());
+    for (i, spanned) in file.rules.into_iter().enumerate() {
+        let (line, col) = line_col(text, spanned.span().start);
+        let raw = spanned.into_inner();
+        let label = if raw.name.is_empty() {
+            format!("rule #{}", i + 1)
+        } else {
+            format!("rule `{}`", raw.name)
+        };
+        let rule = compile_rule(raw, line, env)
+            .map_err(|e| anyhow!("{origin}:{line}:{col}: {label}: {e}"))?;
+        if !names.insert(rule.name.clone()) {
+            bail!(
+                "{origin}:{line}:{col}: {label}: another rule has the same name; decisions name their rule, so names must be unique"
+            );
+        }
+        rules.push(rule);
+    }
+    Ok(rules)
+}
+
+/// Checks a list field: present lists are non-empty, bounded, and (for
+/// names the broker compares) NFC.
+fn list(field: &str, v: Option<Vec<String>>, nfc: bool) -> Result<Option<Vec<String>>, String> {
+    let Some(v) = v else { return Ok(None) };
+    if v.is_empty() {
+        return Err(format!(
+            "`{field}` is an empty list, which matches nothing; remove it or name something"
+        ));
+    }
+    if v.len() > MAX_LIST {
+        return Err(format!(
+            "`{field}` has {} entries; at most {MAX_LIST} are allowed",
+            v.len()
+        ));
+    }
+    for s in &v {
+        if s.is_empty() {
+            return Err(format!("`{field}` has an empty entry"));
+        }
+        if s.len() > MAX_STRING {
+            return Err(format!(
+                "`{field}` has an entry longer than {MAX_STRING} bytes"
+            ));
+        }
+        if nfc && !is_nfc(s) {
+            return Err(format!(
+                "`{field}` entry {s:?} is not in Unicode NFC; names are compared exactly, so write it normalized"
+            ));
+        }
+    }
+    Ok(Some(v))
+}
+
+fn sorted(v: Option<Vec<String>>) -> Vec<String> {
+    let mut v = v.unwrap_or_default();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn compile_rule(r: RuleFile, line: usize, env: &cel::Env) -> Result<Rule, String> {
+    if r.name.is_empty() || r.name.len() > 128 {
+        return Err("`name` must be 1 to 128 bytes".into());
+    }
+    if r.name.starts_with(RESERVED_PREFIX) || r.name == DEFAULT_DENY {
+        return Err(format!(
+            "`name`: `{DEFAULT_DENY}` and names starting with `{RESERVED_PREFIX}` are reserved for the broker's own decisions"
+        ));
+    }
+    let action = match r.action.as_str() {
+        "allow" => Action::Allow,
+        "deny" => Action::Deny,
+        "approve" => Action::Approve,
+        other => {
+            return Err(format!(
+                "`action`: unknown action `{other}` (allow, deny or approve)"
+            ))
+        }
+    };
+    let reason = match (action, r.reason) {
+        (Action::Deny, None) => {
+            return Err("`reason` is required for `deny`: it is what the caller is shown".into())
+        }
+        (Action::Deny, Some(s)) if s.trim().is_empty() || s.len() > MAX_STRING => {
+            return Err(format!("`reason` must be 1 to {MAX_STRING} bytes"))
+        }
+        (Action::Deny, Some(s)) => Some(s),
+        (_, Some(_)) => {
+            return Err(format!(
+                "`reason` is only shown for `deny`; remove it from this `{}` rule",
+                action.as_str()
+            ))
+        }
+        (_, None) => None,
+    };
+
+    // Who.
+    let groups = list("groups", r.groups, false)?;
+    let subjects = list("subjects", r.subjects, false)?;
+    let workloads = list("workloads", r.workloads, false)?;
+    let issuers = list("issuers", r.issuers, false)?;
+    let anyone = match r.anyone {
+        Some(false) => return Err("`anyone = false` means nothing; remove it and name `groups`, `subjects` or `workloads`".into()),
+        Some(true) => true,
+        None => false,
+    };
+    let named = groups.is_some() || subjects.is_some() || workloads.is_some();
+    if anyone && named {
+        return Err("`anyone = true` together with `groups`, `subjects` or `workloads` is ambiguous; use one".into());
+    }
+    if !anyone && !named {
+        return Err("names nobody: set `groups`, `subjects` or `workloads`, or `anyone = true` for everyone".into());
+    }
+    if let Some(w) = workloads
+        .iter()
+        .flatten()
+        .find(|w| w.starts_with("workload:"))
+    {
+        return Err(format!(
+            "`workloads` entry {w:?}: write the workload name without the `workload:` prefix"
+        ));
+    }
+
+    // What.
+    let targets = list("targets", r.targets, true)?.unwrap_or_else(|| vec!["*".into()]);
+    let targets = Patterns::compile(&targets, false).map_err(|e| format!("`targets`: {e}"))?;
+    let tools = list("tools", r.tools, true)?;
+    let resources = list("resources", r.resources, true)?;
+    let prompts = list("prompts", r.prompts, true)?;
+    let compile_items = |field: &str, v: Option<Vec<String>>, sep: bool| {
+        v.map(|v| Patterns::compile(&v, sep).map_err(|e| format!("`{field}`: {e}")))
+            .transpose()
+    };
+    let tools = compile_items("tools", tools, false)?;
+    let resources = compile_items("resources", resources, true)?;
+    let prompts = compile_items("prompts", prompts, false)?;
+    let has = |c: Category| match c {
+        Category::Tool => tools.is_some(),
+        Category::Resource => resources.is_some(),
+        Category::Prompt => prompts.is_some(),
+    };
+    let names_items = Category::ALL.iter().any(|c| has(*c));
+
+    let mut methods: Vec<String> = match list("methods", r.methods, true)? {
+        Some(m) => {
+            if names_items {
+                // Item fields constrain the name of an item method; a method
+                // that reaches no item of a named kind could never match.
+                for method in &m {
+                    let cats = categories_of(method);
+                    if cats.is_empty() {
+                        return Err(format!(
+                            "`methods`: `{method}` names no tool, resource or prompt, so it cannot be combined with `tools`, `resources` or `prompts`; put it in a rule of its own"
+                        ));
+                    }
+                    if !cats.iter().any(|c| has(*c)) {
+                        let want: Vec<&str> = cats.iter().map(|c| c.field()).collect();
+                        return Err(format!(
+                            "`methods`: `{method}` reaches {} but this rule names none",
+                            want.join(" or ")
+                        ));
+                    }
+                }
+            }
+            m
+        }
+        None if names_items => Category::ALL
+            .iter()
+            .filter(|c| has(**c))
+            .flat_map(|c| c.default_methods().iter().map(|m| (*m).to_owned()))
+            .collect(),
+        None => ITEM_METHODS.iter().map(|m| (*m).to_owned()).collect(),
+    };
+    methods.sort();
+    methods.dedup();
+
+    // When.
+    let when = match r.when {
+        None => None,
+        Some(src) => Some(Condition::compile(env, &src).map_err(|e| format!("`when` {e}"))?),
+    };
+    Ok(Rule {
+        name: r.name,
+        line,
+        who: Who {
+            anyone,
+            groups: sorted(groups),
+            subjects: sorted(subjects),
+            workloads: sorted(workloads),
+            issuers: sorted(issuers),
+        },
+        targets,
+        methods,
+        tools,
+        resources,
+        prompts,
+        when,
+        action,
+        reason,
+    })
+}
