@@ -351,6 +351,12 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     if config.store.is_none() {
         config.store = Some(serve_store()?);
     }
+    if config.policy.is_none() {
+        eprintln!(
+            "warning: no policy file (policy = \"…\" in {}): every authenticated call is allowed; see docs/policy.md",
+            path.display()
+        );
+    }
     let verifier = Arc::new(OidcVerifier::new(&config.issuers)?);
     verifier.prefetch().await;
     let broker = hoop_broker::start(&config, material, verifier).await?;
@@ -366,6 +372,12 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     }
     if let Some(s) = &config.store {
         println!("store: {}", s.display());
+    }
+    if let Some(p) = &config.policy {
+        println!(
+            "policy: {} (reloaded when it changes, or on SIGHUP)",
+            p.display()
+        );
     }
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -51,11 +51,16 @@ pub async fn start(
     tls: TlsMaterial,
     verifier: Arc<dyn TokenVerifier>,
 ) -> anyhow::Result<RunningBroker> {
-    let policy = match &config.policy {
-        Some(path) => Policy::load(path)?,
-        None => Policy::allow_all(),
-    };
-    start_with_policy(config, tls, verifier, policy).await
+    match &config.policy {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("cannot read the policy file {}: {e}", path.display())
+            })?;
+            let policy = Policy::parse(&text, &path.display().to_string())?;
+            start_inner(config, tls, verifier, policy, Some((path.clone(), text))).await
+        }
+        None => start_inner(config, tls, verifier, Policy::allow_all(), None).await,
+    }
 }
 
 /// The same with a policy given in place of the config's (`hoop demo`
@@ -65,6 +70,18 @@ pub async fn start_with_policy(
     tls: TlsMaterial,
     verifier: Arc<dyn TokenVerifier>,
     policy: Policy,
+) -> anyhow::Result<RunningBroker> {
+    start_inner(config, tls, verifier, policy, None).await
+}
+
+/// `reload`: the policy file and the text the policy came from, to keep
+/// the running policy in step with the file.
+async fn start_inner(
+    config: &BrokerConfig,
+    tls: TlsMaterial,
+    verifier: Arc<dyn TokenVerifier>,
+    policy: Policy,
+    reload: Option<(std::path::PathBuf, String)>,
 ) -> anyhow::Result<RunningBroker> {
     install_crypto_provider();
     let fingerprint = tls.fingerprint();
@@ -101,6 +118,10 @@ pub async fn start_with_policy(
         max_frame_len: config.limits.max_message_bytes,
         live: Default::default(),
     });
+    let policy_watch = reload.map(|(path, text)| {
+        let pipeline = pipeline.clone();
+        crate::policy::reload::watch(path, text, move |p| pipeline.set_policy(p))
+    });
     let watcher = config.store.clone().map(|path| {
         let server = server.clone();
         let list = revocations.clone();
@@ -124,10 +145,17 @@ pub async fn start_with_policy(
                 None => std::future::pending().await,
             }
         };
+        let policy_watch = async {
+            match policy_watch {
+                Some(w) => w.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = server.run(ep) => {}
             _ = sweep => {}
             _ = watch => {}
+            _ = policy_watch => {}
         }
     });
     Ok(RunningBroker {

@@ -14,6 +14,7 @@
 //! only at rules that can apply, and runs CEL only for those.
 
 pub mod command;
+pub mod reload;
 mod cond;
 mod file;
 mod index;

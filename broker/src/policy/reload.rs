@@ -1,0 +1,85 @@
+//! Hot reload: the broker keeps its policy in step with the file. The file
+//! is read again every second and on SIGHUP; a changed file is compiled
+//! first and only a valid one replaces the running policy, so a typo never
+//! opens (or closes) the gates: the broker logs what is wrong, with file,
+//! line and column, and keeps judging by the last good policy. Live
+//! sessions get the new policy on their next message.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::Policy;
+
+/// How often the file is looked at.
+pub const POLL: Duration = Duration::from_secs(1);
+
+/// Reloads `path` whenever its content changes (or SIGHUP arrives) and
+/// hands each valid new policy to `apply`. `loaded` is the text the running
+/// policy came from. Runs until the task is dropped.
+pub async fn watch(path: PathBuf, loaded: String, apply: impl Fn(Policy) + Send + 'static) {
+    let mut current = loaded;
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut hangup = hangup_signal();
+    loop {
+        let forced = tokio::select! {
+            _ = tick.tick() => false,
+            _ = next_hangup(&mut hangup) => true,
+        };
+        let text = match tokio::fs::read_to_string(&path).await {
+            Ok(t) => t,
+            Err(e) => {
+                if forced {
+                    tracing::error!(path = %path.display(), "policy not reloaded: cannot read the file: {e}; the running policy stays");
+                }
+                continue;
+            }
+        };
+        if text == current && !forced {
+            continue;
+        }
+        match Policy::parse(&text, &path.display().to_string()) {
+            Ok(policy) => {
+                let rules = policy.rule_count();
+                for finding in policy.lint() {
+                    tracing::warn!(path = %path.display(), "policy check: {finding}");
+                }
+                apply(policy);
+                tracing::info!(path = %path.display(), rules, "policy reloaded");
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), "policy not reloaded, the running policy stays: {e:#}");
+            }
+        }
+        // A bad file is not retried until it changes again.
+        current = text;
+    }
+}
+
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = ();
+
+#[cfg(unix)]
+fn hangup_signal() -> Hangup {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+
+#[cfg(not(unix))]
+fn hangup_signal() -> Hangup {}
+
+#[cfg(unix)]
+async fn next_hangup(h: &mut Hangup) {
+    match h {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn next_hangup(_: &mut Hangup) {
+    std::future::pending().await
+}
