@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hoop_cli::commands::{
-    self, auth, connect, demo, demo_server, exec, exit, login, logout, whoami,
+    self, auth, connect, demo, demo_server, exec, exit, login, logout, targets, whoami,
 };
 
 #[derive(Parser)]
@@ -26,6 +26,8 @@ struct Cli {
 enum Command {
     /// Serve an MCP target behind the broker to local MCP clients.
     Connect(connect::ConnectArgs),
+    /// List the targets and the tools you may use on them.
+    Targets(targets::TargetsArgs),
     /// Call one tool through the broker and exit (scripts, CI).
     Exec(exec::ExecArgs),
     /// Run broker, demo MCP server and endpoint on this machine.
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Connect(a) => connect::run(a).await,
             Command::Exec(a) => exec::run(a).await,
+            Command::Targets(a) => targets::run(a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::DemoServer(a) => demo_server::run(a).await,
             Command::Login(a) => login::run(a).await,

@@ -231,6 +231,7 @@ pub fn decode(mut p: Bytes) -> Result<Frame, DecodeError> {
                 1 => StreamKind::Post,
                 2 => StreamKind::Listen,
                 3 => StreamKind::EndSession,
+                4 => StreamKind::Catalog,
                 v => return Err(invalid("open.kind", v.into())),
             };
             let headers = McpHeaders {

@@ -167,6 +167,9 @@ pub enum StreamKind {
     Listen = 2,
     /// HTTP DELETE: the client ends its MCP session.
     EndSession = 3,
+    /// `hoop targets`: the broker answers one message listing the targets
+    /// and the tools the caller may use (the Open's target is empty).
+    Catalog = 4,
 }
 
 /// The MCP-related HTTP headers of the local request, as the client sent them.

@@ -83,6 +83,7 @@ fn stream_kind() -> impl Strategy<Value = StreamKind> {
         Just(StreamKind::Post),
         Just(StreamKind::Listen),
         Just(StreamKind::EndSession),
+        Just(StreamKind::Catalog),
     ]
 }
 

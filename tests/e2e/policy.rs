@@ -98,3 +98,74 @@ fn the_demo_policy_filters_the_catalog_and_blocks_before_the_upstream() {
     }
     assert!(received.iter().any(|r| r["name"] == "echo"));
 }
+
+#[test]
+fn hoop_targets_shows_each_person_what_they_may_use() {
+    let dir = scratch();
+    let record = dir.path().join("demo.jsonl");
+    let (_demo, demo_url) = demo_server(dir.path(), &record);
+    let policy = tests_dir().join("../cli/src/demo_server/policy.toml");
+    let broker = Broker::start(
+        dir.path(),
+        &format!(
+            "policy = \"{}\"\n{}",
+            policy.display(),
+            http_target("demo", &demo_url)
+        ),
+    );
+    let view = |who: &str| -> Value {
+        let mut c = Command::new(bin("hoop"));
+        c.args(["targets", "--json"])
+            .args(broker.connect_args(who))
+            .env_remove("HOOP_TOKEN")
+            .env("HOOP_CONFIG", empty_config(dir.path()));
+        let out = run_bounded(c, Duration::from_secs(60));
+        assert_eq!(out.status, Some(0), "{}", out.stderr);
+        serde_json::from_str(out.stdout.trim()).unwrap()
+    };
+    let tools = |v: &Value| -> Vec<(String, String)> {
+        v["targets"][0]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["name"].as_str().unwrap().to_owned(),
+                    t["access"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let alice = view("alice");
+    assert_eq!(alice["targets"][0]["name"], "demo");
+    let a = tools(&alice);
+    let s = |n: &str, a: &str| (n.to_owned(), a.to_owned());
+    assert_eq!(
+        a,
+        [
+            s("big_payload", "allowed"),
+            s("deploy_model", "approval"),
+            s("echo", "allowed"),
+            s("get_customer", "allowed"),
+            s("slow_count", "allowed")
+        ]
+    );
+    // bob (ml-leads) may not read customer records.
+    let b = tools(&view("bob"));
+    assert!(!b.iter().any(|(n, _)| n == "get_customer"), "{b:?}");
+    assert!(b.iter().any(|(n, _)| n == "echo"), "{b:?}");
+    // The text form says who is asking and marks approvals.
+    let mut c = Command::new(bin("hoop"));
+    c.arg("targets")
+        .args(broker.connect_args("alice"))
+        .env_remove("HOOP_TOKEN")
+        .env("HOOP_CONFIG", empty_config(dir.path()));
+    let out = run_bounded(c, Duration::from_secs(60));
+    assert!(out.stdout.starts_with("as alice"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("deploy_model  (needs approval: rule deploy-needs-approval)"),
+        "{}",
+        out.stdout
+    );
+}

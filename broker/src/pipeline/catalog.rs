@@ -4,10 +4,13 @@
 //! a filtered 2026-07-28 list is marked `cacheScope: "private"`, since it is
 //! this caller's view and no shared cache may hand it to anyone else.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::policy::{ItemKind, Visibility};
+use super::{Caller, Pipeline, Reply};
+use crate::policy::{ItemKind, ListingRequest, Visibility};
 
 /// What a list method's result holds: its array key, the field that names
 /// each item, and the kind policy judges.
@@ -94,6 +97,53 @@ fn mark_approval(item: &mut Value, rule: &str) {
             "dev.hoop/approval".into(),
             json!({ "required": true, "rule": rule }),
         );
+    }
+}
+
+impl Pipeline {
+    /// `hoop targets`: every target with the tools this caller may use (or
+    /// ask approval for). Tool names come from what the target has listed:
+    /// the broker asks a 2026-07-28 upstream itself; a handshake-era one is
+    /// known once any client has listed its tools.
+    pub(super) async fn targets_view(&self, caller: &Arc<Caller>) -> Reply {
+        let policy = self.policy();
+        let mut targets = Vec::new();
+        for target in self.targets.values() {
+            target.fetch_tools().await;
+            let names = target.tool_names();
+            let tools_known = !names.is_empty();
+            let tools: Vec<Value> = names
+                .iter()
+                .filter_map(|name| {
+                    let v = policy.visibility(&ListingRequest {
+                        identity: &caller.identity,
+                        target: &target.name,
+                        kind: ItemKind::Tool,
+                        name,
+                    });
+                    match v {
+                        Visibility::Hidden => None,
+                        Visibility::Allowed => Some(json!({"name": name, "access": "allowed"})),
+                        Visibility::NeedsApproval { rule } => {
+                            Some(json!({"name": name, "access": "approval", "rule": rule}))
+                        }
+                    }
+                })
+                .collect();
+            targets.push(json!({"name": target.name, "tools": tools, "tools_known": tools_known}));
+        }
+        let body = json!({
+            "identity": {
+                "subject": caller.identity.subject,
+                "groups": caller.identity.groups,
+                "issuer": caller.identity.issuer,
+            },
+            "targets": targets,
+        });
+        super::json_reply(
+            200,
+            Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+        )
     }
 }
 

@@ -203,6 +203,9 @@ impl Pipeline {
             let id = body.as_deref().and_then(McpMessage::salvage_id);
             return Reply::error(&e, id.as_ref());
         }
+        if open.kind == StreamKind::Catalog {
+            return self.targets_view(caller).await;
+        }
         let Some(target) = self.targets.get(&open.target).cloned() else {
             let known: Vec<&str> = self.target_names().collect();
             let e = McpError::new(
@@ -228,6 +231,8 @@ impl Pipeline {
             },
             StreamKind::Listen => self.listen(caller, &target, &open.headers).await,
             StreamKind::EndSession => self.end_session(caller, &target, &open.headers).await,
+            // Answered above, before any target is looked up.
+            StreamKind::Catalog => self.targets_view(caller).await,
         }
     }
 

@@ -18,6 +18,9 @@ use crate::upstream::{Outbound, Upstream};
 const TOOLS_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 /// How long reading the upstream's tool list may take in all.
 const TOOLS_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Tool names remembered per target.
+const MAX_KNOWN_TOOLS: usize = 10_000;
+
 /// Pages of `tools/list` read per refresh.
 const MAX_TOOL_PAGES: usize = 20;
 
@@ -50,6 +53,8 @@ pub struct Target {
     revision: Mutex<Revision>,
     param_headers: RwLock<HashMap<String, ParamHeaders>>,
     tools_fetched: tokio::sync::Mutex<Option<Instant>>,
+    /// Tool names seen in any `tools/list` answer, for `hoop targets`.
+    tool_names: RwLock<std::collections::BTreeSet<String>>,
 }
 
 impl Target {
@@ -60,6 +65,7 @@ impl Target {
             revision: Mutex::new(Revision::Unknown),
             param_headers: RwLock::new(HashMap::new()),
             tools_fetched: tokio::sync::Mutex::new(None),
+            tool_names: RwLock::new(Default::default()),
         }
     }
 
@@ -109,6 +115,30 @@ impl Target {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .extend(learned);
+        let names = result
+            .get("tools")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.get("name").and_then(Value::as_str));
+        let mut known = self.tool_names.write().unwrap_or_else(|p| p.into_inner());
+        // Bounded: a hostile upstream cannot grow this without limit.
+        for n in names {
+            if known.len() >= MAX_KNOWN_TOOLS {
+                break;
+            }
+            known.insert(n.to_owned());
+        }
+    }
+
+    /// The tool names this target has listed so far.
+    pub fn tool_names(&self) -> Vec<String> {
+        self.tool_names
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Reads the upstream's tool list itself (a stateless 2026-07-28

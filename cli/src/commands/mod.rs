@@ -7,6 +7,7 @@ pub mod demo_server;
 pub mod exec;
 pub mod login;
 pub mod logout;
+pub mod targets;
 pub mod whoami;
 
 /// Exit codes shared by every subcommand (documented in `hoop --help`).

@@ -1,0 +1,95 @@
+//! `hoop targets`: what the broker lets me reach, as policy sees me now:
+//! each target and the tools I may call, or call with an approval.
+
+use bytes::Bytes;
+use hoop_proto::{McpHeaders, OpenStream, StreamKind};
+use serde_json::Value;
+
+use super::{exit, CommandError};
+use crate::settings::ConnectionArgs;
+use crate::tunnel::TunnelClient;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  hoop targets\n  hoop targets --json | jq '.targets[].name'\n\nTools appear once the broker knows a target's tool list: it asks a 2026-07-28\nserver itself; for an older server, after anyone has listed its tools."
+)]
+pub struct TargetsArgs {
+    /// Print the broker's answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+pub async fn run(args: TargetsArgs) -> Result<(), CommandError> {
+    let resolved = args.connection.resolve().map_err(|e| CommandError {
+        code: exit::USAGE,
+        error: e,
+    })?;
+    let tunnel = TunnelClient::connect(resolved.tunnel).await?;
+    let open = OpenStream {
+        target: String::new(),
+        kind: StreamKind::Catalog,
+        headers: McpHeaders::default(),
+    };
+    let mut ex = tunnel.exchange(open, None).await?;
+    let mut body = Bytes::new();
+    // Bounded by the broker: one message, then Close.
+    while let Some(m) = ex.next_message().await? {
+        body = m.body;
+    }
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| anyhow::anyhow!("the broker's answer is not JSON: {e}"))?;
+    if let Some(e) = v.get("error") {
+        return Err(anyhow::anyhow!(
+            "{} (JSON-RPC error {})",
+            e["message"].as_str().unwrap_or("refused"),
+            e["code"]
+        )
+        .into());
+    }
+    if args.json {
+        println!("{v}");
+        return Ok(());
+    }
+    let who = &v["identity"];
+    println!(
+        "as {} ({}), groups: {}",
+        who["subject"].as_str().unwrap_or("?"),
+        who["issuer"].as_str().unwrap_or("?"),
+        who["groups"]
+            .as_array()
+            .map(|g| g
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", "))
+            .unwrap_or_default()
+    );
+    for t in v["targets"].as_array().into_iter().flatten() {
+        let name = t["name"].as_str().unwrap_or("?");
+        let tools = t["tools"].as_array().cloned().unwrap_or_default();
+        if t["tools_known"] != Value::Bool(true) {
+            println!(
+                "{name}\n  (tools not known yet: list them once through `hoop connect mcp {name}`)"
+            );
+            continue;
+        }
+        if tools.is_empty() {
+            println!("{name}\n  (no tools you may use)");
+            continue;
+        }
+        println!("{name}");
+        for tool in tools {
+            let n = tool["name"].as_str().unwrap_or("?");
+            match tool["access"].as_str() {
+                Some("approval") => println!(
+                    "  {n}  (needs approval: rule {})",
+                    tool["rule"].as_str().unwrap_or("?")
+                ),
+                _ => println!("  {n}"),
+            }
+        }
+    }
+    Ok(())
+}
