@@ -176,6 +176,19 @@ pub struct TargetConfig {
     /// Seconds to wait for an upstream's first answer.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// What to do when the upstream changes a tool after it was accepted:
+    /// `warn` (log it) or `block` (also hide and refuse it until
+    /// `hoop-broker tools accept`).
+    #[serde(default)]
+    pub tool_drift: DriftMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftMode {
+    #[default]
+    Warn,
+    Block,
 }
 
 fn default_timeout() -> u64 {

@@ -70,6 +70,9 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Tool definitions the upstreams listed, and accepting changed ones.
+    #[command(subcommand)]
+    Tools(ToolsCommand),
     /// Check a policy file, or explain a decision, without a running broker.
     #[command(subcommand)]
     Policy(hoop_broker::policy::command::PolicyCommand),
@@ -86,6 +89,32 @@ enum Command {
     /// Lift a revocation by its id (see `revocations`).
     Unrevoke {
         id: i64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ToolsCommand {
+    /// Tools whose latest definition is not the accepted one (or --all).
+    List {
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Accept the latest definition of a tool, or of every changed tool of
+    /// the target; a running broker unblocks it within a second.
+    #[command(after_help = "Examples:\n  hoop-broker tools list --config broker.toml\n  hoop-broker tools accept --target payments --tool transfer --config broker.toml")]
+    Accept {
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        tool: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -319,6 +348,52 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     );
                 }
             }
+            Ok(())
+        }
+        Command::Tools(ToolsCommand::List {
+            target,
+            all,
+            json,
+            store,
+        }) => {
+            let s = BrokerStore::open_existing(&store.path()?)?;
+            let rows: Vec<_> = s
+                .tool_status(target.as_deref())?
+                .into_iter()
+                .filter(|r| all || r.accepted.as_ref() != r.seen.as_ref())
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if rows.is_empty() {
+                println!("{}", if all { "no tools seen yet" } else { "no changed tools" });
+            } else {
+                println!("{:<20} {:<32} STATE", "TARGET", "TOOL");
+                for r in rows {
+                    let state = match (&r.accepted, &r.seen) {
+                        (Some(a), Some(s)) if a == s => "accepted",
+                        (None, _) => "new, not accepted",
+                        _ => "changed since accepted",
+                    };
+                    println!("{:<20} {:<32} {state}", r.target, r.tool);
+                }
+            }
+            Ok(())
+        }
+        Command::Tools(ToolsCommand::Accept {
+            target,
+            tool,
+            store,
+        }) => {
+            let s = BrokerStore::open_existing(&store.path()?)?;
+            let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            let n = s.accept_tools(&target, tool.as_deref(), &by, now_unix())?;
+            if n == 0 {
+                anyhow::bail!(
+                    "nothing to accept on target {target}{}: see `hoop-broker tools list`",
+                    tool.map(|t| format!(" for tool {t}")).unwrap_or_default()
+                );
+            }
+            println!("accepted {n} tool definition(s) on target {target}");
             Ok(())
         }
         Command::Unrevoke { id, store } => {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::config::BrokerConfig;
 use crate::identity::revocation::{self, RevocationList};
 use crate::identity::TokenVerifier;
+use crate::pipeline::drift::ToolDrift;
 use crate::pipeline::Pipeline;
 use crate::policy::Policy;
 use crate::store::BrokerStore;
@@ -87,15 +88,21 @@ async fn start_inner(
     let fingerprint = tls.fingerprint();
     let mut targets = BTreeMap::new();
     for (name, t) in &config.targets {
-        targets.insert(name.clone(), Upstream::from_config(name, t)?);
+        targets.insert(name.clone(), (Upstream::from_config(name, t)?, t.tool_drift));
     }
+    let drift = Arc::new(ToolDrift::new(config.store.clone())?);
     let revocations = Arc::new(RevocationList::default());
     if let Some(path) = &config.store {
         // Read before the listener opens, so no revoked subject slips in.
         let store = BrokerStore::open(path)?;
         revocations.load(&store)?;
     }
-    let pipeline = Arc::new(Pipeline::new(targets, revocations.clone(), policy));
+    let pipeline = Arc::new(Pipeline::new(
+        targets,
+        revocations.clone(),
+        policy,
+        drift.clone(),
+    ));
     let reset = tls.reset_secret();
     let server_config = quic_server_config(tls)?;
     let socket = std::net::UdpSocket::bind(config.listen).map_err(|e| {
@@ -125,8 +132,15 @@ async fn start_inner(
     let watcher = config.store.clone().map(|path| {
         let server = server.clone();
         let list = revocations.clone();
+        // The same store carries accepted tool definitions.
         revocation::watch(revocations.clone(), path, move || {
-            server.live.enforce(&list)
+            server.live.enforce(&list);
+            let drift = drift.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = drift.reload() {
+                    tracing::error!("cannot reload accepted tool definitions: {e:#}");
+                }
+            });
         })
     });
     let ep = endpoint.clone();

@@ -18,4 +18,5 @@ mod policy_reload;
 mod relay_notifications;
 mod revisions;
 mod stdio_local;
+mod tool_drift;
 mod tunnel_frames;

@@ -29,6 +29,7 @@
 //! 10. **audit**, response side: what was delivered, as masked.
 
 pub mod catalog;
+pub mod drift;
 pub mod error;
 pub mod headers;
 pub mod message;
@@ -126,15 +127,19 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(
-        targets: BTreeMap<String, Upstream>,
+        targets: BTreeMap<String, (Upstream, crate::config::DriftMode)>,
         revocations: Arc<RevocationList>,
         policy: Policy,
+        drift: Arc<drift::ToolDrift>,
     ) -> Self {
         Self {
             revocations,
             targets: targets
                 .into_iter()
-                .map(|(n, u)| (n.clone(), Arc::new(Target::new(n, u))))
+                .map(|(n, (u, mode))| {
+                    let t = Target::new(n.clone(), u).with_drift(drift.clone(), mode);
+                    (n, Arc::new(t))
+                })
                 .collect(),
             sessions: SessionTable::default(),
             policy: std::sync::RwLock::new(Arc::new(policy)),
@@ -302,7 +307,21 @@ impl Pipeline {
         }
         headers::check(msg, h, params.as_ref())?;
         let version = protocol_version(msg, session.as_deref(), h)?;
-        // 5. policy
+        // 5. policy (a tool that changed since it was accepted, on a target
+        //    that blocks drift, is refused first: its policy was written for
+        //    what it was)
+        if let (true, Some(tool)) = (msg.is_method("tools/call"), msg.name.as_deref()) {
+            if target.drift_blocked(tool) {
+                return Err(McpError::new(
+                    codes::DENIED,
+                    format!(
+                        "denied by rule {}: tool {tool:?} changed since it was accepted; an administrator must accept it (hoop-broker tools accept --target {} --tool {tool})",
+                        drift::DRIFT_RULE,
+                        target.name
+                    ),
+                ));
+            }
+        }
         let name = policy_name(msg);
         let decision = self.policy().decide(&PolicyRequest {
             identity: &caller.identity,
@@ -426,6 +445,7 @@ impl Pipeline {
         let caller = caller.clone();
         let method = msg.method.clone();
         let target_name = target.name.clone();
+        let drift_target = target.clone();
         // A catalog answer shows only what this caller may use, judged
         // under the policy that judged the request.
         let catalog = catalog::is_catalog(method.as_deref()).then(|| {
@@ -445,6 +465,11 @@ impl Pipeline {
                         let mut m = masking.apply(m);
                         if let (Some((policy, stateless)), Some(method)) = (&catalog, &method) {
                             m.body = catalog::filter(m.body, method, *stateless, |kind, name| {
+                                if kind == crate::policy::ItemKind::Tool
+                                    && drift_target.drift_blocked(name)
+                                {
+                                    return crate::policy::Visibility::Hidden;
+                                }
                                 policy.visibility(&ListingRequest {
                                     identity: &caller.identity,
                                     target: &target_name,

@@ -3,14 +3,16 @@
 //! `x-mcp-header` mapping of its tools (read from `tools/list` results).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+use super::drift::ToolDrift;
 use super::headers::{self, ParamHeaders};
 use super::message::McpMessage;
+use crate::config::DriftMode;
 use crate::upstream::{Outbound, Upstream};
 
 /// The broker asks an upstream for its tools at most this often, however
@@ -55,6 +57,10 @@ pub struct Target {
     tools_fetched: tokio::sync::Mutex<Option<Instant>>,
     /// Tool names seen in any `tools/list` answer, for `hoop targets`.
     tool_names: RwLock<std::collections::BTreeSet<String>>,
+    /// Tool-definition baselines (shared by all targets) and this target's
+    /// reaction to a change.
+    drift: Arc<ToolDrift>,
+    drift_mode: DriftMode,
 }
 
 impl Target {
@@ -66,7 +72,22 @@ impl Target {
             param_headers: RwLock::new(HashMap::new()),
             tools_fetched: tokio::sync::Mutex::new(None),
             tool_names: RwLock::new(Default::default()),
+            drift: Arc::new(ToolDrift::disabled()),
+            drift_mode: DriftMode::Warn,
         }
+    }
+
+    /// Compares this target's tool lists with `drift`'s baselines.
+    pub fn with_drift(mut self, drift: Arc<ToolDrift>, mode: DriftMode) -> Self {
+        self.drift = drift;
+        self.drift_mode = mode;
+        self
+    }
+
+    /// Whether `tool` changed since it was accepted and this target blocks
+    /// such tools.
+    pub fn drift_blocked(&self, tool: &str) -> bool {
+        self.drift.blocked(&self.name, self.drift_mode, tool)
     }
 
     pub fn revision(&self) -> Revision {
@@ -110,6 +131,7 @@ impl Target {
 
     /// Remembers the `x-mcp-header` mapping from a `tools/list` result.
     pub fn learn_tools(&self, result: &Value) {
+        self.drift.observe(&self.name, self.drift_mode, result);
         let learned = headers::param_headers_of(result);
         self.param_headers
             .write()

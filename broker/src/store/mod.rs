@@ -19,7 +19,22 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE revocation (
         lifted_at   INTEGER,
         created_by  TEXT NOT NULL
     );
-    CREATE INDEX revocation_subject ON revocation(subject);"];
+    CREATE INDEX revocation_subject ON revocation(subject);",
+    "CREATE TABLE tool_baseline (
+        target      TEXT NOT NULL,
+        tool        TEXT NOT NULL,
+        hash        TEXT NOT NULL,      -- tool definition hash (pipeline/drift.rs)
+        accepted_at INTEGER NOT NULL,
+        accepted_by TEXT NOT NULL,
+        PRIMARY KEY (target, tool)
+    );
+    CREATE TABLE tool_seen (
+        target      TEXT NOT NULL,
+        tool        TEXT NOT NULL,
+        hash        TEXT NOT NULL,      -- the latest definition the upstream listed
+        seen_at     INTEGER NOT NULL,
+        PRIMARY KEY (target, tool)
+    );"];
 
 /// An open store. Not `Sync`: each thread or task that needs one opens its own.
 pub struct BrokerStore {
@@ -183,6 +198,94 @@ impl BrokerStore {
             }
         }
         Ok(out)
+    }
+}
+
+/// One tool of one target: what was accepted and what was seen last.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ToolStatus {
+    pub target: String,
+    pub tool: String,
+    pub accepted: Option<String>,
+    pub seen: Option<String>,
+}
+
+impl BrokerStore {
+    /// Every accepted tool definition: (target, tool, hash).
+    pub fn tool_baselines(&self) -> anyhow::Result<Vec<(String, String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT target, tool, hash FROM tool_baseline")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records the definitions seen; `baseline` also accepts them (the
+    /// first list of a target).
+    pub fn record_tools_seen(
+        &self,
+        target: &str,
+        seen: &[(String, String)],
+        baseline: bool,
+        now: u64,
+    ) -> anyhow::Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        for (tool, hash) in seen {
+            tx.execute(
+                "INSERT INTO tool_seen (target, tool, hash, seen_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (target, tool) DO UPDATE SET hash = ?3, seen_at = ?4",
+                params![target, tool, hash, now as i64],
+            )?;
+            if baseline {
+                tx.execute(
+                    "INSERT OR IGNORE INTO tool_baseline (target, tool, hash, accepted_at, accepted_by)
+                     VALUES (?1, ?2, ?3, ?4, 'first list seen')",
+                    params![target, tool, hash, now as i64],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Accepts the latest seen definition of `tool` (or of every drifted
+    /// tool of `target`); returns how many were accepted.
+    pub fn accept_tools(
+        &self,
+        target: &str,
+        tool: Option<&str>,
+        by: &str,
+        now: u64,
+    ) -> anyhow::Result<usize> {
+        let n = self.conn.execute(
+            "INSERT INTO tool_baseline (target, tool, hash, accepted_at, accepted_by)
+             SELECT target, tool, hash, ?3, ?4 FROM tool_seen
+             WHERE target = ?1 AND (?2 IS NULL OR tool = ?2)
+             ON CONFLICT (target, tool) DO UPDATE SET hash = excluded.hash,
+                 accepted_at = excluded.accepted_at, accepted_by = excluded.accepted_by
+             WHERE tool_baseline.hash != excluded.hash",
+            params![target, tool, now as i64, by],
+        )?;
+        Ok(n)
+    }
+
+    /// Accepted and seen definitions, by target and tool.
+    pub fn tool_status(&self, target: Option<&str>) -> anyhow::Result<Vec<ToolStatus>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT s.target, s.tool, b.hash, s.hash FROM tool_seen s
+             LEFT JOIN tool_baseline b ON b.target = s.target AND b.tool = s.tool
+             WHERE ?1 IS NULL OR s.target = ?1
+             ORDER BY s.target, s.tool",
+        )?;
+        let rows = stmt.query_map([target], |r| {
+            Ok(ToolStatus {
+                target: r.get(0)?,
+                tool: r.get(1)?,
+                accepted: r.get(2)?,
+                seen: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 

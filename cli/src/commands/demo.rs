@@ -64,6 +64,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
             pool_size: 1,
             credential: None,
             timeout_secs: 300,
+            tool_drift: Default::default(),
         },
     );
     let identities = Arc::new(DevIdentities::ephemeral(DevConfig::default())?);
