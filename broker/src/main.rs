@@ -109,7 +109,9 @@ enum ToolsCommand {
     },
     /// Accept the latest definition of a tool, or of every changed tool of
     /// the target; a running broker unblocks it within a second.
-    #[command(after_help = "Examples:\n  hoop-broker tools list --config broker.toml\n  hoop-broker tools accept --target payments --tool transfer --config broker.toml")]
+    #[command(
+        after_help = "Examples:\n  hoop-broker tools list --config broker.toml\n  hoop-broker tools accept --target payments --tool transfer --config broker.toml"
+    )]
     Accept {
         #[arg(long)]
         target: String,
@@ -365,7 +367,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else if rows.is_empty() {
-                println!("{}", if all { "no tools seen yet" } else { "no changed tools" });
+                println!(
+                    "{}",
+                    if all {
+                        "no tools seen yet"
+                    } else {
+                        "no changed tools"
+                    }
+                );
             } else {
                 println!("{:<20} {:<32} STATE", "TARGET", "TOOL");
                 for r in rows {

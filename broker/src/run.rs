@@ -88,7 +88,10 @@ async fn start_inner(
     let fingerprint = tls.fingerprint();
     let mut targets = BTreeMap::new();
     for (name, t) in &config.targets {
-        targets.insert(name.clone(), (Upstream::from_config(name, t)?, t.tool_drift));
+        targets.insert(
+            name.clone(),
+            (Upstream::from_config(name, t)?, t.tool_drift),
+        );
     }
     let drift = Arc::new(ToolDrift::new(config.store.clone())?);
     let revocations = Arc::new(RevocationList::default());

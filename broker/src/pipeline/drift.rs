@@ -112,11 +112,7 @@ impl ToolDrift {
         if let Some(path) = &store {
             let s = BrokerStore::open(path)?;
             for (target, tool, hash) in s.tool_baselines()? {
-                known
-                    .baseline
-                    .entry(target)
-                    .or_default()
-                    .insert(tool, hash);
+                known.baseline.entry(target).or_default().insert(tool, hash);
             }
         }
         Ok(Self {
@@ -137,7 +133,10 @@ impl ToolDrift {
         }
         // `reported` stays: what the upstream lists now is unchanged by an
         // acceptance; `blocked` compares it with the new baseline.
-        self.known.write().unwrap_or_else(|p| p.into_inner()).baseline = fresh;
+        self.known
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .baseline = fresh;
         Ok(())
     }
 
@@ -160,7 +159,11 @@ impl ToolDrift {
             k.baseline
                 .insert(target.to_owned(), seen.iter().cloned().collect());
             drop(k);
-            tracing::info!(target, tools = seen.len(), "tool baseline recorded (first list seen)");
+            tracing::info!(
+                target,
+                tools = seen.len(),
+                "tool baseline recorded (first list seen)"
+            );
             self.persist(target, &seen, true);
             return;
         }
@@ -182,13 +185,16 @@ impl ToolDrift {
         for (name, _, new) in &drifted {
             let what = if *new { "appeared" } else { "changed" };
             match mode {
-                DriftMode::Warn => tracing::warn!(target, tool = %name, "tool drift: the tool {what} since it was accepted; accept it with `hoop-broker tools accept --target {target} --tool {name}`"),
-                DriftMode::Block => tracing::warn!(target, tool = %name, "tool drift: the tool {what} since it was accepted and is blocked until `hoop-broker tools accept --target {target} --tool {name}`"),
+                DriftMode::Warn => {
+                    tracing::warn!(target, tool = %name, "tool drift: the tool {what} since it was accepted; accept it with `hoop-broker tools accept --target {target} --tool {name}`")
+                }
+                DriftMode::Block => {
+                    tracing::warn!(target, tool = %name, "tool drift: the tool {what} since it was accepted and is blocked until `hoop-broker tools accept --target {target} --tool {name}`")
+                }
             }
         }
         if !drifted.is_empty() {
-            let seen: Vec<(String, String)> =
-                drifted.into_iter().map(|(n, h, _)| (n, h)).collect();
+            let seen: Vec<(String, String)> = drifted.into_iter().map(|(n, h, _)| (n, h)).collect();
             self.persist(target, &seen, false);
         }
     }
@@ -203,9 +209,7 @@ impl ToolDrift {
         let k = self.known.read().unwrap_or_else(|p| p.into_inner());
         k.reported
             .get(&(target.to_owned(), tool.to_owned()))
-            .is_some_and(|seen| {
-                k.baseline.get(target).and_then(|b| b.get(tool)) != Some(seen)
-            })
+            .is_some_and(|seen| k.baseline.get(target).and_then(|b| b.get(tool)) != Some(seen))
     }
 
     /// Records what was seen (and, the first time, the baseline) in the
@@ -252,7 +256,10 @@ mod tests {
         assert!(d.blocked("t", DriftMode::Block, "echo"));
         assert!(d.blocked("t", DriftMode::Block, "new"));
         assert!(!d.blocked("t", DriftMode::Block, "get"));
-        assert!(!d.blocked("t", DriftMode::Warn, "echo"), "warn mode never blocks");
+        assert!(
+            !d.blocked("t", DriftMode::Warn, "echo"),
+            "warn mode never blocks"
+        );
         // Back to the accepted definition: no longer blocked.
         d.observe("t", DriftMode::Block, &v1);
         assert!(!d.blocked("t", DriftMode::Block, "echo"));

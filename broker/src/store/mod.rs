@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Schema migrations, applied in order; the index is the version reached.
-const MIGRATIONS: &[&str] = &["CREATE TABLE revocation (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE revocation (
         id          INTEGER PRIMARY KEY,
         subject     TEXT NOT NULL,
         issuer      TEXT,               -- NULL: every issuer
@@ -34,7 +35,8 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE revocation (
         hash        TEXT NOT NULL,      -- the latest definition the upstream listed
         seen_at     INTEGER NOT NULL,
         PRIMARY KEY (target, tool)
-    );"];
+    );",
+];
 
 /// An open store. Not `Sync`: each thread or task that needs one opens its own.
 pub struct BrokerStore {
