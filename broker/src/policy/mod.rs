@@ -14,11 +14,11 @@
 //! only at rules that can apply, and runs CEL only for those.
 
 pub mod command;
-pub mod reload;
 mod cond;
 mod file;
 mod index;
 mod lint;
+pub mod reload;
 mod rule;
 #[cfg(test)]
 mod tests;
