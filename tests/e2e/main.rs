@@ -14,6 +14,7 @@ mod failures;
 mod identity;
 mod login;
 mod policy;
+mod policy_bypass;
 mod policy_reload;
 mod relay_notifications;
 mod revisions;

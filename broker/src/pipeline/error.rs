@@ -21,6 +21,9 @@ pub mod codes {
     pub const TOKEN_EXPIRED: i64 = -32053;
     /// hoop: the caller's access was revoked by an administrator.
     pub const REVOKED: i64 = -32054;
+    /// hoop: a task id or request state presented by an identity it was
+    /// not issued to (or one the broker never saw issued).
+    pub const HANDLE_NOT_YOURS: i64 = -32055;
     /// hoop: the call needs an approver's decision.
     pub const APPROVAL_REQUIRED: i64 = -32040;
     /// hoop: a policy rule denied the call.
@@ -48,7 +51,7 @@ impl McpError {
             codes::TOKEN_EXPIRED | codes::REVOKED => 403,
             // A refusal of one call is an answer, not a transport failure:
             // clients show the JSON-RPC error instead of an HTTP error.
-            codes::DENIED | codes::APPROVAL_REQUIRED => 200,
+            codes::DENIED | codes::APPROVAL_REQUIRED | codes::HANDLE_NOT_YOURS => 200,
             codes::UPSTREAM_UNAVAILABLE => 502,
             _ => 500,
         };

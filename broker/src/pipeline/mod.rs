@@ -14,11 +14,15 @@
 //!    differently.
 //! 3. **session** (`session`): a presented `Mcp-Session-Id` must be the
 //!    caller's own, on this target. Before policy, so a stolen handle
-//!    reaches nothing.
+//!    reaches nothing. The same holds for task ids and `input_required`
+//!    request states (`handles`), which are also recorded, as the answers
+//!    stream by, for the identity that received them.
 //! 4. **headers** (`headers`): mirrored HTTP headers must agree with the
 //!    body (-32020 otherwise). Before policy, so policy judges the body and
 //!    only the body.
-//! 5. **policy** (`crate::policy`): allow, deny or hold for approval.
+//! 5. **policy** (`crate::policy`): allow, deny or hold for approval. A
+//!    `tasks/get|result|update` is judged again as the call that started
+//!    the task, so a task outlives no policy change that denies its tool.
 //! 6. **approval** (`crate::approval`): held calls wait for a decision.
 //! 7. **audit** (`crate::audit`), request side: recorded before forwarding;
 //!    if it cannot be recorded it is not forwarded.
@@ -31,6 +35,7 @@
 pub mod catalog;
 pub mod drift;
 pub mod error;
+pub mod handles;
 pub mod headers;
 pub mod message;
 pub mod session;
@@ -54,6 +59,7 @@ use crate::masking::Masking;
 use crate::policy::{Decision, ListingRequest, Policy, PolicyRequest};
 use crate::upstream::{Outbound, Upstream, UpstreamError, UpstreamMessage};
 use error::{codes, McpError};
+use handles::HandleTable;
 use message::{McpMessage, MessageKind};
 use session::{BrokerSession, SessionTable};
 use target::{Revision, Target, KNOWN_VERSIONS};
@@ -117,6 +123,8 @@ impl Reply {
 pub struct Pipeline {
     targets: BTreeMap<String, Arc<Target>>,
     sessions: SessionTable,
+    /// Task ids and request states, bound to the identity they were issued to.
+    handles: Arc<HandleTable>,
     /// Swapped whole on a reload; each message judges under one version.
     policy: std::sync::RwLock<Arc<Policy>>,
     approvals: Approvals,
@@ -142,6 +150,7 @@ impl Pipeline {
                 })
                 .collect(),
             sessions: SessionTable::default(),
+            handles: Arc::new(HandleTable::default()),
             policy: std::sync::RwLock::new(Arc::new(policy)),
             approvals: Approvals,
             audit: Arc::new(Audit),
@@ -292,6 +301,8 @@ impl Pipeline {
             )?),
             None => None,
         };
+        // 3b. handles: a task id or request state must be the caller's.
+        let origin = self.handles.check(&caller.identity, &target.name, msg)?;
         // 4. headers
         let mut params = msg.name.as_deref().and_then(|n| target.param_headers(n));
         if params.is_none() && !h.params.is_empty() && msg.is_method("tools/call") {
@@ -323,7 +334,8 @@ impl Pipeline {
             }
         }
         let name = policy_name(msg);
-        let decision = self.policy().decide(&PolicyRequest {
+        let policy = self.policy();
+        let decision = policy.decide(&PolicyRequest {
             identity: &caller.identity,
             target: &target.name,
             method: msg.method.as_deref().unwrap_or(""),
@@ -335,6 +347,28 @@ impl Pipeline {
                 codes::DENIED,
                 format!("denied by rule {rule}: {reason}"),
             ));
+        }
+        // Reading a task's status or result, or feeding it input, is use of
+        // the tool that started it. Cancelling is not: stopping one's own
+        // work stays possible after the tool is denied. An approve decision
+        // does not block here: approval is for starting the work.
+        if let (Some(o), false) = (&origin, msg.is_method("tasks/cancel")) {
+            if let Decision::Deny { rule, reason } = policy.decide(&PolicyRequest {
+                identity: &caller.identity,
+                target: &target.name,
+                method: &o.method,
+                name: o.name.as_deref(),
+                arguments: o.arguments.as_ref(),
+            }) {
+                return Err(McpError::new(
+                    codes::DENIED,
+                    format!(
+                        "denied by rule {rule}: {reason} (the task was started by {} {:?})",
+                        o.method,
+                        o.name.as_deref().unwrap_or("")
+                    ),
+                ));
+            }
         }
         // 6. approval
         self.approvals.hold(&decision).await?;
@@ -439,6 +473,8 @@ impl Pipeline {
             session_id: new_session.as_ref().map(|s| s.id.to_string()),
         };
         let learns = Learner::for_request(&msg, reply.status, target.clone());
+        let minted = self.handles.observer(&caller.identity, &target.name, &msg);
+        let task_list = msg.is_method("tasks/list").then(|| self.handles.clone());
         let in_use = session.as_ref().map(|s| s.in_use());
         let masking = self.masking.clone();
         let audit = self.audit.clone();
@@ -462,7 +498,14 @@ impl Pipeline {
                         if let Some(l) = &learns {
                             l.observe(&m);
                         }
+                        // Before masking: the handle the upstream minted.
+                        if let Some(h) = &minted {
+                            h.observe(&m.body);
+                        }
                         let mut m = masking.apply(m);
+                        if let Some(h) = &task_list {
+                            m.body = h.filter_task_list(m.body, &caller.identity, &target_name);
+                        }
                         if let (Some((policy, stateless)), Some(method)) = (&catalog, &method) {
                             m.body = catalog::filter(m.body, method, *stateless, |kind, name| {
                                 if kind == crate::policy::ItemKind::Tool

@@ -1,0 +1,684 @@
+//! Handles the upstream mints for one identity, bound to that identity.
+//!
+//! Every identity reaches an upstream through the broker with the same
+//! service credential, so the upstream cannot tell alice from bob: a task id
+//! it hands out (2026-07-28 Tasks extension: a result with
+//! `resultType: "task"` and a `taskId`; 2025-11-25 SEP-1686: `result.task.
+//! taskId`) or an `input_required` `requestState` it asks the client to echo
+//! back is, to the upstream, good for anyone who presents it. The broker is
+//! the only place that knows who received it, so it records that here, as
+//! the answer streams by, and refuses a handle presented by anyone else —
+//! or one it never saw issued (forged, from before a restart, from another
+//! broker) — before the message reaches the upstream. Handshake-era session
+//! ids are bound the same way in `session.rs`.
+//!
+//! A `tasks/get`, `tasks/result` or `tasks/update` is also judged again as
+//! the call that started the task (method, name, arguments as the upstream
+//! received them), under the policy in force now: a task started while a
+//! tool was allowed does not keep delivering its results after a policy
+//! change denies the tool. `tasks/cancel` is only bound, never re-judged:
+//! stopping one's own work must stay possible when the tool is no longer
+//! allowed.
+//!
+//! The table is bounded: entries per identity, entries overall, argument
+//! bytes overall, and an age limit. A handle that falls out of it is refused
+//! like an unknown one, which fails closed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::error::{codes, McpError};
+use super::message::{McpMessage, MessageKind};
+// Judged by the same name as the pipeline judges the message itself.
+use super::policy_name;
+use crate::identity::Identity;
+
+/// How long a task id stays usable: the longest a report or batch job
+/// plausibly runs and is polled, without keeping handles forever.
+pub const TASK_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long an `input_required` round may wait for the client's answer.
+pub const STATE_TTL: Duration = Duration::from_secs(60 * 60);
+/// Handles one identity may hold on all targets; past it, its oldest go.
+pub const MAX_PER_IDENTITY: usize = 1024;
+/// Handles overall; past it, the largest holder's oldest go, so one
+/// identity cannot push everyone else's handles out.
+pub const MAX_TOTAL: usize = 65_536;
+/// Arguments of one originating call kept for re-judging `tasks/*`.
+const MAX_ARGS_BYTES: usize = 16 * 1024;
+/// Argument bytes kept overall (the table's memory is bounded by this and
+/// the entry caps, not by what upstreams send).
+const MAX_TOTAL_ARGS_BYTES: usize = 32 * 1024 * 1024;
+/// Answers larger than this are not searched for handles. A handle result
+/// is small; a handle in a larger one is not recorded and so is refused
+/// when presented (fails closed).
+const MAX_OBSERVED_BODY: usize = 1024 * 1024;
+/// Longest task id or request state recorded.
+const MAX_HANDLE_BYTES: usize = 64 * 1024;
+/// How often expired entries are swept out (they are refused on sight
+/// regardless).
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// The `tasks/*` methods that name one task in `params.taskId`.
+const TASK_METHODS: &[&str] = &["tasks/get", "tasks/update", "tasks/cancel", "tasks/result"];
+
+/// Whether `method` addresses one task by id.
+pub fn is_task_method(method: &str) -> bool {
+    TASK_METHODS.contains(&method)
+}
+
+/// The call that made the upstream mint a handle, as the upstream received
+/// it: what a later `tasks/*` call is judged as.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub method: String,
+    pub name: Option<String>,
+    /// `params.arguments`, when small enough to keep; `None` otherwise,
+    /// which makes a condition on arguments fail (and so never allow).
+    pub arguments: Option<Value>,
+}
+
+impl Origin {
+    fn of(msg: &McpMessage) -> Self {
+        let arguments = msg.params().and_then(|p| p.get("arguments")).cloned();
+        Self {
+            method: msg.method.clone().unwrap_or_default(),
+            name: policy_name(msg),
+            arguments,
+        }
+    }
+
+    fn args_len(&self) -> usize {
+        self.arguments
+            .as_ref()
+            .map_or(0, |a| serde_json::to_vec(a).map_or(usize::MAX, |v| v.len()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Owner {
+    subject: String,
+    issuer: String,
+}
+
+impl Owner {
+    fn of(identity: &Identity) -> Self {
+        Self {
+            subject: identity.subject.clone(),
+            issuer: identity.issuer.clone(),
+        }
+    }
+
+    fn is(&self, identity: &Identity) -> bool {
+        self.subject == identity.subject && self.issuer == identity.issuer
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Task {
+        target: String,
+        id: String,
+    },
+    /// Request states can be large; their digest identifies them.
+    State {
+        target: String,
+        digest: [u8; 32],
+    },
+}
+
+struct Entry {
+    owner: Owner,
+    origin: Arc<Origin>,
+    expires: Instant,
+    args_len: usize,
+    /// Issued to two identities: refused for both until it expires.
+    poisoned: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<Key, Entry>,
+    /// Each owner's keys, oldest first: the order eviction follows. Kept in
+    /// step with `map` (every removal goes through `remove`).
+    by_owner: HashMap<Owner, VecDeque<Key>>,
+    args_bytes: usize,
+    next_sweep: Option<Instant>,
+}
+
+impl Inner {
+    fn remove(&mut self, key: &Key) {
+        let Some(e) = self.map.remove(key) else {
+            return;
+        };
+        self.args_bytes = self.args_bytes.saturating_sub(e.args_len);
+        if let Some(q) = self.by_owner.get_mut(&e.owner) {
+            if let Some(pos) = q.iter().position(|k| k == key) {
+                q.remove(pos);
+            }
+            if q.is_empty() {
+                self.by_owner.remove(&e.owner);
+            }
+        }
+    }
+
+    fn evict_oldest_of(&mut self, owner: &Owner) {
+        let oldest = self.by_owner.get(owner).and_then(|q| q.front()).cloned();
+        if let Some(k) = oldest {
+            self.remove(&k);
+        }
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        if self.next_sweep.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_sweep = Some(now + SWEEP_EVERY);
+        let expired: Vec<Key> = self
+            .map
+            .iter()
+            .filter(|(_, e)| e.expires <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &expired {
+            self.remove(k);
+        }
+    }
+
+    fn insert(&mut self, key: Key, owner: Owner, mut origin: Origin, ttl: Duration) {
+        let now = Instant::now();
+        self.sweep(now);
+        if let Some(e) = self.map.get_mut(&key) {
+            if e.owner == owner {
+                e.expires = now + ttl;
+            } else {
+                e.poisoned = true;
+                // The upstream issued the same handle to two identities (a
+                // bug or a collision). Neither may use it: one could reach
+                // the other's work.
+                tracing::warn!(first = %e.owner.subject, second = %owner.subject,
+                    "upstream issued the same handle to two identities; refusing it for both");
+            }
+            return;
+        }
+        let mut args_len = origin.args_len();
+        if args_len > MAX_ARGS_BYTES
+            || self.args_bytes.saturating_add(args_len) > MAX_TOTAL_ARGS_BYTES
+        {
+            // Not kept: re-judging sees no arguments, so a condition on them
+            // fails and never allows (fail closed, memory bounded).
+            origin.arguments = None;
+            args_len = 0;
+        }
+        while self.by_owner.get(&owner).map_or(0, VecDeque::len) >= MAX_PER_IDENTITY {
+            self.evict_oldest_of(&owner);
+        }
+        while self.map.len() >= MAX_TOTAL {
+            let heaviest = self
+                .by_owner
+                .iter()
+                .max_by_key(|(_, q)| q.len())
+                .map(|(o, _)| o.clone());
+            match heaviest {
+                Some(o) => self.evict_oldest_of(&o),
+                None => break,
+            }
+        }
+        self.args_bytes = self.args_bytes.saturating_add(args_len);
+        self.by_owner
+            .entry(owner.clone())
+            .or_default()
+            .push_back(key.clone());
+        self.map.insert(
+            key,
+            Entry {
+                owner,
+                origin: Arc::new(origin),
+                expires: now + ttl,
+                args_len,
+                poisoned: false,
+            },
+        );
+    }
+
+    /// The origin of `key` if it is live and `identity`'s.
+    fn owned_by(&self, key: &Key, identity: &Identity) -> Result<Arc<Origin>, Refusal> {
+        match self.map.get(key) {
+            Some(e) if e.expires <= Instant::now() || e.poisoned => Err(Refusal::Unknown),
+            Some(e) if e.owner.is(identity) => Ok(e.origin.clone()),
+            Some(e) => Err(Refusal::NotYours(e.owner.subject.clone())),
+            None => Err(Refusal::Unknown),
+        }
+    }
+}
+
+enum Refusal {
+    Unknown,
+    NotYours(String),
+}
+
+/// The handles the upstreams minted, and whom for.
+#[derive(Default)]
+pub struct HandleTable {
+    inner: Mutex<Inner>,
+}
+
+impl HandleTable {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Handles recorded now (all kinds, all identities).
+    pub fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Refuses `msg` when it presents a handle that is not `identity`'s on
+    /// `target`: a task id (`tasks/get|update|cancel|result`) or an
+    /// `input_required` `requestState`. Returns the call that created the
+    /// task, for `tasks/*` to be judged again as that call.
+    pub fn check(
+        &self,
+        identity: &Identity,
+        target: &str,
+        msg: &McpMessage,
+    ) -> Result<Option<Arc<Origin>>, McpError> {
+        let method = msg.method.as_deref().unwrap_or("");
+        let mut origin = None;
+        if is_task_method(method) {
+            let Some(task) = msg.name.as_deref() else {
+                return Err(McpError::invalid_params(format!(
+                    "{method} needs params.taskId (a string)"
+                )));
+            };
+            let key = Key::Task {
+                target: target.to_owned(),
+                id: task.to_owned(),
+            };
+            let found = self.lock().owned_by(&key, identity);
+            match found {
+                Ok(o) => origin = Some(o),
+                Err(r) => return Err(refuse(identity, target, "task", &short(task), r)),
+            }
+        }
+        if let Some(state) = msg.params().and_then(|p| p.get("requestState")) {
+            let Some(state) = state.as_str() else {
+                return Err(McpError::invalid_params(
+                    "params.requestState must be a string",
+                ));
+            };
+            let key = Key::State {
+                target: target.to_owned(),
+                digest: Sha256::digest(state.as_bytes()).into(),
+            };
+            let found = self.lock().owned_by(&key, identity);
+            let o = match found {
+                Ok(o) => o,
+                Err(r) => return Err(refuse(identity, target, "requestState", "", r)),
+            };
+            // A state answers one call: echoed on another method or item it
+            // would carry one call's progress into another.
+            if o.method != method || o.name != policy_name(msg) {
+                return Err(McpError::new(
+                    codes::HANDLE_NOT_YOURS,
+                    format!(
+                        "this requestState was issued for {} {:?}, not for {method} {:?}; retry the call that received it",
+                        o.method,
+                        o.name.as_deref().unwrap_or(""),
+                        policy_name(msg).as_deref().unwrap_or("")
+                    ),
+                ));
+            }
+        }
+        Ok(origin)
+    }
+
+    /// Something that watches the answers to `msg` for handles minted for
+    /// `identity`; `None` when `msg` cannot mint one (not a request, or a
+    /// `tasks/*` call, which reuses its task's handle).
+    pub fn observer(
+        self: &Arc<Self>,
+        identity: &Identity,
+        target: &str,
+        msg: &McpMessage,
+    ) -> Option<HandleObserver> {
+        if msg.kind != MessageKind::Request {
+            return None;
+        }
+        let method = msg.method.as_deref()?;
+        if is_task_method(method) || method == "tasks/list" {
+            return None;
+        }
+        Some(HandleObserver {
+            table: self.clone(),
+            owner: Owner::of(identity),
+            target: target.to_owned(),
+            id: msg.id.clone()?,
+            origin: Origin::of(msg),
+        })
+    }
+
+    /// A `tasks/list` answer without the tasks that are not `identity`'s:
+    /// the upstream lists every task of its one client, the broker.
+    pub fn filter_task_list(&self, body: Bytes, identity: &Identity, target: &str) -> Bytes {
+        let Ok(mut v) = serde_json::from_slice::<Value>(&body) else {
+            return body;
+        };
+        let Some(tasks) = v.pointer_mut("/result/tasks").and_then(Value::as_array_mut) else {
+            return body;
+        };
+        let inner = self.lock();
+        tasks.retain(|t| {
+            let Some(id) = t.get("taskId").and_then(Value::as_str) else {
+                return false;
+            };
+            let key = Key::Task {
+                target: target.to_owned(),
+                id: id.to_owned(),
+            };
+            inner.owned_by(&key, identity).is_ok()
+        });
+        drop(inner);
+        serde_json::to_vec(&v).map_or(body, Bytes::from)
+    }
+}
+
+/// Watches one request's answers and records the handles in its result.
+pub struct HandleObserver {
+    table: Arc<HandleTable>,
+    owner: Owner,
+    target: String,
+    id: Value,
+    origin: Origin,
+}
+
+impl HandleObserver {
+    /// Looks at one message of the answer (as the upstream sent it).
+    pub fn observe(&self, body: &[u8]) {
+        if body.len() > MAX_OBSERVED_BODY
+            || !(contains(body, b"taskId") || contains(body, b"requestState"))
+        {
+            return;
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(body) else {
+            return;
+        };
+        if v.get("id") != Some(&self.id) || v.get("method").is_some() {
+            return;
+        }
+        let Some(result) = v.get("result") else {
+            return;
+        };
+        for (key, ttl) in handles_in(result, &self.target) {
+            self.table
+                .lock()
+                .insert(key, self.owner.clone(), self.origin.clone(), ttl);
+        }
+    }
+}
+
+/// The handles a result mints.
+fn handles_in(result: &Value, target: &str) -> Vec<(Key, Duration)> {
+    let mut out = Vec::new();
+    let task = match result.get("resultType").and_then(Value::as_str) {
+        // 2026-07-28 Tasks extension: the task's fields sit in the result.
+        Some("task") => result.get("taskId"),
+        // 2025-11-25 (SEP-1686): CreateTaskResult `{task: {taskId, …}}`.
+        _ => result.get("task").and_then(|t| t.get("taskId")),
+    };
+    if let Some(id) = task.and_then(Value::as_str) {
+        if !id.is_empty() && id.len() <= MAX_HANDLE_BYTES {
+            out.push((
+                Key::Task {
+                    target: target.to_owned(),
+                    id: id.to_owned(),
+                },
+                TASK_TTL,
+            ));
+        }
+    }
+    if let Some(state) = result.get("requestState").and_then(Value::as_str) {
+        if state.len() <= MAX_HANDLE_BYTES {
+            out.push((
+                Key::State {
+                    target: target.to_owned(),
+                    digest: Sha256::digest(state.as_bytes()).into(),
+                },
+                STATE_TTL,
+            ));
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A handle for a log line or message: enough to recognise, not to reuse.
+fn short(handle: &str) -> String {
+    let s: String = handle.chars().take(12).collect();
+    if s.len() < handle.len() {
+        format!("{s}…")
+    } else {
+        s
+    }
+}
+
+fn refuse(identity: &Identity, target: &str, what: &str, shown: &str, r: Refusal) -> McpError {
+    if let Refusal::NotYours(owner) = &r {
+        tracing::warn!(%target, handle = %shown, %owner, presented_by = %identity.subject,
+            "refused a {what} minted for another identity");
+    }
+    // Unknown and not-yours read alike, so the answer does not tell a
+    // guesser that a handle exists.
+    let shown = if shown.is_empty() {
+        String::new()
+    } else {
+        format!(" {shown:?}")
+    };
+    McpError::new(
+        codes::HANDLE_NOT_YOURS,
+        format!(
+            "{what}{shown} was not issued to {} on target {target} through this broker (another identity's, expired, or unknown); only the identity that received a handle may use it",
+            identity.subject
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::IdentityKind;
+
+    fn who(subject: &str) -> Identity {
+        Identity {
+            subject: subject.into(),
+            email: None,
+            groups: vec![],
+            issuer: "dev".into(),
+            kind: IdentityKind::Human,
+        }
+    }
+
+    fn msg(body: &str) -> McpMessage {
+        McpMessage::parse(body.as_bytes()).expect("valid")
+    }
+
+    fn call(id: u32) -> McpMessage {
+        msg(&format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"long_report","arguments":{{"topic":"q3"}}}}}}"#
+        ))
+    }
+
+    fn task_call(method: &str, task: &str) -> McpMessage {
+        msg(&format!(
+            r#"{{"jsonrpc":"2.0","id":2,"method":"{method}","params":{{"taskId":"{task}"}}}}"#
+        ))
+    }
+
+    #[test]
+    fn a_task_is_usable_by_its_receiver_only() {
+        let t = Arc::new(HandleTable::default());
+        let (alice, bob) = (who("alice"), who("bob"));
+        let obs = t.observer(&alice, "bank", &call(1)).expect("a request");
+        obs.observe(br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"t-1","status":"working"}}"#);
+        let o = t
+            .check(&alice, "bank", &task_call("tasks/get", "t-1"))
+            .expect("alice's own task")
+            .expect("an origin");
+        assert_eq!(o.method, "tools/call");
+        assert_eq!(o.name.as_deref(), Some("long_report"));
+        assert_eq!(o.arguments, Some(serde_json::json!({"topic": "q3"})));
+        for m in TASK_METHODS {
+            let e = t.check(&bob, "bank", &task_call(m, "t-1")).expect_err(m);
+            assert_eq!(e.code, codes::HANDLE_NOT_YOURS);
+        }
+        // Another target, or an id never issued: refused alike.
+        let e = t
+            .check(&alice, "other", &task_call("tasks/get", "t-1"))
+            .expect_err("other target");
+        assert_eq!(e.code, codes::HANDLE_NOT_YOURS);
+        let e = t
+            .check(&alice, "bank", &task_call("tasks/get", "t-2"))
+            .expect_err("never issued");
+        assert_eq!(e.code, codes::HANDLE_NOT_YOURS);
+        // No taskId at all.
+        let e = t
+            .check(
+                &alice,
+                "bank",
+                &msg(r#"{"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{}}"#),
+            )
+            .expect_err("no id");
+        assert_eq!(e.code, codes::INVALID_PARAMS);
+    }
+
+    #[test]
+    fn sep1686_tasks_and_other_ids_are_recorded_too() {
+        let t = Arc::new(HandleTable::default());
+        let alice = who("alice");
+        let obs = t.observer(&alice, "bank", &call(7)).expect("a request");
+        // A progress notification and another id's answer record nothing.
+        obs.observe(
+            br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"taskId":"x"}}"#,
+        );
+        obs.observe(br#"{"jsonrpc":"2.0","id":8,"result":{"resultType":"task","taskId":"y"}}"#);
+        assert!(t.is_empty());
+        obs.observe(
+            br#"{"jsonrpc":"2.0","id":7,"result":{"task":{"taskId":"s-1","status":"working"}}}"#,
+        );
+        assert!(t
+            .check(&alice, "bank", &task_call("tasks/result", "s-1"))
+            .is_ok());
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn request_state_is_bound_to_receiver_method_and_name() {
+        let t = Arc::new(HandleTable::default());
+        let (alice, bob) = (who("alice"), who("bob"));
+        let obs = t.observer(&alice, "bank", &call(3)).expect("a request");
+        obs.observe(br#"{"jsonrpc":"2.0","id":3,"result":{"resultType":"input_required","inputRequests":{},"requestState":"opaque-1"}}"#);
+        let retry = |name: &str, state: &str| {
+            msg(&format!(
+                r#"{{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{{"name":"{name}","arguments":{{}},"requestState":"{state}"}}}}"#
+            ))
+        };
+        assert!(t
+            .check(&alice, "bank", &retry("long_report", "opaque-1"))
+            .is_ok());
+        for (who, name, state) in [
+            (&bob, "long_report", "opaque-1"),
+            (&alice, "delete_model", "opaque-1"),
+            (&alice, "long_report", "forged"),
+        ] {
+            let e = t
+                .check(who, "bank", &retry(name, state))
+                .expect_err("refused");
+            assert_eq!(e.code, codes::HANDLE_NOT_YOURS, "{}", e.message);
+        }
+        let e = t
+            .check(
+                &alice,
+                "bank",
+                &msg(r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"x","requestState":5}}"#),
+            )
+            .expect_err("not a string");
+        assert_eq!(e.code, codes::INVALID_PARAMS);
+    }
+
+    #[test]
+    fn the_table_is_bounded_per_identity() {
+        let t = Arc::new(HandleTable::default());
+        let alice = who("alice");
+        let bob = who("bob");
+        let obs = t.observer(&bob, "bank", &call(1)).expect("a request");
+        obs.observe(br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"bob-1"}}"#);
+        let obs = t.observer(&alice, "bank", &call(1)).expect("a request");
+        for i in 0..MAX_PER_IDENTITY + 10 {
+            obs.observe(
+                format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"resultType":"task","taskId":"a-{i}"}}}}"#)
+                    .as_bytes(),
+            );
+        }
+        assert_eq!(t.len(), MAX_PER_IDENTITY + 1);
+        // Alice's oldest went, her newest and bob's stayed.
+        assert!(t
+            .check(&alice, "bank", &task_call("tasks/get", "a-0"))
+            .is_err());
+        let newest = format!("a-{}", MAX_PER_IDENTITY + 9);
+        assert!(t
+            .check(&alice, "bank", &task_call("tasks/get", &newest))
+            .is_ok());
+        assert!(t
+            .check(&bob, "bank", &task_call("tasks/get", "bob-1"))
+            .is_ok());
+    }
+
+    #[test]
+    fn a_handle_issued_twice_is_refused_for_both() {
+        let t = Arc::new(HandleTable::default());
+        let (alice, bob) = (who("alice"), who("bob"));
+        for w in [&alice, &bob] {
+            let obs = t.observer(w, "bank", &call(1)).expect("a request");
+            obs.observe(
+                br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"dup"}}"#,
+            );
+        }
+        assert!(t
+            .check(&alice, "bank", &task_call("tasks/get", "dup"))
+            .is_err());
+        assert!(t
+            .check(&bob, "bank", &task_call("tasks/get", "dup"))
+            .is_err());
+    }
+
+    #[test]
+    fn task_lists_show_only_the_callers_tasks() {
+        let t = Arc::new(HandleTable::default());
+        let (alice, bob) = (who("alice"), who("bob"));
+        let obs = t.observer(&alice, "bank", &call(1)).expect("a request");
+        obs.observe(br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"mine"}}"#);
+        let body = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":5,"result":{"tasks":[{"taskId":"mine"},{"taskId":"theirs"},{"x":1}]}}"#,
+        );
+        let v: Value = serde_json::from_slice(&t.filter_task_list(body.clone(), &alice, "bank"))
+            .expect("json");
+        assert_eq!(
+            v["result"]["tasks"],
+            serde_json::json!([{"taskId": "mine"}])
+        );
+        let v: Value =
+            serde_json::from_slice(&t.filter_task_list(body, &bob, "bank")).expect("json");
+        assert_eq!(v["result"]["tasks"], serde_json::json!([]));
+    }
+}
