@@ -463,12 +463,7 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
             p.display()
         );
     }
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate() => {}
-    }
-    eprintln!("shutting down");
-    broker.shutdown().await;
+    serve_until_stopped(broker).await;
     Ok(())
 }
 
@@ -538,13 +533,18 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
             p.display()
         );
     }
+    serve_until_stopped(broker).await;
+    Ok(())
+}
+
+/// Serves until Ctrl-C or SIGTERM, then shuts the broker down cleanly.
+async fn serve_until_stopped(broker: hoop_broker::RunningBroker) {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate() => {}
     }
     eprintln!("shutting down");
     broker.shutdown().await;
-    Ok(())
 }
 
 async fn terminate() {

@@ -220,17 +220,7 @@ fn a_ci_job_calls_as_its_workload_identity() {
 #[test]
 fn exec_exits_5_when_policy_denies_or_holds_the_call() {
     let dir = scratch();
-    let record = dir.path().join("demo.jsonl");
-    let (_demo, demo_url) = demo_server(dir.path(), &record);
-    let policy = tests_dir().join("../cli/src/demo_server/policy.toml");
-    let broker = Broker::start(
-        dir.path(),
-        &format!(
-            "policy = \"{}\"\n{}",
-            policy.display(),
-            http_target("demo", &demo_url)
-        ),
-    );
+    let (_demo, broker, record) = demo_behind_demo_policy(dir.path());
     let alice = broker.token_file("alice");
     let out = exec(
         dir.path(),

@@ -102,17 +102,7 @@ fn the_demo_policy_filters_the_catalog_and_blocks_before_the_upstream() {
 #[test]
 fn hoop_targets_shows_each_person_what_they_may_use() {
     let dir = scratch();
-    let record = dir.path().join("demo.jsonl");
-    let (_demo, demo_url) = demo_server(dir.path(), &record);
-    let policy = tests_dir().join("../cli/src/demo_server/policy.toml");
-    let broker = Broker::start(
-        dir.path(),
-        &format!(
-            "policy = \"{}\"\n{}",
-            policy.display(),
-            http_target("demo", &demo_url)
-        ),
-    );
+    let (_demo, broker, _record) = demo_behind_demo_policy(dir.path());
     let view = |who: &str| -> Value {
         let mut c = Command::new(bin("hoop"));
         c.args(["targets", "--json"])

@@ -289,6 +289,23 @@ pub fn http_target(name: &str, url: &str) -> String {
     format!("[targets.{name}]\ntransport = \"http\"\nurl = \"{url}\"\n")
 }
 
+/// The demo server behind a dev broker that runs `hoop demo`'s policy
+/// (cli/src/demo_server/policy.toml); returns them and the server's record.
+pub fn demo_behind_demo_policy(dir: &Path) -> (Proc, Broker, PathBuf) {
+    let record = dir.join("demo.jsonl");
+    let (demo, url) = demo_server(dir, &record);
+    let policy = tests_dir().join("../cli/src/demo_server/policy.toml");
+    let broker = Broker::start(
+        dir,
+        &format!(
+            "policy = \"{}\"\n{}",
+            policy.display(),
+            http_target("demo", &url)
+        ),
+    );
+    (demo, broker, record)
+}
+
 /// A `hoop-broker dev` process with its state directory.
 pub struct Broker {
     pub proc: Proc,
