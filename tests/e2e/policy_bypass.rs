@@ -424,6 +424,37 @@ fn encodings_and_smuggled_calls_are_refused_before_the_upstream() {
         "control: the genuine retry by the identity that received the state passes: {v}"
     );
 
+    // A ref's type decides what is completed: a resource ref that also
+    // carries some name is judged as the resource, and a ref of no known
+    // type is refused.
+    let v = rpc(
+        url,
+        123,
+        "completion/complete",
+        json!({"ref": {"type": "ref/resource", "uri": "fixture://secret", "name": "echo"}, "argument": {"name": "x", "value": "a"}}),
+        false,
+    );
+    assert_eq!(
+        code(&v),
+        Some(DENIED),
+        "bypass: a resource ref judged by its name: {v}"
+    );
+    let v = rpc(
+        url,
+        124,
+        "completion/complete",
+        json!({"ref": {"type": "ref/other", "name": "summarize"}, "argument": {"name": "x", "value": "a"}}),
+        false,
+    );
+    assert_eq!(code(&v), Some(-32602), "bypass: an unknown ref type: {v}");
+    // A request dressed as a notification is no plumbing.
+    let v = rpc(url, 126, "notifications/anything", json!({}), false);
+    assert_eq!(
+        code(&v),
+        Some(-32600),
+        "bypass: notifications/* with an id: {v}"
+    );
+
     // completion/complete on a blocked prompt probes it by another path.
     let v = rpc(
         url,

@@ -47,6 +47,7 @@ pub fn filter(
         return body;
     };
     let Ok(mut v) = serde_json::from_slice::<Value>(&body) else {
+        // Not JSON: no client can read a list out of it either.
         return body;
     };
     let Some(result) = v.get_mut("result").and_then(Value::as_object_mut) else {
@@ -68,7 +69,8 @@ pub fn filter(
             }
         }
     });
-    if stateless {
+    // This caller's view: never to be shared, whatever the upstream said.
+    if stateless || result.contains_key("cacheScope") {
         result.insert("cacheScope".into(), json!("private"));
     }
     match serde_json::to_vec(&v) {
@@ -110,7 +112,11 @@ impl Pipeline {
         let mut targets = Vec::new();
         for target in self.targets.values() {
             target.fetch_tools().await;
-            let names = target.tool_names();
+            let names: Vec<String> = target
+                .tool_names()
+                .into_iter()
+                .filter(|n| !target.drift_blocked(n))
+                .collect();
             let tools_known = !names.is_empty();
             let tools: Vec<Value> = names
                 .iter()

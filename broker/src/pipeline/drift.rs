@@ -88,7 +88,14 @@ struct Known {
     baseline: HashMap<String, HashMap<String, String>>,
     /// Drift already reported, so a list seen every second logs once.
     reported: HashMap<(String, String), String>,
+    /// Targets whose first list was seen to its last page: until then
+    /// every page adds to the baseline (a paged list is one list).
+    complete: std::collections::HashSet<String>,
 }
+
+/// Drift entries kept per broker, so an upstream inventing tool names
+/// cannot grow memory without bound.
+const MAX_REPORTED: usize = 10_000;
 
 /// The baselines of every target, and the store that keeps them.
 pub struct ToolDrift {
@@ -112,7 +119,16 @@ impl ToolDrift {
         if let Some(path) = &store {
             let s = BrokerStore::open(path)?;
             for (target, tool, hash) in s.tool_baselines()? {
+                known.complete.insert(target.clone());
                 known.baseline.entry(target).or_default().insert(tool, hash);
+            }
+            // What was seen and not accepted stays blocked across restarts.
+            for row in s.tool_status(None)? {
+                if let Some(seen) = row.seen {
+                    if row.accepted.as_ref() != Some(&seen) {
+                        known.reported.insert((row.target, row.tool), seen);
+                    }
+                }
             }
         }
         Ok(Self {
@@ -154,10 +170,14 @@ impl ToolDrift {
             })
             .collect();
         let mut k = self.known.write().unwrap_or_else(|p| p.into_inner());
-        let first = !k.baseline.contains_key(target);
-        if first {
+        if !k.complete.contains(target) {
             k.baseline
-                .insert(target.to_owned(), seen.iter().cloned().collect());
+                .entry(target.to_owned())
+                .or_default()
+                .extend(seen.iter().cloned());
+            if result.get("nextCursor").is_none_or(Value::is_null) {
+                k.complete.insert(target.to_owned());
+            }
             drop(k);
             tracing::info!(
                 target,
@@ -176,6 +196,9 @@ impl ToolDrift {
             }
             let key = (target.to_owned(), name.clone());
             if k.reported.get(&key) == Some(hash) {
+                continue;
+            }
+            if k.reported.len() >= MAX_REPORTED && !k.reported.contains_key(&key) {
                 continue;
             }
             k.reported.insert(key, hash.clone());
@@ -200,16 +223,19 @@ impl ToolDrift {
     }
 
     /// Whether `tool` on `target` is blocked: in `block` mode, a tool whose
-    /// latest definition is not the accepted one. A tool never listed is
-    /// not judged here (policy and the upstream decide).
+    /// latest definition is not the accepted one, and, once the target's
+    /// baseline is complete, a tool that is not in it at all (an upstream
+    /// may serve a tool it never lists).
     pub fn blocked(&self, target: &str, mode: DriftMode, tool: &str) -> bool {
         if mode != DriftMode::Block {
             return false;
         }
         let k = self.known.read().unwrap_or_else(|p| p.into_inner());
-        k.reported
-            .get(&(target.to_owned(), tool.to_owned()))
-            .is_some_and(|seen| k.baseline.get(target).and_then(|b| b.get(tool)) != Some(seen))
+        let accepted = k.baseline.get(target).and_then(|b| b.get(tool));
+        match k.reported.get(&(target.to_owned(), tool.to_owned())) {
+            Some(seen) => accepted != Some(seen),
+            None => k.complete.contains(target) && accepted.is_none(),
+        }
     }
 
     /// Records what was seen (and, the first time, the baseline) in the

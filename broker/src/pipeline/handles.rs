@@ -84,7 +84,7 @@ pub struct Origin {
 
 impl Origin {
     fn of(msg: &McpMessage) -> Self {
-        let arguments = msg.params().and_then(|p| p.get("arguments")).cloned();
+        let arguments = super::policy_arguments(msg).cloned();
         Self {
             method: msg.method.clone().unwrap_or_default(),
             name: policy_name(msg),

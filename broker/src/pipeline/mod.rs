@@ -321,6 +321,34 @@ impl Pipeline {
         // 5. policy (a tool that changed since it was accepted, on a target
         //    that blocks drift, is refused first: its policy was written for
         //    what it was)
+        let method = msg.method.as_deref().unwrap_or("");
+        // A request named like a notification is not one: it would pass as
+        // plumbing while the upstream treats it as a call.
+        if msg.kind == MessageKind::Request && method.starts_with("notifications/") {
+            return Err(McpError::invalid_request(
+                "a notifications/* method cannot carry an id",
+            ));
+        }
+        let name = policy_name(msg);
+        if msg.is_method("completion/complete") && name.is_none() {
+            return Err(McpError::invalid_params(
+                "completion/complete needs a ref of type ref/prompt (with name) or ref/resource (with uri)",
+            ));
+        }
+        let policy = self.policy();
+        let decision = policy.decide(&PolicyRequest {
+            identity: &caller.identity,
+            target: &target.name,
+            method,
+            name: name.as_deref(),
+            arguments: policy_arguments(msg),
+        });
+        if let Decision::Deny { rule, reason } = &decision {
+            return Err(McpError::new(
+                codes::DENIED,
+                format!("denied by rule {rule}: {reason}"),
+            ));
+        }
         if let (true, Some(tool)) = (msg.is_method("tools/call"), msg.name.as_deref()) {
             if target.drift_blocked(tool) {
                 return Err(McpError::new(
@@ -332,21 +360,6 @@ impl Pipeline {
                     ),
                 ));
             }
-        }
-        let name = policy_name(msg);
-        let policy = self.policy();
-        let decision = policy.decide(&PolicyRequest {
-            identity: &caller.identity,
-            target: &target.name,
-            method: msg.method.as_deref().unwrap_or(""),
-            name: name.as_deref(),
-            arguments: msg.params().and_then(|p| p.get("arguments")),
-        });
-        if let Decision::Deny { rule, reason } = &decision {
-            return Err(McpError::new(
-                codes::DENIED,
-                format!("denied by rule {rule}: {reason}"),
-            ));
         }
         // Reading a task's status or result, or feeding it input, is use of
         // the tool that started it. Cancelling is not: stopping one's own
@@ -795,12 +808,26 @@ const STATELESS_REVISION: &str = "2026-07-28";
 /// its `ref` names, so completion cannot probe a blocked prompt).
 fn policy_name(msg: &McpMessage) -> Option<String> {
     if msg.is_method("completion/complete") {
+        // The ref's type says which field the upstream reads; judging any
+        // other field would judge something else than what is completed.
         let r = msg.params()?.get("ref")?;
-        return r
-            .get("name")
-            .or_else(|| r.get("uri"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let field = match r.get("type").and_then(Value::as_str)? {
+            "ref/prompt" => "name",
+            "ref/resource" => "uri",
+            _ => return None,
+        };
+        return r.get(field).and_then(Value::as_str).map(str::to_owned);
     }
     msg.name.clone()
+}
+
+/// The arguments a condition sees: only where the upstream reads them
+/// (`tools/call`, `prompts/get`). Anywhere else a client could add an
+/// `arguments` object the upstream ignores, to steer a condition.
+pub(crate) fn policy_arguments(msg: &McpMessage) -> Option<&Value> {
+    if msg.is_method("tools/call") || msg.is_method("prompts/get") {
+        msg.params().and_then(|p| p.get("arguments"))
+    } else {
+        None
+    }
 }

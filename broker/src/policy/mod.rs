@@ -412,7 +412,9 @@ impl Policy {
         for rule in conditional {
             let settled = match rule.action {
                 Action::Deny => best.deny.is_some(),
-                Action::Approve => best.deny.is_some() || best.approve.is_some(),
+                // A failing condition on an approve rule denies, so another
+                // approve having matched does not settle it.
+                Action::Approve => best.deny.is_some(),
                 Action::Allow => {
                     best.deny.is_some() || best.approve.is_some() || best.allow.is_some()
                 }

@@ -12,6 +12,10 @@ use super::Policy;
 
 /// How often the file is looked at.
 pub const POLL: Duration = Duration::from_secs(1);
+/// How long a changed file must stay the same before it is taken.
+const SETTLE: Duration = Duration::from_millis(200);
+/// The same limit `Policy::load` keeps for a file read at start.
+const MAX_RELOAD_BYTES: usize = super::file::MAX_FILE_BYTES as usize;
 
 /// Reloads `path` whenever its content changes (or SIGHUP arrives) and
 /// hands each valid new policy to `apply`. `loaded` is the text the running
@@ -38,7 +42,23 @@ pub async fn watch(path: PathBuf, loaded: String, apply: impl Fn(Policy) + Send 
         if text == current && !forced {
             continue;
         }
+        // An editor may be half-way through writing the file in place; a
+        // cut that still parses could drop the rules below it. Take the
+        // file only when it reads the same twice, a moment apart.
+        tokio::time::sleep(SETTLE).await;
+        match tokio::fs::read_to_string(&path).await {
+            Ok(again) if again == text => {}
+            _ => continue,
+        }
+        if text.len() > MAX_RELOAD_BYTES {
+            tracing::error!(path = %path.display(), "policy not reloaded, the running policy stays: the file is over {MAX_RELOAD_BYTES} bytes");
+            current = text;
+            continue;
+        }
         match Policy::parse(&text, &path.display().to_string()) {
+            Ok(policy) if policy.rule_count() == 0 => {
+                tracing::error!(path = %path.display(), "policy not reloaded, the running policy stays: the file has no rules (an empty or truncated file); write an explicit rule if everything is to be denied");
+            }
             Ok(policy) => {
                 let rules = policy.rule_count();
                 for finding in policy.lint() {
