@@ -159,3 +159,44 @@ fn hoop_targets_shows_each_person_what_they_may_use() {
         out.stdout
     );
 }
+
+#[test]
+fn a_case_variant_of_a_denied_tool_does_not_slip_past_a_wide_allow() {
+    let dir = scratch();
+    let record = dir.path().join("demo.jsonl");
+    let (_demo, url) = demo_server(dir.path(), &record);
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[rules]]\nname = \"everything\"\nanyone = true\ntools = [\"*\"]\naction = \"allow\"\n\n\
+         [[rules]]\nname = \"no-delete\"\nanyone = true\ntools = [\"delete_model\"]\naction = \"deny\"\nreason = \"never\"\n",
+    )
+    .unwrap();
+    let broker = Broker::start(
+        dir.path(),
+        &format!(
+            "policy = \"{}\"\n{}",
+            policy.display(),
+            http_target("demo", &url)
+        ),
+    );
+    let connect = Connect::start(dir.path(), &broker, "demo", &["--no-local-auth"]);
+    // Any client's list teaches the broker the real names.
+    let out = python_client(&connect.url, "auto", &["list_tools"], &[]);
+    assert!(outcome(&out, "list_tools").detail["tools"]
+        .as_array()
+        .is_some());
+    for variant in ["Delete_Model", "DELETE_MODEL"] {
+        let msgs = call(&connect.url, variant, r#"{"model":"fraud"}"#);
+        let err = &msgs.iter().find(|m| m["id"] == 9).unwrap()["error"];
+        assert_eq!(err["code"], -32041, "{variant}: {err}");
+        assert!(
+            err["message"].as_str().unwrap().contains("case-variant"),
+            "{err}"
+        );
+    }
+    assert!(read_record(&record).iter().all(|r| !r["name"]
+        .as_str()
+        .unwrap_or("")
+        .eq_ignore_ascii_case("delete_model")));
+}

@@ -350,6 +350,18 @@ impl Pipeline {
             ));
         }
         if let (true, Some(tool)) = (msg.is_method("tools/call"), msg.name.as_deref()) {
+            // A name that differs only in case from a tool the upstream
+            // lists is refused: an upstream that matches names loosely
+            // would run the listed tool under a name no rule judged.
+            if let Some(real) = target.case_variant_of(tool) {
+                return Err(McpError::new(
+                    codes::DENIED,
+                    format!(
+                        "denied by rule builtin:case-variant: {tool:?} is not a tool of {}; did you mean {real:?}?",
+                        target.name
+                    ),
+                ));
+            }
             if target.drift_blocked(tool) {
                 return Err(McpError::new(
                     codes::DENIED,

@@ -153,6 +153,18 @@ impl Target {
         }
     }
 
+    /// The listed tool `tool` differs from only in case, if any (`None`
+    /// when `tool` itself is listed). Cheap on the hot path: one lookup
+    /// unless the name is unknown.
+    pub fn case_variant_of(&self, tool: &str) -> Option<String> {
+        let known = self.tool_names.read().unwrap_or_else(|p| p.into_inner());
+        if known.contains(tool) {
+            return None;
+        }
+        let lower = tool.to_lowercase();
+        known.iter().find(|n| n.to_lowercase() == lower).cloned()
+    }
+
     /// The tool names this target has listed so far.
     pub fn tool_names(&self) -> Vec<String> {
         self.tool_names
