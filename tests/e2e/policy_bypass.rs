@@ -447,6 +447,23 @@ fn encodings_and_smuggled_calls_are_refused_before_the_upstream() {
         false,
     );
     assert_eq!(code(&v), Some(-32602), "bypass: an unknown ref type: {v}");
+    // A resource URI in a non-canonical form is refused before any glob
+    // judges it (the upstream might normalise it into something else).
+    let v = rpc(
+        url,
+        127,
+        "resources/read",
+        json!({"uri": "fixture://x/../greeting"}),
+        false,
+    );
+    assert_eq!(code(&v), Some(DENIED), "bypass: a dot-segment URI: {v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("non-canonical-uri"),
+        "{v}"
+    );
     // A request dressed as a notification is no plumbing.
     let v = rpc(url, 126, "notifications/anything", json!({}), false);
     assert_eq!(

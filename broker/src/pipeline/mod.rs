@@ -330,6 +330,14 @@ impl Pipeline {
             ));
         }
         let name = policy_name(msg);
+        if let Some(uri) = name.as_deref().filter(|_| judges_a_uri(msg)) {
+            if let Some(why) = non_canonical_uri(uri) {
+                return Err(McpError::new(
+                    codes::DENIED,
+                    format!("denied by rule builtin:non-canonical-uri: {why}; send the URI in its plain form"),
+                ));
+            }
+        }
         if msg.is_method("completion/complete") && name.is_none() {
             return Err(McpError::invalid_params(
                 "completion/complete needs a ref of type ref/prompt (with name) or ref/resource (with uri)",
@@ -833,6 +841,43 @@ fn policy_name(msg: &McpMessage) -> Option<String> {
     msg.name.clone()
 }
 
+/// Whether the name policy judges for `msg` is a resource URI.
+fn judges_a_uri(msg: &McpMessage) -> bool {
+    match msg.method.as_deref() {
+        Some("resources/read" | "resources/subscribe" | "resources/unsubscribe") => true,
+        Some("completion/complete") => {
+            msg.params()
+                .and_then(|p| p.get("ref"))
+                .and_then(|r| r.get("type"))
+                .and_then(Value::as_str)
+                == Some("ref/resource")
+        }
+        _ => false,
+    }
+}
+
+/// Why a resource URI is not in the one form resource globs judge: dot
+/// segments, percent-encoded separators or dots, backslashes or empty
+/// segments could reach, once the upstream normalises them, what a glob
+/// was written to keep out.
+fn non_canonical_uri(uri: &str) -> Option<&'static str> {
+    let path = uri.split_once("://").map_or(uri, |(_, rest)| rest);
+    let lower = path.to_ascii_lowercase();
+    if path.split('/').any(|seg| seg == "." || seg == "..") {
+        return Some("the URI has a `.` or `..` segment");
+    }
+    if ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e)) {
+        return Some("the URI percent-encodes a dot, slash or backslash");
+    }
+    if path.contains('\\') {
+        return Some("the URI has a backslash");
+    }
+    if path.contains("//") {
+        return Some("the URI has an empty path segment");
+    }
+    None
+}
+
 /// The arguments a condition sees: only where the upstream reads them
 /// (`tools/call`, `prompts/get`). Anywhere else a client could add an
 /// `arguments` object the upstream ignores, to steer a condition.
@@ -841,5 +886,32 @@ pub(crate) fn policy_arguments(msg: &McpMessage) -> Option<&Value> {
         msg.params().and_then(|p| p.get("arguments"))
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod uri_tests {
+    use super::non_canonical_uri;
+
+    #[test]
+    fn only_plain_uris_pass() {
+        for ok in [
+            "fixture://greeting",
+            "hoop-demo://policies/retention",
+            "file:///srv/data/report.csv",
+            "https://example.com/a/b?x=1",
+        ] {
+            assert_eq!(non_canonical_uri(ok), None, "{ok}");
+        }
+        for bad in [
+            "hoop-demo://policies/../secrets",
+            "hoop-demo://policies/./retention",
+            "hoop-demo://policies/%2e%2e/secrets",
+            "hoop-demo://policies%2Fsecrets",
+            "hoop-demo://policies\\secrets",
+            "hoop-demo://policies//secrets",
+        ] {
+            assert!(non_canonical_uri(bad).is_some(), "{bad}");
+        }
     }
 }
