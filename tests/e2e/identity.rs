@@ -30,6 +30,46 @@ fn issuers(human: &OidcProvider, workload: &OidcProvider) -> String {
     )
 }
 
+/// Connects to `broker`, presents `token` in a Hello on the control stream
+/// and reads the broker's first answer.
+async fn open_control(
+    broker: &Broker,
+    token: &str,
+) -> (
+    quinn::Endpoint,
+    quinn::Connection,
+    FrameWriter,
+    FrameReader,
+    Frame,
+) {
+    let mut endpoint = quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).unwrap();
+    endpoint.set_default_client_config(client_config(&Trust::Pin(broker.pin.clone())).unwrap());
+    let conn = endpoint
+        .connect(broker.addr.parse().unwrap(), "localhost")
+        .unwrap()
+        .await
+        .unwrap();
+    let (send, recv) = conn.open_bi().await.unwrap();
+    let mut w = FrameWriter::new(send);
+    // A write may fail once the broker refuses an oversized frame; the
+    // answer is what matters.
+    let _ = w
+        .send(&Frame::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            token: token.to_owned(),
+            client_name: "identity-test".into(),
+            client_version: "1".into(),
+        }))
+        .await;
+    let mut r = FrameReader::new(recv, 1 << 20);
+    let answer = tokio::time::timeout(Duration::from_secs(15), r.next())
+        .await
+        .expect("the broker answered within 15 s")
+        .expect("a readable frame")
+        .expect("a frame, not the end of the stream");
+    (endpoint, conn, w, r, answer)
+}
+
 /// Presents `token` in a Hello and returns the broker's answer.
 fn hello(broker: &Broker, token: &str) -> Frame {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -37,31 +77,7 @@ fn hello(broker: &Broker, token: &str) -> Frame {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut endpoint = quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).unwrap();
-        endpoint.set_default_client_config(client_config(&Trust::Pin(broker.pin.clone())).unwrap());
-        let conn = endpoint
-            .connect(broker.addr.parse().unwrap(), "localhost")
-            .unwrap()
-            .await
-            .unwrap();
-        let (send, recv) = conn.open_bi().await.unwrap();
-        let mut w = FrameWriter::new(send);
-        // A write may fail once the broker refuses an oversized frame; the
-        // answer is what matters.
-        let _ = w
-            .send(&Frame::Hello(Hello {
-                version: PROTOCOL_VERSION,
-                token: token.to_owned(),
-                client_name: "identity-test".into(),
-                client_version: "1".into(),
-            }))
-            .await;
-        let mut r = FrameReader::new(recv, 1 << 20);
-        let answer = tokio::time::timeout(Duration::from_secs(15), r.next())
-            .await
-            .expect("the broker answered within 15 s")
-            .expect("a readable frame")
-            .expect("a frame, not the end of the stream");
+        let (_endpoint, conn, _w, _r, answer) = open_control(broker, token).await;
         conn.close(0u32.into(), b"done");
         answer
     })
@@ -79,31 +95,11 @@ struct Session {
 fn session(broker: &Broker, token: &str) -> Session {
     // Worker threads keep the connection alive between the test's calls.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (endpoint, conn, writer, reader) = rt.block_on(async {
-        let mut endpoint = quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).unwrap();
-        endpoint.set_default_client_config(client_config(&Trust::Pin(broker.pin.clone())).unwrap());
-        let conn = endpoint
-            .connect(broker.addr.parse().unwrap(), "localhost")
-            .unwrap()
-            .await
-            .unwrap();
-        let (send, recv) = conn.open_bi().await.unwrap();
-        let mut w = FrameWriter::new(send);
-        w.send(&Frame::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            token: token.to_owned(),
-            client_name: "identity-test".into(),
-            client_version: "1".into(),
-        }))
-        .await
-        .unwrap();
-        let mut r = FrameReader::new(recv, 1 << 20);
-        match r.next().await.unwrap() {
-            Some(Frame::Welcome(_)) => {}
-            other => panic!("expected Welcome, got {other:?}"),
-        }
-        (endpoint, conn, w, r)
-    });
+    let (endpoint, conn, writer, reader, answer) = rt.block_on(open_control(broker, token));
+    assert!(
+        matches!(answer, Frame::Welcome(_)),
+        "expected Welcome, got {answer:?}"
+    );
     Session {
         rt,
         _endpoint: endpoint,
@@ -330,19 +326,7 @@ fn trusted_tokens_are_accepted_and_each_bad_one_is_refused_with_its_reason() {
 }
 
 fn echo(url: &str, id: u32) -> (u16, Vec<Value>) {
-    let body = format!(
-        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hi"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{{"name":"t","version":"1"}},"io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
-    );
-    let (status, _, msgs) = post(
-        url,
-        &[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/call"),
-            ("mcp-name", "echo"),
-        ],
-        &body,
-    );
-    (status, msgs)
+    call_tool(url, id.into(), "echo", r#"{"text":"hi"}"#)
 }
 
 fn echoed(msgs: &[Value]) -> bool {

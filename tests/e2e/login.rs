@@ -343,19 +343,7 @@ fn logout_revokes_at_the_provider_and_wipes_locally() {
 
 /// A 2026-07-28 `tools/call` of the demo server's `echo` through `url`.
 fn echo(url: &str, id: u32) -> (u16, Vec<Value>) {
-    let body = format!(
-        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hi"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{{"name":"t","version":"1"}},"io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
-    );
-    let (status, _, msgs) = post(
-        url,
-        &[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/call"),
-            ("mcp-name", "echo"),
-        ],
-        &body,
-    );
-    (status, msgs)
+    call_tool(url, id.into(), "echo", r#"{"text":"hi"}"#)
 }
 
 /// The whole story: `hoop login`, then `hoop connect` with no token file

@@ -10,19 +10,7 @@ use hoop_e2e::*;
 use serde_json::Value;
 
 fn call(url: &str, tool: &str, args: &str) -> Vec<Value> {
-    let body = format!(
-        r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"{tool}","arguments":{args},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{{"name":"t","version":"1"}},"io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
-    );
-    let (_, _, msgs) = post(
-        url,
-        &[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/call"),
-            ("mcp-name", tool),
-        ],
-        &body,
-    );
-    msgs
+    call_tool(url, 9, tool, args).1
 }
 
 #[test]

@@ -26,16 +26,7 @@ reason = "echo is frozen for the audit"
 "#;
 
 fn echo(url: &str) -> Value {
-    let body = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
-    let (_, _, msgs) = post(
-        url,
-        &[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/call"),
-            ("mcp-name", "echo"),
-        ],
-        body,
-    );
+    let (_, msgs) = call_tool(url, 5, "echo", r#"{"text":"hi"}"#);
     msgs.into_iter().find(|m| m["id"] == 5).unwrap()
 }
 

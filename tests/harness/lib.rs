@@ -600,6 +600,25 @@ pub fn post(
     (status, h, parse_messages(&text))
 }
 
+/// A stateless (2026-07-28) `tools/call` of `tool` with `args` (a JSON
+/// object as text) through `url`, with the headers the revision wants;
+/// returns the status and every message of the answer.
+pub fn call_tool(url: &str, id: u64, tool: &str, args: &str) -> (u16, Vec<Value>) {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{args},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{{"name":"t","version":"1"}},"io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
+    );
+    let (status, _, msgs) = post(
+        url,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", tool),
+        ],
+        &body,
+    );
+    (status, msgs)
+}
+
 /// JSON body, or the `data:` lines of an SSE body.
 pub fn parse_messages(text: &str) -> Vec<Value> {
     if let Ok(v) = serde_json::from_str::<Value>(text) {
