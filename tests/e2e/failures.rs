@@ -296,6 +296,18 @@ fn param_headers_are_checked_against_the_tool_schema() {
     );
 }
 
+/// The `exp` claim of the JWT in `file`.
+fn token_exp(file: &std::path::Path) -> u64 {
+    use base64::Engine as _;
+    let token = std::fs::read_to_string(file).expect("token file");
+    let payload = token.trim().split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    let claims: Value = serde_json::from_slice(&bytes).expect("JSON claims");
+    claims["exp"].as_u64().expect("numeric exp")
+}
+
 #[test]
 fn an_expired_token_ends_the_tunnel_and_is_refused() {
     let dir = scratch();
@@ -303,7 +315,7 @@ fn an_expired_token_ends_the_tunnel_and_is_refused() {
     let (_demo, upstream) = demo_server(dir.path(), &record);
     let broker = Broker::start(
         dir.path(),
-        &format!("[dev]\ntoken_ttl_secs = 2\n[targets.demo]\ntransport = \"http\"\nurl = \"{upstream}\"\n"),
+        &format!("[dev]\ntoken_ttl_secs = 10\n[targets.demo]\ntransport = \"http\"\nurl = \"{upstream}\"\n"),
     );
     let connect = Connect::start(dir.path(), &broker, "demo", &["--no-local-auth"]);
     let call = |marker: &str| {
@@ -314,9 +326,16 @@ fn an_expired_token_ends_the_tunnel_and_is_refused() {
     let h = [("mcp-protocol-version", "2026-07-28")];
     let (s, _, m) = post(&connect.url, &h, &call("before-expiry"));
     assert_eq!(s, 200, "{m:?}");
-    // Wait out the token (2 s), with margin for the broker's 30 s leeway not
-    // to matter: the broker ends the connection at the expiry it announced.
-    std::thread::sleep(std::time::Duration::from_secs(4));
+    // Wait out the token's own `exp` (minted when the broker started; a
+    // short TTL made this race a loaded machine), plus a margin: the broker
+    // ends the connection at the expiry it announced, without leeway.
+    let exp = token_exp(&broker.token_file("alice"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    assert!(exp > now, "the token expired before the test could use it");
+    std::thread::sleep(Duration::from_secs(exp - now + 2));
     let (s, _, m) = post(&connect.url, &h, &call("after-expiry"));
     assert!(
         s == 403 || s == 502,
