@@ -119,7 +119,7 @@ async fn start_inner(
         quinn::EndpointConfig::new(Arc::new(reset_key)),
         Some(server_config),
         socket,
-        Arc::new(quinn::TokioRuntime),
+        crate::tunnel::runtime::QuicRuntime::shared(),
     )?;
     let addr = endpoint.local_addr()?;
     let server = Arc::new(TunnelServer {

@@ -18,4 +18,4 @@ pub mod version;
 
 pub use codec::{decode, encode, DecodeError, Decoder};
 pub use frame::*;
-pub use version::{negotiate, ALPN, PROTOCOL_VERSION};
+pub use version::{negotiate, ALPN, PROTOCOL_VERSION, REUSABLE_STREAMS};

@@ -8,7 +8,17 @@
 pub const ALPN: &[u8] = b"hoop/1";
 
 /// The highest frame protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// - 1: one exchange per MCP stream; the client finishes its send side
+///   after the broker's `Close`.
+/// - 2: MCP streams are reusable: after a `Close` other than `malformed`
+///   the client may send the next `Open` on the same stream. It saves the
+///   stream's opening, its FIN and the stream credit the broker would
+///   return for it: two of the four datagrams a call cost.
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The first frame protocol version with reusable MCP streams.
+pub const REUSABLE_STREAMS: u16 = 2;
 
 /// The lowest frame protocol version this build still accepts.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
@@ -28,6 +38,7 @@ mod tests {
     fn negotiates_down_to_ours_and_refuses_too_old() {
         assert_eq!(negotiate(PROTOCOL_VERSION + 5), Some(PROTOCOL_VERSION));
         assert_eq!(negotiate(1), Some(1));
+        assert_eq!(negotiate(2), Some(2));
         assert_eq!(negotiate(0), None);
     }
 }

@@ -217,3 +217,107 @@ async fn hostile_mcp_streams_are_closed_with_a_reason() {
     assert!(conn.close_reason().is_none());
     fx.broker.shutdown().await;
 }
+
+/// Reads frames until a `Close` (included) or the end of the stream.
+async fn until_close(r: &mut FrameReader) -> Vec<Frame> {
+    let mut out = Vec::new();
+    for _ in 0..16 {
+        match tokio::time::timeout(Duration::from_secs(10), r.next())
+            .await
+            .expect("the broker answered within 10 s")
+        {
+            Ok(Some(f)) => {
+                let done = matches!(f, Frame::Close(_));
+                out.push(f);
+                if done {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+/// A ping to a target that does not exist: the broker answers it itself
+/// (404 with a JSON-RPC error), so no upstream is needed.
+fn ping_nowhere(w: &mut FrameWriter, id: u32) {
+    w.queue(&Frame::Open(OpenStream {
+        target: "nope".into(),
+        kind: StreamKind::Post,
+        headers: McpHeaders::default(),
+    }));
+    w.queue(&Frame::Message(McpMessage {
+        event_id: None,
+        body: format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#).into(),
+    }));
+}
+
+fn status_of(frames: &[Frame]) -> Option<u16> {
+    match frames.first() {
+        Some(Frame::Head(h)) => Some(h.status),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn version_2_streams_carry_exchange_after_exchange_and_version_1_streams_one() {
+    let fx = fixture().await;
+    let (conn, _control) = fx.authenticated().await;
+    let (send, recv) = conn.open_bi().await.unwrap();
+    let (mut w, mut r) = (FrameWriter::new(send), FrameReader::new(recv, 1 << 20));
+    // Three exchanges, one stream, the send side never finished.
+    for id in 1..=3 {
+        ping_nowhere(&mut w, id);
+        w.flush().await.unwrap();
+        let frames = until_close(&mut r).await;
+        assert_eq!(status_of(&frames), Some(404), "exchange {id}: {frames:?}");
+        match frames.last() {
+            Some(Frame::Close(c)) => assert_eq!(c.code, CloseCode::DONE, "exchange {id}"),
+            other => panic!("exchange {id}: expected Close, got {other:?}"),
+        }
+    }
+    // A framing error ends the stream: Close(malformed), then its end.
+    w.send(&Frame::Message(McpMessage {
+        event_id: None,
+        body: "{}".into(),
+    }))
+    .await
+    .unwrap();
+    let frames = until_close(&mut r).await;
+    assert!(
+        matches!(frames.last(), Some(Frame::Close(c)) if c.code == CloseCode::MALFORMED),
+        "{frames:?}"
+    );
+    let end = tokio::time::timeout(Duration::from_secs(10), r.next()).await;
+    assert!(matches!(end, Ok(Ok(None))), "stream not ended: {end:?}");
+
+    // A version-1 client: one exchange per stream, which the broker ends.
+    let conn1 = fx.conn().await;
+    let (send, recv) = conn1.open_bi().await.unwrap();
+    let mut cw = FrameWriter::new(send);
+    let mut cr = FrameReader::new(recv, 1 << 20);
+    let token = fx.identities.mint("alice").unwrap();
+    cw.send(&Frame::Hello(Hello {
+        version: 1,
+        ..hello(&token)
+    }))
+    .await
+    .unwrap();
+    match cr.next().await.unwrap() {
+        Some(Frame::Welcome(w)) => assert_eq!(w.version, 1),
+        other => panic!("expected Welcome, got {other:?}"),
+    }
+    let (send, recv) = conn1.open_bi().await.unwrap();
+    let (mut w, mut r) = (FrameWriter::new(send), FrameReader::new(recv, 1 << 20));
+    ping_nowhere(&mut w, 1);
+    w.flush().await.unwrap();
+    let frames = until_close(&mut r).await;
+    assert_eq!(status_of(&frames), Some(404), "{frames:?}");
+    let end = tokio::time::timeout(Duration::from_secs(10), r.next()).await;
+    assert!(
+        matches!(end, Ok(Ok(None))),
+        "a version-1 stream must end after its exchange: {end:?}"
+    );
+    fx.broker.shutdown().await;
+}

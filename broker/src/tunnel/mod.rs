@@ -2,5 +2,6 @@
 //! authenticates a connection, and one task per MCP stream.
 
 pub mod framed;
+pub mod runtime;
 pub mod server;
 pub mod tls;

@@ -21,6 +21,17 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Control frames carry tokens, not MCP messages: a small limit keeps
 /// unauthenticated peers from making the broker buffer much.
 const MAX_CONTROL_FRAME: usize = 64 * 1024;
+/// Exchanges one MCP stream may carry under frame version 2. Only a bound
+/// on the loop: the CLI retires a stream long before (`MAX_STREAM_USES`).
+const MAX_EXCHANGES_PER_STREAM: u32 = 1 << 20;
+
+/// How an exchange left its stream.
+enum AfterExchange {
+    /// Clean after the `Close`: the next `Open` may follow (version 2).
+    Reusable,
+    /// Ended: the client finished or reset it, or it broke the protocol.
+    Ended,
+}
 
 fn refuse(code: ErrorCode, message: String) -> Frame {
     Frame::ControlError(ControlError { code, message })
@@ -103,7 +114,7 @@ impl TunnelServer {
 
     async fn connection(self: Arc<Self>, conn: quinn::Connection) {
         let remote = conn.remote_address();
-        let Some(caller) = self.clone().authenticate(&conn, remote).await else {
+        let Some((caller, version)) = self.clone().authenticate(&conn, remote).await else {
             return;
         };
         tracing::info!(%remote, subject = %caller.identity.subject, "client connected");
@@ -119,7 +130,7 @@ impl TunnelServer {
                 Ok((send, recv)) => {
                     let this = self.clone();
                     let caller = caller.clone();
-                    tokio::spawn(async move { this.stream(&caller, send, recv).await });
+                    tokio::spawn(async move { this.stream(&caller, version, send, recv).await });
                 }
                 Err(e) => {
                     tracing::info!(%remote, subject = %caller.identity.subject, "client disconnected: {e}");
@@ -135,7 +146,7 @@ impl TunnelServer {
         self: Arc<Self>,
         conn: &quinn::Connection,
         remote: SocketAddr,
-    ) -> Option<Arc<Caller>> {
+    ) -> Option<(Arc<Caller>, u16)> {
         let (send, recv) = match tokio::time::timeout(HELLO_TIMEOUT, conn.accept_bi()).await {
             Ok(Ok(s)) => s,
             _ => {
@@ -252,7 +263,7 @@ impl TunnelServer {
             }
             c.close(0u32.into(), b"control stream closed");
         });
-        Some(caller)
+        Some((caller, version))
     }
 
     /// Verifies a token and checks its subject is not revoked; the refusal
@@ -305,57 +316,95 @@ impl TunnelServer {
         Ok(verified.expires_at)
     }
 
-    /// One MCP stream: Open (+ Message for a POST) in, Head + Messages + Close out.
-    async fn stream(&self, caller: &Arc<Caller>, send: quinn::SendStream, recv: quinn::RecvStream) {
+    /// One MCP stream: under frame version 1 a single exchange; under
+    /// version 2 exchange after exchange, each starting with the next
+    /// `Open` once the previous `Close` is out, until the client ends it.
+    async fn stream(
+        &self,
+        caller: &Arc<Caller>,
+        version: u16,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+    ) {
         let mut reader = FrameReader::new(recv, self.max_frame_len);
         let mut writer = FrameWriter::new(send);
+        let exchanges = if version >= hoop_proto::REUSABLE_STREAMS {
+            MAX_EXCHANGES_PER_STREAM
+        } else {
+            1
+        };
+        for _ in 0..exchanges {
+            match self.exchange(caller, &mut reader, &mut writer).await {
+                AfterExchange::Reusable => continue,
+                AfterExchange::Ended => return,
+            }
+        }
+        writer.finish();
+    }
+
+    /// One exchange: Open (+ Message for a POST) in, Head + Messages +
+    /// Close out.
+    async fn exchange(
+        &self,
+        caller: &Arc<Caller>,
+        reader: &mut FrameReader,
+        writer: &mut FrameWriter,
+    ) -> AfterExchange {
         let open = match reader.next().await {
             Ok(Some(Frame::Open(o))) => o,
             Ok(Some(_)) => {
                 return fail(
-                    &mut writer,
+                    writer,
                     CloseCode::MALFORMED,
                     "an MCP stream must start with Open",
                 )
                 .await
             }
-            Ok(None) => return,
-            Err(e) => return fail(&mut writer, CloseCode::MALFORMED, &e.to_string()).await,
+            // The client is done with the stream: end ours too.
+            Ok(None) => {
+                writer.finish();
+                return AfterExchange::Ended;
+            }
+            Err(e) => return fail(writer, CloseCode::MALFORMED, &e.to_string()).await,
         };
         let body = if open.kind == StreamKind::Post {
             match reader.next().await {
                 Ok(Some(Frame::Message(m))) => Some(m.body),
                 Ok(_) => {
                     return fail(
-                        &mut writer,
+                        writer,
                         CloseCode::MALFORMED,
                         "a POST stream must carry one Message after Open",
                     )
                     .await
                 }
-                Err(e) => return fail(&mut writer, CloseCode::MALFORMED, &e.to_string()).await,
+                Err(e) => return fail(writer, CloseCode::MALFORMED, &e.to_string()).await,
             }
         } else {
             None
         };
-        // The client keeps its send side open until it has the whole reply
-        // and resets it when its own client goes away. From here on that
+        // The client sends nothing more until it has the whole reply, and
+        // resets the stream when its own client goes away. From here on that
         // reset drops the exchange, which cancels the upstream work, also
-        // while the broker still waits for the upstream's first answer.
-        let mut recv = reader.into_inner();
-        let gone = async move {
-            loop {
-                match recv.read_chunk(64 * 1024, true).await {
-                    Ok(Some(_)) => continue,
-                    Ok(None) => std::future::pending::<()>().await,
-                    Err(_) => return,
+        // while the broker still waits for the upstream's first answer. A
+        // finished send side (version 1 clients finish after the Close)
+        // changes nothing; a frame before the Close breaks the protocol.
+        let gone = async {
+            match reader.next().await {
+                Ok(None) => std::future::pending::<()>().await,
+                Ok(Some(f)) => {
+                    tracing::debug!(
+                        frame = f.kind(),
+                        "frame before the Close: ending the stream"
+                    );
                 }
+                Err(_) => {}
             }
         };
         tokio::pin!(gone);
         let reply = tokio::select! {
             r = self.pipeline.handle(caller, open, body) => r,
-            _ = &mut gone => return,
+            _ = &mut gone => return AfterExchange::Ended,
         };
         writer.queue(&Frame::Head(reply.head));
         let mut messages = reply.messages;
@@ -367,11 +416,11 @@ impl TunnelServer {
                 Some(m) => m,
                 None => {
                     if writer.flush().await.is_err() {
-                        return;
+                        return AfterExchange::Ended;
                     }
                     tokio::select! {
                         m = messages.next() => m,
-                        _ = &mut gone => return,
+                        _ = &mut gone => return AfterExchange::Ended,
                     }
                 }
             };
@@ -385,7 +434,7 @@ impl TunnelServer {
                         .await
                         .is_err()
                     {
-                        return;
+                        return AfterExchange::Ended;
                     }
                 }
                 Some(Err(e)) => {
@@ -403,12 +452,16 @@ impl TunnelServer {
             }
         };
         writer.queue(&Frame::Close(close));
-        let _ = writer.flush().await;
-        writer.finish();
+        if writer.flush().await.is_err() {
+            return AfterExchange::Ended;
+        }
+        AfterExchange::Reusable
     }
 }
 
-async fn fail(writer: &mut FrameWriter, code: CloseCode, message: &str) {
+/// Refuses a broken stream with a `MALFORMED` close and ends it: after a
+/// framing error nothing more on it can be trusted.
+async fn fail(writer: &mut FrameWriter, code: CloseCode, message: &str) -> AfterExchange {
     let _ = writer
         .send(&Frame::Close(CloseStream {
             code,
@@ -416,9 +469,10 @@ async fn fail(writer: &mut FrameWriter, code: CloseCode, message: &str) {
         }))
         .await;
     writer.finish();
+    AfterExchange::Ended
 }
 
-async fn close(conn: &quinn::Connection, mut writer: FrameWriter) -> Option<Arc<Caller>> {
+async fn close(conn: &quinn::Connection, mut writer: FrameWriter) -> Option<(Arc<Caller>, u16)> {
     writer.finish();
     // Give the error frame a moment to leave before the connection closes.
     let _ = tokio::time::timeout(Duration::from_millis(500), writer.into_inner().stopped()).await;

@@ -196,6 +196,8 @@ const CONNECT_ATTEMPTS: u32 = 6;
 
 struct Live {
     conn: quinn::Connection,
+    /// The frame protocol version the broker agreed to in `Welcome`.
+    version: u16,
     /// Owns the control stream (the broker ends the connection when it
     /// closes) and re-authenticates on it; ends with the connection.
     control: tokio::task::JoinHandle<()>,
@@ -214,6 +216,66 @@ pub struct TunnelClient {
     settings: TunnelSettings,
     live: Mutex<Option<Live>>,
     welcome: WelcomeSlot,
+    streams: Arc<StreamPool>,
+}
+
+/// Idle MCP streams could stay open at once; more are finished. Well under
+/// the broker's limit of concurrent streams (256), which idle ones count
+/// against.
+const MAX_IDLE_STREAMS: usize = 32;
+/// Exchanges one stream carries before the client retires it: the broker
+/// bounds its loop too, far above this.
+const MAX_STREAM_USES: u32 = 100_000;
+
+/// The stream halves of one MCP stream.
+struct StreamIo {
+    writer: FrameWriter,
+    reader: FrameReader,
+}
+
+/// Where a stream came from and how often it has served, so it can go back
+/// to the right connection's pool after its exchange.
+#[derive(Clone, Copy)]
+struct Lease {
+    conn: usize,
+    version: u16,
+    uses: u32,
+}
+
+/// Idle MCP streams of the live connection (frame version 2). Reusing one
+/// for the next exchange saves opening a stream, its FIN, and the stream
+/// credit the broker returns for it: two of the four datagrams a call
+/// cost, one of them on the way to the upstream.
+#[derive(Default)]
+struct StreamPool {
+    idle: std::sync::Mutex<Vec<(StreamIo, Lease)>>,
+}
+
+impl StreamPool {
+    /// An idle stream of connection `conn`; streams of older connections
+    /// are dropped on the way.
+    fn take(&self, conn: usize) -> Option<(StreamIo, Lease)> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|(_, l)| l.conn == conn);
+        idle.pop()
+    }
+
+    /// Takes back a stream whose exchange the broker closed with `code`, or
+    /// finishes it when it may not serve again (after a framing error the
+    /// broker ends the stream; version 1 brokers serve one exchange).
+    fn put(&self, mut io: StreamIo, lease: Lease, code: CloseCode) {
+        if lease.version >= hoop_proto::REUSABLE_STREAMS
+            && lease.uses < MAX_STREAM_USES
+            && code != CloseCode::MALFORMED
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE_STREAMS {
+                idle.push((io, lease));
+                return;
+            }
+        }
+        io.writer.finish();
+    }
 }
 
 impl TunnelClient {
@@ -235,13 +297,21 @@ impl TunnelClient {
                 .parse()
                 .map_err(|_| unreachable("bad bind address".into()))?
         };
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| unreachable(e.to_string()))?;
+        let socket = std::net::UdpSocket::bind(bind).map_err(|e| unreachable(e.to_string()))?;
+        let mut endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            None,
+            socket,
+            hoop_broker::tunnel::runtime::QuicRuntime::shared(),
+        )
+        .map_err(|e| unreachable(e.to_string()))?;
         endpoint.set_default_client_config(client_config);
         let this = Arc::new(Self {
             endpoint,
             settings,
             live: Mutex::new(None),
             welcome: Arc::new(std::sync::Mutex::new(None)),
+            streams: Arc::new(StreamPool::default()),
         });
         let live = this.dial().await?;
         *this.live.lock().await = Some(live);
@@ -291,6 +361,7 @@ impl TunnelClient {
             Ok(Ok(Some(Frame::Welcome(w)))) => {
                 tracing::debug!(subject = %w.identity.subject, "tunnel authenticated");
                 let expires_at = w.session_expires_at;
+                let version = w.version;
                 *self.welcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(w);
                 let control = tokio::spawn(control_loop(
                     Control { writer, reader },
@@ -299,7 +370,11 @@ impl TunnelClient {
                     self.welcome.clone(),
                     expires_at,
                 ));
-                Ok(Live { conn, control })
+                Ok(Live {
+                    conn,
+                    version,
+                    control,
+                })
             }
             Ok(Ok(Some(Frame::ControlError(e)))) => Err(TunnelError::Refused {
                 code: e.code,
@@ -319,11 +394,11 @@ impl TunnelClient {
 
     /// A live connection, reconnecting (with a short bounded backoff) when
     /// the last one is gone.
-    async fn connection(&self, force_new: bool) -> Result<quinn::Connection, TunnelError> {
+    async fn connection(&self, force_new: bool) -> Result<(quinn::Connection, u16), TunnelError> {
         let mut live = self.live.lock().await;
         if let Some(l) = live.as_ref() {
             if !force_new && l.conn.close_reason().is_none() {
-                return Ok(l.conn.clone());
+                return Ok((l.conn.clone(), l.version));
             }
         }
         *live = None;
@@ -337,7 +412,7 @@ impl TunnelClient {
             match self.dial().await {
                 Ok(l) => {
                     tracing::info!("tunnel to {} re-established", self.settings.broker);
-                    let conn = l.conn.clone();
+                    let conn = (l.conn.clone(), l.version);
                     *live = Some(l);
                     return Ok(conn);
                 }
@@ -355,31 +430,22 @@ impl TunnelClient {
         open: OpenStream,
         body: Option<Bytes>,
     ) -> Result<Exchange, TunnelError> {
-        let conn = self.connection(false).await?;
-        // Opening a stream sends nothing yet, so a dead connection found
-        // here can be replaced without losing the request.
-        let (send, recv) = match conn.open_bi().await {
-            Ok(s) => s,
-            Err(_) => self
-                .connection(true)
-                .await?
-                .open_bi()
-                .await
-                .map_err(|e| TunnelError::Lost(e.to_string()))?,
+        let (conn, version) = self.connection(false).await?;
+        let (mut io, lease) = match self.streams.take(conn.stable_id()) {
+            Some(idle) => idle,
+            None => self.open_stream(conn, version).await?,
         };
-        let mut writer = FrameWriter::new(send);
-        let mut reader = FrameReader::new(recv, MAX_FRAME);
         // From here until the `Exchange` exists, dropping this future (the
         // local client went away) must reset the stream, not finish it.
         let guard = ResetOnDrop {
-            writer: &mut writer,
-            reader: &mut reader,
+            io: &mut io,
             armed: true,
         };
         // Open and the message leave in one write (usually one packet).
-        guard.writer.queue(&Frame::Open(open));
+        guard.io.writer.queue(&Frame::Open(open));
         if let Some(body) = body {
             guard
+                .io
                 .writer
                 .queue_message(&McpMessage {
                     event_id: None,
@@ -388,14 +454,14 @@ impl TunnelClient {
                 .await
                 .map_err(write_failed)?;
         }
-        guard.writer.flush().await.map_err(write_failed)?;
+        guard.io.writer.flush().await.map_err(write_failed)?;
         let lost = |e: FrameError| TunnelError::Lost(e.to_string());
-        let head = match guard.reader.next().await.map_err(lost)? {
+        let head = match guard.io.reader.next().await.map_err(lost)? {
             Some(Frame::Head(h)) => h,
             Some(Frame::Close(c)) => {
-                // The broker ended the exchange itself: end ours cleanly.
+                // The broker ended the exchange itself, cleanly.
                 guard.disarm();
-                writer.finish();
+                self.streams.put(io, lease.used(), c.code);
                 return Err(TunnelError::Closed {
                     code: c.code,
                     message: c.message,
@@ -417,9 +483,49 @@ impl TunnelClient {
         guard.disarm();
         Ok(Exchange {
             head,
-            reader,
-            writer: Some(writer),
+            io: Some(io),
+            lease: lease.used(),
+            pool: self.streams.clone(),
         })
+    }
+
+    /// A new MCP stream. Opening one sends nothing yet, so a dead
+    /// connection found here can be replaced without losing the request.
+    async fn open_stream(
+        &self,
+        conn: quinn::Connection,
+        version: u16,
+    ) -> Result<(StreamIo, Lease), TunnelError> {
+        let (conn, version, (send, recv)) = match conn.open_bi().await {
+            Ok(s) => (conn, version, s),
+            Err(_) => {
+                let (conn, version) = self.connection(true).await?;
+                let s = conn
+                    .open_bi()
+                    .await
+                    .map_err(|e| TunnelError::Lost(e.to_string()))?;
+                (conn, version, s)
+            }
+        };
+        let io = StreamIo {
+            writer: FrameWriter::new(send),
+            reader: FrameReader::new(recv, MAX_FRAME),
+        };
+        let lease = Lease {
+            conn: conn.stable_id(),
+            version,
+            uses: 0,
+        };
+        Ok((io, lease))
+    }
+}
+
+impl Lease {
+    fn used(self) -> Self {
+        Self {
+            uses: self.uses.saturating_add(1),
+            ..self
+        }
     }
 }
 
@@ -605,8 +711,7 @@ fn write_failed(e: FrameError) -> TunnelError {
 /// FIN, which the broker takes for a complete request and never cancels;
 /// a reset is what tells it the caller has gone.
 struct ResetOnDrop<'a> {
-    writer: &'a mut FrameWriter,
-    reader: &'a mut FrameReader,
+    io: &'a mut StreamIo,
     armed: bool,
 }
 
@@ -619,28 +724,34 @@ impl ResetOnDrop<'_> {
 impl Drop for ResetOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.writer.reset();
-            self.reader.stop();
+            self.io.writer.reset();
+            self.io.reader.stop();
         }
     }
 }
 
 /// One MCP exchange in progress. Dropping it before the end tells the
-/// broker to stop (the upstream call is cancelled).
+/// broker to stop (the upstream call is cancelled); at its end the stream
+/// goes back to the pool for the next exchange.
 pub struct Exchange {
     pub head: ResponseHead,
-    reader: FrameReader,
-    writer: Option<FrameWriter>,
+    /// `None` once the broker's `Close` was read.
+    io: Option<StreamIo>,
+    lease: Lease,
+    pool: Arc<StreamPool>,
 }
 
 impl Exchange {
     /// The next message; `Ok(None)` when the broker closed the exchange cleanly.
     pub async fn next_message(&mut self) -> Result<Option<McpMessage>, TunnelError> {
-        match self.reader.next().await {
+        let Some(io) = self.io.as_mut() else {
+            return Ok(None);
+        };
+        match io.reader.next().await {
             Ok(Some(Frame::Message(m))) => Ok(Some(m)),
             Ok(Some(Frame::Close(c))) => {
-                if let Some(mut w) = self.writer.take() {
-                    w.finish();
+                if let Some(io) = self.io.take() {
+                    self.pool.put(io, self.lease, c.code);
                 }
                 if c.code == CloseCode::DONE {
                     Ok(None)
@@ -663,9 +774,9 @@ impl Exchange {
 
 impl Drop for Exchange {
     fn drop(&mut self) {
-        if let Some(mut w) = self.writer.take() {
-            w.reset();
-            self.reader.stop();
+        if let Some(mut io) = self.io.take() {
+            io.writer.reset();
+            io.reader.stop();
         }
     }
 }
@@ -791,6 +902,127 @@ mod tests {
         );
         broker.abort();
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A stand-in broker that speaks frame version 2: it answers every
+    /// Open on a stream with Head, one Message and Close(DONE), for as
+    /// long as the stream lasts, and reports each MCP stream it accepts.
+    #[tokio::test]
+    async fn exchanges_reuse_idle_streams_and_a_dropped_one_is_not_reused() {
+        use hoop_broker::tunnel::tls as server_tls;
+        use hoop_proto::{Identity, IdentityKind, McpHeaders, ResponseBody, StreamKind};
+        hoop_broker::run::install_crypto_provider();
+        let material = server_tls::self_signed().unwrap();
+        let pin = server_tls::fingerprint(&material.chain[0]);
+        let server = quinn::Endpoint::server(
+            server_tls::quic_server_config(material).unwrap(),
+            ([127, 0, 0, 1], 0).into(),
+        )
+        .unwrap();
+        let addr = server.local_addr().unwrap();
+        let (opened_tx, mut opened) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let broker = tokio::spawn(async move {
+            let conn = server.accept().await.unwrap().await.unwrap();
+            let (send, recv) = conn.accept_bi().await.unwrap();
+            let mut w = FrameWriter::new(send);
+            let mut r = FrameReader::new(recv, 1 << 16);
+            let Ok(Some(Frame::Hello(_))) = r.next().await else {
+                panic!("expected Hello")
+            };
+            w.send(&Frame::Welcome(Welcome {
+                version: PROTOCOL_VERSION,
+                identity: Identity {
+                    subject: "alice".into(),
+                    email: None,
+                    groups: vec![],
+                    issuer: "test".into(),
+                    kind: IdentityKind::Human,
+                },
+                session_expires_at: crate::auth::now_unix() + 3600,
+                broker_version: "test".into(),
+            }))
+            .await
+            .unwrap();
+            let _control = (w, r);
+            while let Ok((send, recv)) = conn.accept_bi().await {
+                let _ = opened_tx.send(());
+                tokio::spawn(async move {
+                    let mut w = FrameWriter::new(send);
+                    let mut r = FrameReader::new(recv, 1 << 16);
+                    // Bounded like the real broker's loop.
+                    for _ in 0..100 {
+                        let Ok(Some(Frame::Open(_))) = r.next().await else {
+                            return;
+                        };
+                        let Ok(Some(Frame::Message(m))) = r.next().await else {
+                            return;
+                        };
+                        if m.body.as_ref() == b"hang" {
+                            // Never answers; the client gives up on it.
+                            let _ = r.next().await;
+                            return;
+                        }
+                        w.queue(&Frame::Head(ResponseHead {
+                            status: 200,
+                            body: ResponseBody::Json,
+                            session_id: None,
+                        }));
+                        w.queue(&Frame::Message(m));
+                        w.queue(&Frame::Close(hoop_proto::CloseStream {
+                            code: CloseCode::DONE,
+                            message: String::new(),
+                        }));
+                        if w.flush().await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let client = TunnelClient::connect(TunnelSettings {
+            broker: addr,
+            server_name: "localhost".into(),
+            trust: Trust::Pin(pin),
+            token: TokenSource::Static("t".into()),
+        })
+        .await
+        .unwrap();
+        let open = || OpenStream {
+            target: "demo".into(),
+            kind: StreamKind::Post,
+            headers: McpHeaders::default(),
+        };
+        let call = |body: &'static str| {
+            let client = client.clone();
+            async move {
+                let mut ex = client.exchange(open(), Some(Bytes::from(body))).await?;
+                let m = ex.next_message().await?.expect("a message");
+                assert!(ex.next_message().await?.is_none(), "then the Close");
+                Ok::<Bytes, TunnelError>(m.body)
+            }
+        };
+        for i in 0..3 {
+            assert_eq!(call("{}").await.unwrap().as_ref(), b"{}", "call {i}");
+        }
+        assert!(opened.try_recv().is_ok(), "the first call opens a stream");
+        assert!(
+            opened.try_recv().is_err(),
+            "calls after the first reuse its stream"
+        );
+        // A call abandoned before its answer resets its stream, which must
+        // not serve again: the next call opens a new one.
+        let hung = tokio::time::timeout(
+            Duration::from_millis(300),
+            client.exchange(open(), Some(Bytes::from_static(b"hang"))),
+        )
+        .await;
+        assert!(hung.is_err(), "the stand-in never answers this one");
+        assert_eq!(call("{}").await.unwrap().as_ref(), b"{}");
+        assert!(
+            opened.try_recv().is_ok(),
+            "the call after an abandoned one opens a new stream"
+        );
+        broker.abort();
     }
 
     #[tokio::test]
