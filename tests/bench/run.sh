@@ -14,11 +14,14 @@
 #   c every      @modelcontextprotocol/server-everything (streamable HTTP,
 #                handshake era, one session; answers in SSE)
 #   d hoop-every the same through hoop (session issued by hoop)
+#   proxy2-demo  config a behind two do-nothing hyper proxies in a row
+#                (hoop-bench-floor --forward, one thread each): the floor
+#                of any design with two process hops on this machine
 #
 # Usage: tests/bench/run.sh [--skip-build] [--only a,b,...] [--keep] [--diag-nodelay]
 #   --skip-build    use the release binaries already in the target dir
 #   --only LIST     comma-separated config names (floor-rust,floor-node,demo,
-#                   hoop-demo,every,hoop-every); default all
+#                   proxy2-demo,hoop-demo,every,hoop-every); default all
 #   --keep          keep the scratch dir (logs, broker state) after the run
 #   --diag-nodelay  also measure hoop-demo-nd / hoop-every-nd: the same hoop
 #                   connect run under LD_PRELOAD=diag/nodelay_preload.c, which
@@ -26,7 +29,7 @@
 #                   A diagnostic for Nagle's algorithm, not a configuration.
 # Environment: BENCH_DURATION (10), BENCH_WARMUP (2), BENCH_CONNS ("1 16"),
 #   BENCH_WRK_THREADS (1), BENCH_HOST (127.0.0.1; loopback only),
-#   BENCH_PORT_BASE (14400: ports BASE..BASE+7 and BASE+33 must be free),
+#   BENCH_PORT_BASE (14400: ports BASE..BASE+9 and BASE+33 must be free),
 #   CARGO_TARGET_DIR (default: <repo>/target),
 #   BENCH_BIN_DIR (take hoop, hoop-broker and hoop-bench-floor from this
 #   directory instead of building them; implies --skip-build).
@@ -46,7 +49,7 @@ log() { echo "bench: $*" >&2; }
 run() { printf '+ %s\n' "$(printf '%q ' "$@")" >&2; "$@"; }
 
 skip_build=0
-only="floor-rust,floor-node,demo,hoop-demo,every,hoop-every"
+only="floor-rust,floor-node,demo,proxy2-demo,hoop-demo,every,hoop-every"
 keep=0
 diag_nodelay=0
 while [ $# -gt 0 ]; do
@@ -99,12 +102,13 @@ is_loopback "$host" || die "BENCH_HOST=$host is not a loopback address; this ben
 floor_port=$((base + 0)); node_floor_port=$((base + 1)); demo_port=$((base + 2)); every_port=$((base + 3))
 hoop_demo_port=$((base + 4)); hoop_every_port=$((base + 5)); broker_port=$((base + 33))
 nd_demo_port=$((base + 6)); nd_every_port=$((base + 7))
+proxy_a_port=$((base + 8)); proxy_b_port=$((base + 9))
 
 for tool in curl wrk node; do
   command -v "$tool" >/dev/null 2>&1 || die "'$tool' is not on PATH (apt-get install wrk curl; Node >= 20)"
 done
 port_busy() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
-for p in $floor_port $node_floor_port $demo_port $every_port $hoop_demo_port $hoop_every_port $nd_demo_port $nd_every_port; do
+for p in $floor_port $node_floor_port $demo_port $every_port $hoop_demo_port $hoop_every_port $nd_demo_port $nd_every_port $proxy_a_port $proxy_b_port; do
   port_busy "$p" && die "port $p on $host is in use; set BENCH_PORT_BASE to a free range"
 done
 
@@ -214,8 +218,13 @@ require("node:http").createServer((req, res) => {
   req.on("end", () => { res.writeHead(200, {"content-type": "application/json"}); res.end(body); });
 }).listen(Number(process.argv[1]), "127.0.0.1");' "$node_floor_port"
 fi
-if wants demo || wants hoop-demo; then
+if wants demo || wants hoop-demo || wants proxy2-demo; then
   start demo "$bin/hoop" demo-server --port "$demo_port"
+fi
+if wants proxy2-demo; then
+  # wrk -> proxy A -> proxy B -> demo server.
+  start proxy-b "$bin/hoop-bench-floor" "$proxy_b_port" --forward "http://$host:$demo_port/mcp"
+  start proxy-a "$bin/hoop-bench-floor" "$proxy_a_port" --forward "http://$host:$proxy_b_port/mcp"
 fi
 if wants every || wants hoop-every; then
   every_js="$root/tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
@@ -293,7 +302,7 @@ if wants floor-node; then
   add floor-node "$u" "$stateless_body" "" "" "" "" "${pid[node-floor]}"
 fi
 stateless_hdrs=(-H 'MCP-Protocol-Version: 2026-07-28' -H 'Mcp-Method: tools/call' -H 'Mcp-Name: echo')
-if wants demo || wants hoop-demo; then
+if wants demo || wants hoop-demo || wants proxy2-demo; then
   wait_http "http://$host:$demo_port/mcp" "${pid[demo]}"
 fi
 if wants demo; then
@@ -302,6 +311,13 @@ if wants demo; then
   r="$(post "$u" "$stateless_body" "${stateless_hdrs[@]}")"; echo "    $r" >&2
   expect_echo demo "$r" '"text":"hi"'
   add demo "$u" "$stateless_body" 2026-07-28 "" tools/call echo "${pid[demo]}"
+fi
+if wants proxy2-demo; then
+  wait_http "http://$host:$proxy_b_port/mcp" "${pid[proxy-b]}"
+  u="http://$host:$proxy_a_port/mcp"; wait_http "$u" "${pid[proxy-a]}"
+  r="$(post "$u" "$stateless_body" "${stateless_hdrs[@]}")"; echo "    $r" >&2
+  expect_echo proxy2-demo "$r" '"text":"hi"'
+  add proxy2-demo "$u" "$stateless_body" 2026-07-28 "" tools/call echo "${pid[demo]}"
 fi
 if wants hoop-demo; then
   u="http://$host:$hoop_demo_port/mcp"; wait_http "$u" "${pid[hoop-demo]}"
@@ -387,6 +403,8 @@ for name in "${configs[@]}"; do
       hoop-every) hoop_pid="${pid[hoop-every]}"; broker_pid="${pid[broker]}" ;;
       hoop-demo-nd) hoop_pid="${pid[hoop-demo-nd]}"; broker_pid="${pid[broker]}" ;;
       hoop-every-nd) hoop_pid="${pid[hoop-every-nd]}"; broker_pid="${pid[broker]}" ;;
+      # The two proxies stand where hoop connect and the broker stand.
+      proxy2-demo) hoop_pid="${pid[proxy-a]}"; broker_pid="${pid[proxy-b]}" ;;
     esac
     s0="$(cpu_ticks "${pidof[$name]}")"; h0="$([ -n "$hoop_pid" ] && cpu_ticks "$hoop_pid" || echo 0)"
     b0="$([ -n "$broker_pid" ] && cpu_ticks "$broker_pid" || echo 0)"
@@ -421,7 +439,7 @@ echo "hoop tools/call benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPU(s)
 echo "hoop: $provenance"
 echo "wrk closed loop, keep-alive, ${duration}s per run after ${warmup}s warm-up; latency in microseconds"
 echo "machine CPU busy before the runs: ${busy_before}% (load average then: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg))"
-echo "cpu/req = CPU time (user+sys) the process used during the run / requests (the server, hoop connect, hoop-broker)"
+echo "cpu/req = CPU time (user+sys) the process used during the run / requests (the server, hoop connect, hoop-broker; for proxy2-demo the first and the second proxy)"
 echo "other cpu% = share of the machine's CPU that went to anything but this benchmark during the run (keep runs where it is low)"
 echo
 {
@@ -431,11 +449,12 @@ echo
 echo
 added() { # through direct conns
   local via="${p50[$1/$3]:-}" direct="${p50[$2/$3]:-}"
-  [ -n "$via" ] && [ -n "$direct" ] && echo "added p50 by hoop ($1 - $2), $3 connection(s): $((via - direct)) us (target <= 150 us)"
+  [ -n "$via" ] && [ -n "$direct" ] && echo "added p50 ($1 - $2), $3 connection(s): $((via - direct)) us (target for hoop <= 150 us)"
   return 0
 }
 for c in $conns; do
   added hoop-demo demo "$c"
+  added proxy2-demo demo "$c"
   added hoop-every every "$c"
   if [ "$diag_nodelay" = 1 ]; then
     added hoop-demo-nd demo "$c"
