@@ -819,13 +819,10 @@ mod tests {
         assert_eq!(reauth_at(u64::MAX, 10_000), None);
     }
 
-    /// A stand-in broker on loopback: Welcome with a 5-second session,
-    /// then, for the Reauth that must come before it ends, a Welcome that
-    /// extends it. Reports each token it was shown.
-    #[tokio::test]
-    async fn the_control_stream_reauthenticates_before_the_session_expires() {
+    /// A QUIC server on loopback with a fresh self-signed certificate: its
+    /// endpoint, address and pin.
+    fn stand_in_broker() -> (quinn::Endpoint, SocketAddr, String) {
         use hoop_broker::tunnel::tls as server_tls;
-        use hoop_proto::{Identity, IdentityKind};
         hoop_broker::run::install_crypto_provider();
         let material = server_tls::self_signed().unwrap();
         let pin = server_tls::fingerprint(&material.chain[0]);
@@ -835,20 +832,33 @@ mod tests {
         )
         .unwrap();
         let addr = server.local_addr().unwrap();
-        let welcome = |expires_at: u64| {
-            Frame::Welcome(Welcome {
-                version: PROTOCOL_VERSION,
-                identity: Identity {
-                    subject: "alice".into(),
-                    email: None,
-                    groups: vec![],
-                    issuer: "test".into(),
-                    kind: IdentityKind::Human,
-                },
-                session_expires_at: expires_at,
-                broker_version: "test".into(),
-            })
-        };
+        (server, addr, pin)
+    }
+
+    /// The Welcome a stand-in broker gives alice.
+    fn welcome_alice(expires_at: u64) -> Frame {
+        use hoop_proto::{Identity, IdentityKind};
+        Frame::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            identity: Identity {
+                subject: "alice".into(),
+                email: None,
+                groups: vec![],
+                issuer: "test".into(),
+                kind: IdentityKind::Human,
+            },
+            session_expires_at: expires_at,
+            broker_version: "test".into(),
+        })
+    }
+
+    /// A stand-in broker on loopback: Welcome with a 5-second session,
+    /// then, for the Reauth that must come before it ends, a Welcome that
+    /// extends it. Reports each token it was shown.
+    #[tokio::test]
+    async fn the_control_stream_reauthenticates_before_the_session_expires() {
+        let (server, addr, pin) = stand_in_broker();
+        let welcome = welcome_alice;
         let start = crate::auth::now_unix();
         let (seen_tx, mut seen) = tokio::sync::mpsc::channel::<String>(4);
         let broker = tokio::spawn(async move {
@@ -909,17 +919,8 @@ mod tests {
     /// long as the stream lasts, and reports each MCP stream it accepts.
     #[tokio::test]
     async fn exchanges_reuse_idle_streams_and_a_dropped_one_is_not_reused() {
-        use hoop_broker::tunnel::tls as server_tls;
-        use hoop_proto::{Identity, IdentityKind, McpHeaders, ResponseBody, StreamKind};
-        hoop_broker::run::install_crypto_provider();
-        let material = server_tls::self_signed().unwrap();
-        let pin = server_tls::fingerprint(&material.chain[0]);
-        let server = quinn::Endpoint::server(
-            server_tls::quic_server_config(material).unwrap(),
-            ([127, 0, 0, 1], 0).into(),
-        )
-        .unwrap();
-        let addr = server.local_addr().unwrap();
+        use hoop_proto::{McpHeaders, ResponseBody, StreamKind};
+        let (server, addr, pin) = stand_in_broker();
         let (opened_tx, mut opened) = tokio::sync::mpsc::unbounded_channel::<()>();
         let broker = tokio::spawn(async move {
             let conn = server.accept().await.unwrap().await.unwrap();
@@ -929,20 +930,9 @@ mod tests {
             let Ok(Some(Frame::Hello(_))) = r.next().await else {
                 panic!("expected Hello")
             };
-            w.send(&Frame::Welcome(Welcome {
-                version: PROTOCOL_VERSION,
-                identity: Identity {
-                    subject: "alice".into(),
-                    email: None,
-                    groups: vec![],
-                    issuer: "test".into(),
-                    kind: IdentityKind::Human,
-                },
-                session_expires_at: crate::auth::now_unix() + 3600,
-                broker_version: "test".into(),
-            }))
-            .await
-            .unwrap();
+            w.send(&welcome_alice(crate::auth::now_unix() + 3600))
+                .await
+                .unwrap();
             let _control = (w, r);
             while let Ok((send, recv)) = conn.accept_bi().await {
                 let _ = opened_tx.send(());
