@@ -80,7 +80,8 @@ pub enum UpstreamError {
 
 /// A configured upstream.
 pub enum Upstream {
-    Http(http::HttpUpstream),
+    /// Boxed: the hyper client is several times the size of a stdio pool.
+    Http(Box<http::HttpUpstream>),
     Stdio(stdio::StdioUpstream),
 }
 
@@ -92,11 +93,11 @@ impl Upstream {
             .map(|c| c.read(name))
             .transpose()?;
         Ok(match config.transport {
-            TransportKind::Http => Self::Http(http::HttpUpstream::new(
+            TransportKind::Http => Self::Http(Box::new(http::HttpUpstream::new(
                 config.url.as_deref().unwrap_or_default(),
                 credential,
                 config.timeout_secs,
-            )?),
+            )?)),
             TransportKind::Stdio => Self::Stdio(stdio::StdioUpstream::new(
                 name,
                 config.command.clone().unwrap_or_default(),
