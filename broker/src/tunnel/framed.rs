@@ -59,6 +59,16 @@ impl FrameReader {
         self.recv
     }
 
+    /// Lets go of a read buffer a large frame grew, once it is empty: a
+    /// frame's bytes share the buffer's allocation, which a stream that
+    /// waits for its next exchange would otherwise keep for as long as it
+    /// idles.
+    pub fn reclaim(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > 64 * 1024 {
+            self.buf = BytesMut::with_capacity(8 * 1024);
+        }
+    }
+
     pub fn stop(&mut self) {
         let _ = self.recv.stop(0u32.into());
     }

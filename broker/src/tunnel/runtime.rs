@@ -118,11 +118,10 @@ fn registration(deadline: Instant, now: Instant) -> Instant {
     let Some(since) = deadline.checked_duration_since(epoch) else {
         return deadline;
     };
-    let steps = since.as_nanos() / GRID.as_nanos();
-    let point = u32::try_from(steps)
+    let grid = GRID.as_nanos();
+    let point = u64::try_from(since.as_nanos() / grid * grid)
         .ok()
-        .and_then(|n| GRID.checked_mul(n))
-        .and_then(|d| epoch.checked_add(d));
+        .and_then(|nanos| epoch.checked_add(Duration::from_nanos(nanos)));
     match point {
         Some(p) if p > now => p,
         _ => deadline,

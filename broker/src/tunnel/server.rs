@@ -11,7 +11,7 @@ use hoop_proto::{
     CloseCode, CloseStream, ControlError, ErrorCode, Frame, McpMessage, StreamKind, Welcome,
 };
 
-use super::framed::{FrameReader, FrameWriter};
+use super::framed::{FrameError, FrameReader, FrameWriter};
 use crate::identity::revocation::RevocationList;
 use crate::identity::{TokenVerifier, VerifiedToken};
 use crate::pipeline::{Caller, Pipeline};
@@ -335,7 +335,7 @@ impl TunnelServer {
         };
         for _ in 0..exchanges {
             match self.exchange(caller, &mut reader, &mut writer).await {
-                AfterExchange::Reusable => continue,
+                AfterExchange::Reusable => reader.reclaim(),
                 AfterExchange::Ended => return,
             }
         }
@@ -398,13 +398,21 @@ impl TunnelServer {
                         "frame before the Close: ending the stream"
                     );
                 }
+                Err(FrameError::Decode(e)) => {
+                    tracing::debug!("undecodable bytes before the Close: ending the stream: {e}");
+                }
                 Err(_) => {}
             }
         };
         tokio::pin!(gone);
+        // An exchange cut short ends with a reset, never a clean finish:
+        // the client must not take a partial answer for a whole one.
         let reply = tokio::select! {
             r = self.pipeline.handle(caller, open, body) => r,
-            _ = &mut gone => return AfterExchange::Ended,
+            _ = &mut gone => {
+                writer.reset();
+                return AfterExchange::Ended;
+            }
         };
         writer.queue(&Frame::Head(reply.head));
         let mut messages = reply.messages;
@@ -420,7 +428,10 @@ impl TunnelServer {
                     }
                     tokio::select! {
                         m = messages.next() => m,
-                        _ = &mut gone => return AfterExchange::Ended,
+                        _ = &mut gone => {
+                            writer.reset();
+                            return AfterExchange::Ended;
+                        }
                     }
                 }
             };

@@ -22,9 +22,10 @@ const SESSION_HEADER: &str = "mcp-session-id";
 
 /// A plain hyper client rather than reqwest: this is the request path, and
 /// reqwest's layers cost per call what the broker has no use for (its
-/// redirect layer parses the URL again on every request; the broker never
-/// follows an upstream's redirects anyway, since the service credential
-/// must not travel elsewhere).
+/// redirect layer parses the URL again on every request). The broker does
+/// not follow an upstream's redirects: the service credential must go only
+/// where the config says, so a redirect is an error that names where the
+/// upstream pointed. Proxy environment variables are not used either.
 type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 pub struct HttpUpstream {
@@ -46,6 +47,26 @@ impl HttpUpstream {
         }
         if uri.host().is_none() {
             anyhow::bail!("upstream url {url:?} names no host");
+        }
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            anyhow::bail!(
+                "upstream url {url:?} carries a user name or password: put the service credential in the target's `credential` instead"
+            );
+        }
+        for var in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            if std::env::var_os(var).is_some() {
+                tracing::warn!(
+                    "{var} is set, but the broker connects to upstream MCP servers directly: {url} must be reachable without a proxy"
+                );
+                break;
+            }
         }
         let authorization = credential
             .map(|c| {
@@ -169,6 +190,16 @@ impl HttpUpstream {
         .map_err(|_| UpstreamError::Timeout(self.timeout_secs))?
         .map_err(|e| UpstreamError::Unavailable(causes(&e)))?;
         let status = resp.status().as_u16();
+        if resp.status().is_redirection() {
+            let to = resp
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("(no Location)");
+            return Err(UpstreamError::Protocol(format!(
+                "HTTP {status}: the upstream redirects to {to}; the broker does not follow redirects (the service credential goes only where the config says): set the target's url to where it should go"
+            )));
+        }
         let session = resp
             .headers()
             .get(SESSION_HEADER)
@@ -270,4 +301,95 @@ fn causes(e: &(dyn std::error::Error + 'static)) -> String {
 fn snippet(body: &Bytes) -> String {
     let end = body.len().min(200);
     String::from_utf8_lossy(&body[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::message::McpMessage;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A one-shot HTTP server on loopback that answers the first request
+    /// with `answer` (raw bytes), and reports the request it read.
+    async fn answering(answer: &'static str) -> (String, tokio::task::JoinHandle<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Bounded: until the end of the (small) request, or 64 reads.
+            for _ in 0..64 {
+                let n = tcp.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+                if n == 0 || seen.ends_with(b"}") {
+                    break;
+                }
+            }
+            tcp.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&seen).into_owned()
+        });
+        (url, task)
+    }
+
+    async fn post(upstream: &HttpUpstream) -> Result<UpstreamReply, UpstreamError> {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        let msg = McpMessage::parse(body).unwrap();
+        upstream
+            .post(Outbound {
+                message: &msg,
+                body: Bytes::from_static(body),
+                headers: vec![("mcp-method".into(), "ping".into())],
+                session: None,
+            })
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_an_error_that_says_where_it_pointed() {
+        let (url, server) = answering(
+            "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:9/mcp/\r\ncontent-length: 0\r\n\r\n",
+        )
+        .await;
+        let upstream = HttpUpstream::new(&url, Some("s3cret".into()), 10).unwrap();
+        let err = post(&upstream).await.err().expect("a redirect must fail");
+        let text = err.to_string();
+        assert!(
+            text.contains("307") && text.contains("http://127.0.0.1:9/mcp/"),
+            "{text}"
+        );
+        // The request carried the service credential and the derived header.
+        let seen = server.await.unwrap().to_ascii_lowercase();
+        assert!(seen.contains("authorization: bearer s3cret"), "{seen}");
+        assert!(seen.contains("mcp-method: ping"), "{seen}");
+    }
+
+    #[tokio::test]
+    async fn a_json_answer_comes_back_as_one_message() {
+        let (url, _server) = answering(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 36\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}",
+        )
+        .await;
+        let upstream = HttpUpstream::new(&url, None, 10).unwrap();
+        let reply = post(&upstream).await.unwrap();
+        assert_eq!(reply.status, 200);
+        let messages: Vec<_> = futures::StreamExt::collect(reply.messages).await;
+        assert_eq!(messages.len(), 1);
+        assert_eq!(
+            messages[0].as_ref().unwrap().body.as_ref(),
+            br#"{"jsonrpc":"2.0","id":1,"result":{}}"#
+        );
+    }
+
+    #[test]
+    fn urls_with_credentials_or_other_schemes_are_refused() {
+        for bad in [
+            "http://user:pw@127.0.0.1/mcp",
+            "ftp://127.0.0.1/mcp",
+            "/mcp",
+            "not a url",
+        ] {
+            assert!(HttpUpstream::new(bad, None, 10).is_err(), "{bad}");
+        }
+    }
 }

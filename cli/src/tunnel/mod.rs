@@ -264,6 +264,7 @@ impl StreamPool {
     /// finishes it when it may not serve again (after a framing error the
     /// broker ends the stream; version 1 brokers serve one exchange).
     fn put(&self, mut io: StreamIo, lease: Lease, code: CloseCode) {
+        io.reader.reclaim();
         if lease.version >= hoop_proto::REUSABLE_STREAMS
             && lease.uses < MAX_STREAM_USES
             && code != CloseCode::MALFORMED
