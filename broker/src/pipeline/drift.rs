@@ -5,7 +5,9 @@
 //! use), and every later list is compared with it. A new or changed tool is
 //! logged (`warn`, the default) or also blocked (`block`: hidden from lists
 //! and refused) until an administrator accepts it with
-//! `hoop-broker tools accept`. Baselines and what was seen live in the
+//! `hoop-broker tools accept`. A whole list (one page, no cursor) is also
+//! compared as a set: an accepted tool missing from it is logged, so a
+//! rename shows as one tool gone and another appeared. Baselines and what was seen live in the
 //! broker store, so they survive restarts and the admin command can reach
 //! them.
 
@@ -91,6 +93,17 @@ struct Known {
     /// Targets whose first list was seen to its last page: until then
     /// every page adds to the baseline (a paged list is one list).
     complete: std::collections::HashSet<String>,
+    /// Accepted tools a whole list no longer had, reported once each.
+    gone: std::collections::HashSet<(String, String)>,
+}
+
+/// How a listed tool differs from what was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriftKind {
+    Appeared,
+    Changed,
+    /// Accepted, but missing from a whole list.
+    Disappeared,
 }
 
 /// Drift entries kept per broker, so an upstream inventing tool names
@@ -157,11 +170,20 @@ impl ToolDrift {
     }
 
     /// Compares a `tools/list` result of `target` with its baseline; the
-    /// first one becomes the baseline.
-    pub fn observe(&self, target: &str, mode: DriftMode, result: &Value) {
+    /// first one becomes the baseline. `first_page`: the request carried no
+    /// cursor, so a result without `nextCursor` is the whole list. Returns
+    /// the drift reported now (each drift is reported once).
+    pub fn observe(
+        &self,
+        target: &str,
+        mode: DriftMode,
+        result: &Value,
+        first_page: bool,
+    ) -> Vec<(String, DriftKind)> {
         let Some(tools) = result.get("tools").and_then(Value::as_array) else {
-            return;
+            return Vec::new();
         };
+        let last_page = result.get("nextCursor").is_none_or(Value::is_null);
         let seen: Vec<(String, String)> = tools
             .iter()
             .filter_map(|t| {
@@ -175,7 +197,7 @@ impl ToolDrift {
                 .entry(target.to_owned())
                 .or_default()
                 .extend(seen.iter().cloned());
-            if result.get("nextCursor").is_none_or(Value::is_null) {
+            if last_page {
                 k.complete.insert(target.to_owned());
             }
             drop(k);
@@ -185,7 +207,7 @@ impl ToolDrift {
                 "tool baseline recorded (first list seen)"
             );
             self.persist(target, &seen, true);
-            return;
+            return Vec::new();
         }
         let mut drifted = Vec::new();
         for (name, hash) in &seen {
@@ -204,7 +226,42 @@ impl ToolDrift {
             k.reported.insert(key, hash.clone());
             drifted.push((name.clone(), hash.clone(), accepted.is_none()));
         }
+        let mut disappeared = Vec::new();
+        if first_page && last_page {
+            let listed: std::collections::HashSet<&str> =
+                seen.iter().map(|(n, _)| n.as_str()).collect();
+            let accepted: Vec<String> = k
+                .baseline
+                .get(target)
+                .map(|b| b.keys().cloned().collect())
+                .unwrap_or_default();
+            for name in accepted {
+                let key = (target.to_owned(), name);
+                if listed.contains(key.1.as_str()) {
+                    k.gone.remove(&key);
+                } else if k.gone.len() < MAX_REPORTED && k.gone.insert(key.clone()) {
+                    disappeared.push(key.1);
+                }
+            }
+        }
         drop(k);
+        for name in &disappeared {
+            tracing::warn!(target, tool = %name, "tool drift: an accepted tool is no longer listed by the upstream (removed or renamed)");
+        }
+        let mut report: Vec<(String, DriftKind)> = disappeared
+            .into_iter()
+            .map(|n| (n, DriftKind::Disappeared))
+            .collect();
+        for (name, _, new) in &drifted {
+            report.push((
+                name.clone(),
+                if *new {
+                    DriftKind::Appeared
+                } else {
+                    DriftKind::Changed
+                },
+            ));
+        }
         for (name, _, new) in &drifted {
             let what = if *new { "appeared" } else { "changed" };
             match mode {
@@ -220,6 +277,7 @@ impl ToolDrift {
             let seen: Vec<(String, String)> = drifted.into_iter().map(|(n, h, _)| (n, h)).collect();
             self.persist(target, &seen, false);
         }
+        report
     }
 
     /// Whether `tool` on `target` is blocked: in `block` mode, a tool whose
@@ -275,10 +333,10 @@ mod tests {
     fn first_list_is_the_baseline_and_changes_block_in_block_mode() {
         let d = ToolDrift::new(None).unwrap();
         let v1 = json!({"tools": [{"name": "echo", "description": "Echo"}, {"name": "get", "description": "Get"}]});
-        d.observe("t", DriftMode::Block, &v1);
+        d.observe("t", DriftMode::Block, &v1, true);
         assert!(!d.blocked("t", DriftMode::Block, "echo"));
         let v2 = json!({"tools": [{"name": "echo", "description": "Echo, and more"}, {"name": "get", "description": "Get"}, {"name": "new", "description": "New"}]});
-        d.observe("t", DriftMode::Block, &v2);
+        d.observe("t", DriftMode::Block, &v2, true);
         assert!(d.blocked("t", DriftMode::Block, "echo"));
         assert!(d.blocked("t", DriftMode::Block, "new"));
         assert!(!d.blocked("t", DriftMode::Block, "get"));
@@ -287,8 +345,39 @@ mod tests {
             "warn mode never blocks"
         );
         // Back to the accepted definition: no longer blocked.
-        d.observe("t", DriftMode::Block, &v1);
+        d.observe("t", DriftMode::Block, &v1, true);
         assert!(!d.blocked("t", DriftMode::Block, "echo"));
         assert!(d.blocked("t", DriftMode::Block, "new"));
+    }
+
+    #[test]
+    fn a_whole_list_without_an_accepted_tool_reports_it_once_so_a_rename_shows() {
+        let d = ToolDrift::new(None).unwrap();
+        let v1 = json!({"tools": [{"name": "echo"}, {"name": "get_customer"}]});
+        assert!(d.observe("t", DriftMode::Warn, &v1, true).is_empty());
+        // get_customer renamed to fetch_customer.
+        let v2 = json!({"tools": [{"name": "echo"}, {"name": "fetch_customer"}]});
+        let mut report = d.observe("t", DriftMode::Warn, &v2, true);
+        report.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            report,
+            vec![
+                ("fetch_customer".to_owned(), DriftKind::Appeared),
+                ("get_customer".to_owned(), DriftKind::Disappeared),
+            ]
+        );
+        // Reported once, not on every list.
+        assert!(d.observe("t", DriftMode::Warn, &v2, true).is_empty());
+        // A page of a paged list is not the whole list: nothing is missing.
+        let page = json!({"tools": [{"name": "echo"}]});
+        assert!(d.observe("t", DriftMode::Warn, &page, false).is_empty());
+        let first = json!({"tools": [{"name": "echo"}], "nextCursor": "2"});
+        assert!(d.observe("t", DriftMode::Warn, &first, true).is_empty());
+        // Back again, then gone again: reported again.
+        assert!(d.observe("t", DriftMode::Warn, &v1, true).is_empty());
+        assert_eq!(
+            d.observe("t", DriftMode::Warn, &page, true),
+            vec![("get_customer".to_owned(), DriftKind::Disappeared)]
+        );
     }
 }

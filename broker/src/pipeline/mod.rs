@@ -743,6 +743,8 @@ struct Learner {
     method: String,
     status: u16,
     target: Arc<Target>,
+    /// The request carried no cursor: its answer starts the list.
+    first_page: bool,
 }
 
 impl Learner {
@@ -751,11 +753,13 @@ impl Learner {
         if !matches!(method, "tools/list" | "server/discover") {
             return None;
         }
+        let first_page = msg.params().is_none_or(|p| p.get("cursor").is_none());
         Some(Self {
             id: msg.id.clone()?,
             method: method.to_owned(),
             status,
             target,
+            first_page,
         })
     }
 
@@ -769,7 +773,7 @@ impl Learner {
         match self.method.as_str() {
             "tools/list" => {
                 if let Some(r) = v.get("result") {
-                    self.target.learn_tools(r);
+                    self.target.learn_tools(r, self.first_page);
                 }
             }
             _ => self.target.learn_revision(self.status, &v),

@@ -129,9 +129,11 @@ impl Target {
             .cloned()
     }
 
-    /// Remembers the `x-mcp-header` mapping from a `tools/list` result.
-    pub fn learn_tools(&self, result: &Value) {
-        self.drift.observe(&self.name, self.drift_mode, result);
+    /// Remembers the `x-mcp-header` mapping from a `tools/list` result;
+    /// `first_page`: the request carried no cursor.
+    pub fn learn_tools(&self, result: &Value, first_page: bool) {
+        self.drift
+            .observe(&self.name, self.drift_mode, result, first_page);
         let learned = headers::param_headers_of(result);
         self.param_headers
             .write()
@@ -242,7 +244,7 @@ impl Target {
                 tracing::warn!(target = %self.name, "the upstream answered tools/list without a result");
                 return;
             };
-            self.learn_tools(&result);
+            self.learn_tools(&result, page == 0);
             cursor = result
                 .get("nextCursor")
                 .and_then(Value::as_str)
