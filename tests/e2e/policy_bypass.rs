@@ -51,6 +51,12 @@ action = "deny"
 reason = "summaries are blocked"
 
 [[rules]]
+name = "greeting-resource"
+anyone = true
+resources = ["fixture://greeting"]
+action = "allow"
+
+[[rules]]
 name = "vendor-stats"
 anyone = true
 methods = ["vendor/stats"]
@@ -752,4 +758,87 @@ fn protocol_plumbing_works_without_a_rule_per_method() {
             "{m} reached the upstream"
         );
     }
+}
+
+#[test]
+fn a_listen_stream_subscribes_only_to_resources_the_caller_may_read() {
+    // 2026-07-28 `subscriptions/listen` replaced `resources/subscribe`: its
+    // resourceSubscriptions are judged URI by URI, as that call would be.
+    let dir = scratch();
+    let s = setup(dir.path());
+    let alice = Connect::start(dir.path(), &s.broker, "bank", &["--no-local-auth"]);
+    let listen = |id: u64, uris: Value| {
+        rpc(
+            &alice.url,
+            id,
+            "subscriptions/listen",
+            json!({"notifications": {"toolsListChanged": true, "resourceSubscriptions": uris}}),
+            false,
+        )
+    };
+    let v = listen(1, json!(["fixture://secret"]));
+    assert_eq!(
+        code(&v),
+        Some(DENIED),
+        "bypass: a listen stream must not subscribe to a resource no rule allows, got {v}"
+    );
+    let v = listen(2, json!(["fixture://greeting", "fixture://secret"]));
+    assert_eq!(code(&v), Some(DENIED), "{v}");
+    let text = v["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        text.contains("fixture://secret") && text.contains("default-deny"),
+        "{v}"
+    );
+    let v = listen(3, json!(["fixture://x/../secret"]));
+    assert_eq!(code(&v), Some(DENIED), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("non-canonical"),
+        "{v}"
+    );
+    let v = listen(4, json!([42]));
+    assert_eq!(
+        code(&v),
+        Some(-32602),
+        "an entry that is no URI is refused: {v}"
+    );
+    assert!(
+        !read_record(&s.record)
+            .iter()
+            .any(|r| r["method"] == "subscriptions/listen"),
+        "the upstream saw a refused listen"
+    );
+    // A resource a rule allows: the stream opens (its answer never ends,
+    // so only the head is read) and reaches the upstream.
+    let (body, headers) = request(
+        5,
+        "subscriptions/listen",
+        json!({"notifications": {"resourceSubscriptions": ["fixture://greeting"]}}),
+        false,
+    );
+    let mut req = http()
+        .post(&alice.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body);
+    for (k, v) in &headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let resp = req.send().unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    drop(resp);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let listens = loop {
+        let n = read_record(&s.record)
+            .iter()
+            .filter(|r| r["method"] == "subscriptions/listen")
+            .count();
+        if n > 0 || std::time::Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(listens, 1, "only the allowed listen reached the upstream");
 }

@@ -357,6 +357,29 @@ impl Pipeline {
                 format!("denied by rule {rule}: {reason}"),
             ));
         }
+        // A 2026-07-28 listen stream subscribes to resources by URI, as
+        // `resources/subscribe` did: each URI is judged as that call would
+        // be, so updates about a resource reach only who may read it.
+        for uri in listened_resources(msg)? {
+            if let Some(why) = non_canonical_uri(uri) {
+                return Err(McpError::new(
+                    codes::DENIED,
+                    format!("denied by rule builtin:non-canonical-uri: {why}; send the URI in its plain form"),
+                ));
+            }
+            if let Decision::Deny { rule, reason } = policy.decide(&PolicyRequest {
+                identity: &caller.identity,
+                target: &target.name,
+                method: "resources/subscribe",
+                name: Some(uri),
+                arguments: None,
+            }) {
+                return Err(McpError::new(
+                    codes::DENIED,
+                    format!("denied by rule {rule}: {reason} (subscribing to {uri:?})"),
+                ));
+            }
+        }
         if let (true, Some(tool)) = (msg.is_method("tools/call"), msg.name.as_deref()) {
             // A name that differs only in case from a tool the upstream
             // lists is refused: an upstream that matches names loosely
@@ -779,6 +802,37 @@ impl Learner {
             _ => self.target.learn_revision(self.status, &v),
         }
     }
+}
+
+/// The resource URIs a `subscriptions/listen` asks updates for
+/// (`params.notifications.resourceSubscriptions`); an entry that is not a
+/// string is refused rather than passed on unjudged.
+fn listened_resources(msg: &McpMessage) -> Result<Vec<&str>, McpError> {
+    if !msg.is_method("subscriptions/listen") {
+        return Ok(Vec::new());
+    }
+    let Some(list) = msg
+        .params()
+        .and_then(|p| p.get("notifications"))
+        .and_then(|n| n.get("resourceSubscriptions"))
+    else {
+        return Ok(Vec::new());
+    };
+    let Some(items) = list.as_array() else {
+        return Err(McpError::invalid_params(
+            "notifications.resourceSubscriptions must be a list of resource URIs",
+        ));
+    };
+    items
+        .iter()
+        .map(|u| {
+            u.as_str().ok_or_else(|| {
+                McpError::invalid_params(
+                    "notifications.resourceSubscriptions must be a list of resource URIs",
+                )
+            })
+        })
+        .collect()
 }
 
 /// What the layers that judged a message hand on to forwarding.
