@@ -140,12 +140,18 @@ fn login_stores_tokens_in_a_private_file_and_whoami_reads_them() {
     let (_idp, issuer) = human_oidc_provider(env0.path(), &[]);
     let env = Env::new(&issuer);
 
-    let (code, rest, stderr) = env.login("alice", false);
+    let (code, rest, stderr) = env.login_with("alice", false, &["--qr"]);
     assert_eq!(code, Some(0), "{stderr}");
     let done: Value = serde_json::from_str(&rest[0]).unwrap();
     assert_eq!(done["logged_in"], true, "{done}");
     assert_eq!(done["subject"], "alice", "{done}");
     assert!(stderr.contains("To sign in, open "), "{stderr}");
+    // --qr draws the sign-in link as a QR code of half blocks.
+    let drawn = stderr
+        .lines()
+        .filter(|l| l.chars().any(|c| matches!(c, '█' | '▀' | '▄')))
+        .count();
+    assert!(drawn >= 10, "no QR code on stderr: {stderr}");
 
     // The fallback is said once, with where the tokens went.
     let note = format!(

@@ -14,7 +14,7 @@ use crate::settings::{self, ProfileArgs};
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  hoop login                                   # the default profile's issuer\n  hoop login --profile work\n  hoop login --issuer https://idp.example/realms/bank --no-browser\n  hoop login --json    # first stdout line: {\"verification_uri\",\"verification_uri_complete\",\"user_code\"}\n\nThe profile's `issuer`, `client_id` (default hoop-cli), `scopes` (default\n\"openid offline_access email groups\") and optional `resource` come from\nconfig.toml. Tokens go to the OS keyring; where there is none (or with\nHOOP_KEYRING=file) to a 0600 file under the data dir (HOOP_DATA_DIR moves it).\n\nExit codes: 0 signed in, 2 configuration error (no issuer, wrong issuer),\n3 denied or expired at the identity provider, 4 identity provider unreachable"
+    after_help = "Examples:\n  hoop login                                   # the default profile's issuer\n  hoop login --profile work\n  hoop login --issuer https://idp.example/realms/bank --no-browser\n  hoop login --qr      # also a QR code of the sign-in link, for a phone\n  hoop login --json    # first stdout line: {\"verification_uri\",\"verification_uri_complete\",\"user_code\"}\n\nThe profile's `issuer`, `client_id` (default hoop-cli), `scopes` (default\n\"openid offline_access email groups\") and optional `resource` come from\nconfig.toml. Tokens go to the OS keyring; where there is none (or with\nHOOP_KEYRING=file) to a 0600 file under the data dir (HOOP_DATA_DIR moves it).\n\nExit codes: 0 signed in, 2 configuration error (no issuer, wrong issuer),\n3 denied or expired at the identity provider, 4 identity provider unreachable"
 )]
 pub struct LoginArgs {
     #[command(flatten)]
@@ -30,6 +30,10 @@ pub struct LoginArgs {
     /// Do not try to open a web browser; only print where to sign in.
     #[arg(long)]
     pub no_browser: bool,
+    /// Also print the sign-in link as a QR code (on stderr), to sign in
+    /// from a phone when this machine has no browser.
+    #[arg(long)]
+    pub qr: bool,
     /// Machine-readable output: the sign-in details as the first JSON line
     /// on stdout, the outcome as the last.
     #[arg(long)]
@@ -50,7 +54,11 @@ pub async fn run(args: LoginArgs) -> Result<(), CommandError> {
     let meta = discovery::discover(&http, &cfg.issuer).await?;
     let browser = !args.no_browser;
     let json_out = args.json;
-    let tokens = device::sign_in(&http, &cfg, &meta, |p| show_prompt(p, json_out, browser)).await?;
+    let qr = args.qr;
+    let tokens = device::sign_in(&http, &cfg, &meta, |p| {
+        show_prompt(p, json_out, browser, qr)
+    })
+    .await?;
 
     let to_save = tokens.clone();
     // Under the profile's lock, so a refresh another hoop process is in
@@ -110,7 +118,7 @@ pub async fn run(args: LoginArgs) -> Result<(), CommandError> {
 
 /// Tells the person where to go, on stderr (stdout carries the JSON line
 /// with `--json`, which is how tests play the person).
-fn show_prompt(p: &DevicePrompt, json_out: bool, browser: bool) {
+fn show_prompt(p: &DevicePrompt, json_out: bool, browser: bool, qr: bool) {
     if json_out {
         println!(
             "{}",
@@ -134,6 +142,12 @@ fn show_prompt(p: &DevicePrompt, json_out: bool, browser: bool) {
         .verification_uri_complete
         .as_deref()
         .unwrap_or(&p.verification_uri);
+    if qr {
+        match qr_code(url) {
+            Some(code) => eprintln!("{code}"),
+            None => eprintln!("(the sign-in link is too long for a QR code; use the link above)"),
+        }
+    }
     if browser && open_browser(url) {
         eprintln!("A browser window should open; check that the code matches.");
     }
@@ -141,6 +155,21 @@ fn show_prompt(p: &DevicePrompt, json_out: bool, browser: bool) {
         "Waiting for approval (the code expires in {})…",
         human_secs(p.expires_in)
     );
+}
+
+/// `url` as a QR code drawn with half-block characters, two modules per
+/// character cell, with its quiet zone. The light modules are the drawn
+/// ones, which reads right on the usual light-on-dark terminal; phone
+/// cameras read the inverse too.
+fn qr_code(url: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(url.as_bytes()).ok()?;
+    Some(
+        code.render::<qrcode::render::unicode::Dense1x2>()
+            .dark_color(qrcode::render::unicode::Dense1x2::Light)
+            .light_color(qrcode::render::unicode::Dense1x2::Dark)
+            .quiet_zone(true)
+            .build(),
+    )
 }
 
 /// Starts a browser at `url` when this machine seems to have one: `$BROWSER`,
@@ -201,6 +230,18 @@ pub fn human_secs(s: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sign_in_link_becomes_a_square_qr_code() {
+        let code = qr_code("https://idp.example/device?user_code=WDJB-MJHT").unwrap();
+        let lines: Vec<&str> = code.lines().collect();
+        // Two modules per line: a version-2+ code with its quiet zone is
+        // at least (25 + 8) modules wide and (25 + 8) / 2 lines high.
+        assert!(lines.len() >= 16, "{code}");
+        let width = lines[0].chars().count();
+        assert!(width >= 33, "{code}");
+        assert!(lines.iter().all(|l| l.chars().count() == width), "{code}");
+    }
 
     #[test]
     fn durations_read_like_a_person_writes_them() {
