@@ -10,7 +10,7 @@ usage() {
   cat <<USAGE
 usage: ./install.sh [--prefix DIR]
   Builds hoop and hoop-broker (cargo build --release) and installs them into DIR/bin
-  (default: ~/.local/bin). Then try: ~/.local/bin/hoop demo
+  (default: ~/.local/bin). Then try: DIR/bin/hoop demo
 USAGE
 }
 die() { echo "install.sh: $*" >&2; exit 1; }

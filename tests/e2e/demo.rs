@@ -1,9 +1,6 @@
 //! `hoop demo`: the README's first command, driven by the official Python
 //! client in both of its modes.
 
-use std::process::Command;
-use std::time::Duration;
-
 use hoop_e2e::*;
 
 // What alice (eng) may use or ask approval for under the demo policy;
@@ -20,13 +17,7 @@ const DEMO_TOOLS: [&str; 5] = [
 fn demo_serves_both_revisions_to_the_python_client() {
     let dir = scratch();
     let record = dir.path().join("received.jsonl");
-    let port = free_tcp_port();
-    let mut cmd = Command::new(bin("hoop"));
-    cmd.args(["demo", "--port", &port.to_string(), "--record"])
-        .arg(&record);
-    let mut demo = Proc::spawn("hoop-demo", cmd, dir.path());
-    let banner = demo.line_matching(Duration::from_secs(30), |l| l.starts_with("MCP endpoint:"));
-    let url = format!("http://127.0.0.1:{port}/mcp");
+    let (mut demo, url, banner) = hoop_demo(dir.path(), &record);
     assert_eq!(banner, format!("MCP endpoint: {url}"));
 
     let auto = python_client(

@@ -222,39 +222,20 @@ fn exec_exits_5_when_policy_denies_or_holds_the_call() {
     let dir = scratch();
     let (_demo, broker, record) = demo_behind_demo_policy(dir.path());
     let alice = broker.token_file("alice");
-    let out = exec(
-        dir.path(),
-        &broker,
-        &alice,
-        &["demo", "--tool", "echo", "--args", r#"{"text":"fine"}"#],
-    );
+    let call = |tool: &str, args: &str| {
+        exec(
+            dir.path(),
+            &broker,
+            &alice,
+            &["demo", "--tool", tool, "--args", args],
+        )
+    };
+    let out = call("echo", r#"{"text":"fine"}"#);
     assert_eq!(out.status, Some(0), "{}", out.stderr);
-    let out = exec(
-        dir.path(),
-        &broker,
-        &alice,
-        &[
-            "demo",
-            "--tool",
-            "delete_model",
-            "--args",
-            r#"{"model":"fraud"}"#,
-        ],
-    );
+    let out = call("delete_model", r#"{"model":"fraud"}"#);
     assert_eq!(out.status, Some(5), "{}", out.stderr);
     assert!(out.stderr.contains("no-destructive"), "{}", out.stderr);
-    let out = exec(
-        dir.path(),
-        &broker,
-        &alice,
-        &[
-            "demo",
-            "--tool",
-            "deploy_model",
-            "--args",
-            r#"{"model":"fraud"}"#,
-        ],
-    );
+    let out = call("deploy_model", r#"{"model":"fraud"}"#);
     assert_eq!(out.status, Some(5), "{}", out.stderr);
     assert!(out.stderr.contains("approval"), "{}", out.stderr);
     assert!(read_record(&record)

@@ -296,18 +296,6 @@ fn param_headers_are_checked_against_the_tool_schema() {
     );
 }
 
-/// The `exp` claim of the JWT in `file`.
-fn token_exp(file: &std::path::Path) -> u64 {
-    use base64::Engine as _;
-    let token = std::fs::read_to_string(file).expect("token file");
-    let payload = token.trim().split('.').nth(1).expect("a JWT");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64url payload");
-    let claims: Value = serde_json::from_slice(&bytes).expect("JSON claims");
-    claims["exp"].as_u64().expect("numeric exp")
-}
-
 #[test]
 fn an_expired_token_ends_the_tunnel_and_is_refused() {
     let dir = scratch();
@@ -329,11 +317,9 @@ fn an_expired_token_ends_the_tunnel_and_is_refused() {
     // Wait out the token's own `exp` (minted when the broker started; a
     // short TTL made this race a loaded machine), plus a margin: the broker
     // ends the connection at the expiry it announced, without leeway.
-    let exp = token_exp(&broker.token_file("alice"));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
+    let token = std::fs::read_to_string(broker.token_file("alice")).unwrap();
+    let exp = jwt_claims(&token)["exp"].as_u64().expect("numeric exp");
+    let now = now_unix();
     assert!(exp > now, "the token expired before the test could use it");
     std::thread::sleep(Duration::from_secs(exp - now + 2));
     let (s, _, m) = post(&connect.url, &h, &call("after-expiry"));

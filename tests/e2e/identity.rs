@@ -154,13 +154,6 @@ fn logged(broker: &Broker, needle: &str) -> bool {
     false
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 #[test]
 fn trusted_tokens_are_accepted_and_each_bad_one_is_refused_with_its_reason() {
     let dir = scratch();
@@ -177,12 +170,7 @@ fn trusted_tokens_are_accepted_and_each_bad_one_is_refused_with_its_reason() {
     assert_eq!(w.identity.email.as_deref(), Some("alice@bank.example"));
     assert_eq!(w.identity.issuer, human.issuer);
     assert_eq!(w.identity.kind, IdentityKind::Human);
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(access.split('.').nth(1).unwrap())
-            .unwrap(),
-    )
-    .unwrap();
+    let claims = jwt_claims(access);
     assert_eq!(w.session_expires_at, claims["exp"].as_u64().unwrap());
 
     // A CI job: a workload identity by rule, never a person.
@@ -193,7 +181,7 @@ fn trusted_tokens_are_accepted_and_each_bad_one_is_refused_with_its_reason() {
     assert_eq!(w.identity.groups, ["ci-deploy"]);
 
     // ES256 with the provider's EC key verifies too.
-    let t = now();
+    let t = now_unix();
     let good = json!({"iss": human.issuer, "aud": "hoop-broker", "sub": "bob", "groups": ["ml-leads"], "iat": t, "exp": t + 300});
     let w = welcome(&broker, &human.forge(&good, &["--alg", "ES256"]));
     assert_eq!(w.identity.subject, "bob");
@@ -526,7 +514,7 @@ fn an_issuer_down_when_the_broker_starts_is_used_once_it_is_up() {
     );
     assert!(logged(&broker, "signing keys not available yet"));
     let human = OidcProvider::start_on(dir.path(), "human", port, &[]);
-    let t = now();
+    let t = now_unix();
     let token = human.forge(
         &json!({"iss": issuer, "aud": "hoop-broker", "sub": "alice", "iat": t, "exp": t + 300}),
         &[],

@@ -127,13 +127,6 @@ fn json_of(out: &Output) -> Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", out.stdout, out.stderr))
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 #[test]
 fn login_stores_tokens_in_a_private_file_and_whoami_reads_them() {
     let env0 = scratch();
@@ -188,7 +181,7 @@ fn login_stores_tokens_in_a_private_file_and_whoami_reads_them() {
     assert_eq!(v["groups_claim"], "groups", "{v}");
     assert_eq!(v["issuer"], issuer.as_str(), "{v}");
     assert_eq!(v["expired"], false, "{v}");
-    assert!(v["expires_at"].as_u64().unwrap() > now(), "{v}");
+    assert!(v["expires_at"].as_u64().unwrap() > now_unix(), "{v}");
     assert!(v["expires_in_secs"].as_u64().unwrap() > 0, "{v}");
     assert_eq!(
         v["token_store"],
@@ -232,7 +225,7 @@ fn an_expired_access_token_is_refreshed_silently_and_the_rotated_refresh_token_k
 
     // Wait (bounded) until the access token has expired.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while now() <= exp {
+    while now_unix() <= exp {
         assert!(Instant::now() < deadline, "the token never expired");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -246,7 +239,7 @@ fn an_expired_access_token_is_refreshed_silently_and_the_rotated_refresh_token_k
     let claims = hoop_cli::auth::claims::decode_unverified(fresh).unwrap();
     assert_eq!(claims.sub.as_deref(), Some("alice"));
     assert!(
-        claims.exp.unwrap() > now(),
+        claims.exp.unwrap() > now_unix(),
         "the refreshed token is expired"
     );
 
@@ -410,7 +403,7 @@ fn connect_with_a_login_outlives_the_first_access_token() {
     // Past the first token's expiry (bounded wait), the same connection
     // still serves calls.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while now() <= first_exp + 2 {
+    while now_unix() <= first_exp + 2 {
         assert!(Instant::now() < deadline, "the first token never expired");
         std::thread::sleep(Duration::from_millis(250));
     }

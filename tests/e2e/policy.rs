@@ -17,13 +17,7 @@ fn call(url: &str, tool: &str, args: &str) -> Vec<Value> {
 fn the_demo_policy_filters_the_catalog_and_blocks_before_the_upstream() {
     let dir = scratch();
     let record = dir.path().join("received.jsonl");
-    let port = free_tcp_port();
-    let mut cmd = Command::new(bin("hoop"));
-    cmd.args(["demo", "--port", &port.to_string(), "--record"])
-        .arg(&record);
-    let mut demo = Proc::spawn("hoop-demo", cmd, dir.path());
-    demo.line_matching(Duration::from_secs(30), |l| l.starts_with("MCP endpoint:"));
-    let url = format!("http://127.0.0.1:{port}/mcp");
+    let (_demo, url, _) = hoop_demo(dir.path(), &record);
 
     // The catalog, in both revisions, as the official client sees it.
     for mode in ["auto", "handshake"] {

@@ -739,3 +739,35 @@ pub fn play_device_user(url: &str, login: &str, deny: bool) -> Output {
     }
     run_bounded(cmd, Duration::from_secs(30))
 }
+
+/// Seconds since the Unix epoch, the unit of JWT `exp` and `iat`.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// The claims of a JWT, decoded without checking anything (tests read
+/// what a token says; the broker is what verifies).
+pub fn jwt_claims(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.trim().split('.').nth(1).expect("a JWT has a payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("a base64url payload");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+/// `hoop demo` on a free port, recording what its demo server receives in
+/// `record`; returns the process, its MCP endpoint URL and the banner line
+/// it printed for it.
+pub fn hoop_demo(dir: &Path, record: &Path) -> (Proc, String, String) {
+    let port = free_tcp_port();
+    let mut cmd = Command::new(bin("hoop"));
+    cmd.args(["demo", "--port", &port.to_string(), "--record"])
+        .arg(record);
+    let mut demo = Proc::spawn("hoop-demo", cmd, dir);
+    let banner = demo.line_matching(Duration::from_secs(30), |l| l.starts_with("MCP endpoint:"));
+    (demo, format!("http://127.0.0.1:{port}/mcp"), banner)
+}

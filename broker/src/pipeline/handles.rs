@@ -488,7 +488,7 @@ fn refuse(identity: &Identity, target: &str, what: &str, shown: &str, r: Refusal
     McpError::new(
         codes::HANDLE_NOT_YOURS,
         format!(
-            "{what}{shown} was not issued to {} on target {target} through this broker (another identity's, expired, or unknown); only the identity that received a handle may use it",
+            "{what}{shown} was not issued to {} on target {target} through this broker (another identity's, expired, or unknown); only the identity that received a handle may use it: start the call again to get one of your own",
             identity.subject
         ),
     )

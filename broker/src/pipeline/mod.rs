@@ -211,7 +211,10 @@ impl Pipeline {
         {
             let e = McpError::new(
                 codes::REVOKED,
-                format!("access revoked for {}: {}", r.subject, r.reason),
+                format!(
+                    "access revoked for {}: {} (a broker administrator can lift it with `hoop-broker unrevoke`)",
+                    r.subject, r.reason
+                ),
             );
             self.audit.refused(caller, &open.target, &e);
             let id = body.as_deref().and_then(McpMessage::salvage_id);
@@ -434,6 +437,7 @@ impl Pipeline {
             session,
             version,
             params,
+            policy,
         })
     }
 
@@ -449,6 +453,7 @@ impl Pipeline {
             session,
             version,
             params,
+            policy,
         } = judged;
         let id = msg.id.clone();
         // A handshake-era upstream already told us how it refuses
@@ -542,7 +547,7 @@ impl Pipeline {
         // under the policy that judged the request.
         let catalog = catalog::is_catalog(method.as_deref()).then(|| {
             let stateless = version.as_deref() == Some(STATELESS_REVISION);
-            (self.policy(), stateless)
+            (policy, stateless)
         });
         // 9. masking and 10. audit, per message as it streams by.
         let messages = futures::stream::iter(early)
@@ -840,6 +845,9 @@ struct Judged {
     session: Option<Arc<BrokerSession>>,
     version: Option<String>,
     params: Option<headers::ParamHeaders>,
+    /// The policy that judged the request: a catalog answer is filtered
+    /// under it, even if a reload lands while the upstream answers.
+    policy: Arc<Policy>,
 }
 
 /// Open handshake-era sessions one caller may hold on one target.
@@ -940,7 +948,7 @@ fn non_canonical_uri(uri: &str) -> Option<&'static str> {
 /// (`tools/call`, `prompts/get`). Anywhere else a client could add an
 /// `arguments` object the upstream ignores, to steer a condition.
 pub(crate) fn policy_arguments(msg: &McpMessage) -> Option<&Value> {
-    if msg.is_method("tools/call") || msg.is_method("prompts/get") {
+    if crate::policy::has_arguments(msg.method.as_deref().unwrap_or("")) {
         msg.params().and_then(|p| p.get("arguments"))
     } else {
         None

@@ -35,6 +35,7 @@ use index::Index;
 use rule::{categories_of, is_plumbing, Action, Category, Rule};
 
 pub use file::DEFAULT_DENY;
+pub use rule::has_arguments;
 
 /// The rule name of every decision made without a policy file.
 pub const ALLOW_ALL_RULE: &str = "builtin:allow-all (no policy file configured)";
@@ -223,18 +224,8 @@ impl Policy {
         })
     }
 
-    /// Where the policy came from (a path, or `builtin`).
-    pub fn origin(&self) -> &str {
-        &self.origin
-    }
-
     pub fn rule_count(&self) -> usize {
         self.rules.len()
-    }
-
-    /// Whether this is the no-file allow-all policy.
-    pub fn is_allow_all(&self) -> bool {
-        self.allow_all
     }
 
     /// Calling phase: may this identity send this message?
@@ -356,7 +347,9 @@ impl Policy {
             let Some(name) = req.name else {
                 return Decision::Deny {
                     rule: DEFAULT_DENY.into(),
-                    reason: format!("{method} names no item, so no rule can allow it"),
+                    reason: format!(
+                        "{method} names no item (set params.name, or params.uri for a resource), so no rule can allow it"
+                    ),
                 };
             };
             if !is_nfc(name) {
@@ -537,6 +530,11 @@ fn record<'r>(best: &mut Best<'r>, rule: &'r Rule, error: Option<String>) {
 }
 
 fn no_rule_reason(req: &PolicyRequest<'_>) -> String {
+    let why = what_no_rule_allows(req);
+    format!("{why}; `hoop targets` shows what you may use, and the policy's owner can add a rule")
+}
+
+fn what_no_rule_allows(req: &PolicyRequest<'_>) -> String {
     let who = &req.identity.subject;
     let target = req.target;
     match (req.method, req.name) {
