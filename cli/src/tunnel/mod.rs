@@ -456,7 +456,6 @@ impl TunnelClient {
                 .map_err(write_failed)?;
         }
         guard.io.writer.flush().await.map_err(write_failed)?;
-        let lost = |e: FrameError| TunnelError::Lost(e.to_string());
         let head = match guard.io.reader.next().await.map_err(lost)? {
             Some(Frame::Head(h)) => h,
             Some(Frame::Close(c)) => {
@@ -703,8 +702,31 @@ async fn reauthenticate(ctl: &mut Control, token: &TokenSource, expires_at: u64)
 fn write_failed(e: FrameError) -> TunnelError {
     match e {
         FrameError::Write(quinn::WriteError::Stopped(_)) => TunnelError::Stopped,
-        e => TunnelError::Lost(e.to_string()),
+        e => lost(e),
     }
+}
+
+/// Why an exchange's stream failed. When the broker closed the whole
+/// connection, its close code and reason say why (quinn's own message is
+/// only "connection lost"): a revocation is a refusal, not a glitch that a
+/// retry would mend.
+fn lost(e: FrameError) -> TunnelError {
+    let closed = match &e {
+        FrameError::Read(quinn::ReadError::ConnectionLost(c))
+        | FrameError::Write(quinn::WriteError::ConnectionLost(c)) => Some(c),
+        _ => None,
+    };
+    if let Some(quinn::ConnectionError::ApplicationClosed(close)) = closed {
+        let reason = String::from_utf8_lossy(&close.reason).into_owned();
+        if u64::from(close.error_code) == u64::from(ErrorCode::REVOKED.0) {
+            return TunnelError::Refused {
+                code: ErrorCode::REVOKED,
+                message: reason,
+            };
+        }
+        return TunnelError::Lost(format!("the broker closed the connection: {reason}"));
+    }
+    TunnelError::Lost(e.to_string())
 }
 
 /// Resets a request stream (and stops reading it) when dropped while
@@ -768,7 +790,7 @@ impl Exchange {
                 other.kind()
             ))),
             Ok(None) => Err(TunnelError::Lost("the stream ended without a Close".into())),
-            Err(e) => Err(TunnelError::Lost(e.to_string())),
+            Err(e) => Err(lost(e)),
         }
     }
 }
@@ -1030,6 +1052,27 @@ mod tests {
         std::fs::write(&path, " \n").unwrap();
         assert!(matches!(source.read().await, Err(TunnelError::Token(_))));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_connection_the_broker_closed_for_a_revocation_is_a_refusal() {
+        let closed = |code: u32, reason: &'static str| {
+            FrameError::Read(quinn::ReadError::ConnectionLost(
+                quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
+                    error_code: code.into(),
+                    reason: Bytes::from_static(reason.as_bytes()),
+                }),
+            ))
+        };
+        let e = lost(closed(6, "access revoked: contract ended"));
+        assert!(e.is_auth(), "{e}");
+        assert!(
+            e.to_string().contains("access revoked: contract ended"),
+            "{e}"
+        );
+        let e = lost(closed(2, "token expired"));
+        assert!(matches!(e, TunnelError::Lost(_)), "{e}");
+        assert!(e.to_string().contains("token expired"), "{e}");
     }
 
     #[test]
