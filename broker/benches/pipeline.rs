@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use hoop_broker::mcp::message::McpMessage;
 use hoop_broker::pipeline::headers;
-use hoop_broker::pipeline::message::McpMessage;
 use hoop_proto::McpHeaders;
 
 /// The same request tests/bench/run.sh sends to the demo server.

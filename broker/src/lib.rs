@@ -5,8 +5,10 @@
 pub mod approval;
 pub mod audit;
 pub mod config;
+pub mod crypto;
 pub mod identity;
 pub mod masking;
+pub mod mcp;
 pub mod pipeline;
 pub mod policy;
 pub mod run;

@@ -84,7 +84,7 @@ async fn start_inner(
     policy: Policy,
     reload: Option<(std::path::PathBuf, String)>,
 ) -> anyhow::Result<RunningBroker> {
-    install_crypto_provider();
+    crate::crypto::install_crypto_provider();
     let fingerprint = tls.fingerprint();
     let mut targets = BTreeMap::new();
     for (name, t) in &config.targets {
@@ -182,9 +182,4 @@ async fn start_inner(
         endpoint,
         task,
     })
-}
-
-/// rustls needs one process-wide crypto provider; ring is the one we build.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }

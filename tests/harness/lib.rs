@@ -571,7 +571,7 @@ pub fn read_record(path: &Path) -> Vec<Value> {
 
 /// Raw HTTP against a local endpoint, for the failure tests.
 pub fn http() -> reqwest::blocking::Client {
-    hoop_broker::run::install_crypto_provider();
+    hoop_broker::crypto::install_crypto_provider();
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()

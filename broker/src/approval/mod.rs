@@ -2,7 +2,7 @@
 //! decides. Until the approval flow exists such calls are refused with a
 //! message saying that approval is required.
 
-use crate::pipeline::error::McpError;
+use crate::mcp::error::McpError;
 use crate::policy::Decision;
 
 #[derive(Debug, Default)]
@@ -12,7 +12,7 @@ impl Approvals {
     pub async fn hold(&self, decision: &Decision) -> Result<(), McpError> {
         match decision {
             Decision::Approve { rule } => Err(McpError::new(
-                crate::pipeline::error::codes::APPROVAL_REQUIRED,
+                crate::mcp::error::codes::APPROVAL_REQUIRED,
                 format!(
                     "this call needs approval (rule {rule}), and approvals are not available yet"
                 ),

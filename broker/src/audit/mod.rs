@@ -6,9 +6,9 @@
 //! returns a `Result` because the broker fails closed: a request that cannot
 //! be recorded is not forwarded.
 
-use crate::pipeline::error::McpError;
-use crate::pipeline::message::McpMessage;
-use crate::pipeline::Caller;
+use crate::identity::Caller;
+use crate::mcp::error::McpError;
+use crate::mcp::message::McpMessage;
 use crate::policy::Decision;
 
 #[derive(Debug, Default)]

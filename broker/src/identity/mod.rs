@@ -4,6 +4,7 @@
 //! tunnel never knows which one it talks to. [`revocation`] then cuts off
 //! identities that must lose access before their tokens expire.
 
+pub mod caller;
 pub mod claims;
 pub mod dev;
 pub mod jwks;
@@ -13,6 +14,7 @@ pub mod workload;
 
 use futures::future::BoxFuture;
 
+pub use caller::Caller;
 pub use hoop_proto::{Identity, IdentityKind};
 
 /// A verified identity plus the moment its token stops being valid.

@@ -41,7 +41,7 @@ pub struct OidcVerifier {
 impl OidcVerifier {
     pub fn new(configs: &[IssuerConfig]) -> anyhow::Result<Self> {
         // reqwest's rustls needs the process-wide provider before a client exists.
-        crate::run::install_crypto_provider();
+        crate::crypto::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .connect_timeout(Duration::from_secs(3))

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::{Caller, Pipeline, Reply};
+use crate::mcp::server::ServerMessage;
+
+use super::{Pipeline, Reply};
+use crate::identity::Caller;
 use crate::policy::{ItemKind, ListingRequest, Visibility};
 
 /// What a list method's result holds: its array key, the field that names
@@ -33,49 +36,52 @@ pub fn is_catalog(method: Option<&str>) -> bool {
     method.and_then(shape).is_some()
 }
 
-/// The response `body` to a `method` list request, filtered through
-/// `visible`. Anything that is not such a response passes unchanged (a
-/// notification on the same stream, an error). An item without a usable
-/// name is dropped: policy cannot judge what it cannot name.
+/// Filters the response `m` to a `method` list request through `visible`.
+/// Anything that is not such a response passes unchanged (a notification
+/// on the same stream, an error). An item without a usable name is
+/// dropped: policy cannot judge what it cannot name.
 pub fn filter(
-    body: Bytes,
+    m: &mut ServerMessage,
     method: &str,
     stateless: bool,
     visible: impl Fn(ItemKind, &str) -> Visibility,
-) -> Bytes {
+) {
     let Some((key, field, kind)) = shape(method) else {
-        return body;
+        return;
     };
-    let Ok(mut v) = serde_json::from_slice::<Value>(&body) else {
-        // Not JSON: no client can read a list out of it either.
-        return body;
+    // Look before touching: an untouched message is delivered byte for byte.
+    if !m
+        .result()
+        .and_then(|r| r.get(key))
+        .is_some_and(Value::is_array)
+    {
+        return;
+    }
+    let Some(result) = m
+        .value_mut()
+        .and_then(|v| v.get_mut("result"))
+        .and_then(Value::as_object_mut)
+    else {
+        return;
     };
-    let Some(result) = v.get_mut("result").and_then(Value::as_object_mut) else {
-        return body;
-    };
-    let Some(items) = result.get_mut(key).and_then(Value::as_array_mut) else {
-        return body;
-    };
-    items.retain_mut(|item| {
-        let Some(name) = item.get(field).and_then(Value::as_str) else {
-            return false;
-        };
-        match visible(kind, name) {
-            Visibility::Hidden => false,
-            Visibility::Allowed => true,
-            Visibility::NeedsApproval { rule } => {
-                mark_approval(item, &rule);
-                true
+    if let Some(items) = result.get_mut(key).and_then(Value::as_array_mut) {
+        items.retain_mut(|item| {
+            let Some(name) = item.get(field).and_then(Value::as_str) else {
+                return false;
+            };
+            match visible(kind, name) {
+                Visibility::Hidden => false,
+                Visibility::Allowed => true,
+                Visibility::NeedsApproval { rule } => {
+                    mark_approval(item, &rule);
+                    true
+                }
             }
-        }
-    });
+        });
+    }
     // This caller's view: never to be shared, whatever the upstream said.
     if stateless || result.contains_key("cacheScope") {
         result.insert("cacheScope".into(), json!("private"));
-    }
-    match serde_json::to_vec(&v) {
-        Ok(b) => Bytes::from(b),
-        Err(_) => body,
     }
 }
 
@@ -157,6 +163,12 @@ impl Pipeline {
 mod tests {
     use super::*;
 
+    fn run(body: Bytes, method: &str, stateless: bool) -> Bytes {
+        let mut m = ServerMessage::parse(body);
+        filter(&mut m, method, stateless, judge);
+        m.into_bytes()
+    }
+
     fn judge(kind: ItemKind, name: &str) -> Visibility {
         match (kind, name) {
             (ItemKind::Tool, "echo") => Visibility::Allowed,
@@ -179,7 +191,7 @@ mod tests {
             ]}})
             .to_string(),
         );
-        let out: Value = serde_json::from_slice(&filter(body, "tools/list", true, judge)).unwrap();
+        let out: Value = serde_json::from_slice(&run(body, "tools/list", true)).unwrap();
         let tools = out["result"]["tools"].as_array().unwrap();
         let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
         assert_eq!(names, ["echo", "deploy_model"]);
@@ -196,18 +208,17 @@ mod tests {
         let note = Bytes::from_static(
             br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#,
         );
-        assert_eq!(filter(note.clone(), "tools/list", false, judge), note);
+        assert_eq!(run(note.clone(), "tools/list", false), note);
         let err =
             Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"x"}}"#);
-        assert_eq!(filter(err.clone(), "tools/list", false, judge), err);
+        assert_eq!(run(err.clone(), "tools/list", false), err);
         let call = Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#);
-        assert_eq!(filter(call.clone(), "tools/call", false, judge), call);
+        assert_eq!(run(call.clone(), "tools/call", false), call);
         let res = Bytes::from(
             json!({"jsonrpc": "2.0", "id": 2, "result": {"resources": [{"uri": "bank://ok"}, {"uri": "bank://secret"}]}})
                 .to_string(),
         );
-        let out: Value =
-            serde_json::from_slice(&filter(res, "resources/list", false, judge)).unwrap();
+        let out: Value = serde_json::from_slice(&run(res, "resources/list", false)).unwrap();
         assert_eq!(out["result"]["resources"].as_array().unwrap().len(), 1);
         assert!(
             out["result"].get("cacheScope").is_none(),

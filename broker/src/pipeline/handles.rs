@@ -28,15 +28,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::error::{codes, McpError};
-use super::message::{McpMessage, MessageKind};
-// Judged by the same name as the pipeline judges the message itself.
-use super::policy_name;
 use crate::identity::Identity;
+use crate::mcp::error::{codes, McpError};
+use crate::mcp::message::{McpMessage, MessageKind};
+use crate::mcp::server::ServerMessage;
+use crate::policy::{Decision, Policy, PolicyRequest};
 
 /// How long a task id stays usable: the longest a report or batch job
 /// plausibly runs and is polled, without keeping handles forever.
@@ -83,12 +82,12 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// Judged by the same item as the pipeline judged the message itself.
     fn of(msg: &McpMessage) -> Self {
-        let arguments = super::policy_arguments(msg).cloned();
         Self {
             method: msg.method.clone().unwrap_or_default(),
-            name: policy_name(msg),
-            arguments,
+            name: msg.item.clone(),
+            arguments: msg.policy_arguments().cloned(),
         }
     }
 
@@ -326,14 +325,14 @@ impl HandleTable {
             };
             // A state answers one call: echoed on another method or item it
             // would carry one call's progress into another.
-            if o.method != method || o.name != policy_name(msg) {
+            if o.method != method || o.name != msg.item {
                 return Err(McpError::new(
                     codes::HANDLE_NOT_YOURS,
                     format!(
                         "this requestState was issued for {} {:?}, not for {method} {:?}; retry the call that received it",
                         o.method,
                         o.name.as_deref().unwrap_or(""),
-                        policy_name(msg).as_deref().unwrap_or("")
+                        msg.item.as_deref().unwrap_or("")
                     ),
                 ));
             }
@@ -348,7 +347,7 @@ impl HandleTable {
         self: &Arc<Self>,
         identity: &Identity,
         target: &str,
-        msg: &McpMessage,
+        msg: &Arc<McpMessage>,
     ) -> Option<HandleObserver> {
         if msg.kind != MessageKind::Request {
             return None;
@@ -362,18 +361,27 @@ impl HandleTable {
             owner: Owner::of(identity),
             target: target.to_owned(),
             id: msg.id.clone()?,
-            origin: Origin::of(msg),
+            request: msg.clone(),
         })
     }
 
-    /// A `tasks/list` answer without the tasks that are not `identity`'s:
-    /// the upstream lists every task of its one client, the broker.
-    pub fn filter_task_list(&self, body: Bytes, identity: &Identity, target: &str) -> Bytes {
-        let Ok(mut v) = serde_json::from_slice::<Value>(&body) else {
-            return body;
-        };
-        let Some(tasks) = v.pointer_mut("/result/tasks").and_then(Value::as_array_mut) else {
-            return body;
+    /// Removes from a `tasks/list` answer the tasks that are not
+    /// `identity`'s: the upstream lists every task of its one client, the
+    /// broker.
+    pub fn filter_task_list(&self, m: &mut ServerMessage, identity: &Identity, target: &str) {
+        if !m
+            .result()
+            .and_then(|r| r.get("tasks"))
+            .is_some_and(Value::is_array)
+        {
+            return;
+        }
+        let Some(tasks) = m
+            .value_mut()
+            .and_then(|v| v.pointer_mut("/result/tasks"))
+            .and_then(Value::as_array_mut)
+        else {
+            return;
         };
         let inner = self.lock();
         tasks.retain(|t| {
@@ -386,8 +394,40 @@ impl HandleTable {
             };
             inner.owned_by(&key, identity).is_ok()
         });
-        drop(inner);
-        serde_json::to_vec(&v).map_or(body, Bytes::from)
+    }
+}
+
+/// Reading a task's status or result, or feeding it input, is use of the
+/// tool that started it: judged again as that call, under the policy in
+/// force now. Cancelling is not: stopping one's own work stays possible
+/// after the tool is denied. An approve decision does not block here:
+/// approval is for starting the work.
+pub fn rejudge_task(
+    policy: &Policy,
+    identity: &Identity,
+    target: &str,
+    msg: &McpMessage,
+    origin: Option<&Origin>,
+) -> Result<(), McpError> {
+    let Some(o) = origin.filter(|_| !msg.is_method("tasks/cancel")) else {
+        return Ok(());
+    };
+    match policy.decide(&PolicyRequest {
+        identity,
+        target,
+        method: &o.method,
+        name: o.name.as_deref(),
+        arguments: o.arguments.as_ref(),
+    }) {
+        Decision::Deny { rule, reason } => Err(McpError::new(
+            codes::DENIED,
+            format!(
+                "denied by rule {rule}: {reason} (the task was started by {} {:?})",
+                o.method,
+                o.name.as_deref().unwrap_or("")
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -397,30 +437,33 @@ pub struct HandleObserver {
     owner: Owner,
     target: String,
     id: Value,
-    origin: Origin,
+    /// The request, shared with the pipeline: its origin is copied out only
+    /// when the upstream actually mints a handle.
+    request: Arc<McpMessage>,
 }
 
 impl HandleObserver {
+    #[cfg(test)]
+    fn observe_bytes(&self, body: &[u8]) {
+        self.observe(&ServerMessage::parse(bytes::Bytes::copy_from_slice(body)));
+    }
+
     /// Looks at one message of the answer (as the upstream sent it).
-    pub fn observe(&self, body: &[u8]) {
-        if body.len() > MAX_OBSERVED_BODY
-            || !(contains(body, b"taskId") || contains(body, b"requestState"))
-        {
+    pub fn observe(&self, m: &ServerMessage) {
+        if m.raw_len() > MAX_OBSERVED_BODY || !m.answers(&self.id) {
             return;
         }
-        let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        let Some(result) = m.result() else {
             return;
         };
-        if v.get("id") != Some(&self.id) || v.get("method").is_some() {
+        let minted = handles_in(result, &self.target);
+        if minted.is_empty() {
             return;
         }
-        let Some(result) = v.get("result") else {
-            return;
-        };
-        for (key, ttl) in handles_in(result, &self.target) {
-            self.table
-                .lock()
-                .insert(key, self.owner.clone(), self.origin.clone(), ttl);
+        let origin = Origin::of(&self.request);
+        let mut table = self.table.lock();
+        for (key, ttl) in minted {
+            table.insert(key, self.owner.clone(), origin.clone(), ttl);
         }
     }
 }
@@ -459,10 +502,6 @@ fn handles_in(result: &Value, target: &str) -> Vec<(Key, Duration)> {
     out
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 /// A handle for a log line or message: enough to recognise, not to reuse.
 fn short(handle: &str) -> String {
     let s: String = handle.chars().take(12).collect();
@@ -498,6 +537,7 @@ fn refuse(identity: &Identity, target: &str, what: &str, shown: &str, r: Refusal
 mod tests {
     use super::*;
     use crate::identity::IdentityKind;
+    use bytes::Bytes;
 
     fn who(subject: &str) -> Identity {
         Identity {
@@ -529,8 +569,10 @@ mod tests {
     fn a_task_is_usable_by_its_receiver_only() {
         let t = Arc::new(HandleTable::default());
         let (alice, bob) = (who("alice"), who("bob"));
-        let obs = t.observer(&alice, "bank", &call(1)).expect("a request");
-        obs.observe(br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"t-1","status":"working"}}"#);
+        let obs = t
+            .observer(&alice, "bank", &Arc::new(call(1)))
+            .expect("a request");
+        obs.observe_bytes(br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"t-1","status":"working"}}"#);
         let o = t
             .check(&alice, "bank", &task_call("tasks/get", "t-1"))
             .expect("alice's own task")
@@ -566,14 +608,18 @@ mod tests {
     fn sep1686_tasks_and_other_ids_are_recorded_too() {
         let t = Arc::new(HandleTable::default());
         let alice = who("alice");
-        let obs = t.observer(&alice, "bank", &call(7)).expect("a request");
+        let obs = t
+            .observer(&alice, "bank", &Arc::new(call(7)))
+            .expect("a request");
         // A progress notification and another id's answer record nothing.
-        obs.observe(
+        obs.observe_bytes(
             br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"taskId":"x"}}"#,
         );
-        obs.observe(br#"{"jsonrpc":"2.0","id":8,"result":{"resultType":"task","taskId":"y"}}"#);
+        obs.observe_bytes(
+            br#"{"jsonrpc":"2.0","id":8,"result":{"resultType":"task","taskId":"y"}}"#,
+        );
         assert!(t.is_empty());
-        obs.observe(
+        obs.observe_bytes(
             br#"{"jsonrpc":"2.0","id":7,"result":{"task":{"taskId":"s-1","status":"working"}}}"#,
         );
         assert!(t
@@ -586,8 +632,10 @@ mod tests {
     fn request_state_is_bound_to_receiver_method_and_name() {
         let t = Arc::new(HandleTable::default());
         let (alice, bob) = (who("alice"), who("bob"));
-        let obs = t.observer(&alice, "bank", &call(3)).expect("a request");
-        obs.observe(br#"{"jsonrpc":"2.0","id":3,"result":{"resultType":"input_required","inputRequests":{},"requestState":"opaque-1"}}"#);
+        let obs = t
+            .observer(&alice, "bank", &Arc::new(call(3)))
+            .expect("a request");
+        obs.observe_bytes(br#"{"jsonrpc":"2.0","id":3,"result":{"resultType":"input_required","inputRequests":{},"requestState":"opaque-1"}}"#);
         let retry = |name: &str, state: &str| {
             msg(&format!(
                 r#"{{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{{"name":"{name}","arguments":{{}},"requestState":"{state}"}}}}"#
@@ -621,11 +669,17 @@ mod tests {
         let t = Arc::new(HandleTable::default());
         let alice = who("alice");
         let bob = who("bob");
-        let obs = t.observer(&bob, "bank", &call(1)).expect("a request");
-        obs.observe(br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"bob-1"}}"#);
-        let obs = t.observer(&alice, "bank", &call(1)).expect("a request");
+        let obs = t
+            .observer(&bob, "bank", &Arc::new(call(1)))
+            .expect("a request");
+        obs.observe_bytes(
+            br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"bob-1"}}"#,
+        );
+        let obs = t
+            .observer(&alice, "bank", &Arc::new(call(1)))
+            .expect("a request");
         for i in 0..MAX_PER_IDENTITY + 10 {
-            obs.observe(
+            obs.observe_bytes(
                 format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"resultType":"task","taskId":"a-{i}"}}}}"#)
                     .as_bytes(),
             );
@@ -649,8 +703,10 @@ mod tests {
         let t = Arc::new(HandleTable::default());
         let (alice, bob) = (who("alice"), who("bob"));
         for w in [&alice, &bob] {
-            let obs = t.observer(w, "bank", &call(1)).expect("a request");
-            obs.observe(
+            let obs = t
+                .observer(w, "bank", &Arc::new(call(1)))
+                .expect("a request");
+            obs.observe_bytes(
                 br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"dup"}}"#,
             );
         }
@@ -666,19 +722,26 @@ mod tests {
     fn task_lists_show_only_the_callers_tasks() {
         let t = Arc::new(HandleTable::default());
         let (alice, bob) = (who("alice"), who("bob"));
-        let obs = t.observer(&alice, "bank", &call(1)).expect("a request");
-        obs.observe(br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"mine"}}"#);
+        let obs = t
+            .observer(&alice, "bank", &Arc::new(call(1)))
+            .expect("a request");
+        obs.observe_bytes(
+            br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"mine"}}"#,
+        );
         let body = Bytes::from_static(
             br#"{"jsonrpc":"2.0","id":5,"result":{"tasks":[{"taskId":"mine"},{"taskId":"theirs"},{"x":1}]}}"#,
         );
-        let v: Value = serde_json::from_slice(&t.filter_task_list(body.clone(), &alice, "bank"))
-            .expect("json");
+        let filtered = |who: &Identity| {
+            let mut m = ServerMessage::parse(body.clone());
+            t.filter_task_list(&mut m, who, "bank");
+            serde_json::from_slice::<Value>(&m.into_bytes()).expect("json")
+        };
+        let v = filtered(&alice);
         assert_eq!(
             v["result"]["tasks"],
             serde_json::json!([{"taskId": "mine"}])
         );
-        let v: Value =
-            serde_json::from_slice(&t.filter_task_list(body, &bob, "bank")).expect("json");
+        let v = filtered(&bob);
         assert_eq!(v["result"]["tasks"], serde_json::json!([]));
     }
 }

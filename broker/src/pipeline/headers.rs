@@ -14,8 +14,10 @@ use base64::Engine;
 use hoop_proto::McpHeaders;
 use serde_json::Value;
 
-use super::error::McpError;
-use super::message::McpMessage;
+use super::session::BrokerSession;
+use super::target::{Target, KNOWN_VERSIONS};
+use crate::mcp::error::{codes, McpError};
+use crate::mcp::message::McpMessage;
 
 const SENTINEL_PREFIX: &str = "=?base64?";
 const SENTINEL_SUFFIX: &str = "?=";
@@ -65,6 +67,63 @@ fn param_text(v: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
         _ => None,
+    }
+}
+
+/// Layer 4: refuses the message when a mirrored header disagrees with the
+/// body, and returns the tool's argument-header mapping for `derive`.
+/// Argument headers can only be checked against the tool's schema: when no
+/// client listed the target's tools yet, the broker reads them itself.
+pub async fn check_on(
+    target: &Target,
+    msg: &McpMessage,
+    h: &McpHeaders,
+) -> Result<Option<ParamHeaders>, McpError> {
+    let mut params = msg.name.as_deref().and_then(|n| target.param_headers(n));
+    if params.is_none() && !h.params.is_empty() && msg.is_method("tools/call") {
+        target.fetch_tools().await;
+        params = msg.name.as_deref().and_then(|n| target.param_headers(n));
+        if params.is_none() {
+            return Err(McpError::header_mismatch(format!(
+                "cannot check Mcp-Param-* headers: tool {:?} is not in the upstream's tool list",
+                msg.name.as_deref().unwrap_or("")
+            )));
+        }
+    }
+    check(msg, h, params.as_ref())?;
+    Ok(params)
+}
+
+/// The protocol version the upstream is told: the body's (2026-07-28), the
+/// session's (negotiated in initialize), or the client's header when it
+/// names a revision we know.
+pub fn protocol_version(
+    msg: &McpMessage,
+    session: Option<&BrokerSession>,
+    h: &McpHeaders,
+) -> Result<Option<String>, McpError> {
+    let unsupported = |what: &str, v: &str| {
+        McpError::new(
+            codes::UNSUPPORTED_VERSION,
+            format!(
+                "{what} {v:?} is not supported; supported: {}",
+                KNOWN_VERSIONS.join(", ")
+            ),
+        )
+    };
+    if let Some(v) = &msg.protocol_version {
+        if !KNOWN_VERSIONS.contains(&v.as_str()) {
+            return Err(unsupported("protocol version", v));
+        }
+        return Ok(Some(v.clone()));
+    }
+    if let Some(v) = session.and_then(BrokerSession::protocol_version) {
+        return Ok(Some(v));
+    }
+    match &h.protocol_version {
+        Some(v) if KNOWN_VERSIONS.contains(&v.as_str()) => Ok(Some(v.clone())),
+        Some(v) => Err(unsupported("MCP-Protocol-Version", v)),
+        None => Ok(None),
     }
 }
 
@@ -260,7 +319,7 @@ mod tests {
             },
         ] {
             let e = check(&m, &bad, None).expect_err("mismatch");
-            assert_eq!(e.code, super::super::error::codes::HEADER_MISMATCH);
+            assert_eq!(e.code, crate::mcp::error::codes::HEADER_MISMATCH);
         }
     }
 

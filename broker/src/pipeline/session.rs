@@ -11,8 +11,11 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use rand::RngCore;
 
-use super::error::{codes, McpError};
-use crate::identity::now_unix;
+use crate::identity::{now_unix, Identity};
+use crate::mcp::error::{codes, McpError};
+
+/// Open handshake-era sessions one caller may hold on one target.
+pub const MAX_SESSIONS_PER_CALLER: usize = 64;
 use crate::upstream::UpstreamSession;
 
 pub struct BrokerSession {
@@ -113,6 +116,38 @@ impl SessionTable {
             }
             None => Err(not_found()),
         }
+    }
+
+    /// Layer 3: the session a message presents (`Mcp-Session-Id`), which
+    /// must be `identity`'s own on `target`; `None` when it presents none.
+    pub fn presented(
+        &self,
+        id: Option<&str>,
+        identity: &Identity,
+        target: &str,
+    ) -> Result<Option<Arc<BrokerSession>>, McpError> {
+        match id {
+            Some(id) => self
+                .get(id, &identity.subject, &identity.issuer, target)
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Refuses a new session past [`MAX_SESSIONS_PER_CALLER`] for one
+    /// caller on one target.
+    pub fn room_for(&self, identity: &Identity, target: &str) -> Result<(), McpError> {
+        let open = self.count_for(&identity.subject, &identity.issuer, target);
+        if open < MAX_SESSIONS_PER_CALLER {
+            return Ok(());
+        }
+        Err(McpError::new(
+            codes::INVALID_REQUEST,
+            format!(
+                "too many open MCP sessions ({open}) for {} on target {target}: end some (DELETE) or wait for idle ones to expire",
+                identity.subject
+            ),
+        ))
     }
 
     /// Sessions one caller holds on one target.

@@ -11,8 +11,10 @@ use serde_json::{json, Value};
 
 use super::drift::ToolDrift;
 use super::headers::{self, ParamHeaders};
-use super::message::McpMessage;
 use crate::config::DriftMode;
+use crate::mcp::error::{codes, McpError};
+use crate::mcp::message::McpMessage;
+use crate::mcp::server::ServerMessage;
 use crate::upstream::{Outbound, Upstream};
 
 /// The broker asks an upstream for its tools at most this often, however
@@ -23,8 +25,19 @@ const TOOLS_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Tool names remembered per target.
 const MAX_KNOWN_TOOLS: usize = 10_000;
 
+/// The tool names a target listed: each name, and each lowercase form with
+/// the name it stands for.
+#[derive(Default)]
+struct ToolNames {
+    names: std::collections::BTreeSet<String>,
+    lowercase: HashMap<String, String>,
+}
+
 /// Pages of `tools/list` read per refresh.
 const MAX_TOOL_PAGES: usize = 20;
+
+/// The stateless MCP revision, whose list results carry `cacheScope`.
+pub const STATELESS_REVISION: &str = "2026-07-28";
 
 /// MCP protocol revisions the broker carries.
 pub const KNOWN_VERSIONS: &[&str] = &[
@@ -55,8 +68,9 @@ pub struct Target {
     revision: Mutex<Revision>,
     param_headers: RwLock<HashMap<String, ParamHeaders>>,
     tools_fetched: tokio::sync::Mutex<Option<Instant>>,
-    /// Tool names seen in any `tools/list` answer, for `hoop targets`.
-    tool_names: RwLock<std::collections::BTreeSet<String>>,
+    /// Tool names seen in any `tools/list` answer (for `hoop targets`), by
+    /// their lowercase form, so a case variant is found in one lookup.
+    tool_names: RwLock<ToolNames>,
     /// Tool-definition baselines (shared by all targets) and this target's
     /// reaction to a change.
     drift: Arc<ToolDrift>,
@@ -148,23 +162,55 @@ impl Target {
         let mut known = self.tool_names.write().unwrap_or_else(|p| p.into_inner());
         // Bounded: a hostile upstream cannot grow this without limit.
         for n in names {
-            if known.len() >= MAX_KNOWN_TOOLS {
+            if known.names.len() >= MAX_KNOWN_TOOLS {
                 break;
             }
-            known.insert(n.to_owned());
+            if known.names.insert(n.to_owned()) {
+                known.lowercase.insert(n.to_lowercase(), n.to_owned());
+            }
         }
     }
 
     /// The listed tool `tool` differs from only in case, if any (`None`
-    /// when `tool` itself is listed). Cheap on the hot path: one lookup
-    /// unless the name is unknown.
+    /// when `tool` itself is listed).
     pub fn case_variant_of(&self, tool: &str) -> Option<String> {
         let known = self.tool_names.read().unwrap_or_else(|p| p.into_inner());
-        if known.contains(tool) {
+        if known.names.contains(tool) {
             return None;
         }
-        let lower = tool.to_lowercase();
-        known.iter().find(|n| n.to_lowercase() == lower).cloned()
+        known.lowercase.get(&tool.to_lowercase()).cloned()
+    }
+
+    /// Refuses a `tools/call` of a tool this target must not run under
+    /// that name: a case variant of a listed tool (`builtin:case-variant`:
+    /// an upstream that matches names loosely would run the listed tool
+    /// under a name no rule judged), or, on a target that blocks drift, a
+    /// tool that changed since it was accepted (its policy was written for
+    /// what it was).
+    pub fn refuse_tool(&self, msg: &McpMessage) -> Result<(), McpError> {
+        let (true, Some(tool)) = (msg.is_method("tools/call"), msg.name.as_deref()) else {
+            return Ok(());
+        };
+        if let Some(real) = self.case_variant_of(tool) {
+            return Err(McpError::new(
+                codes::DENIED,
+                format!(
+                    "denied by rule builtin:case-variant: {tool:?} is not a tool of {}; did you mean {real:?}?",
+                    self.name
+                ),
+            ));
+        }
+        if self.drift_blocked(tool) {
+            return Err(McpError::new(
+                codes::DENIED,
+                format!(
+                    "denied by rule {}: tool {tool:?} changed since it was accepted; an administrator must accept it (hoop-broker tools accept --target {} --tool {tool})",
+                    super::drift::DRIFT_RULE,
+                    self.name
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The tool names this target has listed so far.
@@ -172,6 +218,7 @@ impl Target {
         self.tool_names
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .names
             .iter()
             .cloned()
             .collect()
@@ -200,7 +247,7 @@ impl Target {
         let mut cursor: Option<String> = None;
         for page in 0..MAX_TOOL_PAGES {
             let mut params = json!({"_meta": {
-                super::message::META_PROTOCOL_VERSION: "2026-07-28",
+                crate::mcp::message::META_PROTOCOL_VERSION: "2026-07-28",
                 "io.modelcontextprotocol/clientInfo": {"name": "hoop-broker", "version": env!("CARGO_PKG_VERSION")},
                 "io.modelcontextprotocol/clientCapabilities": {},
             }});
@@ -230,13 +277,12 @@ impl Target {
                 }
             };
             let mut result = None;
+            let id = Value::from(id);
             // Bounded by the upstream's answer: it ends after the response.
             while let Some(Ok(m)) = messages.next().await {
-                let Ok(v) = serde_json::from_slice::<Value>(&m.body) else {
-                    continue;
-                };
-                if v.get("id") == Some(&Value::from(id.clone())) {
-                    result = v.get("result").cloned();
+                let m = ServerMessage::parse(m.body);
+                if m.answers(&id) {
+                    result = m.result().cloned();
                     break;
                 }
             }
@@ -252,6 +298,51 @@ impl Target {
             if cursor.is_none() {
                 return;
             }
+        }
+    }
+}
+
+/// Looks inside the answers the broker learns from: `tools/list` (argument
+/// headers, tool names, drift) and `server/discover` (the upstream's
+/// revision). Other answers are only borrowed, never parsed again.
+pub struct TargetLearner {
+    id: Value,
+    discover: bool,
+    status: u16,
+    target: Arc<Target>,
+    /// The request carried no cursor: its answer starts the list.
+    first_page: bool,
+}
+
+impl TargetLearner {
+    pub fn for_request(msg: &McpMessage, status: u16, target: &Arc<Target>) -> Option<Self> {
+        let discover = match msg.method.as_deref()? {
+            "tools/list" => false,
+            "server/discover" => true,
+            _ => return None,
+        };
+        let first_page = msg.params().is_none_or(|p| p.get("cursor").is_none());
+        Some(Self {
+            id: msg.id.clone()?,
+            discover,
+            status,
+            target: target.clone(),
+            first_page,
+        })
+    }
+
+    pub fn observe(&self, m: &ServerMessage) {
+        if !m.answers(&self.id) {
+            return;
+        }
+        match (self.discover, m.value()) {
+            (true, Some(v)) => self.target.learn_revision(self.status, v),
+            (false, _) => {
+                if let Some(r) = m.result() {
+                    self.target.learn_tools(r, self.first_page);
+                }
+            }
+            _ => {}
         }
     }
 }

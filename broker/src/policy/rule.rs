@@ -92,10 +92,7 @@ pub fn is_plumbing(method: &str) -> bool {
     method.starts_with("notifications/") || PLUMBING.contains(&method)
 }
 
-/// Whether the method carries an `arguments` object a condition can read.
-pub fn has_arguments(method: &str) -> bool {
-    matches!(method, "tools/call" | "prompts/get")
-}
+pub use crate::mcp::message::has_arguments;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Action {

@@ -13,8 +13,9 @@ use hoop_proto::{
 
 use super::framed::{FrameError, FrameReader, FrameWriter};
 use crate::identity::revocation::RevocationList;
+use crate::identity::Caller;
 use crate::identity::{TokenVerifier, VerifiedToken};
-use crate::pipeline::{Caller, Pipeline};
+use crate::pipeline::Pipeline;
 
 /// How long a new connection may take to present its `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);

@@ -77,7 +77,7 @@ impl HttpUpstream {
                 Ok::<_, anyhow::Error>(v)
             })
             .transpose()?;
-        crate::run::install_crypto_provider();
+        crate::crypto::install_crypto_provider();
         // The system's trust store only where TLS is used: a plain-http
         // upstream must not depend on the machine having CA certificates.
         let tls = if uri.scheme_str() == Some("https") {
@@ -306,7 +306,7 @@ fn snippet(body: &Bytes) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::message::McpMessage;
+    use crate::mcp::message::McpMessage;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A one-shot HTTP server on loopback that answers the first request

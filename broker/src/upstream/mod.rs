@@ -18,7 +18,7 @@ use futures::Stream;
 use hoop_proto::ResponseBody;
 
 use crate::config::{TargetConfig, TransportKind};
-use crate::pipeline::message::McpMessage;
+use crate::mcp::message::McpMessage;
 
 /// One message from the upstream, as bytes (the pipeline parses it only
 /// when a layer needs to look inside).

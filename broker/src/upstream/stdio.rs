@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, LinesCodec};
 
 use super::{Outbound, UpstreamError, UpstreamMessage, UpstreamReply, UpstreamSession};
-use crate::pipeline::message::{McpMessage, MessageKind};
+use crate::mcp::message::{McpMessage, MessageKind};
 
 /// Environment variable through which a stdio server receives the target's
 /// service credential.

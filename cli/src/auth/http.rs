@@ -15,7 +15,7 @@ use super::AuthError;
 /// A reqwest client for talking to identity providers.
 pub fn client() -> Result<reqwest::Client, AuthError> {
     // reqwest is built without a rustls provider in this workspace.
-    hoop_broker::run::install_crypto_provider();
+    hoop_broker::crypto::install_crypto_provider();
     reqwest::Client::builder()
         // Following redirects from a token endpoint can leak credentials to
         // another host (oauth2's own advice); providers do not need them.

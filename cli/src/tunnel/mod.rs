@@ -109,7 +109,7 @@ async fn github_actions_token(
     let mut url = reqwest::Url::parse(request_url)
         .map_err(|e| fail(format!("ACTIONS_ID_TOKEN_REQUEST_URL is not a URL: {e}")))?;
     url.query_pairs_mut().append_pair("audience", audience);
-    hoop_broker::run::install_crypto_provider();
+    hoop_broker::crypto::install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -282,7 +282,7 @@ impl StreamPool {
 impl TunnelClient {
     /// Connects and authenticates once; later failures reconnect lazily.
     pub async fn connect(settings: TunnelSettings) -> Result<Arc<Self>, TunnelError> {
-        hoop_broker::run::install_crypto_provider();
+        hoop_broker::crypto::install_crypto_provider();
         let unreachable = |reason: String| TunnelError::Unreachable {
             addr: settings.broker,
             reason,
@@ -846,7 +846,7 @@ mod tests {
     /// endpoint, address and pin.
     fn stand_in_broker() -> (quinn::Endpoint, SocketAddr, String) {
         use hoop_broker::tunnel::tls as server_tls;
-        hoop_broker::run::install_crypto_provider();
+        hoop_broker::crypto::install_crypto_provider();
         let material = server_tls::self_signed().unwrap();
         let pin = server_tls::fingerprint(&material.chain[0]);
         let server = quinn::Endpoint::server(

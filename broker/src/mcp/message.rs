@@ -41,6 +41,11 @@ pub struct McpMessage {
     /// `params.uri` for resources, `params.taskId` for tasks; the value
     /// `Mcp-Name` mirrors.
     pub name: Option<String>,
+    /// What policy judges the message by, besides its method: `name`,
+    /// except for `completion/complete`, where it is the prompt or resource
+    /// its `ref` names (so completion cannot probe a blocked prompt).
+    /// Computed once here; every layer borrows it.
+    pub item: Option<String>,
     /// `params._meta["io.modelcontextprotocol/protocolVersion"]`.
     pub protocol_version: Option<String>,
 }
@@ -102,6 +107,17 @@ impl McpMessage {
                 ))
             }
         };
+        // A request named like a notification is not one: it would pass as
+        // plumbing while the upstream treats it as a call.
+        if kind == MessageKind::Request
+            && method
+                .as_deref()
+                .is_some_and(|m| m.starts_with("notifications/"))
+        {
+            return Err(McpError::invalid_request(
+                "a notifications/* method cannot carry an id",
+            ));
+        }
         let params = match obj.get("params") {
             None => None,
             Some(Value::Object(p)) => Some(p),
@@ -109,6 +125,10 @@ impl McpMessage {
             Some(_) => return Err(McpError::invalid_params("\"params\" must be an object")),
         };
         let name = params.and_then(|p| name_of(method.as_deref(), p));
+        let item = match method.as_deref() {
+            Some("completion/complete") => params.and_then(completion_ref),
+            _ => name.clone(),
+        };
         let protocol_version = params
             .and_then(|p| p.get("_meta"))
             .and_then(|m| m.get(META_PROTOCOL_VERSION))
@@ -118,6 +138,7 @@ impl McpMessage {
             id,
             method,
             name,
+            item,
             protocol_version,
             kind,
             value,
@@ -143,6 +164,59 @@ impl McpMessage {
         self.params()?.get("arguments")?.as_object()
     }
 
+    /// The arguments a policy condition sees: only where the upstream reads
+    /// them (`tools/call`, `prompts/get`). Anywhere else a client could add
+    /// an `arguments` object the upstream ignores, to steer a condition.
+    pub fn policy_arguments(&self) -> Option<&Value> {
+        if has_arguments(self.method.as_deref().unwrap_or("")) {
+            self.params().and_then(|p| p.get("arguments"))
+        } else {
+            None
+        }
+    }
+
+    /// Whether [`Self::item`] is a resource URI (and so must be in plain
+    /// form before a glob judges it).
+    pub fn item_is_uri(&self) -> bool {
+        match self.method.as_deref() {
+            Some("resources/read" | "resources/subscribe" | "resources/unsubscribe") => true,
+            Some("completion/complete") => {
+                self.params()
+                    .and_then(|p| p.get("ref"))
+                    .and_then(|r| r.get("type"))
+                    .and_then(Value::as_str)
+                    == Some("ref/resource")
+            }
+            _ => false,
+        }
+    }
+
+    /// The resource URIs a `subscriptions/listen` asks updates for
+    /// (`params.notifications.resourceSubscriptions`); an entry that is not
+    /// a string is refused rather than passed on unjudged.
+    pub fn listened_resources(&self) -> Result<Vec<&str>, McpError> {
+        if !self.is_method("subscriptions/listen") {
+            return Ok(Vec::new());
+        }
+        let Some(list) = self
+            .params()
+            .and_then(|p| p.get("notifications"))
+            .and_then(|n| n.get("resourceSubscriptions"))
+        else {
+            return Ok(Vec::new());
+        };
+        let not_uris = || {
+            McpError::invalid_params(
+                "notifications.resourceSubscriptions must be a list of resource URIs",
+            )
+        };
+        list.as_array()
+            .ok_or_else(not_uris)?
+            .iter()
+            .map(|u| u.as_str().ok_or_else(not_uris))
+            .collect()
+    }
+
     /// `params._meta.progressToken`, if the client asked for progress.
     pub fn progress_token(&self) -> Option<&Value> {
         self.params()?.get("_meta")?.get("progressToken")
@@ -160,6 +234,12 @@ impl McpMessage {
     }
 }
 
+/// Whether the method carries an `arguments` object the upstream reads
+/// (and so a policy condition may read).
+pub fn has_arguments(method: &str) -> bool {
+    matches!(method, "tools/call" | "prompts/get")
+}
+
 /// The method-specific subject of a message: what `Mcp-Name` mirrors.
 fn name_of(method: Option<&str>, params: &Map<String, Value>) -> Option<String> {
     let key = match method? {
@@ -170,6 +250,19 @@ fn name_of(method: Option<&str>, params: &Map<String, Value>) -> Option<String> 
         _ => return None,
     };
     params.get(key)?.as_str().map(str::to_owned)
+}
+
+/// The prompt or resource a `completion/complete` completes: its ref's type
+/// says which field the upstream reads; judging any other field would judge
+/// something else than what is completed.
+fn completion_ref(params: &Map<String, Value>) -> Option<String> {
+    let r = params.get("ref")?;
+    let field = match r.get("type").and_then(Value::as_str)? {
+        "ref/prompt" => "name",
+        "ref/resource" => "uri",
+        _ => return None,
+    };
+    r.get(field).and_then(Value::as_str).map(str::to_owned)
 }
 
 /// Builds a `serde_json::Value` while refusing duplicate object keys.
