@@ -1,6 +1,10 @@
 //! hoop's audit log: an append-only, tamper-evident record that a third
 //! party can verify offline with tools hoop did not write.
-//!
-//! (being written; see docs/audit.md for the formats)
 
+pub mod checkpoint;
+pub mod entry;
 pub mod store;
+pub mod tree;
+
+#[cfg(test)]
+mod test_support;

@@ -1,0 +1,441 @@
+//! Entries: turning an event's fields (`{"v":1,...}`) into the bytes the
+//! tree commits to (`{"seq":N,"v":1,...}`), and sequencing a batch — the
+//! leaf hashes and stored hashes it adds — against the hashes a store
+//! already holds. Shared by every backend, so they all build the same tree.
+//!
+//! `seq` is spliced in as the first member rather than the event being
+//! serialized again: the log never re-encodes what the broker recorded,
+//! and a verifier finds `seq` at a fixed place (`{"seq":` opens the line).
+
+use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde::Deserializer as _;
+use sha2::{Digest, Sha256};
+use tlog_tiles::{record_hash, stored_hash_count, stored_hashes_for_record_hash, Hash, HashReader};
+
+use crate::store::PendingEntry;
+
+/// Largest entry, in bytes: the tlog-tiles entry limit (docs/audit.md).
+pub const MAX_ENTRY_BYTES: usize = 65_535;
+
+/// What splicing `"seq":N,` adds at most (`N` of 20 digits).
+const MAX_SEQ_OVERHEAD: usize = r#""seq":,"#.len() + 20;
+
+/// Largest `PendingEntry::fields` accepted: room for any `seq`, so an event
+/// accepted at `append` never fails in the batch (and takes the batch with
+/// it) for its size.
+pub const MAX_FIELDS_BYTES: usize = MAX_ENTRY_BYTES - MAX_SEQ_OVERHEAD;
+
+/// Largest tree a store may hold: far beyond any log, and small enough that
+/// the stored-hash arithmetic (about 2 hashes per entry) cannot overflow.
+pub const MAX_TREE_SIZE: u64 = 1 << 62;
+
+/// Why an event cannot become an entry. The caller's mistake, not the
+/// log's: it is refused before it is queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    #[error("the event is not a JSON object starting with '{{': {0}")]
+    NotAnObject(String),
+    #[error("the event is {bytes} bytes, over the {max}-byte limit of a leaf: store large parts beside it as bodies")]
+    TooLarge { bytes: usize, max: usize },
+    #[error("the event spans more than one line (a raw newline or carriage return in it)")]
+    MultiLine,
+    #[error("the event has a top-level \"seq\"; the log assigns it")]
+    HasSeq,
+    #[error("body {sha256} does not have that SHA-256")]
+    BodyMismatch { sha256: String },
+    #[error("body {sha256} is not named in the event (its leaf must carry the SHA-256)")]
+    BodyNotNamed { sha256: String },
+}
+
+/// Checks what [`entry_bytes`] and a verifier rely on: one line, a JSON
+/// object without `seq`, small enough for any `seq`, and bodies that are
+/// what the event says. Run by the caller's task before the event is
+/// queued, so a bad event fails alone.
+pub fn check_pending(entry: &PendingEntry) -> Result<(), EntryError> {
+    check_fields(&entry.fields)?;
+    for (sha256, data) in &entry.bodies {
+        let hex = hex(sha256);
+        if <[u8; 32]>::from(Sha256::digest(data)) != *sha256 {
+            return Err(EntryError::BodyMismatch { sha256: hex });
+        }
+        let quoted = format!("\"{hex}\"");
+        if !entry
+            .fields
+            .windows(quoted.len())
+            .any(|w| w == quoted.as_bytes())
+        {
+            return Err(EntryError::BodyNotNamed { sha256: hex });
+        }
+    }
+    Ok(())
+}
+
+/// The fields half of [`check_pending`].
+pub fn check_fields(fields: &[u8]) -> Result<(), EntryError> {
+    if fields.len() > MAX_FIELDS_BYTES {
+        return Err(EntryError::TooLarge {
+            bytes: fields.len(),
+            max: MAX_FIELDS_BYTES,
+        });
+    }
+    if fields.first() != Some(&b'{') {
+        return Err(EntryError::NotAnObject("it does not start with '{'".into()));
+    }
+    if fields.iter().any(|b| *b == b'\n' || *b == b'\r') {
+        return Err(EntryError::MultiLine);
+    }
+    let mut de = serde_json::Deserializer::from_slice(fields);
+    let has_seq = de
+        .deserialize_map(TopLevelKeys)
+        .and_then(|has_seq| de.end().map(|()| has_seq))
+        .map_err(|e| EntryError::NotAnObject(e.to_string()))?;
+    if has_seq {
+        return Err(EntryError::HasSeq);
+    }
+    Ok(())
+}
+
+/// Walks an object's top-level members, skipping values, noting `seq`.
+struct TopLevelKeys;
+
+impl<'de> Visitor<'de> for TopLevelKeys {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let mut has_seq = false;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            has_seq |= key == "seq";
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(has_seq)
+    }
+}
+
+/// The entry for `fields` at `seq`: `{"seq":N,` + the rest of the object,
+/// or `{"seq":N}` for an empty one.
+pub fn entry_bytes(seq: u64, fields: &[u8]) -> Result<Vec<u8>, EntryError> {
+    let Some((b'{', rest)) = fields.split_first() else {
+        return Err(EntryError::NotAnObject("it does not start with '{'".into()));
+    };
+    let empty = rest.trim_ascii_start().first() == Some(&b'}');
+    let head = if empty {
+        format!("{{\"seq\":{seq}")
+    } else {
+        format!("{{\"seq\":{seq},")
+    };
+    let rest = if empty { rest.trim_ascii_start() } else { rest };
+    let len = head.len() + rest.len();
+    if len > MAX_ENTRY_BYTES {
+        return Err(EntryError::TooLarge {
+            bytes: len,
+            max: MAX_ENTRY_BYTES,
+        });
+    }
+    let mut entry = Vec::with_capacity(len);
+    entry.extend_from_slice(head.as_bytes());
+    entry.extend_from_slice(rest);
+    Ok(entry)
+}
+
+/// RFC 6962 leaf hash, `SHA-256(0x00 ‖ entry)`.
+pub fn leaf_hash(entry: &[u8]) -> Hash {
+    record_hash(entry)
+}
+
+/// Lowercase hex, as events name bodies.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// One entry of a sequenced batch.
+#[derive(Debug)]
+pub struct SequencedEntry<'a> {
+    pub seq: u64,
+    pub entry: Vec<u8>,
+    pub pending: &'a PendingEntry,
+}
+
+/// A batch with its sequence numbers and the stored hashes it adds, ready
+/// for a backend to write in one transaction.
+#[derive(Debug)]
+pub struct SequencedBatch<'a> {
+    pub entries: Vec<SequencedEntry<'a>>,
+    /// The stored-hash index of `hashes[0]`: `stored_hash_count(size)`.
+    pub first_hash_index: u64,
+    pub hashes: Vec<Hash>,
+    /// The tree size once the batch is written.
+    pub new_size: u64,
+}
+
+/// Why a batch could not be sequenced.
+#[derive(Debug, thiserror::Error)]
+pub enum SequenceError {
+    #[error("event {index} of the batch: {error}")]
+    Entry { index: usize, error: EntryError },
+    #[error("the tree would exceed {MAX_TREE_SIZE} entries")]
+    TreeFull,
+    /// Reading the store's hashes failed (the reader knows why) or the
+    /// tree math refused (a store that does not hold the hashes it should).
+    #[error("tree hashes: {0}")]
+    Tree(#[from] tlog_tiles::Error),
+}
+
+/// Sequences `batch` onto a tree of `size` entries whose stored hashes
+/// `stored` reads: entry bytes, leaf hashes and every stored hash the batch
+/// adds. Hashes the batch itself produced are read from the batch, since
+/// the store does not hold them until the batch commits.
+pub fn sequence_batch<'a, R: HashReader>(
+    size: u64,
+    batch: &'a [PendingEntry],
+    stored: &R,
+) -> Result<SequencedBatch<'a>, SequenceError> {
+    let count = u64::try_from(batch.len()).map_err(|_| SequenceError::TreeFull)?;
+    let new_size = size
+        .checked_add(count)
+        .filter(|n| *n <= MAX_TREE_SIZE)
+        .ok_or(SequenceError::TreeFull)?;
+    let first_hash_index = stored_hash_count(size);
+    let mut entries = Vec::with_capacity(batch.len());
+    let mut hashes = Vec::with_capacity(batch.len() * 2);
+    for (index, (seq, pending)) in (size..new_size).zip(batch).enumerate() {
+        let entry = entry_bytes(seq, &pending.fields)
+            .map_err(|error| SequenceError::Entry { index, error })?;
+        let reader = BatchHashes {
+            stored,
+            stored_count: first_hash_index,
+            new: &hashes,
+        };
+        let added = stored_hashes_for_record_hash(seq, leaf_hash(&entry), &reader)?;
+        hashes.extend(added);
+        entries.push(SequencedEntry {
+            seq,
+            entry,
+            pending,
+        });
+    }
+    Ok(SequencedBatch {
+        entries,
+        first_hash_index,
+        hashes,
+        new_size,
+    })
+}
+
+/// The store's hashes below `stored_count`, then the ones not yet
+/// written (`new`, from index `stored_count` on). Returns exactly the
+/// hashes asked for or an error, never fewer (tlog asserts on that).
+pub struct BatchHashes<'r, R> {
+    pub stored: &'r R,
+    pub stored_count: u64,
+    pub new: &'r [Hash],
+}
+
+impl<R: HashReader> HashReader for BatchHashes<'_, R> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        let old: Vec<u64> = indexes
+            .iter()
+            .copied()
+            .filter(|i| *i < self.stored_count)
+            .collect();
+        let old_hashes = if old.is_empty() {
+            Vec::new()
+        } else {
+            self.stored.read_hashes(&old)?
+        };
+        if old_hashes.len() != old.len() {
+            return Err(tlog_tiles::Error::IndexesNotInTree);
+        }
+        let mut old_hashes = old_hashes.into_iter();
+        let mut out = Vec::with_capacity(indexes.len());
+        for &index in indexes {
+            let hash = if index < self.stored_count {
+                old_hashes.next()
+            } else {
+                usize::try_from(index - self.stored_count)
+                    .ok()
+                    .and_then(|i| self.new.get(i).copied())
+            };
+            out.push(hash.ok_or(tlog_tiles::Error::IndexesNotInTree)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tlog_tiles::{stored_hashes, tree_hash};
+
+    fn pending(fields: &str) -> PendingEntry {
+        PendingEntry {
+            fields: fields.as_bytes().to_vec(),
+            bodies: Vec::new(),
+            index: Default::default(),
+        }
+    }
+
+    /// A plain in-memory hash list, as tlog's own tests use.
+    struct Hashes(Vec<Hash>);
+
+    impl HashReader for Hashes {
+        fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+            indexes
+                .iter()
+                .map(|i| {
+                    self.0
+                        .get(*i as usize)
+                        .copied()
+                        .ok_or(tlog_tiles::Error::IndexesNotInTree)
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn seq_becomes_the_first_member() {
+        assert_eq!(
+            entry_bytes(7, br#"{"v":1,"type":"x"}"#).unwrap(),
+            br#"{"seq":7,"v":1,"type":"x"}"#
+        );
+        assert_eq!(entry_bytes(0, b"{}").unwrap(), br#"{"seq":0}"#);
+        assert_eq!(entry_bytes(3, b"{ }").unwrap(), br#"{"seq":3}"#);
+        assert!(matches!(
+            entry_bytes(0, b"[1]"),
+            Err(EntryError::NotAnObject(_))
+        ));
+        assert!(matches!(
+            entry_bytes(0, b""),
+            Err(EntryError::NotAnObject(_))
+        ));
+    }
+
+    #[test]
+    fn fields_are_checked_before_queueing() {
+        check_fields(br#"{"v":1,"message":{"seq":1}}"#).unwrap();
+        assert_eq!(check_fields(br#"{"v":1,"seq":1}"#), Err(EntryError::HasSeq));
+        assert_eq!(
+            check_fields(b"{\"v\":1,\n\"x\":2}"),
+            Err(EntryError::MultiLine)
+        );
+        assert!(matches!(
+            check_fields(b" {}"),
+            Err(EntryError::NotAnObject(_))
+        ));
+        assert!(matches!(
+            check_fields(br#"{"v":1"#),
+            Err(EntryError::NotAnObject(_))
+        ));
+        assert!(matches!(
+            check_fields(br#"{"v":1} {}"#),
+            Err(EntryError::NotAnObject(_))
+        ));
+        assert!(matches!(
+            check_fields(br#"{"v":1,}"#),
+            Err(EntryError::NotAnObject(_))
+        ));
+    }
+
+    #[test]
+    fn size_limit_leaves_room_for_any_seq() {
+        let filler = |n: usize| format!(r#"{{"x":"{}"}}"#, "a".repeat(n - 8));
+        let largest = filler(MAX_FIELDS_BYTES);
+        assert_eq!(largest.len(), MAX_FIELDS_BYTES);
+        check_fields(largest.as_bytes()).unwrap();
+        let entry = entry_bytes(u64::MAX, largest.as_bytes()).unwrap();
+        assert_eq!(entry.len(), MAX_ENTRY_BYTES);
+        assert!(matches!(
+            check_fields(filler(MAX_FIELDS_BYTES + 1).as_bytes()),
+            Err(EntryError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn bodies_must_match_and_be_named() {
+        let data = bytes::Bytes::from_static(b"a big answer");
+        let sha: [u8; 32] = Sha256::digest(&data).into();
+        let mut p = pending(&format!(r#"{{"v":1,"message_sha256":"{}"}}"#, hex(&sha)));
+        p.bodies.push((sha, data.clone()));
+        check_pending(&p).unwrap();
+        p.bodies[0].1 = bytes::Bytes::from_static(b"another answer");
+        assert!(matches!(
+            check_pending(&p),
+            Err(EntryError::BodyMismatch { .. })
+        ));
+        let mut q = pending(r#"{"v":1}"#);
+        q.bodies.push((sha, data));
+        assert!(matches!(
+            check_pending(&q),
+            Err(EntryError::BodyNotNamed { .. })
+        ));
+    }
+
+    /// Sequencing in batches of any split builds the tree entry-by-entry
+    /// appends (tlog's `stored_hashes`) build.
+    #[test]
+    fn batches_build_the_same_tree_as_single_appends() {
+        let events: Vec<PendingEntry> = (0..37)
+            .map(|i| pending(&format!(r#"{{"v":1,"i":{i}}}"#)))
+            .collect();
+        let mut one_by_one = Hashes(Vec::new());
+        for (seq, p) in events.iter().enumerate() {
+            let entry = entry_bytes(seq as u64, &p.fields).unwrap();
+            let added = stored_hashes(seq as u64, &entry, &one_by_one).unwrap();
+            one_by_one.0.extend(added);
+        }
+        for split in [1, 2, 5, 16, 37] {
+            let mut store = Hashes(Vec::new());
+            for chunk in events.chunks(split) {
+                let size = stored_size(&store);
+                let b = sequence_batch(size, chunk, &store).unwrap();
+                assert_eq!(b.first_hash_index, store.0.len() as u64);
+                assert_eq!(b.entries[0].seq, size);
+                store.0.extend(b.hashes);
+            }
+            assert_eq!(store.0, one_by_one.0, "split {split}");
+            assert_eq!(
+                tree_hash(37, &store).unwrap(),
+                tree_hash(37, &one_by_one).unwrap()
+            );
+        }
+    }
+
+    fn stored_size(h: &Hashes) -> u64 {
+        (0..=h.0.len() as u64)
+            .find(|n| stored_hash_count(*n) == h.0.len() as u64)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_reader_returning_too_few_hashes_is_an_error_not_a_panic() {
+        struct Short;
+        impl HashReader for Short {
+            fn read_hashes(&self, _: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+                Ok(Vec::new())
+            }
+        }
+        let events = vec![pending("{}")];
+        assert!(matches!(
+            sequence_batch(1, &events, &Short),
+            Err(SequenceError::Tree(_))
+        ));
+    }
+
+    #[test]
+    fn a_batch_past_the_largest_tree_is_refused() {
+        let events = vec![pending("{}")];
+        assert!(matches!(
+            sequence_batch(MAX_TREE_SIZE, &events, &Hashes(Vec::new())),
+            Err(SequenceError::TreeFull)
+        ));
+    }
+}
