@@ -8,3 +8,4 @@ pub mod tree;
 
 #[cfg(test)]
 mod test_support;
+pub mod writer;

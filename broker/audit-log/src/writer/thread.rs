@@ -1,0 +1,288 @@
+//! The writer thread: the only code that writes the store while the log is
+//! open. It answers appends after their batch commits, and signs
+//! checkpoints after commits (every `checkpoint_every` events) or on a
+//! timer (`checkpoint_interval` after the first event not yet covered).
+
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
+
+use super::{AppendError, Command, LogConfig, State};
+use crate::checkpoint::LogSigner;
+use crate::store::{AuditStore, PendingEntry, StoreError, StoreErrorKind};
+use crate::tree;
+
+/// An append waiting in a batch: the event, its answer, its queue slot.
+type Waiting = (
+    PendingEntry,
+    oneshot::Sender<Result<u64, AppendError>>,
+    OwnedSemaphorePermit,
+);
+
+/// After a failed checkpoint, how long until the next try.
+const CHECKPOINT_RETRY: Duration = Duration::from_secs(1);
+
+pub(super) struct Writer {
+    store: Box<dyn AuditStore>,
+    signer: LogSigner,
+    state: Arc<State>,
+    max_batch: usize,
+    checkpoint_every: u64,
+    checkpoint_interval: Duration,
+    size: u64,
+    /// Size of the last checkpoint stored.
+    checkpointed: Option<u64>,
+    /// When the next checkpoint is due by time, while events are uncovered.
+    checkpoint_at: Option<Instant>,
+    /// The last checkpoint attempt failed: only the timer retries it.
+    checkpoint_failing: bool,
+    /// The last write failed: reopen the store before the next.
+    needs_reopen: bool,
+}
+
+/// Closes the queue when the thread ends, even by a panic, so appenders
+/// waiting for room fail instead of waiting forever.
+struct CloseOnExit(Arc<State>);
+
+impl Drop for CloseOnExit {
+    fn drop(&mut self) {
+        self.0.stopped.store(true, Ordering::Release);
+        self.0.permits.close();
+    }
+}
+
+/// What waiting for the next command gave.
+enum Next {
+    Command(Command),
+    CheckpointDue,
+    Closed,
+}
+
+impl Writer {
+    pub(super) fn new(
+        store: Box<dyn AuditStore>,
+        signer: LogSigner,
+        config: &LogConfig,
+        max_batch: usize,
+        state: Arc<State>,
+        size: u64,
+        checkpointed: Option<u64>,
+    ) -> Self {
+        let uncovered = size > checkpointed.unwrap_or(0);
+        Self {
+            store,
+            signer,
+            state,
+            max_batch,
+            checkpoint_every: config.checkpoint_every.max(1),
+            checkpoint_interval: config.checkpoint_interval,
+            size,
+            checkpointed,
+            // Events left uncovered by the last run get theirs soon.
+            checkpoint_at: uncovered.then(|| Instant::now() + config.checkpoint_interval),
+            checkpoint_failing: false,
+            needs_reopen: false,
+        }
+    }
+
+    pub(super) fn run(mut self, commands: mpsc::Receiver<Command>) {
+        let _close = CloseOnExit(self.state.clone());
+        // A command met while draining appends, handled after their commit.
+        let mut held: Option<Command> = None;
+        loop {
+            let command = match held.take() {
+                Some(command) => command,
+                None => match self.wait(&commands) {
+                    Next::Command(command) => command,
+                    Next::CheckpointDue => {
+                        self.checkpoint_if_due();
+                        continue;
+                    }
+                    Next::Closed => break,
+                },
+            };
+            match command {
+                Command::Append {
+                    entry,
+                    reply,
+                    permit,
+                } => {
+                    let mut batch = vec![(entry, reply, permit)];
+                    // Bounded by max_batch: what queued while the last
+                    // commit was being flushed.
+                    while batch.len() < self.max_batch {
+                        match commands.try_recv() {
+                            Ok(Command::Append {
+                                entry,
+                                reply,
+                                permit,
+                            }) => batch.push((entry, reply, permit)),
+                            Ok(other) => {
+                                held = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.commit(batch);
+                    self.checkpoint_if_due();
+                }
+                Command::Checkpoint { reply } => {
+                    let _ = reply.send(self.checkpoint());
+                }
+                Command::Shutdown { reply } => {
+                    let result = self.finish();
+                    // The store closes before the caller hears back, so a
+                    // caller may reopen the file at once.
+                    drop(self);
+                    let _ = reply.send(result);
+                    return;
+                }
+            }
+        }
+        // Every handle dropped: the same final checkpoint, with nobody to
+        // tell if it fails (the next start signs one for what it covers).
+        let _ = self.finish();
+    }
+
+    fn wait(&self, commands: &mpsc::Receiver<Command>) -> Next {
+        match self.checkpoint_at {
+            None => commands.recv().map_or(Next::Closed, Next::Command),
+            Some(at) => match commands.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                Ok(command) => Next::Command(command),
+                Err(mpsc::RecvTimeoutError::Timeout) => Next::CheckpointDue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => Next::Closed,
+            },
+        }
+    }
+
+    /// Writes one batch in one transaction and answers each of its waiters:
+    /// all with their seqs, or all with the one failure.
+    fn commit(&mut self, batch: Vec<Waiting>) {
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut waiters = Vec::with_capacity(batch.len());
+        for (entry, reply, permit) in batch {
+            entries.push(entry);
+            waiters.push((reply, permit));
+        }
+        let written = match self.reopen_if_needed() {
+            Ok(()) => self.store.append_batch(&entries),
+            Err(e) => Err(e),
+        };
+        let first = written.and_then(
+            |new_size| match new_size.checked_sub(entries.len() as u64) {
+                Some(first) => Ok((first, new_size)),
+                None => Err(StoreError::corrupt(
+                    self.store.location(),
+                    format!("a batch of {} made a tree of {new_size}", entries.len()),
+                )),
+            },
+        );
+        match first {
+            Ok((first, new_size)) => {
+                self.size = new_size;
+                self.state.tree_size.store(new_size, Ordering::Release);
+                self.state.set_degraded(None);
+                if self.checkpoint_at.is_none() {
+                    self.checkpoint_at = Some(Instant::now() + self.checkpoint_interval);
+                }
+                for ((reply, _permit), seq) in waiters.into_iter().zip(first..) {
+                    let _ = reply.send(Ok(seq));
+                }
+            }
+            Err(e) => {
+                // A connection that failed may be unusable (an I/O error
+                // mid-transaction); opening again is cheap and checks the
+                // file as the first open did.
+                self.needs_reopen = e.kind() != StoreErrorKind::Invalid;
+                let error = AppendError::Store(e);
+                self.state.set_degraded(Some(error.to_string()));
+                for (reply, _permit) in waiters {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// Whether a checkpoint is due now, by count or by time.
+    fn checkpoint_due(&self) -> bool {
+        let uncovered = self.size.saturating_sub(self.checkpointed.unwrap_or(0));
+        if uncovered == 0 {
+            return false;
+        }
+        let by_time = self.checkpoint_at.is_some_and(|at| Instant::now() >= at);
+        by_time || (!self.checkpoint_failing && uncovered >= self.checkpoint_every)
+    }
+
+    fn checkpoint_if_due(&mut self) {
+        if self.checkpoint_due() {
+            let _ = self.checkpoint();
+        }
+    }
+
+    /// Signs and stores a checkpoint of the store's tree as it is now.
+    fn checkpoint(&mut self) -> Result<String, AppendError> {
+        match self.try_checkpoint() {
+            Ok(note) => {
+                self.checkpoint_failing = false;
+                self.checkpoint_at = None;
+                self.state.set_degraded(None);
+                Ok(note)
+            }
+            Err(e) => {
+                self.checkpoint_failing = true;
+                self.checkpoint_at = Some(Instant::now() + CHECKPOINT_RETRY);
+                self.state.set_degraded(Some(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    fn try_checkpoint(&mut self) -> Result<String, AppendError> {
+        self.reopen_if_needed().map_err(AppendError::Store)?;
+        let store_error = |this: &mut Self, e: StoreError| {
+            this.needs_reopen = e.kind() != StoreErrorKind::Invalid;
+            AppendError::Store(e)
+        };
+        let size = match self.store.tree_size() {
+            Ok(size) => size,
+            Err(e) => return Err(store_error(self, e)),
+        };
+        let root = match tree::root(self.store.as_ref(), size) {
+            Ok(root) => root,
+            Err(e) => return Err(store_error(self, e)),
+        };
+        let note = self
+            .signer
+            .sign(size, &root)
+            .map_err(|e| AppendError::Sign(e.to_string()))?;
+        if let Err(e) = self.store.put_checkpoint(size, &note) {
+            return Err(store_error(self, e));
+        }
+        self.size = self.size.max(size);
+        self.checkpointed = Some(size);
+        self.state
+            .last_checkpoint_size
+            .store(size, Ordering::Release);
+        Ok(note)
+    }
+
+    /// The final checkpoint, if any event is not covered yet.
+    fn finish(&mut self) -> Result<Option<String>, AppendError> {
+        if self.size > self.checkpointed.unwrap_or(0) {
+            self.checkpoint().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn reopen_if_needed(&mut self) -> Result<(), StoreError> {
+        if self.needs_reopen {
+            self.store.reopen()?;
+            self.needs_reopen = false;
+        }
+        Ok(())
+    }
+}
