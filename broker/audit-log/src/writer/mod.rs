@@ -145,6 +145,9 @@ impl State {
     }
 }
 
+// Appends are nearly every command sent; boxing their event to shrink the
+// rare others would cost each append an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Append {
         entry: PendingEntry,

@@ -54,6 +54,7 @@ impl Drop for CloseOnExit {
 }
 
 /// What waiting for the next command gave.
+#[allow(clippy::large_enum_variant)] // as `Command`
 enum Next {
     Command(Command),
     CheckpointDue,
