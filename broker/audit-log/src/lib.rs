@@ -3,8 +3,10 @@
 
 pub mod checkpoint;
 pub mod entry;
+pub mod export;
 pub mod store;
 pub mod tree;
+pub mod verify;
 
 #[cfg(test)]
 mod test_support;
