@@ -4,6 +4,8 @@
 //! seq our verifier names, and Go's own fixture must pass our verifier.
 //! Skipped (with a note) where Go and Debian's x/mod sources are missing.
 
+#![allow(clippy::unwrap_used)] // a test: a failed expectation should panic
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
