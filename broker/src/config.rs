@@ -37,11 +37,87 @@ pub struct BrokerConfig {
     /// under a named built-in rule, which `serve` warns about.
     #[serde(default)]
     pub policy: Option<PathBuf>,
-    /// The broker's SQLite store (revocations now; the audit log later).
+    /// The broker's SQLite store (revocations, accepted tool definitions).
     /// Default: `broker.db` in the broker's data directory (`serve`) or
     /// state directory (`dev`).
     #[serde(default)]
     pub store: Option<PathBuf>,
+    /// The audit log (docs/audit.md).
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// The admin HTTP listener (`/healthz`).
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// `[audit]`: where the log lives, how durable an append is, how often it
+/// is checkpointed, and who may read it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The log's SQLite file. Default: `audit.db` beside the store.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// The checkpoint signing key (created 0600 on first start). Default:
+    /// `audit-signing.key` beside the log.
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
+    /// `fsync` (on disk before the call goes on; the default) or `os`
+    /// (handed to the operating system: survives a crash of the broker, not
+    /// of the machine; the default of `hoop demo`).
+    #[serde(default)]
+    pub durability: Option<AuditDurability>,
+    /// The checkpoints' origin line and key name. Default: a name made once
+    /// for this log, `hoop.local/audit/<8 hex digits>`.
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// A signed checkpoint after this many events…
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// …or this many seconds after the first event it does not cover yet.
+    #[serde(default = "default_checkpoint_secs")]
+    pub checkpoint_interval_secs: u64,
+    /// Groups whose members may read the log through `hoop audit`.
+    #[serde(default)]
+    pub readers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditDurability {
+    Fsync,
+    Os,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            signing_key: None,
+            durability: None,
+            origin: None,
+            checkpoint_every: default_checkpoint_every(),
+            checkpoint_interval_secs: default_checkpoint_secs(),
+            readers: Vec::new(),
+        }
+    }
+}
+
+fn default_checkpoint_every() -> u64 {
+    1000
+}
+
+fn default_checkpoint_secs() -> u64 {
+    10
+}
+
+/// `[admin]`: the admin HTTP listener. `serve` listens on 127.0.0.1:4434
+/// unless told otherwise; `dev` only when `listen` is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 /// One trusted token issuer: an OIDC identity provider for people, or a
@@ -304,6 +380,12 @@ impl BrokerConfig {
         if let Some(s) = config.store.as_mut() {
             anchor(s);
         }
+        if let Some(a) = config.audit.path.as_mut() {
+            anchor(a);
+        }
+        if let Some(k) = config.audit.signing_key.as_mut() {
+            anchor(k);
+        }
         if let Some(p) = config.policy.as_mut() {
             anchor(p);
         }
@@ -331,6 +413,8 @@ impl BrokerConfig {
             issuers: Vec::new(),
             store: None,
             policy: None,
+            audit: AuditConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 
@@ -377,6 +461,16 @@ impl BrokerConfig {
             }
             if self.issuers[..i].iter().any(|o| o.issuer == iss.issuer) {
                 anyhow::bail!("{at}: issuer listed twice");
+            }
+        }
+        if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_secs == 0 {
+            anyhow::bail!(
+                "[audit] checkpoint_every and checkpoint_interval_secs must be at least 1"
+            );
+        }
+        if let Some(o) = &self.audit.origin {
+            if o.is_empty() || o.contains(char::is_whitespace) || o.contains('+') {
+                anyhow::bail!("[audit] origin {o:?} must be non-empty, without spaces or '+' (it names the signing key), e.g. \"bank.example/hoop/audit\"");
             }
         }
         for (name, t) in &self.targets {
@@ -474,6 +568,16 @@ mod tests {
         .expect("valid config");
         assert_eq!(c.targets.len(), 2);
         assert_eq!(c.targets["local"].transport, TransportKind::Stdio);
+    }
+
+    #[test]
+    fn an_absent_audit_section_has_the_documented_defaults() {
+        let c = BrokerConfig::parse("").expect("empty config");
+        assert_eq!(c.audit.checkpoint_every, 1000);
+        assert_eq!(c.audit.checkpoint_interval_secs, 10);
+        let e = BrokerConfig::empty();
+        assert_eq!(e.audit.checkpoint_every, 1000);
+        assert_eq!(e.audit.checkpoint_interval_secs, 10);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! servers. The request path is laid out in [`pipeline`]; each concern it
 //! names lives in its own module.
 
+pub mod admin;
 pub mod approval;
 pub mod audit;
 pub mod config;

@@ -7,7 +7,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::BrokerConfig;
+use std::path::PathBuf;
+
+use hoop_audit_log::{AuditLog, Durability, LogConfig};
+
+use crate::audit::Audit;
+use crate::config::{AuditDurability, BrokerConfig};
 use crate::identity::revocation::{self, RevocationList};
 use crate::identity::TokenVerifier;
 use crate::pipeline::drift::ToolDrift;
@@ -27,16 +32,31 @@ pub struct RunningBroker {
     /// `sha256:<hex>` of the certificate, for `hoop connect --pin`.
     pub fingerprint: String,
     pub pipeline: Arc<Pipeline>,
+    /// Where `/healthz` answers, when the admin listener is on.
+    pub admin_addr: Option<SocketAddr>,
     endpoint: quinn::Endpoint,
     task: tokio::task::JoinHandle<()>,
+    admin: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningBroker {
-    /// Stops accepting, closes every connection and waits for the listener.
+    /// Stops accepting, closes every connection and waits for the listener,
+    /// then signs a last checkpoint over everything recorded.
     pub async fn shutdown(self) {
         self.endpoint.close(0u32.into(), b"broker shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         self.task.abort();
+        if let Some(a) = self.admin {
+            a.abort();
+        }
+        if let Err(e) = self.pipeline.audit().log().shutdown().await {
+            tracing::error!("the audit log did not close cleanly: {e}");
+        }
+    }
+
+    /// The audit log's verifier key (`name+id+base64`).
+    pub fn audit_key(&self) -> &str {
+        self.pipeline.audit().log().verifier_key()
     }
 
     /// Runs until the endpoint closes.
@@ -100,12 +120,25 @@ async fn start_inner(
         let store = BrokerStore::open(path)?;
         revocations.load(&store)?;
     }
+    let log = open_audit_log(config)?;
     let pipeline = Arc::new(Pipeline::new(
         targets,
         revocations.clone(),
         policy,
         drift.clone(),
+        Arc::new(Audit::new(
+            log.clone(),
+            audit_paths(config)?.0,
+            config.audit.readers.clone(),
+        )),
     ));
+    let (admin_addr, admin) = match config.admin.listen {
+        Some(addr) => {
+            let (bound, task) = crate::admin::start(addr, Arc::new(BrokerHealth { log })).await?;
+            (Some(bound), Some(task))
+        }
+        None => (None, None),
+    };
     let reset = tls.reset_secret();
     let server_config = quic_server_config(tls)?;
     let socket = std::net::UdpSocket::bind(config.listen).map_err(|e| {
@@ -179,7 +212,76 @@ async fn start_inner(
         addr,
         fingerprint,
         pipeline,
+        admin_addr,
         endpoint,
         task,
+        admin,
     })
+}
+
+/// Where the audit log lives: `[audit] path`, else `audit.db` beside the
+/// store; its key `[audit] signing_key`, else beside the log.
+pub fn audit_paths(config: &BrokerConfig) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let path = match (&config.audit.path, &config.store) {
+        (Some(p), _) => p.clone(),
+        (None, Some(store)) => store.with_file_name("audit.db"),
+        (None, None) => anyhow::bail!(
+            "the broker needs a place for its audit log: set `store` or [audit] path in the config"
+        ),
+    };
+    let key = match &config.audit.signing_key {
+        Some(k) => k.clone(),
+        None => path.with_file_name("audit-signing.key"),
+    };
+    Ok((path, key))
+}
+
+fn open_audit_log(config: &BrokerConfig) -> anyhow::Result<AuditLog> {
+    let (path, key) = audit_paths(config)?;
+    let durability = match config.audit.durability {
+        Some(AuditDurability::Os) => Durability::Os,
+        Some(AuditDurability::Fsync) | None => Durability::Fsync,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the audit log's directory {}: {e}",
+                dir.display()
+            )
+        })?;
+    }
+    let log = AuditLog::open_sqlite(
+        &path,
+        &key,
+        LogConfig {
+            durability,
+            origin: config.audit.origin.clone(),
+            checkpoint_every: config.audit.checkpoint_every,
+            checkpoint_interval: Duration::from_secs(config.audit.checkpoint_interval_secs),
+            ..LogConfig::default()
+        },
+    )?;
+    Ok(log)
+}
+
+/// What `/healthz` reports.
+struct BrokerHealth {
+    log: AuditLog,
+}
+
+impl crate::admin::HealthSource for BrokerHealth {
+    fn health(&self) -> (bool, serde_json::Value) {
+        let h = self.log.health();
+        let audit = serde_json::json!({
+            "status": if h.degraded.is_some() { "degraded" } else { "ok" },
+            "error": h.degraded,
+            "durability": h.durability.as_str(),
+            "tree_size": h.tree_size,
+            "checkpoint_size": h.last_checkpoint_size,
+            "queued": h.queued,
+            "location": h.location,
+            "origin": h.origin,
+        });
+        (h.degraded.is_none(), serde_json::json!({ "audit": audit }))
+    }
 }

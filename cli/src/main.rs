@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hoop_cli::commands::{
-    self, auth, connect, demo, demo_server, exec, exit, login, logout, targets, whoami,
+    self, audit, auth, connect, demo, demo_server, exec, exit, login, logout, targets, whoami,
 };
 
 #[derive(Parser)]
@@ -12,7 +12,7 @@ use hoop_cli::commands::{
     name = "hoop",
     version,
     about = "Reach MCP servers through the hoop broker: identity, policy, approval, masking and audit on every call",
-    after_help = "Examples:\n  hoop demo                                   # everything local: broker, demo server, endpoint\n  hoop connect mcp payments --port 8931       # serve target payments on 127.0.0.1:8931/mcp\n  hoop connect mcp payments --stdio           # for clients that launch a command\n  hoop login                                  # sign in with the profile's identity provider\n  hoop whoami                                 # who the stored login says you are\n  hoop exec mcp payments --tool get_customer --args '{\"id\":\"c-1001\"}'\n\nExit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 authentication failed, 4 broker unreachable,\n5 denied by policy (exec), 6 the tool reported an error (exec)"
+    after_help = "Examples:\n  hoop demo                                   # everything local: broker, demo server, endpoint\n  hoop connect mcp payments --port 8931       # serve target payments on 127.0.0.1:8931/mcp\n  hoop connect mcp payments --stdio           # for clients that launch a command\n  hoop login                                  # sign in with the profile's identity provider\n  hoop whoami                                 # who the stored login says you are\n  hoop exec mcp payments --tool get_customer --args '{\"id\":\"c-1001\"}'\n  hoop audit search --user alice --since 1h  # who ran which call (audit readers)\n\nExit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 authentication failed, 4 broker unreachable,\n5 denied by policy (exec), 6 the tool reported an error (exec)"
 )]
 struct Cli {
     /// Log filter for messages on stderr (e.g. info, debug).
@@ -41,6 +41,8 @@ enum Command {
     Logout(logout::LogoutArgs),
     /// Show who the stored login says you are (subject, email, groups, issuer, expiry).
     Whoami(whoami::WhoamiArgs),
+    /// Read the broker's audit log: search, replay, export, verify.
+    Audit(audit::AuditArgs),
     /// Token helpers for scripts (`hoop auth token`).
     #[command(hide = true)]
     Auth(auth::AuthArgs),
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
             Command::Logout(a) => logout::run(a).await,
             Command::Whoami(a) => whoami::run(a).await,
             Command::Auth(a) => auth::run(a).await,
+            Command::Audit(a) => audit::run(a).await,
         }
     });
     match result {

@@ -153,6 +153,21 @@ pub fn data_dir() -> Result<PathBuf, AuthError> {
         })
 }
 
+/// The profile a running `hoop demo` writes for itself, unless config.toml
+/// defines one of the same name.
+pub const DEMO_PROFILE: &str = "demo";
+
+fn demo_profile() -> anyhow::Result<Profile> {
+    let path = data_dir()?.join("demo").join("profile.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "no running demo to reach ({}: {e}): start one with `hoop demo`",
+            path.display()
+        )
+    })?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
 /// The named profile, else the file's `default_profile`, else none.
 fn select_profile(
     file: &ConfigFile,
@@ -160,6 +175,7 @@ fn select_profile(
 ) -> anyhow::Result<(Option<String>, Profile)> {
     let profile_name = name.map(str::to_owned).or(file.default_profile.clone());
     let profile = match &profile_name {
+        Some(n) if n == DEMO_PROFILE && !file.profiles.contains_key(n) => demo_profile()?,
         Some(n) => file.profiles.get(n).cloned().ok_or_else(|| {
             let known: Vec<&str> = file.profiles.keys().map(String::as_str).collect();
             anyhow::anyhow!(

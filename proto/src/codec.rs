@@ -232,6 +232,7 @@ pub fn decode(mut p: Bytes) -> Result<Frame, DecodeError> {
                 2 => StreamKind::Listen,
                 3 => StreamKind::EndSession,
                 4 => StreamKind::Catalog,
+                5 => StreamKind::Audit,
                 v => return Err(invalid("open.kind", v.into())),
             };
             let headers = McpHeaders {

@@ -170,6 +170,10 @@ pub enum StreamKind {
     /// `hoop targets`: the broker answers one message listing the targets
     /// and the tools the caller may use (the Open's target is empty).
     Catalog = 4,
+    /// `hoop audit`: one Message with the request (JSON: `op` and its
+    /// arguments); the broker answers with JSON lines (docs/audit.md). Only
+    /// for identities in the audit log's reader groups.
+    Audit = 5,
 }
 
 /// The MCP-related HTTP headers of the local request, as the client sent them.

@@ -84,6 +84,7 @@ fn stream_kind() -> impl Strategy<Value = StreamKind> {
         Just(StreamKind::Listen),
         Just(StreamKind::EndSession),
         Just(StreamKind::Catalog),
+        Just(StreamKind::Audit),
     ]
 }
 

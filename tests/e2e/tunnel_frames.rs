@@ -15,6 +15,7 @@ use hoop_proto::*;
 
 struct Fixture {
     broker: hoop_broker::RunningBroker,
+    _dir: tempfile::TempDir,
     identities: Arc<DevIdentities>,
     endpoint: quinn::Endpoint,
 }
@@ -22,6 +23,8 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let mut config = BrokerConfig::empty();
     config.listen = ([127, 0, 0, 1], 0).into();
+    let dir = tempfile::tempdir().unwrap();
+    config.audit.path = Some(dir.path().join("audit.db"));
     let identities = Arc::new(DevIdentities::ephemeral(DevConfig::default()).unwrap());
     let broker = hoop_broker::start(&config, tls::self_signed().unwrap(), identities.clone())
         .await
@@ -31,6 +34,7 @@ async fn fixture() -> Fixture {
         .set_default_client_config(client_config(&Trust::Pin(broker.fingerprint.clone())).unwrap());
     Fixture {
         broker,
+        _dir: dir,
         identities,
         endpoint,
     }

@@ -1,60 +1,342 @@
-//! Audit: records every request before it is forwarded and every response
-//! before it is delivered, with the caller's identity.
+//! Audit: the broker's record of everything that happens, kept in its own
+//! tamper-evident log (`hoop_audit_log`: an RFC 6962 Merkle tree with
+//! signed C2SP checkpoints; docs/audit.md).
 //!
-//! Today the record is a structured log event (tracing target `hoop::audit`);
-//! the tamper-evident store replaces it behind the same calls. `request`
-//! returns a `Result` because the broker fails closed: a request that cannot
-//! be recorded is not forwarded.
+//! This module is the layer the request path calls: it turns what happened
+//! into an [`event::Event`] and waits until the log holds it durably. A
+//! request is recorded before it is forwarded and each message of the
+//! answer before the caller receives it; when the log cannot write, the
+//! call fails with [`codes::AUDIT_UNAVAILABLE`] naming the cause and
+//! nothing is forwarded or delivered (fail closed). Refusals and other
+//! events the broker answers or notes anyway are recorded as well as the
+//! log allows, and a failure to record them is logged.
+
+pub mod event;
+pub mod ocsf;
+pub mod reader;
+pub mod view;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use hoop_audit_log::AuditLog;
+use serde_json::Value;
 
 use crate::identity::Caller;
-use crate::mcp::error::McpError;
+use crate::mcp::error::{codes, McpError};
 use crate::mcp::message::McpMessage;
+use crate::mcp::server::ServerMessage;
 use crate::policy::Decision;
+use event::{Actor, Event, EventKind, Outcome};
 
-#[derive(Debug, Default)]
-pub struct Audit;
+/// One exchange as the record knows it: its id (shared by the request's
+/// and the response's events) and when it began.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub id: String,
+    pub started: Instant,
+}
+
+impl Exchange {
+    fn latency_us(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+}
+
+/// The request side's facts about one exchange, for its events.
+pub struct RequestFacts<'a> {
+    pub caller: &'a Caller,
+    pub target: &'a str,
+    pub exchange: &'a Exchange,
+    pub session: Option<&'a str>,
+    pub msg: &'a McpMessage,
+}
+
+pub struct Audit {
+    log: AuditLog,
+    /// The log's file, for reads (`hoop audit`).
+    path: std::path::PathBuf,
+    /// Groups whose members may read the log.
+    readers: Vec<String>,
+    /// Exchange ids: a random start, then one after another, so ids from
+    /// two runs of the broker do not collide and ids within one sort.
+    next_exchange: AtomicU64,
+}
 
 impl Audit {
-    pub fn request(
+    pub fn new(log: AuditLog, path: std::path::PathBuf, readers: Vec<String>) -> Self {
+        Self {
+            log,
+            path,
+            readers,
+            next_exchange: AtomicU64::new(rand::random::<u64>() & !0xffff_ffff),
+        }
+    }
+
+    pub fn log(&self) -> &AuditLog {
+        &self.log
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Refuses a caller outside the reader groups.
+    pub fn may_read(&self, who: &crate::identity::Identity) -> Result<(), McpError> {
+        if who.groups.iter().any(|g| self.readers.contains(g)) {
+            Ok(())
+        } else {
+            Err(crate::pipeline::audit_view::not_a_reader(&self.readers))
+        }
+    }
+
+    /// Records a read of the log before it is served: a read that cannot
+    /// be recorded is not served.
+    pub async fn read_recorded(
+        &self,
+        caller: &Caller,
+        exchange: &Exchange,
+        req: &reader::AuditRequest,
+    ) -> Result<u64, McpError> {
+        let mut e = Event::now(EventKind::AuditRead);
+        e.exchange = Some(&exchange.id);
+        e.actor = Some(Actor::of(caller));
+        e.method = Some(req.op());
+        e.detail = serde_json::to_value(req).ok();
+        self.record(&e, None).await
+    }
+
+    /// A new exchange, starting now.
+    pub fn exchange(&self) -> Exchange {
+        Exchange {
+            id: format!(
+                "{:016x}",
+                self.next_exchange.fetch_add(1, Ordering::Relaxed)
+            ),
+            started: Instant::now(),
+        }
+    }
+
+    /// Records an event; the error says why the log could not take it.
+    pub async fn record(&self, event: &Event<'_>, message: Option<&[u8]>) -> Result<u64, McpError> {
+        self.log
+            .append(event.entry(message))
+            .await
+            .map_err(|e| unavailable(&e.to_string()))
+    }
+
+    /// Records an event the broker goes ahead without: a failure is logged.
+    pub async fn note(&self, event: &Event<'_>, message: Option<&[u8]>) {
+        if let Err(e) = self.record(event, message).await {
+            tracing::error!(
+                event = event.kind,
+                "not recorded in the audit log: {}",
+                e.message
+            );
+        }
+    }
+
+    /// Layer 7: the request, as it will be forwarded (`body`: its canonical
+    /// bytes), with the decision that let it pass.
+    pub async fn request(
+        &self,
+        f: &RequestFacts<'_>,
+        body: &[u8],
+        decision: &Decision,
+    ) -> Result<(), McpError> {
+        let mut e = self.exchange_event(EventKind::Request, f);
+        e.decision = Some(decision_name(decision));
+        e.rule = Some(decision.rule());
+        e.bytes = Some(body.len());
+        self.record(&e, Some(body)).await.map(drop)
+    }
+
+    /// A client message the broker refused: never forwarded.
+    pub async fn refused(
         &self,
         caller: &Caller,
         target: &str,
-        msg: &McpMessage,
-        decision: &Decision,
+        exchange: &Exchange,
+        msg: Option<&McpMessage>,
+        raw: Option<&[u8]>,
+        why: &McpError,
+    ) {
+        let mut e = Event::now(EventKind::Refused);
+        e.exchange = Some(&exchange.id);
+        e.actor = Some(Actor::of(caller));
+        e.target = Some(target).filter(|t| !t.is_empty());
+        if let Some(m) = msg {
+            e.jsonrpc_id = m.id.as_ref();
+            e.method = m.method.as_deref();
+            e.name = m.item.as_deref();
+        }
+        e.decision = (why.code == codes::DENIED).then_some("deny");
+        e.rule = denied_rule(&why.message);
+        e.outcome = Some(Outcome::Refused.as_str());
+        e.error_code = Some(why.code);
+        e.reason = Some(&why.message);
+        e.latency_us = Some(exchange.latency_us());
+        let message = match (msg, raw) {
+            (Some(m), _) => Some(m.to_bytes().to_vec()),
+            (None, Some(raw)) => Some(event::one_line(raw, None).into_owned()),
+            _ => None,
+        };
+        e.bytes = message.as_ref().map(Vec::len);
+        self.note(&e, message.as_deref()).await;
+    }
+
+    /// Layer 10: one message of the answer, as delivered (`bytes`).
+    pub async fn response(
+        &self,
+        f: &RequestFacts<'_>,
+        m: &ServerMessage,
+        bytes: &[u8],
     ) -> Result<(), McpError> {
-        tracing::info!(
-            target: "hoop::audit",
-            event = "request",
-            subject = %caller.identity.subject,
-            issuer = %caller.identity.issuer,
-            remote = %caller.remote,
-            mcp_target = %target,
-            method = msg.method.as_deref().unwrap_or("(response)"),
-            name = msg.name.as_deref().unwrap_or(""),
-            rule = decision.rule(),
-        );
-        Ok(())
+        let answer = f.msg.id.as_ref().is_some_and(|id| m.answers(id));
+        let kind = if answer {
+            EventKind::Response
+        } else {
+            EventKind::ServerMessage
+        };
+        let mut e = self.exchange_event(kind, f);
+        if !answer {
+            // A server request or notification speaks for itself.
+            e.jsonrpc_id = m.value().and_then(|v| v.get("id"));
+            e.method = m
+                .value()
+                .and_then(|v| v.get("method"))
+                .and_then(Value::as_str);
+            e.name = None;
+        } else {
+            let (outcome, code) = outcome_of(m);
+            e.outcome = Some(outcome.as_str());
+            e.error_code = code;
+        }
+        e.bytes = Some(bytes.len());
+        let line = event::one_line(bytes, m.value());
+        self.record(&e, Some(&line)).await.map(drop)
     }
 
-    pub fn response(&self, caller: &Caller, target: &str, method: Option<&str>, bytes: usize) {
-        tracing::debug!(
-            target: "hoop::audit",
-            event = "response",
-            subject = %caller.identity.subject,
-            mcp_target = %target,
-            method = method.unwrap_or(""),
-            bytes,
-        );
+    /// A message of a handshake-era session's listen (GET) stream, which
+    /// answers no request.
+    pub async fn listened(
+        &self,
+        caller: &Caller,
+        target: &str,
+        exchange: &Exchange,
+        session: Option<&str>,
+        m: &ServerMessage,
+        bytes: &[u8],
+    ) -> Result<(), McpError> {
+        let mut e = Event::now(EventKind::ServerMessage);
+        e.exchange = Some(&exchange.id);
+        e.actor = Some(Actor::of(caller));
+        e.target = Some(target);
+        e.session = session;
+        e.jsonrpc_id = m.value().and_then(|v| v.get("id"));
+        e.method = m
+            .value()
+            .and_then(|v| v.get("method"))
+            .and_then(Value::as_str);
+        e.latency_us = Some(exchange.latency_us());
+        e.bytes = Some(bytes.len());
+        let line = event::one_line(bytes, m.value());
+        self.record(&e, Some(&line)).await.map(drop)
     }
 
-    pub fn refused(&self, caller: &Caller, target: &str, why: &McpError) {
-        tracing::info!(
-            target: "hoop::audit",
-            event = "refused",
-            subject = %caller.identity.subject,
-            mcp_target = %target,
-            code = why.code,
-            reason = %why.message,
-        );
+    /// The upstream could not be reached, or broke off mid-answer.
+    pub async fn upstream_failed(&self, f: &RequestFacts<'_>, why: &McpError) {
+        let mut e = self.exchange_event(EventKind::UpstreamFailed, f);
+        e.outcome = Some(Outcome::UpstreamFailed.as_str());
+        e.error_code = Some(why.code);
+        e.reason = Some(&why.message);
+        self.note(&e, None).await;
+    }
+
+    /// A connection authenticated (`ConnectionOpen`) or ended
+    /// (`ConnectionClose`, with why).
+    pub async fn connection(&self, kind: EventKind, caller: &Caller, detail: Value) {
+        let mut e = Event::now(kind);
+        e.actor = Some(Actor::of(caller));
+        e.detail = Some(detail);
+        self.note(&e, None).await;
+    }
+
+    /// A token refused, with the precise reason (the client was told less).
+    pub async fn auth_failure(
+        &self,
+        addr: std::net::SocketAddr,
+        client: &str,
+        who: Option<&crate::identity::Identity>,
+        reason: &str,
+    ) {
+        let mut e = Event::now(EventKind::AuthFailure);
+        let mut actor = Actor::unauthenticated(addr, client);
+        if let Some(w) = who {
+            actor.sub = Some(&w.subject);
+            actor.iss = Some(&w.issuer);
+        }
+        e.actor = Some(actor);
+        e.outcome = Some(Outcome::Refused.as_str());
+        e.reason = Some(reason);
+        self.note(&e, None).await;
+    }
+
+    fn exchange_event<'a>(&self, kind: EventKind, f: &RequestFacts<'a>) -> Event<'a> {
+        let mut e = Event::now(kind);
+        e.exchange = Some(&f.exchange.id);
+        e.actor = Some(Actor::of(f.caller));
+        e.target = Some(f.target);
+        e.session = f.session;
+        e.jsonrpc_id = f.msg.id.as_ref();
+        e.method = f.msg.method.as_deref();
+        e.name = f.msg.item.as_deref();
+        e.latency_us = Some(f.exchange.latency_us());
+        e
+    }
+}
+
+/// The JSON-RPC error of a call the broker would not forward (or deliver)
+/// because the log could not record it.
+pub fn unavailable(cause: &str) -> McpError {
+    McpError::new(
+        codes::AUDIT_UNAVAILABLE,
+        format!(
+            "the broker could not record this call in its audit log, so it did not pass it on: {cause}; the broker's operator must fix the audit log (its /healthz says what is wrong)"
+        ),
+    )
+}
+
+fn decision_name(d: &Decision) -> &'static str {
+    match d {
+        Decision::Allow { .. } => "allow",
+        Decision::Deny { .. } => "deny",
+        Decision::Approve { .. } => "approve",
+    }
+}
+
+/// The rule a denial names (`denied by rule NAME: …`).
+fn denied_rule(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("denied by rule ")?;
+    rest.split(':').next()
+}
+
+/// How an answer ended: a JSON-RPC error (with its code), a tool error
+/// (`isError`), or fine.
+fn outcome_of(m: &ServerMessage) -> (Outcome, Option<i64>) {
+    let Some(v) = m.value() else {
+        return (Outcome::Error, None);
+    };
+    if let Some(err) = v.get("error") {
+        return (Outcome::Error, err.get("code").and_then(Value::as_i64));
+    }
+    let tool_error = v
+        .pointer("/result/isError")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if tool_error {
+        (Outcome::ToolError, None)
+    } else {
+        (Outcome::Ok, None)
     }
 }

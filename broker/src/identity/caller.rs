@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::Identity;
+use super::{Identity, VerifiedToken};
 
 /// Who is calling: the verified identity of one QUIC connection.
 #[derive(Debug)]
@@ -14,20 +14,22 @@ pub struct Caller {
     /// successful re-authentication on the control stream.
     pub expires_at: AtomicU64,
     pub remote: SocketAddr,
-    /// The token's `jti`, when it has one: which token, for the record.
-    pub token_id: Option<String>,
+    /// Which token (`VerifiedToken::token_id`), for the record.
+    pub token_id: String,
     /// The hoop client's software, from its `Hello` (`name/version`).
     pub client: String,
 }
 
 impl Caller {
-    pub fn new(identity: Identity, expires_at: u64, remote: SocketAddr) -> Self {
+    /// The caller a verified token makes of a connection from `remote`,
+    /// whose `Hello` named its software `client`.
+    pub fn new(token: VerifiedToken, remote: SocketAddr, client: String) -> Self {
         Self {
-            identity,
-            expires_at: AtomicU64::new(expires_at),
+            identity: token.identity,
+            expires_at: AtomicU64::new(token.expires_at),
             remote,
-            token_id: None,
-            client: String::new(),
+            token_id: token.token_id,
+            client,
         }
     }
 

@@ -28,6 +28,9 @@ struct DevClaims {
     groups: Vec<String>,
     iat: u64,
     exp: u64,
+    /// Which token: the audit record names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
 }
 
 /// Mints and verifies dev tokens with one Ed25519 key.
@@ -96,6 +99,7 @@ impl DevIdentities {
             groups: who.groups.clone(),
             iat: now,
             exp: now + self.config.token_ttl_secs,
+            jti: Some(random_jti()),
         };
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::EdDSA),
@@ -136,8 +140,16 @@ impl DevIdentities {
                 kind: IdentityKind::Human,
             },
             expires_at: c.exp,
+            token_id: super::token_id(c.jti.as_deref(), token),
         })
     }
+}
+
+fn random_jti() -> String {
+    use rand::RngCore;
+    let mut raw = [0u8; 12];
+    rand::rng().fill_bytes(&mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -23,6 +23,23 @@ pub struct VerifiedToken {
     pub identity: Identity,
     /// Unix seconds.
     pub expires_at: u64,
+    /// Which token this was, for the audit record: its `jti`, or for a
+    /// token without one `sha256:` and the first 16 hex digits of its
+    /// digest (names the token without revealing it).
+    pub token_id: String,
+}
+
+/// The id the audit record gives a token (see [`VerifiedToken::token_id`]).
+pub fn token_id(jti: Option<&str>, token: &str) -> String {
+    use sha2::Digest;
+    match jti.filter(|j| !j.is_empty() && j.len() <= 256) {
+        Some(j) => j.to_owned(),
+        None => {
+            let d = sha2::Sha256::digest(token.as_bytes());
+            let hex: String = d[..8].iter().map(|b| format!("{b:02x}")).collect();
+            format!("sha256:{hex}")
+        }
+    }
 }
 
 /// Why a token was refused. `reason` is precise and goes to the broker's

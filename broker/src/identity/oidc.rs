@@ -196,6 +196,7 @@ impl OidcVerifier {
         Ok(VerifiedToken {
             identity,
             expires_at: exp,
+            token_id: super::token_id(claims.get("jti").and_then(Value::as_str), token),
         })
     }
 }

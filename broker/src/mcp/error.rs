@@ -28,6 +28,8 @@ pub mod codes {
     pub const APPROVAL_REQUIRED: i64 = -32040;
     /// hoop: a policy rule denied the call.
     pub const DENIED: i64 = -32041;
+    /// hoop: the audit log cannot record the call, so it is not passed on.
+    pub const AUDIT_UNAVAILABLE: i64 = -32060;
 }
 
 /// An error the broker answers in the client's place.
@@ -53,6 +55,7 @@ impl McpError {
             // clients show the JSON-RPC error instead of an HTTP error.
             codes::DENIED | codes::APPROVAL_REQUIRED | codes::HANDLE_NOT_YOURS => 200,
             codes::UPSTREAM_UNAVAILABLE => 502,
+            codes::AUDIT_UNAVAILABLE => 503,
             _ => 500,
         };
         Self {

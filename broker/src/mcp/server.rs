@@ -59,11 +59,15 @@ impl ServerMessage {
     }
 
     /// The bytes to deliver: the upstream's own, or the changed value.
-    pub fn into_bytes(self) -> Bytes {
-        match (self.changed, self.value) {
-            (true, Some(v)) => serde_json::to_vec(&v).map_or(self.raw, Bytes::from),
-            _ => self.raw,
+    pub fn delivered(&self) -> Bytes {
+        match (self.changed, &self.value) {
+            (true, Some(v)) => serde_json::to_vec(v).map_or_else(|_| self.raw.clone(), Bytes::from),
+            _ => self.raw.clone(),
         }
+    }
+
+    pub fn into_bytes(self) -> Bytes {
+        self.delivered()
     }
 }
 

@@ -32,6 +32,7 @@
 //!    the client sees it.
 //! 10. **audit**, response side: what was delivered, as delivered.
 
+pub mod audit_view;
 pub mod authorize;
 pub mod catalog;
 pub mod drift;
@@ -51,7 +52,7 @@ use hoop_proto::{McpHeaders, OpenStream, ResponseBody, ResponseHead, StreamKind}
 use serde_json::Value;
 
 use crate::approval::Approvals;
-use crate::audit::Audit;
+use crate::audit::{Audit, Exchange, RequestFacts};
 use crate::identity::revocation::RevocationList;
 use crate::identity::{now_unix, Caller};
 use crate::masking::Masking;
@@ -109,6 +110,7 @@ impl Pipeline {
         revocations: Arc<RevocationList>,
         policy: Policy,
         drift: Arc<drift::ToolDrift>,
+        audit: Arc<Audit>,
     ) -> Self {
         Self {
             revocations,
@@ -123,7 +125,7 @@ impl Pipeline {
             handles: Arc::new(HandleTable::default()),
             policy: std::sync::RwLock::new(Arc::new(policy)),
             approvals: Approvals,
-            audit: Arc::new(Audit),
+            audit,
             masking: Arc::new(Masking),
         }
     }
@@ -153,6 +155,12 @@ impl Pipeline {
         self.targets.keys().map(String::as_str)
     }
 
+    /// The audit layer, for what happens outside an exchange (connections,
+    /// authentication, reloads).
+    pub fn audit(&self) -> &Arc<Audit> {
+        &self.audit
+    }
+
     pub fn sessions(&self) -> &SessionTable {
         &self.sessions
     }
@@ -164,15 +172,20 @@ impl Pipeline {
         open: OpenStream,
         body: Option<Bytes>,
     ) -> Reply {
+        let exchange = self.audit.exchange();
         // 1. identity: before anything else, even the target lookup, so a
         //    caller whose token lapsed or who was revoked learns nothing.
         if let Err(e) = self.still_admitted(caller) {
-            self.audit.refused(caller, &open.target, &e);
+            self.audit
+                .refused(caller, &open.target, &exchange, None, body.as_deref(), &e)
+                .await;
             let id = body.as_deref().and_then(McpMessage::salvage_id);
             return Reply::error(&e, id.as_ref());
         }
-        if open.kind == StreamKind::Catalog {
-            return self.targets_view(caller).await;
+        match open.kind {
+            StreamKind::Catalog => return self.targets_view(caller).await,
+            StreamKind::Audit => return self.audit_view(caller, &exchange, body).await,
+            _ => {}
         }
         let Some(target) = self.targets.get(&open.target).cloned() else {
             let known: Vec<&str> = self.target_names().collect();
@@ -193,13 +206,17 @@ impl Pipeline {
             );
         };
         match (open.kind, body) {
-            (StreamKind::Post, Some(body)) => self.post(caller, target, &open.headers, body).await,
+            (StreamKind::Post, Some(body)) => {
+                self.post(caller, target, &exchange, &open.headers, body)
+                    .await
+            }
             (StreamKind::Post, None) => {
                 Reply::error(&McpError::invalid_request("POST without a message"), None)
             }
-            (StreamKind::Listen, _) => self.listen(caller, &target, &open.headers).await,
+            (StreamKind::Listen, _) => self.listen(caller, &target, exchange, &open.headers).await,
             (StreamKind::EndSession, _) => self.end_session(caller, &target, &open.headers).await,
             (StreamKind::Catalog, _) => self.targets_view(caller).await,
+            (StreamKind::Audit, body) => self.audit_view(caller, &exchange, body).await,
         }
     }
 
@@ -229,6 +246,7 @@ impl Pipeline {
         &self,
         caller: &Arc<Caller>,
         target: Arc<Target>,
+        exchange: &Exchange,
         h: &McpHeaders,
         body: Bytes,
     ) -> Reply {
@@ -236,7 +254,9 @@ impl Pipeline {
         let msg = match McpMessage::parse(&body) {
             Ok(m) => Arc::new(m),
             Err(e) => {
-                self.audit.refused(caller, &target.name, &e);
+                self.audit
+                    .refused(caller, &target.name, exchange, None, Some(&body), &e)
+                    .await;
                 let id = match e.code {
                     codes::PARSE_ERROR => None,
                     _ => McpMessage::salvage_id(&body),
@@ -244,10 +264,12 @@ impl Pipeline {
                 return Reply::error(&e, id.as_ref());
             }
         };
-        match self.judge(caller, &target, h, &msg).await {
-            Ok(judged) => self.forward(caller, target, msg, judged).await,
+        match self.judge(caller, &target, exchange, h, &msg).await {
+            Ok(judged) => self.forward(caller, target, exchange, msg, judged).await,
             Err(e) => {
-                self.audit.refused(caller, &target.name, &e);
+                self.audit
+                    .refused(caller, &target.name, exchange, Some(&msg), None, &e)
+                    .await;
                 match msg.kind {
                     MessageKind::Request => Reply::error(&e, msg.id.as_ref()),
                     // Notifications and responses get no JSON-RPC answer.
@@ -262,6 +284,7 @@ impl Pipeline {
         &self,
         caller: &Arc<Caller>,
         target: &Target,
+        exchange: &Exchange,
         h: &McpHeaders,
         msg: &McpMessage,
     ) -> Result<Judged, McpError> {
@@ -278,13 +301,22 @@ impl Pipeline {
         let decision = authorize::authorize(&policy, caller, target, msg, origin.as_deref())?;
         // 6. approval
         self.approvals.hold(&decision).await?;
-        // 7. audit (request)
-        self.audit.request(caller, &target.name, msg, &decision)?;
+        // 7. audit (request): the bytes recorded are the bytes forwarded.
+        let body = msg.to_bytes();
+        let facts = RequestFacts {
+            caller,
+            target: &target.name,
+            exchange,
+            session: session.as_ref().map(|s| &*s.id),
+            msg,
+        };
+        self.audit.request(&facts, &body, &decision).await?;
         Ok(Judged {
             session,
             version,
             params,
             policy,
+            body,
         })
     }
 
@@ -293,6 +325,7 @@ impl Pipeline {
         &self,
         caller: &Arc<Caller>,
         target: Arc<Target>,
+        exchange: &Exchange,
         msg: Arc<McpMessage>,
         judged: Judged,
     ) -> Reply {
@@ -301,6 +334,7 @@ impl Pipeline {
             version,
             params,
             policy,
+            body,
         } = judged;
         let id = msg.id.clone();
         // A handshake-era upstream already told us how it refuses
@@ -317,7 +351,9 @@ impl Pipeline {
         let opens_session = msg.is_method("initialize") && session.is_none();
         if opens_session {
             if let Err(e) = self.sessions.room_for(&caller.identity, &target.name) {
-                self.audit.refused(caller, &target.name, &e);
+                self.audit
+                    .refused(caller, &target.name, exchange, Some(&msg), None, &e)
+                    .await;
                 return Reply::error(&e, id.as_ref());
             }
         }
@@ -327,7 +363,7 @@ impl Pipeline {
             .upstream
             .post(Outbound {
                 message: &msg,
-                body: msg.to_bytes(),
+                body,
                 headers: derived,
                 session: session.as_ref().map(|s| &s.upstream),
             })
@@ -337,7 +373,14 @@ impl Pipeline {
             Err(e) => {
                 tracing::warn!(target = %target.name, "upstream call failed: {e}");
                 let e = upstream_error(&target.name, &e);
-                self.audit.refused(caller, &target.name, &e);
+                let facts = RequestFacts {
+                    caller,
+                    target: &target.name,
+                    exchange,
+                    session: session.as_ref().map(|s| &*s.id),
+                    msg: &msg,
+                };
+                self.audit.upstream_failed(&facts, &e).await;
                 return match msg.kind {
                     MessageKind::Request => Reply::error(&e, id.as_ref()),
                     _ => Reply::empty(e.http_status),
@@ -376,8 +419,13 @@ impl Pipeline {
                 version.as_deref() == Some(target::STATELESS_REVISION),
             )
         });
-        let layers = ResponseLayers {
+        let layers = Arc::new(ResponseLayers {
             caller: caller.clone(),
+            exchange: exchange.clone(),
+            session: new_session
+                .as_ref()
+                .or(session.as_ref())
+                .map(|s| s.id.clone()),
             learner: TargetLearner::for_request(&msg, reply.status, &target),
             minted: self.handles.observer(&caller.identity, &target.name, &msg),
             task_list: msg.is_method("tasks/list").then(|| self.handles.clone()),
@@ -386,21 +434,29 @@ impl Pipeline {
             audit: self.audit.clone(),
             target,
             request: Some(msg),
-        };
-        let in_use = session.as_ref().map(|s| s.in_use());
-        let name = layers.target.name.clone();
-        // 9. and 10., per message as it streams by.
+        });
+        // Held while the answer streams, so the idle sweep spares the session.
+        let in_use = Arc::new(session.as_ref().map(|s| s.in_use()));
+        // 9. and 10., per message as it streams by, in order.
         let messages = futures::stream::iter(early)
             .chain(
                 reply
                     .messages
                     .map(|m| m.map(|m| ServerMessage::parse(m.body))),
             )
-            .map(move |m| {
-                let _in_use = &in_use;
-                match m {
-                    Ok(m) => Ok(layers.apply(m)),
-                    Err(e) => Err(upstream_error(&name, &e)),
+            .then(move |m| {
+                let layers = layers.clone();
+                let in_use = in_use.clone();
+                async move {
+                    let _in_use = in_use;
+                    match m {
+                        Ok(m) => layers.apply(m).await,
+                        Err(e) => {
+                            let e = upstream_error(&layers.target.name, &e);
+                            layers.upstream_failed(&e).await;
+                            Err(e)
+                        }
+                    }
                 }
             });
         Reply {
@@ -409,7 +465,13 @@ impl Pipeline {
         }
     }
 
-    async fn listen(&self, caller: &Arc<Caller>, target: &Arc<Target>, h: &McpHeaders) -> Reply {
+    async fn listen(
+        &self,
+        caller: &Arc<Caller>,
+        target: &Arc<Target>,
+        exchange: Exchange,
+        h: &McpHeaders,
+    ) -> Reply {
         if h.session_id.is_none() {
             // No session: nothing server-initiated can be addressed to it.
             return Reply::empty(405);
@@ -436,30 +498,35 @@ impl Pipeline {
             Ok(r) => r,
             Err(e) => return Reply::error(&upstream_error(&target.name, &e), None),
         };
-        let layers = ResponseLayers {
+        let layers = Arc::new(ResponseLayers {
             caller: caller.clone(),
             target: target.clone(),
             request: None,
+            exchange,
+            session: Some(session.id.clone()),
             learner: None,
             minted: None,
             masking: self.masking.clone(),
             task_list: None,
             catalog: None,
             audit: self.audit.clone(),
-        };
-        let in_use = session.in_use();
-        let name = target.name.clone();
+        });
+        let in_use = Arc::new(session.in_use());
         Reply {
             head: ResponseHead {
                 status: reply.status,
                 body: reply.body,
                 session_id: None,
             },
-            messages: Box::pin(reply.messages.map(move |m| {
-                let _in_use = &in_use;
-                match m {
-                    Ok(m) => Ok(layers.apply(ServerMessage::parse(m.body))),
-                    Err(e) => Err(upstream_error(&name, &e)),
+            messages: Box::pin(reply.messages.then(move |m| {
+                let layers = layers.clone();
+                let in_use = in_use.clone();
+                async move {
+                    let _in_use = in_use;
+                    match m {
+                        Ok(m) => layers.apply(ServerMessage::parse(m.body)).await,
+                        Err(e) => Err(upstream_error(&layers.target.name, &e)),
+                    }
                 }
             })),
         }
@@ -525,4 +592,6 @@ struct Judged {
     /// The policy that judged the request: a catalog answer is filtered
     /// under it, even if a reload lands while the upstream answers.
     policy: Arc<Policy>,
+    /// The canonical bytes recorded, and so the bytes forwarded.
+    body: Bytes,
 }

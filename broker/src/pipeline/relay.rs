@@ -23,7 +23,7 @@ use serde_json::Value;
 use super::catalog;
 use super::handles::{HandleObserver, HandleTable};
 use super::target::{Target, TargetLearner};
-use crate::audit::Audit;
+use crate::audit::{Audit, Exchange, RequestFacts};
 use crate::identity::Caller;
 use crate::masking::Masking;
 use crate::mcp::error::McpError;
@@ -37,7 +37,11 @@ use crate::upstream::{MessageStream, UpstreamError};
 pub struct ResponseLayers {
     pub caller: Arc<Caller>,
     pub target: Arc<Target>,
+    /// The request this answers; `None` on a listen (GET) stream.
     pub request: Option<Arc<McpMessage>>,
+    pub exchange: Exchange,
+    /// The broker's MCP session id (handshake era).
+    pub session: Option<Arc<str>>,
     pub learner: Option<TargetLearner>,
     pub minted: Option<HandleObserver>,
     pub masking: Arc<Masking>,
@@ -51,8 +55,9 @@ pub struct ResponseLayers {
 }
 
 impl ResponseLayers {
-    /// One message, through every layer, to the bytes the client gets.
-    pub fn apply(&self, mut m: ServerMessage) -> Bytes {
+    /// One message, through every layer, to the bytes the client gets;
+    /// an error when it cannot be recorded, and then it is not delivered.
+    pub async fn apply(&self, mut m: ServerMessage) -> Result<Bytes, McpError> {
         if let Some(l) = &self.learner {
             l.observe(&m);
         }
@@ -78,10 +83,48 @@ impl ResponseLayers {
                 })
             });
         }
-        let bytes = m.into_bytes();
-        self.audit
-            .response(&self.caller, &self.target.name, method, bytes.len());
-        bytes
+        let bytes = m.delivered();
+        match &self.request {
+            Some(msg) => {
+                let facts = RequestFacts {
+                    caller: &self.caller,
+                    target: &self.target.name,
+                    exchange: &self.exchange,
+                    session: self.session.as_deref(),
+                    msg,
+                };
+                self.audit.response(&facts, &m, &bytes).await?;
+            }
+            None => {
+                self.audit
+                    .listened(
+                        &self.caller,
+                        &self.target.name,
+                        &self.exchange,
+                        self.session.as_deref(),
+                        &m,
+                        &bytes,
+                    )
+                    .await?
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+impl ResponseLayers {
+    /// Records that the upstream broke off this exchange's answer.
+    pub async fn upstream_failed(&self, why: &McpError) {
+        if let Some(msg) = &self.request {
+            let facts = RequestFacts {
+                caller: &self.caller,
+                target: &self.target.name,
+                exchange: &self.exchange,
+                session: self.session.as_deref(),
+                msg,
+            };
+            self.audit.upstream_failed(&facts, why).await;
+        }
     }
 }
 

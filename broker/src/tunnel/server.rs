@@ -12,6 +12,7 @@ use hoop_proto::{
 };
 
 use super::framed::{FrameError, FrameReader, FrameWriter};
+use crate::audit::event::EventKind;
 use crate::identity::revocation::RevocationList;
 use crate::identity::Caller;
 use crate::identity::{TokenVerifier, VerifiedToken};
@@ -119,6 +120,14 @@ impl TunnelServer {
             return;
         };
         tracing::info!(%remote, subject = %caller.identity.subject, "client connected");
+        let audit = self.pipeline.audit().clone();
+        audit
+            .connection(
+                EventKind::ConnectionOpen,
+                &caller,
+                serde_json::json!({"frame_version": version}),
+            )
+            .await;
         self.live.add(caller.clone(), conn.clone());
         // A revocation that landed between the check in `admit` and the line
         // above would otherwise miss this connection.
@@ -135,6 +144,13 @@ impl TunnelServer {
                 }
                 Err(e) => {
                     tracing::info!(%remote, subject = %caller.identity.subject, "client disconnected: {e}");
+                    audit
+                        .connection(
+                            EventKind::ConnectionClose,
+                            &caller,
+                            serde_json::json!({"why": e.to_string()}),
+                        )
+                        .await;
                     self.live.remove(&conn);
                     return;
                 }
@@ -172,6 +188,10 @@ impl TunnelServer {
                 // Most often a token far over any real size: say so in the
                 // log as an authentication failure, which is what it is.
                 tracing::warn!(%remote, reason = %e, "authentication failed: unreadable Hello");
+                self.pipeline
+                    .audit()
+                    .auth_failure(remote, "", None, &format!("unreadable Hello: {e}"))
+                    .await;
                 let _ = writer
                     .send(&refuse(ErrorCode::MALFORMED_FRAME, format!("{e}")))
                     .await;
@@ -191,7 +211,8 @@ impl TunnelServer {
                 .await;
             return close(conn, writer).await;
         };
-        let verified = match self.admit(&hello.token, remote).await {
+        let client = format!("{}/{}", hello.client_name, hello.client_version);
+        let verified = match self.admit(&hello.token, remote, &client).await {
             Ok(v) => v,
             Err(frame) => {
                 let _ = writer.send(&frame).await;
@@ -207,7 +228,7 @@ impl TunnelServer {
         if writer.send(&welcome).await.is_err() {
             return None;
         }
-        let caller = Arc::new(Caller::new(verified.identity, verified.expires_at, remote));
+        let caller = Arc::new(Caller::new(verified, remote, client));
         // The control stream stays open for the life of the connection; when
         // the client ends it, the connection ends. It carries re-authentication
         // with fresh tokens; when the token expires without one, the
@@ -269,11 +290,18 @@ impl TunnelServer {
 
     /// Verifies a token and checks its subject is not revoked; the refusal
     /// the client gets is general, the log says precisely why.
-    async fn admit(&self, token: &str, remote: SocketAddr) -> Result<VerifiedToken, Frame> {
+    async fn admit(
+        &self,
+        token: &str,
+        remote: SocketAddr,
+        client: &str,
+    ) -> Result<VerifiedToken, Frame> {
+        let audit = self.pipeline.audit();
         let verified = match self.verifier.verify(token).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(%remote, reason = %e.reason, "authentication failed");
+                audit.auth_failure(remote, client, None, &e.reason).await;
                 return Err(refuse(
                     ErrorCode::UNAUTHENTICATED,
                     format!("authentication failed: {}", e.hint),
@@ -283,6 +311,8 @@ impl TunnelServer {
         let who = &verified.identity;
         if let Some(r) = self.pipeline.revocations().find(&who.subject, &who.issuer) {
             tracing::warn!(%remote, subject = %who.subject, issuer = %who.issuer, revocation = r.id, "authentication failed: access revoked");
+            let why = format!("access revoked (revocation {}): {}", r.id, r.reason);
+            audit.auth_failure(remote, client, Some(who), &why).await;
             return Err(refuse(
                 ErrorCode::REVOKED,
                 format!("access revoked for {}: {}", who.subject, r.reason),
@@ -294,10 +324,18 @@ impl TunnelServer {
     /// A fresh token for a live connection: it must verify and name the
     /// same subject from the same issuer (a connection never changes hands).
     async fn reauthenticate(&self, caller: &Caller, token: &str) -> Result<u64, Frame> {
-        let verified = self.admit(token, caller.remote).await?;
+        let verified = self.admit(token, caller.remote, &caller.client).await?;
         let (old, new) = (&caller.identity, &verified.identity);
         if old.subject != new.subject || old.issuer != new.issuer {
             tracing::warn!(remote = %caller.remote, subject = %old.subject, new_subject = %new.subject, "re-authentication refused: another identity");
+            let why = format!(
+                "re-authentication as another identity ({} from {})",
+                new.subject, new.issuer
+            );
+            self.pipeline
+                .audit()
+                .auth_failure(caller.remote, &caller.client, Some(old), &why)
+                .await;
             return Err(refuse(
                 ErrorCode::UNAUTHENTICATED,
                 "re-authentication must be for the same identity; reconnect to switch".into(),
@@ -368,7 +406,7 @@ impl TunnelServer {
             }
             Err(e) => return fail(writer, CloseCode::MALFORMED, &e.to_string()).await,
         };
-        let body = if open.kind == StreamKind::Post {
+        let body = if matches!(open.kind, StreamKind::Post | StreamKind::Audit) {
             match reader.next().await {
                 Ok(Some(Frame::Message(m))) => Some(m.body),
                 Ok(_) => {

@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use hoop_broker::config::{BrokerConfig, DevConfig, TargetConfig, TransportKind};
+use hoop_broker::config::{
+    AuditConfig, AuditDurability, BrokerConfig, DevConfig, TargetConfig, TransportKind,
+};
 use hoop_broker::identity::dev::DevIdentities;
 use hoop_broker::policy::Policy;
 use hoop_broker::tunnel::tls;
@@ -53,6 +55,20 @@ pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
 
     let mut config = BrokerConfig::empty();
     config.listen = ([127, 0, 0, 1], 0).into();
+    // The demo's audit log outlives the demo, in hoop's data dir; handed
+    // to the OS rather than fsync-ed per batch (a laptop, not a bank), and
+    // readable by the demo's own identities.
+    let dir = demo_dir()?;
+    config.audit = AuditConfig {
+        path: Some(dir.join("audit.db")),
+        durability: Some(AuditDurability::Os),
+        readers: DevConfig::default()
+            .identities
+            .iter()
+            .flat_map(|i| i.groups.clone())
+            .collect(),
+        ..AuditConfig::default()
+    };
     config.targets.insert(
         "demo".into(),
         TargetConfig {
@@ -80,20 +96,54 @@ pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
         broker: broker.addr,
         server_name: "localhost".into(),
         trust: Trust::Pin(broker.fingerprint.clone()),
-        token: TokenSource::Static(token),
+        token: TokenSource::Static(token.clone()),
     })
     .await?;
+    write_profile(&dir, &broker, &token)?;
     if !args.json {
         println!(
             "hoop demo: dev broker on {} (QUIC), demo bank MCP server behind it as target \"demo\"",
             broker.addr
+        );
+        println!(
+            "audit log: {} — see the calls you make, from another terminal: hoop audit search --profile demo",
+            dir.join("audit.db").display()
         );
     }
     // No Claude Desktop snippet: a `hoop` it launched could not reach this
     // process's in-memory broker.
     let result = super::connect::serve_http(tunnel, "demo", args.port, None, None, args.json).await;
     broker.shutdown().await;
+    if !args.json {
+        eprintln!("the calls just made: hoop audit search --profile demo (while a demo runs), or hoop-broker audit search --store {}", dir.join("audit.db").display());
+    }
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
     result
+}
+
+/// Where the demo keeps its audit log and, while it runs, how to reach it
+/// (`profile.toml`, read as the built-in profile `demo`).
+pub fn demo_dir() -> anyhow::Result<PathBuf> {
+    Ok(crate::settings::data_dir()?.join("demo"))
+}
+
+/// Writes the `demo` profile: this run's broker address, pin and a token
+/// for the demo identity (0600), so `hoop audit --profile demo` and any
+/// other command reach the running demo from another terminal.
+fn write_profile(
+    dir: &std::path::Path,
+    broker: &hoop_broker::RunningBroker,
+    token: &str,
+) -> anyhow::Result<()> {
+    let token_file = dir.join("token");
+    tls::write_private(&token_file, token.as_bytes())?;
+    let profile = format!(
+        "# written by `hoop demo` for this run; read as the profile `demo`\nbroker = \"{}\"\npin = \"{}\"\ntoken_file = {:?}\n",
+        broker.addr,
+        broker.fingerprint,
+        token_file.display().to_string()
+    );
+    tls::write_private(&dir.join("profile.toml"), profile.as_bytes())?;
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! One module per `hoop` subcommand.
 
+pub mod audit;
 pub mod auth;
 pub mod connect;
 pub mod demo;

@@ -319,6 +319,15 @@ impl TunnelClient {
         Ok(this)
     }
 
+    /// Ends the connection with a reason, so the broker sees the client
+    /// leave now rather than at the idle timeout, and waits (briefly) for
+    /// the close to be sent.
+    pub async fn close(&self) {
+        self.endpoint.close(0u32.into(), b"done");
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.endpoint.wait_idle())
+            .await;
+    }
+
     /// The identity and session facts of the current connection.
     pub fn welcome(&self) -> Option<Welcome> {
         self.welcome

@@ -1,0 +1,383 @@
+//! Audit events: what the broker records, as the JSON an examiner reads
+//! (schema version 1, docs/audit.md), built into a [`PendingEntry`] for the
+//! log.
+//!
+//! An event is serialized once, here, from borrowed parts; the message it
+//! carries (the JSON-RPC message as delivered) is spliced in as the bytes
+//! that were delivered, not parsed and written again. A message that would
+//! make the entry larger than the tlog-tiles limit is stored beside the
+//! leaf, which then carries its SHA-256 and length.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use hoop_audit_log::store::{EntryIndex, PendingEntry};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::identity::{Caller, IdentityKind};
+
+/// The schema version every event carries in `v`.
+pub const SCHEMA_VERSION: u8 = 1;
+
+/// Largest event kept whole in its leaf; a larger message goes beside it.
+/// Under the 65,535-byte entry limit with room for `seq`.
+pub const MAX_INLINE_EVENT: usize = 60 * 1024;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A client connected and authenticated.
+    ConnectionOpen,
+    ConnectionClose,
+    /// A token was refused (at Hello or at re-authentication).
+    AuthFailure,
+    /// A client message judged and forwarded upstream.
+    Request,
+    /// A client message the broker refused (never forwarded).
+    Refused,
+    /// The upstream's answer to a request, as delivered.
+    Response,
+    /// Anything else the upstream sent on an exchange: progress, logging,
+    /// server-initiated requests, SSE events of a listen stream.
+    ServerMessage,
+    /// An upstream that could not be reached or broke off.
+    UpstreamFailed,
+    PolicyReload,
+    ToolDrift,
+    RevocationAdded,
+    RevocationLifted,
+    /// An administrator's command on the broker host.
+    AdminCommand,
+    /// Someone read the audit log.
+    AuditRead,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConnectionOpen => "connection.open",
+            Self::ConnectionClose => "connection.close",
+            Self::AuthFailure => "auth.failure",
+            Self::Request => "mcp.request",
+            Self::Refused => "mcp.refused",
+            Self::Response => "mcp.response",
+            Self::ServerMessage => "mcp.server_message",
+            Self::UpstreamFailed => "mcp.upstream_failed",
+            Self::PolicyReload => "policy.reload",
+            Self::ToolDrift => "tool.drift",
+            Self::RevocationAdded => "revocation.added",
+            Self::RevocationLifted => "revocation.lifted",
+            Self::AdminCommand => "admin.command",
+            Self::AuditRead => "audit.read",
+        }
+    }
+}
+
+/// Who acted: the verified identity of a connection, or what is known of
+/// one that failed to authenticate.
+#[derive(Debug, Serialize)]
+pub struct Actor<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub groups: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub client: &'a str,
+}
+
+impl<'a> Actor<'a> {
+    pub fn of(caller: &'a Caller) -> Self {
+        let who = &caller.identity;
+        Self {
+            sub: Some(&who.subject),
+            email: who.email.as_deref(),
+            groups: &who.groups,
+            iss: Some(&who.issuer),
+            kind: Some(match who.kind {
+                IdentityKind::Human => "human",
+                IdentityKind::Workload => "workload",
+            }),
+            jti: Some(&caller.token_id),
+            addr: Some(caller.remote),
+            client: &caller.client,
+        }
+    }
+
+    /// Someone not (yet) authenticated: only where they came from.
+    pub fn unauthenticated(addr: SocketAddr, client: &'a str) -> Self {
+        Self {
+            sub: None,
+            email: None,
+            groups: &[],
+            iss: None,
+            kind: None,
+            jti: None,
+            addr: Some(addr),
+            client,
+        }
+    }
+
+    /// The broker itself, or an administrator on its host (`sub` is the
+    /// operating-system user).
+    pub fn local(user: &'a str) -> Self {
+        Self {
+            sub: Some(user),
+            email: None,
+            groups: &[],
+            iss: Some("local"),
+            kind: Some("admin"),
+            jti: None,
+            addr: None,
+            client: "",
+        }
+    }
+}
+
+/// How a message or call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// A tool result with `isError: true`.
+    ToolError,
+    /// A JSON-RPC error answer from the upstream.
+    Error,
+    /// Refused by the broker.
+    Refused,
+    UpstreamFailed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::ToolError => "tool_error",
+            Self::Error => "error",
+            Self::Refused => "refused",
+            Self::UpstreamFailed => "upstream_failed",
+        }
+    }
+}
+
+/// One event, from borrowed parts. Members in the order docs/audit.md
+/// lists them; the message comes last, spliced in by [`Event::entry`].
+#[derive(Debug, Serialize)]
+pub struct Event<'a> {
+    pub v: u8,
+    pub time: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jsonrpc_id: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Value>,
+    /// Not serialized by serde: the indexed time.
+    #[serde(skip)]
+    pub time_ns: i64,
+}
+
+impl<'a> Event<'a> {
+    /// A new event of `kind`, stamped now.
+    pub fn now(kind: EventKind) -> Self {
+        let time_ns = now_ns();
+        Self {
+            v: SCHEMA_VERSION,
+            time: format_time(time_ns),
+            kind: kind.as_str(),
+            exchange: None,
+            actor: None,
+            target: None,
+            session: None,
+            jsonrpc_id: None,
+            method: None,
+            name: None,
+            decision: None,
+            rule: None,
+            outcome: None,
+            error_code: None,
+            reason: None,
+            latency_us: None,
+            bytes: None,
+            detail: None,
+            time_ns,
+        }
+    }
+
+    /// The entry for the log, with `message` (the JSON-RPC message as
+    /// delivered, when the event carries one) spliced in last.
+    pub fn entry(&self, message: Option<&[u8]>) -> PendingEntry {
+        // Serializing borrowed strings and numbers into a Vec cannot fail.
+        let mut fields = serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec());
+        let mut bodies = Vec::new();
+        if let Some(raw) = message {
+            let inline = fields.len() + raw.len() + 16 <= MAX_INLINE_EVENT;
+            fields.pop(); // the closing brace
+            if inline {
+                fields.extend_from_slice(b",\"message\":");
+                fields.extend_from_slice(raw);
+            } else {
+                let sha: [u8; 32] = Sha256::digest(raw).into();
+                fields.extend_from_slice(
+                    format!(
+                        ",\"message_sha256\":\"{}\",\"message_bytes\":{}",
+                        hex(&sha),
+                        raw.len()
+                    )
+                    .as_bytes(),
+                );
+                bodies.push((sha, Bytes::copy_from_slice(raw)));
+            }
+            fields.push(b'}');
+        }
+        let actor = self.actor.as_ref();
+        PendingEntry {
+            fields,
+            bodies,
+            index: EntryIndex {
+                time_ns: self.time_ns,
+                kind: self.kind,
+                subject: actor.and_then(|a| a.sub).map(str::to_owned),
+                target: self.target.map(str::to_owned),
+                name: self.name.map(str::to_owned),
+                decision: self.decision,
+                exchange: self.exchange.map(str::to_owned),
+                session: self.session.map(str::to_owned),
+            },
+        }
+    }
+}
+
+/// A message's bytes as the JSON value an event carries, on one line. The
+/// upstream's own bytes when they are JSON without line breaks (almost
+/// always); an upstream may send pretty-printed JSON, whose line breaks
+/// would split the event's line, so that is recorded in compact form (the
+/// same value); what is not JSON is recorded as a JSON string of its text.
+/// `value`: the bytes parsed, `None` when they are not JSON.
+pub fn one_line<'b>(raw: &'b [u8], value: Option<&Value>) -> std::borrow::Cow<'b, [u8]> {
+    use std::borrow::Cow;
+    match value {
+        Some(_) if !raw.iter().any(|b| *b == b'\n' || *b == b'\r') => Cow::Borrowed(raw),
+        Some(v) => Cow::Owned(serde_json::to_vec(v).unwrap_or_default()),
+        None => Cow::Owned(serde_json::to_vec(&String::from_utf8_lossy(raw)).unwrap_or_default()),
+    }
+}
+
+/// UTC nanoseconds since the Unix epoch.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// RFC 3339, UTC, always nine fractional digits (so times sort as text).
+pub fn format_time(ns: i64) -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z"
+    );
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
+        .ok()
+        .and_then(|t| t.format(FORMAT).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00.000000000Z".into())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn times_have_nine_digits_in_utc() {
+        assert_eq!(format_time(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            format_time(1_764_754_553_000_000_007),
+            "2025-12-03T09:35:53.000000007Z"
+        );
+    }
+
+    #[test]
+    fn the_message_is_spliced_in_last_and_large_ones_go_beside() {
+        let mut e = Event::now(EventKind::Response);
+        e.target = Some("demo");
+        e.outcome = Some(Outcome::Ok.as_str());
+        let msg = br#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
+        let entry = e.entry(Some(msg));
+        let v: Value = serde_json::from_slice(&entry.fields).unwrap();
+        assert_eq!(
+            v["message"],
+            json!({"jsonrpc": "2.0", "id": 1, "result": {}})
+        );
+        assert_eq!(v["type"], "mcp.response");
+        assert_eq!(v["v"], 1);
+        assert!(entry.bodies.is_empty());
+        assert_eq!(entry.index.target.as_deref(), Some("demo"));
+
+        let big = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"result":{{"x":"{}"}}}}"#,
+            "a".repeat(70_000)
+        );
+        let entry = e.entry(Some(big.as_bytes()));
+        assert!(entry.fields.len() < 1024);
+        let v: Value = serde_json::from_slice(&entry.fields).unwrap();
+        assert!(v.get("message").is_none());
+        assert_eq!(v["message_bytes"], big.len());
+        let (sha, body) = &entry.bodies[0];
+        assert_eq!(&body[..], big.as_bytes());
+        assert_eq!(v["message_sha256"], hex(sha));
+    }
+
+    #[test]
+    fn pretty_printed_messages_are_recorded_on_one_line() {
+        let raw = b"{\n  \"id\": 1\n}";
+        let v: Value = serde_json::from_slice(raw).unwrap();
+        assert_eq!(&one_line(raw, Some(&v))[..], br#"{"id":1}"#);
+        let v = json!({"a": 1});
+        assert_eq!(&one_line(b"{\"a\":1}", Some(&v))[..], b"{\"a\":1}");
+        assert_eq!(&one_line(b"x\ny", None)[..], br#""x\ny""#);
+    }
+}

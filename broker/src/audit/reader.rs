@@ -1,0 +1,214 @@
+//! Reading the audit log: the operations `hoop audit` asks the broker for
+//! over the tunnel (stream kind `Audit`) and `hoop-broker audit` runs on the
+//! broker host against the same file. Both run [`run`], so they answer
+//! alike.
+//!
+//! Every answer is JSON lines: search and replay give the matching events
+//! exactly as stored (the bytes their leaves hash); export gives the export
+//! file (docs/audit.md); verify gives one report line; key gives the
+//! verifier key.
+
+use std::io::Write;
+
+use hoop_audit_log::{
+    export_jsonl, verify_store, AuditStore, ExportRange, LogSigner, SearchQuery, SqliteStore,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Most events one search or replay returns.
+pub const MAX_RESULTS: usize = 10_000;
+
+/// What `hoop audit` asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+pub enum AuditRequest {
+    Search(SearchArgs),
+    /// The timeline of one exchange or one MCP session, by its id.
+    Replay {
+        id: String,
+    },
+    Export {
+        #[serde(default)]
+        since_ns: Option<i64>,
+        #[serde(default)]
+        until_ns: Option<i64>,
+        #[serde(default)]
+        format: ExportFormat,
+    },
+    /// Checks the whole log: every leaf, every stored hash, every checkpoint.
+    Verify,
+    /// The log's verifier key and origin.
+    Key,
+}
+
+impl AuditRequest {
+    /// The op's name, for the `audit.read` event.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Self::Search(_) => "search",
+            Self::Replay { .. } => "replay",
+            Self::Export { .. } => "export",
+            Self::Verify => "verify",
+            Self::Key => "key",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// docs/audit.md: events, checkpoints and proofs; verifies on its own.
+    #[default]
+    Jsonl,
+    /// OCSF API Activity (class 6003), one record per event, each carrying
+    /// its hoop entry so it can be matched to the verified log.
+    Ocsf,
+}
+
+/// `hoop audit search` filters; every one given must match.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchArgs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// The event type (`mcp.request`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ns: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ns: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// Runs `req` against `store`, writing the answer's lines to `out`.
+/// `signer`: the log's key, where it is at hand (the broker host), so an
+/// export ends at exactly the last event asked for.
+pub fn run(
+    store: &SqliteStore,
+    req: &AuditRequest,
+    signer: Option<&LogSigner>,
+    keys: &[String],
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    match req {
+        AuditRequest::Search(a) => {
+            let query = SearchQuery {
+                kind: a.kind.clone(),
+                subject: a.user.clone(),
+                target: a.target.clone(),
+                name: a.tool.clone(),
+                decision: a.decision.clone(),
+                since_ns: a.since_ns,
+                until_ns: a.until_ns,
+                after_seq: a.after_seq,
+                limit: a.limit.unwrap_or(1000).min(MAX_RESULTS),
+                ..SearchQuery::default()
+            };
+            write_entries(store, &query, out)
+        }
+        AuditRequest::Replay { id } => {
+            let mut query = SearchQuery {
+                exchange: Some(id.clone()),
+                limit: MAX_RESULTS,
+                ..SearchQuery::default()
+            };
+            if store.search(&query)?.is_empty() {
+                query.exchange = None;
+                query.session = Some(id.clone());
+            }
+            write_entries(store, &query, out)
+        }
+        AuditRequest::Export {
+            since_ns,
+            until_ns,
+            format,
+        } => {
+            let range = match (since_ns, until_ns) {
+                (None, None) => ExportRange::All,
+                _ => ExportRange::Time {
+                    since_ns: *since_ns,
+                    until_ns: *until_ns,
+                },
+            };
+            match format {
+                ExportFormat::Jsonl => {
+                    export_jsonl(store, range, signer, &mut *out)?;
+                }
+                ExportFormat::Ocsf => {
+                    let mut jsonl = Vec::new();
+                    export_jsonl(store, range, signer, &mut jsonl)?;
+                    super::ocsf::write_ocsf(&jsonl, out)?;
+                }
+            }
+            Ok(())
+        }
+        AuditRequest::Verify => {
+            let keys = if keys.is_empty() {
+                store_key(store)?.into_iter().collect()
+            } else {
+                keys.to_vec()
+            };
+            let line = match verify_store(store, &keys) {
+                Ok(r) => json!({
+                    "ok": true,
+                    "origin": r.origin,
+                    "events": r.events,
+                    "checkpoints": r.checkpoints,
+                    "first_seq": r.first_seq,
+                    "last_seq": r.last_seq,
+                    "tree_size": r.tree_size,
+                    "root": r.root,
+                    "summary": r.to_string(),
+                }),
+                Err(e) => json!({
+                    "ok": false,
+                    "seq": e.seq,
+                    "problem": format!("{:?}", e.problem),
+                    "detail": e.detail,
+                    "summary": format!("FAIL {e}"),
+                }),
+            };
+            writeln!(out, "{line}")?;
+            Ok(())
+        }
+        AuditRequest::Key => {
+            let key = store_key(store)?;
+            let origin = store.meta(hoop_audit_log::store::meta_keys::ORIGIN)?;
+            writeln!(out, "{}", json!({"key": key, "origin": origin}))?;
+            Ok(())
+        }
+    }
+}
+
+/// The verifier key the log keeps for readers without the private key.
+fn store_key(store: &SqliteStore) -> anyhow::Result<Option<String>> {
+    Ok(store.meta(hoop_audit_log::store::meta_keys::VERIFIER_KEY)?)
+}
+
+fn write_entries(
+    store: &SqliteStore,
+    query: &SearchQuery,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    for e in store.search(query)? {
+        out.write_all(&e.entry)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// The events of an answer that are events (search, replay), parsed.
+pub fn events(lines: &[Value]) -> impl Iterator<Item = &Value> {
+    lines.iter().filter(|l| l.get("seq").is_some())
+}

@@ -1,0 +1,194 @@
+//! How audit events look to a person: the table `audit search` prints, the
+//! timeline `audit replay` prints (like `tsh play`: each call, its
+//! decision, what came back, timings), and the times both commands take.
+//! Shared by `hoop audit` and `hoop-broker audit`, so both read alike.
+
+use serde_json::Value;
+
+/// A time given on the command line, as UTC nanoseconds: RFC 3339
+/// (`2026-12-03T09:00:00Z`), a date (`2026-12-03`, midnight UTC), or a
+/// span back from `now_ns` (`90s`, `15m`, `8h`, `7d`).
+pub fn parse_time(text: &str, now_ns: i64) -> Result<i64, String> {
+    let t = text.trim();
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
+    if let Ok(dt) = time::OffsetDateTime::parse(t, rfc3339) {
+        return i64::try_from(dt.unix_timestamp_nanos())
+            .map_err(|_| format!("{t:?} is out of range"));
+    }
+    let date = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(d) = time::Date::parse(t, date) {
+        let dt = d.midnight().assume_utc();
+        return i64::try_from(dt.unix_timestamp_nanos())
+            .map_err(|_| format!("{t:?} is out of range"));
+    }
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let secs: i64 = match (num.parse::<i64>(), unit) {
+        (Ok(n), "s") => n,
+        (Ok(n), "m") => n.saturating_mul(60),
+        (Ok(n), "h") => n.saturating_mul(3600),
+        (Ok(n), "d") => n.saturating_mul(86_400),
+        _ => {
+            return Err(format!(
+                "{t:?} is not a time: use RFC 3339 (2026-12-03T09:00:00Z), a date (2026-12-03) or a span back from now (15m, 8h, 7d)"
+            ))
+        }
+    };
+    Ok(now_ns.saturating_sub(secs.saturating_mul(1_000_000_000)))
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+fn who(v: &Value) -> &str {
+    v.pointer("/actor/sub")
+        .and_then(Value::as_str)
+        .unwrap_or("-")
+}
+
+/// One line per event: what `audit search` prints.
+pub fn table(events: &[Value]) -> String {
+    let mut out = format!(
+        "{:<6} {:<30} {:<19} {:<16} {:<10} {:<16} {:<20} {:<9} {}\n",
+        "SEQ", "TIME", "TYPE", "WHO", "TARGET", "METHOD", "NAME", "DECISION", "OUTCOME"
+    );
+    for e in events {
+        let outcome = match (s(e, "outcome"), e.get("error_code")) {
+            ("", _) => String::new(),
+            (o, Some(code)) => format!("{o} ({code})"),
+            (o, None) => o.to_owned(),
+        };
+        out.push_str(&format!(
+            "{:<6} {:<30} {:<19} {:<16} {:<10} {:<16} {:<20} {:<9} {}\n",
+            e.get("seq").map(Value::to_string).unwrap_or_default(),
+            s(e, "time"),
+            s(e, "type"),
+            who(e),
+            s(e, "target"),
+            s(e, "method"),
+            truncate(s(e, "name"), 20),
+            s(e, "decision"),
+            outcome
+        ));
+    }
+    out
+}
+
+/// The events of one exchange or session as a timeline: offsets from the
+/// first event, each call with its decision, each answer with its outcome
+/// and latency, and the messages themselves (shortened).
+pub fn timeline(events: &[Value]) -> String {
+    let Some(first) = events.first() else {
+        return "no events\n".into();
+    };
+    let t0 = time_ns(first);
+    let mut out = format!(
+        "{} events, from {} ({} on {})\n",
+        events.len(),
+        s(first, "time"),
+        who(first),
+        s(first, "target"),
+    );
+    for e in events {
+        let offset_ms = (time_ns(e) - t0) as f64 / 1e6;
+        let what = match s(e, "type") {
+            "mcp.request" => format!(
+                "→ {} {}  [{} by {}]",
+                s(e, "method"),
+                s(e, "name"),
+                s(e, "decision"),
+                s(e, "rule")
+            ),
+            "mcp.response" => format!(
+                "← {}{}  after {}",
+                s(e, "outcome"),
+                e.get("error_code")
+                    .map(|c| format!(" {c}"))
+                    .unwrap_or_default(),
+                latency(e)
+            ),
+            "mcp.server_message" => format!("← {} (server)", s(e, "method")),
+            "mcp.refused" => format!(
+                "✗ {} {} refused: {}",
+                s(e, "method"),
+                s(e, "name"),
+                s(e, "reason")
+            ),
+            "mcp.upstream_failed" => format!("✗ upstream failed: {}", s(e, "reason")),
+            other => other.to_owned(),
+        };
+        out.push_str(&format!(
+            "{:>10.3} ms  #{:<6} {what}\n",
+            offset_ms,
+            e.get("seq").map(Value::to_string).unwrap_or_default()
+        ));
+        if let Some(m) = e.get("message") {
+            out.push_str(&format!(
+                "              {}\n",
+                truncate(&m.to_string(), 200)
+            ));
+        } else if let Some(sha) = e.get("message_sha256").and_then(Value::as_str) {
+            out.push_str(&format!(
+                "              (message of {} bytes stored beside the log entry, sha256 {sha})\n",
+                e.get("message_bytes")
+                    .map(Value::to_string)
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    out
+}
+
+fn latency(e: &Value) -> String {
+    match e.get("latency_us").and_then(Value::as_u64) {
+        Some(us) if us >= 1000 => format!("{:.1} ms", us as f64 / 1000.0),
+        Some(us) => format!("{us} µs"),
+        None => "?".into(),
+    }
+}
+
+fn time_ns(e: &Value) -> i64 {
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::parse(s(e, "time"), rfc3339)
+        .ok()
+        .and_then(|t| i64::try_from(t.unix_timestamp_nanos()).ok())
+        .unwrap_or(0)
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut t: String = text.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn times_are_rfc3339_dates_or_spans_back() {
+        let now = 1_000_000 * 1_000_000_000;
+        assert_eq!(parse_time("15m", now), Ok(now - 900 * 1_000_000_000));
+        assert_eq!(parse_time("1970-01-02", now), Ok(86_400 * 1_000_000_000));
+        assert_eq!(parse_time("1970-01-01T00:00:01.5Z", now), Ok(1_500_000_000));
+        assert!(parse_time("yesterday", now).is_err());
+    }
+
+    #[test]
+    fn a_timeline_shows_the_call_its_decision_and_the_answer() {
+        let events = [
+            json!({"seq": 1, "time": "2026-12-03T09:00:00.000000000Z", "type": "mcp.request", "actor": {"sub": "alice"}, "target": "demo", "method": "tools/call", "name": "echo", "decision": "allow", "rule": "eng-read", "message": {"id": 1}}),
+            json!({"seq": 2, "time": "2026-12-03T09:00:00.002500000Z", "type": "mcp.response", "outcome": "ok", "latency_us": 2500}),
+        ];
+        let t = timeline(&events);
+        assert!(t.contains("→ tools/call echo  [allow by eng-read]"), "{t}");
+        assert!(t.contains("2.500 ms"), "{t}");
+        assert!(t.contains("← ok  after 2.5 ms"), "{t}");
+        assert!(table(&events).contains("alice"));
+    }
+}

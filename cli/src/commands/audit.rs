@@ -1,0 +1,382 @@
+//! `hoop audit`: read the broker's audit log (search, replay, export,
+//! verify), as a member of the log's reader groups. Every read is itself
+//! recorded by the broker. `hoop audit verify FILE --key KEY` needs no
+//! broker at all: it proves an export unaltered on its own.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use hoop_broker::audit::reader::{AuditRequest, ExportFormat, SearchArgs};
+use hoop_broker::audit::view;
+use hoop_proto::{McpHeaders, OpenStream, StreamKind};
+use serde_json::{json, Value};
+
+use super::{exit, CommandError};
+use crate::settings::ConnectionArgs;
+use crate::tunnel::TunnelClient;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  hoop audit search --user alice --since 1h\n  hoop audit search --tool delete_model --decision deny --json\n  hoop audit replay 5f0c2a1b00000007          # an exchange id or an MCP session id\n  hoop audit export --since 2026-12-01 --out dec.jsonl\n  hoop audit export --since 7d --format ocsf --out week.ocsf.jsonl\n  hoop audit verify dec.jsonl --key \"$(hoop audit key)\"   # offline, no broker\n  hoop audit verify                            # the broker checks its whole log\n\nReading the log needs membership in one of the broker's [audit] readers groups.\nExit codes: 0 ok, 1 verification failed or other failure, 2 usage, 3 authentication\nfailed, 4 broker unreachable, 5 not allowed to read the log"
+)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCommand {
+    /// Events matching every filter given, oldest first.
+    Search {
+        /// Subject (`sub`, or `workload:NAME`).
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        target: Option<String>,
+        /// Tool, prompt, resource URI or task id.
+        #[arg(long)]
+        tool: Option<String>,
+        /// allow, deny or approve.
+        #[arg(long)]
+        decision: Option<String>,
+        /// Event type, e.g. mcp.request, mcp.refused, auth.failure.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// From (RFC 3339, a date, or a span back: 15m, 8h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Until (same forms as --since).
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many events (up to 10000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// The events as JSON lines, exactly as recorded.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+    /// The timeline of one exchange or one MCP session.
+    Replay {
+        /// An exchange id or an MCP session id (from `search`).
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+    /// Events with the checkpoints and proofs they need, to a file that
+    /// verifies on its own (`--format jsonl`), or as OCSF API Activity.
+    Export {
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+        format: Format,
+        /// The file to write (`-` for standard output).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+    /// Prove an export unaltered (FILE, offline: no broker), or have the
+    /// broker check its whole log (no FILE).
+    Verify {
+        /// An export written by `hoop audit export --format jsonl`.
+        file: Option<PathBuf>,
+        /// The broker's verifier key (`hoop audit key`, or from its
+        /// operator: `hoop-broker audit pubkey`); repeat for rotated keys.
+        #[arg(long)]
+        key: Vec<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+    /// The broker's audit verifier key (`name+id+base64`).
+    Key {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Jsonl,
+    Ocsf,
+}
+
+pub async fn run(args: AuditArgs) -> Result<(), CommandError> {
+    let now = hoop_broker::audit::event::now_ns();
+    let time = |t: &Option<String>, flag: &str| -> Result<Option<i64>, CommandError> {
+        t.as_deref()
+            .map(|t| view::parse_time(t, now))
+            .transpose()
+            .map_err(|e| usage(format!("{flag}: {e}")))
+    };
+    match args.command {
+        AuditCommand::Search {
+            user,
+            target,
+            tool,
+            decision,
+            kind,
+            since,
+            until,
+            limit,
+            json,
+            connection,
+        } => {
+            let req = AuditRequest::Search(SearchArgs {
+                user,
+                target,
+                tool,
+                decision,
+                kind,
+                since_ns: time(&since, "--since")?,
+                until_ns: time(&until, "--until")?,
+                after_seq: None,
+                limit: Some(limit),
+            });
+            let lines = ask(&connection, &req).await?;
+            print_events(&lines, json, view::table)
+        }
+        AuditCommand::Replay {
+            id,
+            json,
+            connection,
+        } => {
+            let lines = ask(&connection, &AuditRequest::Replay { id: id.clone() }).await?;
+            if lines.is_empty() && !json {
+                return Err(CommandError {
+                    code: exit::FAILURE,
+                    error: anyhow::anyhow!(
+                        "no exchange or session {id:?} in the audit log (ids come from `hoop audit search`)"
+                    ),
+                });
+            }
+            print_events(&lines, json, view::timeline)
+        }
+        AuditCommand::Export {
+            since,
+            until,
+            format,
+            out,
+            connection,
+        } => {
+            let req = AuditRequest::Export {
+                since_ns: time(&since, "--since")?,
+                until_ns: time(&until, "--until")?,
+                format: match format {
+                    Format::Jsonl => ExportFormat::Jsonl,
+                    Format::Ocsf => ExportFormat::Ocsf,
+                },
+            };
+            let lines = ask(&connection, &req).await?;
+            let mut text = Vec::new();
+            for l in &lines {
+                text.extend_from_slice(l);
+                text.push(b'\n');
+            }
+            if out.as_os_str() == "-" {
+                std::io::stdout()
+                    .write_all(&text)
+                    .map_err(anyhow::Error::from)?;
+            } else {
+                write_new(&out, &text)?;
+                let events = lines
+                    .iter()
+                    .filter(|l| l.starts_with(b"{\"seq\":") || l.starts_with(b"{\"activity_id\""))
+                    .count();
+                eprintln!(
+                    "wrote {} ({events} events); check it with `hoop audit verify {} --key KEY`",
+                    out.display(),
+                    out.display()
+                );
+            }
+            Ok(())
+        }
+        AuditCommand::Verify {
+            file: Some(file),
+            key,
+            json,
+            ..
+        } => verify_file(&file, &key, json),
+        AuditCommand::Verify {
+            file: None,
+            json,
+            connection,
+            ..
+        } => {
+            let lines = ask(&connection, &AuditRequest::Verify).await?;
+            let report: Value = lines
+                .first()
+                .and_then(|l| serde_json::from_slice(l).ok())
+                .ok_or_else(|| anyhow::anyhow!("the broker sent no verification report"))?;
+            if json {
+                println!("{report}");
+            } else {
+                println!("{}", report["summary"].as_str().unwrap_or("?"));
+            }
+            if report["ok"] == Value::Bool(true) {
+                Ok(())
+            } else {
+                Err(CommandError {
+                    code: exit::FAILURE,
+                    error: anyhow::anyhow!("the audit log does not verify"),
+                })
+            }
+        }
+        AuditCommand::Key { json, connection } => {
+            let lines = ask(&connection, &AuditRequest::Key).await?;
+            let v: Value = lines
+                .first()
+                .and_then(|l| serde_json::from_slice(l).ok())
+                .ok_or_else(|| anyhow::anyhow!("the broker sent no key"))?;
+            if json {
+                println!("{v}");
+            } else {
+                println!("{}", v["key"].as_str().unwrap_or(""));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn usage(message: String) -> CommandError {
+    CommandError {
+        code: exit::USAGE,
+        error: anyhow::anyhow!(message),
+    }
+}
+
+/// Offline: no broker, no network; the key decides.
+fn verify_file(file: &std::path::Path, keys: &[String], json: bool) -> Result<(), CommandError> {
+    if keys.is_empty() {
+        return Err(usage(
+            "--key KEY is needed to verify an export: get it from the broker's operator (`hoop-broker audit pubkey`) or `hoop audit key`".into(),
+        ));
+    }
+    let f = std::fs::File::open(file)
+        .map_err(|e| usage(format!("cannot open {}: {e}", file.display())))?;
+    match hoop_audit_log::verify_export(std::io::BufReader::new(f), keys) {
+        Ok(report) => {
+            if json {
+                println!(
+                    "{}",
+                    json!({"ok": true, "events": report.events, "checkpoints": report.checkpoints, "first_seq": report.first_seq, "last_seq": report.last_seq, "tree_size": report.tree_size, "root": report.root})
+                );
+            } else {
+                println!("{report}");
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    json!({"ok": false, "seq": e.seq, "line": e.line, "problem": format!("{:?}", e.problem), "detail": e.detail})
+                );
+            } else {
+                println!("FAIL {e}");
+            }
+            Err(CommandError {
+                code: exit::FAILURE,
+                error: anyhow::anyhow!(
+                    "{} does not verify{}",
+                    file.display(),
+                    e.seq
+                        .map(|s| format!(": first bad event is seq {s}"))
+                        .unwrap_or_default()
+                ),
+            })
+        }
+    }
+}
+
+/// Sends one audit request and reads every line of the answer.
+async fn ask(connection: &ConnectionArgs, req: &AuditRequest) -> Result<Vec<Bytes>, CommandError> {
+    let resolved = connection.resolve().map_err(|e| CommandError {
+        code: exit::USAGE,
+        error: e,
+    })?;
+    let tunnel = TunnelClient::connect(resolved.tunnel).await?;
+    let open = OpenStream {
+        target: String::new(),
+        kind: StreamKind::Audit,
+        headers: McpHeaders::default(),
+    };
+    let body = Bytes::from(serde_json::to_vec(req).map_err(anyhow::Error::from)?);
+    let mut ex = tunnel.exchange(open, Some(body)).await?;
+    let mut lines = Vec::new();
+    // Bounded by the broker: the answer ends with Close.
+    while let Some(m) = ex.next_message().await? {
+        lines.push(m.body);
+    }
+    tunnel.close().await;
+    if let Some(first) = lines.first() {
+        if let Ok(v) = serde_json::from_slice::<Value>(first) {
+            if let Some(e) = v.get("error") {
+                let code = e.get("code").and_then(Value::as_i64);
+                let message = e
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .or(e.as_str())
+                    .unwrap_or("refused");
+                return Err(CommandError {
+                    code: match code {
+                        Some(-32041) => exit::DENIED,
+                        Some(-32053 | -32054) => exit::AUTH_FAILED,
+                        _ => exit::FAILURE,
+                    },
+                    error: anyhow::anyhow!("{message}"),
+                });
+            }
+        }
+    }
+    Ok(lines)
+}
+
+fn print_events(
+    lines: &[Bytes],
+    json: bool,
+    render: fn(&[Value]) -> String,
+) -> Result<(), CommandError> {
+    if json {
+        let mut out = std::io::stdout().lock();
+        for l in lines {
+            out.write_all(l).map_err(anyhow::Error::from)?;
+            out.write_all(b"\n").map_err(anyhow::Error::from)?;
+        }
+        return Ok(());
+    }
+    let events: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect();
+    print!("{}", render(&events));
+    Ok(())
+}
+
+/// Writes `text` to a new file (never over an existing one: an export is
+/// evidence, and overwriting one by accident loses it).
+fn write_new(path: &std::path::Path, text: &[u8]) -> Result<(), CommandError> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| {
+            usage(format!(
+                "cannot create {}: {e} (an existing export is never overwritten)",
+                path.display()
+            ))
+        })?;
+    f.write_all(text)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()).into())
+}
