@@ -101,6 +101,9 @@ pub struct Health {
     /// Why the last write failed, until a write succeeds.
     pub degraded: Option<String>,
     pub tree_size: u64,
+    /// Batches committed since the log opened (events per batch: how well
+    /// group commit is doing).
+    pub batches: u64,
     pub last_checkpoint_size: Option<u64>,
     /// Appends queued or being written.
     pub queued: usize,
@@ -131,6 +134,7 @@ struct State {
     /// Bounds the queue: one permit per queued or in-flight append.
     permits: Arc<Semaphore>,
     tree_size: AtomicU64,
+    batches: AtomicU64,
     /// `NO_CHECKPOINT` until one is stored.
     last_checkpoint_size: AtomicU64,
     degraded: Mutex<Option<String>>,
@@ -207,6 +211,7 @@ impl AuditLog {
         let state = Arc::new(State {
             permits: Arc::new(Semaphore::new(queue_capacity)),
             tree_size: AtomicU64::new(size),
+            batches: AtomicU64::new(0),
             last_checkpoint_size: AtomicU64::new(checkpointed.unwrap_or(NO_CHECKPOINT)),
             degraded: Mutex::new(None),
             stopped: AtomicBool::new(false),
@@ -294,6 +299,7 @@ impl AuditLog {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
             tree_size: state.tree_size.load(Ordering::Acquire),
+            batches: state.batches.load(Ordering::Relaxed),
             last_checkpoint_size: (last != NO_CHECKPOINT).then_some(last),
             queued: self.shared.queue_capacity.saturating_sub(available),
             origin: self.shared.origin.clone(),

@@ -2,40 +2,34 @@
 //! transaction per batch. See README.md in this folder for the layout,
 //! the durability levels and how to read the file while the broker writes.
 
+mod open;
+mod rows;
 mod schema;
+mod wal;
 
 use std::cell::RefCell;
-use std::fs::OpenOptions;
-use std::io::ErrorKind;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, OpenFlags, OptionalExtension as _, TransactionBehavior};
-use tlog_tiles::{stored_hash_count, Hash, HashReader};
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior};
+use tlog_tiles::Hash;
 
-use crate::entry::{sequence_batch, SequenceError, MAX_TREE_SIZE};
+use crate::entry::{sequence_batch, SequenceError};
 use crate::store::{
     AuditStore, Durability, PendingEntry, SearchQuery, StoreError, StoreErrorKind,
     StoredCheckpoint, StoredEntry, MAX_CHECKPOINTS_PER_READ, MAX_ENTRIES_PER_READ,
     MAX_SEARCH_LIMIT,
 };
+use open::{check_tree, connect, create_private, synchronous, tree_size_of, Access};
+use rows::{entry_from_row, read_hashes_from, sha_from, sql_int, to_u64, ConnHashes};
 use schema::sqlite_error;
-
-/// How long a statement waits for another process's lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Whether this store may write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
-    ReadWrite,
-    ReadOnly,
-}
 
 /// An audit log in one SQLite file.
 pub struct SqliteStore {
     conn: Connection,
+    /// Copies the WAL into the file beside the writer; `None` read-only.
+    checkpointer: Option<wal::Checkpointer>,
     path: PathBuf,
     location: String,
     durability: Durability,
@@ -49,13 +43,16 @@ impl SqliteStore {
         let location = path.display().to_string();
         create_private(path, &location)?;
         let conn = connect(path, &location, durability, Access::ReadWrite)?;
-        Ok(Self {
+        let store = Self {
             conn,
+            checkpointer: wal::Checkpointer::start(path, synchronous(durability)),
             path: path.to_owned(),
             location,
             durability,
             access: Access::ReadWrite,
-        })
+        };
+        store.leave_checkpoints_to_checkpointer()?;
+        Ok(store)
     }
 
     /// Opens an existing log for reading while the broker writes it (WAL
@@ -72,6 +69,7 @@ impl SqliteStore {
         let conn = connect(path, &location, Durability::Fsync, Access::ReadOnly)?;
         Ok(Self {
             conn,
+            checkpointer: None,
             path: path.to_owned(),
             location,
             durability: Durability::Fsync,
@@ -85,6 +83,17 @@ impl SqliteStore {
 
     fn err(&self, doing: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         move |e| sqlite_error(&self.location, doing, e)
+    }
+
+    /// With the checkpointer running, the writer checkpoints only if the
+    /// WAL grows far beyond what the checkpointer lets it.
+    fn leave_checkpoints_to_checkpointer(&self) -> Result<(), StoreError> {
+        if self.checkpointer.is_some() {
+            self.conn
+                .pragma_update(None, "wal_autocheckpoint", wal::WRITER_FALLBACK_PAGES)
+                .map_err(self.err("setting the WAL size"))?;
+        }
+        Ok(())
     }
 
     fn writable(&self) -> Result<(), StoreError> {
@@ -114,202 +123,6 @@ impl SqliteStore {
         &self.conn
     }
 }
-
-/// Creates the file 0600 before SQLite does (SQLite would use the umask);
-/// its `-wal` and `-shm` files then take the same mode.
-fn create_private(path: &Path, location: &str) -> Result<(), StoreError> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(StoreError::new(
-            match e.kind() {
-                ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => StoreErrorKind::ReadOnly,
-                ErrorKind::StorageFull => StoreErrorKind::DiskFull,
-                _ => StoreErrorKind::Io,
-            },
-            location,
-            format!("cannot create the audit log: {e}; check that its directory exists and the broker may write there"),
-        )),
-    }
-}
-
-/// Opens a connection with the log's settings, migrates (when writing)
-/// and checks the tree.
-fn connect(
-    path: &Path,
-    location: &str,
-    durability: Durability,
-    access: Access,
-) -> Result<Connection, StoreError> {
-    let err = |doing: &'static str| move |e| sqlite_error(location, doing, e);
-    let flags = match access {
-        Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE,
-        Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
-    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let mut conn = Connection::open_with_flags(path, flags).map_err(err("opening"))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(err("setting the lock timeout"))?;
-    conn.set_prepared_statement_cache_capacity(64);
-    if access == Access::ReadWrite {
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .map_err(err("switching to WAL"))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::new(
-                StoreErrorKind::Other,
-                location,
-                format!("SQLite kept journal mode `{mode}` instead of WAL (a network file system?): keep the log on a local disk"),
-            ));
-        }
-        // FULL: the WAL is fsynced at every commit. NORMAL in WAL mode:
-        // commits reach the OS at once and the disk at WAL checkpoints, so
-        // a power cut may lose the last commits but never corrupts the
-        // file (OFF could).
-        let synchronous = match durability {
-            Durability::Fsync => "FULL",
-            Durability::Os => "NORMAL",
-        };
-        conn.pragma_update(None, "synchronous", synchronous)
-            .map_err(err("setting durability"))?;
-        schema::migrate(&mut conn, location)?;
-    } else {
-        schema::check_version(&conn, location)?;
-    }
-    check_tree(&conn, location)?;
-    Ok(conn)
-}
-
-/// The stored hashes must end where a tree of the stored entries ends.
-fn check_tree(conn: &Connection, location: &str) -> Result<u64, StoreError> {
-    let size = tree_size_of(conn, location)?;
-    let max_idx: Option<i64> = conn
-        .query_row("SELECT MAX(idx) FROM hashes", [], |r| r.get(0))
-        .map_err(|e| sqlite_error(location, "counting stored hashes", e))?;
-    let held = max_idx.map_or(0, |i| i.saturating_add(1) as u64);
-    let want = stored_hash_count(size);
-    if held != want {
-        return Err(StoreError::corrupt(
-            location,
-            format!(
-                "it holds {held} stored hashes but a tree of its {size} entries has {want}: the file was changed outside hoop or damaged; keep it for investigation, check it with `hoop-broker audit verify` and restore the log from backup"
-            ),
-        ));
-    }
-    Ok(size)
-}
-
-fn tree_size_of(conn: &Connection, location: &str) -> Result<u64, StoreError> {
-    let max: Option<i64> = conn
-        .query_row("SELECT MAX(seq) FROM entries", [], |r| r.get(0))
-        .map_err(|e| sqlite_error(location, "reading the tree size", e))?;
-    match max {
-        None => Ok(0),
-        Some(seq) if seq >= 0 && (seq as u64) < MAX_TREE_SIZE => Ok(seq as u64 + 1),
-        Some(seq) => Err(StoreError::corrupt(
-            location,
-            format!("an entry has seq {seq}"),
-        )),
-    }
-}
-
-fn sql_int(location: &str, what: &str, v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v)
-        .map_err(|_| StoreError::invalid(location, format!("{what} {v} is beyond any log")))
-}
-
-fn to_u64(location: &str, what: &str, v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::corrupt(location, format!("{what} is {v}")))
-}
-
-/// Reads stored hashes in runs of consecutive indexes (one range query
-/// each); exactly one hash per index asked, or an error.
-fn read_hashes_from(
-    conn: &Connection,
-    location: &str,
-    indexes: &[u64],
-) -> Result<Vec<Hash>, StoreError> {
-    let err = |e| sqlite_error(location, "reading stored hashes", e);
-    let mut stmt = conn
-        .prepare_cached("SELECT idx, hash FROM hashes WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")
-        .map_err(err)?;
-    let mut out = Vec::with_capacity(indexes.len());
-    let mut rest = indexes;
-    while let Some(&start) = rest.first() {
-        let run = 1 + rest
-            .windows(2)
-            .take_while(|w| w[0].checked_add(1) == Some(w[1]))
-            .count();
-        let end = start.saturating_add(run as u64);
-        let mut rows = stmt
-            .query((
-                sql_int(location, "hash index", start)?,
-                sql_int(location, "hash index", end)?,
-            ))
-            .map_err(err)?;
-        let mut expect = start;
-        while let Some(row) = rows.next().map_err(err)? {
-            let idx: i64 = row.get(0).map_err(err)?;
-            if u64::try_from(idx).ok() != Some(expect) {
-                break;
-            }
-            let hash: [u8; 32] = row
-                .get_ref(1)
-                .map_err(err)?
-                .as_blob()
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| {
-                    StoreError::corrupt(location, format!("stored hash {idx} is not 32 bytes"))
-                })?;
-            out.push(Hash(hash));
-            expect += 1;
-        }
-        if expect != end {
-            return Err(StoreError::corrupt(
-                location,
-                format!("stored hash {expect} is missing: check the log with `hoop-broker audit verify`"),
-            ));
-        }
-        rest = &rest[run..];
-    }
-    Ok(out)
-}
-
-/// The hashes of an open transaction, as tlog reads them.
-struct ConnHashes<'c> {
-    conn: &'c Connection,
-    location: &'c str,
-    failure: RefCell<Option<StoreError>>,
-}
-
-impl HashReader for ConnHashes<'_> {
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
-        read_hashes_from(self.conn, self.location, indexes).map_err(|e| {
-            *self.failure.borrow_mut() = Some(e);
-            tlog_tiles::Error::IndexesNotInTree
-        })
-    }
-}
-
-fn entry_from_row(location: &str, row: &rusqlite::Row<'_>) -> Result<StoredEntry, StoreError> {
-    let err = |e| sqlite_error(location, "reading an entry", e);
-    Ok(StoredEntry {
-        seq: to_u64(location, "an entry's seq", row.get(0).map_err(err)?)?,
-        time_ns: row.get(1).map_err(err)?,
-        entry: row.get(2).map_err(err)?,
-        bodies: Vec::new(),
-    })
-}
-
-fn sha_from(location: &str, blob: Vec<u8>) -> Result<[u8; 32], StoreError> {
-    blob.try_into()
-        .map_err(|_| StoreError::corrupt(location, "a body's SHA-256 is not 32 bytes"))
-}
-
 impl AuditStore for SqliteStore {
     fn durability(&self) -> Durability {
         self.durability
@@ -395,6 +208,9 @@ impl AuditStore for SqliteStore {
             }
         }
         tx.commit().map_err(err("committing a batch"))?;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.nudge();
+        }
         Ok(sequenced.new_size)
     }
 
@@ -661,7 +477,7 @@ impl AuditStore for SqliteStore {
 
     fn reopen(&mut self) -> Result<(), StoreError> {
         self.conn = connect(&self.path, &self.location, self.durability, self.access)?;
-        Ok(())
+        self.leave_checkpoints_to_checkpointer()
     }
 }
 

@@ -177,3 +177,41 @@ fn a_missing_directory_is_named() {
     assert!(err.to_string().contains("gone/audit.db"), "{err}");
     assert!(err.to_string().contains("directory exists"), "{err}");
 }
+
+/// The checkpointer thread copies the WAL into the file while the writer
+/// only appends (the writer alone would wait for a 256 MiB WAL).
+#[test]
+fn the_wal_is_copied_back_beside_the_writer() {
+    let dir = TestDir::new("sqlite-wal");
+    let path = dir.path().join("audit.db");
+    let mut store = SqliteStore::open(&path, Durability::Os).unwrap();
+    let before = std::fs::metadata(&path).unwrap().len();
+    for start in (0..3000).step_by(500) {
+        store.append_batch(&events(start..start + 500)).unwrap();
+    }
+    let mut grown = 0;
+    for _ in 0..100 {
+        grown = std::fs::metadata(&path).unwrap().len();
+        if grown > before + 1_000_000 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        grown > before + 1_000_000,
+        "the file stayed at {grown} bytes"
+    );
+    let fallback: i64 = store
+        .connection()
+        .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(fallback, wal::WRITER_FALLBACK_PAGES);
+    drop(store);
+    assert_eq!(
+        SqliteStore::open_read_only(&path)
+            .unwrap()
+            .tree_size()
+            .unwrap(),
+        3000
+    );
+}
