@@ -4,6 +4,9 @@
 #                          the conformance suite, the TypeScript SDK client)
 #   - tests/.venv         (python3 -m venv + pip install -r tests/requirements.txt:
 #                          the Python SDK mcp==2.3.0 for the fixtures and clients)
+#   - Go and golang.org/x/mod from Debian (golang-go, golang-golang-x-mod-dev):
+#                          the reference verifier of the audit export
+#                          (tests/verifier-go), built in GOPATH mode
 # Idempotent: each half is skipped when a stamp shows it already matches its lock
 # file. Set HOOP_SETUP_FORCE=1 to reinstall both. Needs only the npm registry and
 # PyPI. Usage: bash tests/setup.sh   (from anywhere)
@@ -58,4 +61,15 @@ else
   echo "$py_want" > "$py_stamp"
 fi
 
-log "ok: node $(node --version), $(.venv/bin/python --version)"
+# ---- Go reference verifier (Debian packages) ------------------------------
+if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/golang.org/x/mod/sumdb/tlog ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "apt-get install golang-go golang-golang-x-mod-dev"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q golang-go golang-golang-x-mod-dev >/dev/null \
+      || die "apt-get install golang-go golang-golang-x-mod-dev failed"
+  else
+    die "the audit tests need Go's reference code: apt-get install golang-go golang-golang-x-mod-dev"
+  fi
+fi
+
+log "ok: node $(node --version), $(.venv/bin/python --version), $(go version)"

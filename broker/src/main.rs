@@ -86,6 +86,10 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Read the audit log on this host: its key, search, replay, export,
+    /// verify. Every read is itself recorded.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Lift a revocation by its id (see `revocations`).
     Unrevoke {
         id: i64,
@@ -120,6 +124,87 @@ enum ToolsCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print the verifier key of the log's checkpoints (`name+id+base64`),
+    /// what examiners verify exports with.
+    #[command(
+        after_help = "Examples:\n  hoop-broker audit pubkey --config /etc/hoop/broker.toml\n  hoop audit verify export.jsonl --key \"$(hoop-broker audit pubkey --dev)\""
+    )]
+    Pubkey {
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// Events matching every filter given, oldest first.
+    #[command(
+        after_help = "Examples:\n  hoop-broker audit search --user alice --since 1h --config broker.toml\n  hoop-broker audit search --type auth.failure --json --dev"
+    )]
+    Search {
+        #[command(flatten)]
+        filters: hoop_broker::audit::reader::SearchFlags,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// The timeline of one exchange or one MCP session.
+    Replay {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// Events with the checkpoints and proofs they need, to a file that
+    /// verifies on its own; signed to the last event with the log's key.
+    Export {
+        #[command(flatten)]
+        export: hoop_broker::audit::reader::ExportFlags,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// Check the whole log (every leaf, stored hash and checkpoint), or an
+    /// export (FILE; offline, with --key).
+    Verify {
+        file: Option<PathBuf>,
+        #[arg(long)]
+        key: Vec<String>,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+}
+
+/// Which audit log an admin command reads.
+#[derive(clap::Args)]
+struct LogArgs {
+    /// The audit log file itself.
+    #[arg(long = "audit-log", env = "HOOP_BROKER_AUDIT_LOG")]
+    audit_log: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+impl LogArgs {
+    fn local(&self) -> anyhow::Result<hoop_broker::audit::local::LocalLog> {
+        use hoop_broker::audit::local::LocalLog;
+        if let Some(p) = &self.audit_log {
+            return Ok(LocalLog::new(
+                p.clone(),
+                p.with_file_name("audit-signing.key"),
+            ));
+        }
+        let mut config = match &self.store.config {
+            Some(c) => BrokerConfig::load(c)?,
+            None => BrokerConfig::empty(),
+        };
+        if config.store.is_none() {
+            config.store = Some(self.store.path()?);
+        }
+        let (path, key) = hoop_broker::run::audit_paths(&config)?;
+        Ok(LocalLog::new(path, key))
+    }
 }
 
 /// Which broker store an admin command works on.
@@ -293,6 +378,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             let path = store.path()?;
             let s = BrokerStore::open_existing(&path)?;
+            record_admin(
+                &store,
+                serde_json::json!({"command": "revoke", "subject": subject, "issuer": issuer, "reason": reason, "for_secs": duration}),
+            )?;
             let now = now_unix();
             let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
             let r = s.add_revocation(
@@ -394,6 +483,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             store,
         }) => {
             let s = BrokerStore::open_existing(&store.path()?)?;
+            record_admin(
+                &store,
+                serde_json::json!({"command": "tools accept", "target": target, "tool": tool}),
+            )?;
             let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
             let n = s.accept_tools(&target, tool.as_deref(), &by, now_unix())?;
             if n == 0 {
@@ -405,13 +498,111 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("accepted {n} tool definition(s) on target {target}");
             Ok(())
         }
+        Command::Audit(cmd) => audit_command(cmd),
         Command::Unrevoke { id, store } => {
             let s = BrokerStore::open_existing(&store.path()?)?;
+            record_admin(&store, serde_json::json!({"command": "unrevoke", "id": id}))?;
             if s.lift_revocation(id, now_unix())? {
                 println!("revocation {id} lifted");
                 Ok(())
             } else {
                 anyhow::bail!("no revocation {id} in force (see `hoop-broker revocations --all`)")
+            }
+        }
+    }
+}
+
+/// Records an administrator's command in the audit log before it acts:
+/// a change that cannot be recorded is not made.
+fn record_admin(store: &StoreArgs, detail: serde_json::Value) -> anyhow::Result<()> {
+    let log = LogArgs {
+        audit_log: None,
+        store: StoreArgs {
+            store: store.store.clone(),
+            config: store.config.clone(),
+            dev: store.dev,
+            state_dir: store.state_dir.clone(),
+        },
+    };
+    log.local()?
+        .record(hoop_broker::audit::event::EventKind::AdminCommand, detail)?;
+    Ok(())
+}
+
+fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
+    use hoop_broker::audit::reader::AuditRequest;
+    use hoop_broker::audit::view;
+    let now = hoop_broker::audit::event::now_ns();
+    let lines_of = |log: &LogArgs, req: &AuditRequest| -> anyhow::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        log.local()?.read(req, &mut out)?;
+        Ok(out)
+    };
+    match cmd {
+        AuditCommand::Pubkey { log } => {
+            let local = log.local()?;
+            match local.verifier_key() {
+                Some(k) => {
+                    println!("{k}");
+                    Ok(())
+                }
+                None => anyhow::bail!(
+                    "no audit log with a key at {}: the broker makes both when it starts",
+                    local.path().display()
+                ),
+            }
+        }
+        AuditCommand::Search { filters, json, log } => {
+            let req = filters.request(now).map_err(|e| anyhow::anyhow!(e))?;
+            view::print_lines(&lines_of(&log, &req)?, json, view::table)
+        }
+        AuditCommand::Replay { id, json, log } => {
+            let out = lines_of(&log, &AuditRequest::Replay { id: id.clone() })?;
+            if out.is_empty() && !json {
+                anyhow::bail!(
+                    "no exchange or session {id:?} in the audit log (ids come from `audit search`)"
+                );
+            }
+            view::print_lines(&out, json, view::timeline)
+        }
+        AuditCommand::Export { export, log } => {
+            let req = export.request(now).map_err(|e| anyhow::anyhow!(e))?;
+            let out = lines_of(&log, &req)?;
+            view::write_export(&export.out, &out)
+        }
+        AuditCommand::Verify {
+            file: Some(file),
+            key,
+            log,
+        } => {
+            let keys = if key.is_empty() {
+                log.local()?.verifier_key().into_iter().collect()
+            } else {
+                key
+            };
+            let f = std::fs::File::open(&file)
+                .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
+            match hoop_audit_log::verify_export(std::io::BufReader::new(f), &keys) {
+                Ok(r) => {
+                    println!("{r}");
+                    Ok(())
+                }
+                Err(e) => {
+                    println!("FAIL {e}");
+                    anyhow::bail!("{} does not verify", file.display())
+                }
+            }
+        }
+        AuditCommand::Verify {
+            file: None, log, ..
+        } => {
+            let out = lines_of(&log, &AuditRequest::Verify)?;
+            let report: serde_json::Value = serde_json::from_slice(out.trim_ascii_end())?;
+            println!("{}", report["summary"].as_str().unwrap_or("?"));
+            if report["ok"] == serde_json::Value::Bool(true) {
+                Ok(())
+            } else {
+                anyhow::bail!("the audit log does not verify")
             }
         }
     }
@@ -434,6 +625,9 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     }
     if config.store.is_none() {
         config.store = Some(serve_store()?);
+    }
+    if config.admin.listen.is_none() {
+        config.admin.listen = Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_ADMIN_PORT)));
     }
     if config.policy.is_none() {
         eprintln!(
@@ -463,6 +657,7 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
             p.display()
         );
     }
+    print_audit(&broker);
     serve_until_stopped(broker).await;
     Ok(())
 }
@@ -525,6 +720,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     for (n, p) in &token_files {
         println!("token for {n}: {}", p.display());
     }
+    print_audit(&broker);
     if let (Some(t), Some((_, p))) = (targets.first(), token_files.first()) {
         println!(
             "connect:  hoop connect mcp {t} --broker {} --pin {} --token-file {}",
@@ -535,6 +731,23 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     }
     serve_until_stopped(broker).await;
     Ok(())
+}
+
+/// Where `serve` answers `/healthz` unless `[admin] listen` says otherwise.
+const DEFAULT_ADMIN_PORT: u16 = 4434;
+
+fn print_audit(broker: &hoop_broker::RunningBroker) {
+    let h = broker.pipeline.audit().log().health();
+    println!(
+        "audit log: {} (durability {}, {} events); verifier key: {}",
+        h.location,
+        h.durability.as_str(),
+        h.tree_size,
+        broker.audit_key()
+    );
+    if let Some(a) = broker.admin_addr {
+        println!("admin: http://{a}/healthz");
+    }
 }
 
 /// Serves until Ctrl-C or SIGTERM, then shuts the broker down cleanly.

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use hoop_audit_log::{AuditLog, Durability, LogConfig};
 
+use crate::audit::event::{Actor, Event, EventKind};
 use crate::audit::Audit;
 use crate::config::{AuditDurability, BrokerConfig};
 use crate::identity::revocation::{self, RevocationList};
@@ -163,14 +164,54 @@ async fn start_inner(
     });
     let policy_watch = reload.map(|(path, text)| {
         let pipeline = pipeline.clone();
-        crate::policy::reload::watch(path, text, move |p| pipeline.set_policy(p))
+        let file = path.display().to_string();
+        crate::policy::reload::watch(path, text, move |outcome, sha256| {
+            let (accepted, why) = match outcome {
+                Ok(p) => {
+                    pipeline.set_policy(p);
+                    (true, None)
+                }
+                Err(why) => (false, Some(why)),
+            };
+            let audit = pipeline.audit().clone();
+            let detail = serde_json::json!({
+                "file": file,
+                "sha256": sha256,
+                "accepted": accepted,
+            });
+            tokio::spawn(async move {
+                let mut e = Event::now(EventKind::PolicyReload);
+                e.actor = Some(Actor::local("hoop-broker"));
+                e.outcome = Some(if accepted { "ok" } else { "refused" });
+                e.reason = why.as_deref();
+                e.detail = Some(detail);
+                audit.note(&e, None).await;
+            });
+        })
     });
     let watcher = config.store.clone().map(|path| {
         let server = server.clone();
         let list = revocations.clone();
         // The same store carries accepted tool definitions.
-        revocation::watch(revocations.clone(), path, move || {
+        let audit = pipeline.audit().clone();
+        revocation::watch(revocations.clone(), path, move |added, ended| {
             server.live.enforce(&list);
+            if !added.is_empty() || !ended.is_empty() {
+                let audit = audit.clone();
+                tokio::spawn(async move {
+                    for (kind, r) in added
+                        .iter()
+                        .map(|r| (EventKind::RevocationAdded, r))
+                        .chain(ended.iter().map(|r| (EventKind::RevocationLifted, r)))
+                    {
+                        let mut e = Event::now(kind);
+                        e.actor = Some(Actor::local(&r.created_by));
+                        e.reason = Some(&r.reason);
+                        e.detail = serde_json::to_value(r).ok();
+                        audit.note(&e, None).await;
+                    }
+                });
+            }
             let drift = drift.clone();
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = drift.reload() {

@@ -13,15 +13,6 @@ use std::time::{Duration, Instant};
 use hoop_e2e::*;
 use serde_json::Value;
 
-/// `--header K=V` arguments carrying the local endpoint's secret.
-fn header_args(connect: &Connect) -> Vec<String> {
-    connect
-        .auth_header()
-        .into_iter()
-        .flat_map(|h| ["--header".to_string(), h])
-        .collect()
-}
-
 fn detail<'a>(all: &'a [Outcome], scenario: &str) -> &'a Value {
     &outcome(all, scenario).detail
 }
@@ -43,7 +34,7 @@ fn handshake_era_get_stream_carries_logs_updates_and_list_changed() {
         &connect.url,
         "handshake",
         &scenarios,
-        &header_args(&connect),
+        &connect.header_args(),
     );
 
     for out in [&direct, &via] {
@@ -78,7 +69,7 @@ fn request_scoped_logs_and_the_2026_listen_stream() {
 
     let broker = Broker::start(dir.path(), &http_target("bank", &upstream));
     let connect = Connect::start(dir.path(), &broker, "bank", &[]);
-    let auth = header_args(&connect);
+    let auth = connect.header_args();
     let via_modern = python_client(&connect.url, "auto", &modern, &auth);
     let via_legacy = python_client(&connect.url, "handshake", &legacy, &auth);
 

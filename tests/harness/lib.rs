@@ -404,6 +404,15 @@ impl Connect {
         }
     }
 
+    /// `--header K=V` arguments for the Python client, carrying the local
+    /// endpoint's secret.
+    pub fn header_args(&self) -> Vec<String> {
+        self.auth_header()
+            .into_iter()
+            .flat_map(|h| ["--header".to_string(), h])
+            .collect()
+    }
+
     /// The `Authorization` header the local endpoint wants, as K=V.
     pub fn auth_header(&self) -> Vec<String> {
         self.secret
@@ -766,7 +775,9 @@ pub fn hoop_demo(dir: &Path, record: &Path) -> (Proc, String, String) {
     let port = free_tcp_port();
     let mut cmd = Command::new(bin("hoop"));
     cmd.args(["demo", "--port", &port.to_string(), "--record"])
-        .arg(record);
+        .arg(record)
+        // The demo's audit log and profile go to the test's own data dir.
+        .env("HOOP_DATA_DIR", dir);
     let mut demo = Proc::spawn("hoop-demo", cmd, dir);
     let banner = demo.line_matching(Duration::from_secs(30), |l| l.starts_with("MCP endpoint:"));
     (demo, format!("http://127.0.0.1:{port}/mcp"), banner)

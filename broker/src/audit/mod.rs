@@ -12,6 +12,7 @@
 //! log allows, and a failure to record them is logged.
 
 pub mod event;
+pub mod local;
 pub mod ocsf;
 pub mod reader;
 pub mod view;

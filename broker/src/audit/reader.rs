@@ -55,7 +55,7 @@ impl AuditRequest {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
     /// docs/audit.md: events, checkpoints and proofs; verifies on its own.
@@ -89,6 +89,83 @@ pub struct SearchArgs {
     pub after_seq: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+}
+
+/// The search filters on the command line (`hoop audit search` and
+/// `hoop-broker audit search` take the same).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SearchFlags {
+    /// Subject (`sub`, or `workload:NAME`).
+    #[arg(long)]
+    pub user: Option<String>,
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Tool, prompt, resource URI or task id.
+    #[arg(long)]
+    pub tool: Option<String>,
+    /// allow, deny or approve.
+    #[arg(long)]
+    pub decision: Option<String>,
+    /// Event type, e.g. mcp.request, mcp.refused, auth.failure, audit.read.
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    /// From (RFC 3339, a date, or a span back: 15m, 8h, 7d).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Until (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// At most this many events (up to 10000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+}
+
+impl SearchFlags {
+    pub fn request(&self, now_ns: i64) -> Result<AuditRequest, String> {
+        Ok(AuditRequest::Search(SearchArgs {
+            user: self.user.clone(),
+            target: self.target.clone(),
+            tool: self.tool.clone(),
+            decision: self.decision.clone(),
+            kind: self.kind.clone(),
+            since_ns: flag_time(self.since.as_deref(), "--since", now_ns)?,
+            until_ns: flag_time(self.until.as_deref(), "--until", now_ns)?,
+            after_seq: None,
+            limit: Some(self.limit),
+        }))
+    }
+}
+
+/// The export's range and form on the command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportFlags {
+    /// From (RFC 3339, a date, or a span back: 15m, 8h, 7d).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Until (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    pub format: ExportFormat,
+    /// The file to write (`-` for standard output); never overwritten.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+}
+
+impl ExportFlags {
+    pub fn request(&self, now_ns: i64) -> Result<AuditRequest, String> {
+        Ok(AuditRequest::Export {
+            since_ns: flag_time(self.since.as_deref(), "--since", now_ns)?,
+            until_ns: flag_time(self.until.as_deref(), "--until", now_ns)?,
+            format: self.format,
+        })
+    }
+}
+
+fn flag_time(t: Option<&str>, flag: &str, now_ns: i64) -> Result<Option<i64>, String> {
+    t.map(|t| super::view::parse_time(t, now_ns))
+        .transpose()
+        .map_err(|e| format!("{flag}: {e}"))
 }
 
 /// Runs `req` against `store`, writing the answer's lines to `out`.

@@ -140,6 +140,54 @@ pub fn timeline(events: &[Value]) -> String {
     out
 }
 
+/// Prints an answer's lines: as they are (`json`), or rendered.
+pub fn print_lines(lines: &[u8], json: bool, render: fn(&[Value]) -> String) -> anyhow::Result<()> {
+    use std::io::Write;
+    if json {
+        std::io::stdout().write_all(lines)?;
+        return Ok(());
+    }
+    let events: Vec<Value> = lines
+        .split(|b| *b == b'\n')
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect();
+    print!("{}", render(&events));
+    Ok(())
+}
+
+/// Writes an export to a new file (`-`: standard output). An existing file
+/// is never overwritten: an export is evidence.
+pub fn write_export(path: &std::path::Path, text: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    if path.as_os_str() == "-" {
+        std::io::stdout().write_all(text)?;
+        return Ok(());
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create {}: {e} (an existing export is never overwritten)",
+                path.display()
+            )
+        })?;
+    f.write_all(text)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    let events = text
+        .split(|b| *b == b'\n')
+        .filter(|l| l.starts_with(b"{\"seq\":") || l.starts_with(b"{\"activity_id\""))
+        .count();
+    eprintln!(
+        "wrote {} ({events} events); check it with `hoop audit verify {} --key KEY`",
+        path.display(),
+        path.display()
+    );
+    Ok(())
+}
+
 fn latency(e: &Value) -> String {
     match e.get("latency_us").and_then(Value::as_u64) {
         Some(us) if us >= 1000 => format!("{:.1} ms", us as f64 / 1000.0),

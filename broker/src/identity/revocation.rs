@@ -34,11 +34,26 @@ impl RevocationList {
             .cloned()
     }
 
-    fn replace(&self, list: Vec<Revocation>) {
-        match self.current.write() {
-            Ok(mut l) => *l = Arc::new(list),
-            Err(p) => *p.into_inner() = Arc::new(list),
-        }
+    /// Replaces the list; returns the revocations new in it and those no
+    /// longer in it (lifted or expired), for the audit log.
+    fn replace(&self, list: Vec<Revocation>) -> (Vec<Revocation>, Vec<Revocation>) {
+        let mut guard = match self.current.write() {
+            Ok(l) => l,
+            Err(p) => p.into_inner(),
+        };
+        let old = guard.clone();
+        let added = list
+            .iter()
+            .filter(|r| !old.iter().any(|o| o.id == r.id))
+            .cloned()
+            .collect();
+        let gone = old
+            .iter()
+            .filter(|o| !list.iter().any(|r| r.id == o.id))
+            .cloned()
+            .collect();
+        *guard = Arc::new(list);
+        (added, gone)
     }
 
     /// Loads the list once from `store` (at start-up: the broker must not
@@ -47,14 +62,27 @@ impl RevocationList {
         self.replace(store.revocations(false, now_unix())?);
         Ok(())
     }
+
+    /// Every revocation in force now.
+    pub fn all(&self) -> Arc<Vec<Revocation>> {
+        match self.current.read() {
+            Ok(l) => l.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
 }
 
 /// Keeps `list` in step with the store at `path` and calls `changed` after
-/// each reload. Runs until the task is dropped. A store that cannot be read
+/// each reload, with the revocations that came into force and those that
+/// ended (lifted or expired) since the last. Runs until the task is dropped. A store that cannot be read
 /// keeps the last list (and says so) rather than forgetting revocations.
 /// SQLite calls block (a busy database waits up to 5 s), so they run on
 /// the blocking pool, never on the runtime's own thread.
-pub async fn watch(list: Arc<RevocationList>, path: PathBuf, changed: impl Fn() + Send + 'static) {
+pub async fn watch(
+    list: Arc<RevocationList>,
+    path: PathBuf,
+    changed: impl Fn(Vec<Revocation>, Vec<Revocation>) + Send + 'static,
+) {
     let mut last_version = None;
     let mut last_reload = std::time::Instant::now();
     let mut tick = tokio::time::interval(POLL);
@@ -83,10 +111,10 @@ pub async fn watch(list: Arc<RevocationList>, path: PathBuf, changed: impl Fn() 
         };
         match outcome {
             Ok(Some((version, revocations))) => {
-                list.replace(revocations);
+                let (added, gone) = list.replace(revocations);
                 last_version = Some(version);
                 last_reload = std::time::Instant::now();
-                changed();
+                changed(added, gone);
             }
             Ok(None) => {}
             Err(e) => tracing::error!("revocations: cannot read the store: {e:#}"),

@@ -18,9 +18,15 @@ const SETTLE: Duration = Duration::from_millis(200);
 const MAX_RELOAD_BYTES: usize = super::file::MAX_FILE_BYTES as usize;
 
 /// Reloads `path` whenever its content changes (or SIGHUP arrives) and
-/// hands each valid new policy to `apply`. `loaded` is the text the running
-/// policy came from. Runs until the task is dropped.
-pub async fn watch(path: PathBuf, loaded: String, apply: impl Fn(Policy) + Send + 'static) {
+/// hands each outcome to `apply` with the SHA-256 (hex) of the text read:
+/// a valid new policy, or why the file was refused (the running policy then
+/// stays). `loaded` is the text the running policy came from. Runs until
+/// the task is dropped.
+pub async fn watch(
+    path: PathBuf,
+    loaded: String,
+    apply: impl Fn(Result<Policy, String>, &str) + Send + 'static,
+) {
     let mut current = loaded;
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -50,25 +56,35 @@ pub async fn watch(path: PathBuf, loaded: String, apply: impl Fn(Policy) + Send 
             Ok(again) if again == text => {}
             _ => continue,
         }
+        let sha256 = {
+            use sha2::Digest;
+            let d = sha2::Sha256::digest(text.as_bytes());
+            d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
         if text.len() > MAX_RELOAD_BYTES {
-            tracing::error!(path = %path.display(), "policy not reloaded, the running policy stays: the file is over {MAX_RELOAD_BYTES} bytes");
+            let why = format!("the file is over {MAX_RELOAD_BYTES} bytes");
+            tracing::error!(path = %path.display(), "policy not reloaded, the running policy stays: {why}");
+            apply(Err(why), &sha256);
             current = text;
             continue;
         }
         match Policy::parse(&text, &path.display().to_string()) {
             Ok(policy) if policy.rule_count() == 0 => {
-                tracing::error!(path = %path.display(), "policy not reloaded, the running policy stays: the file has no rules (an empty or truncated file); write an explicit rule if everything is to be denied");
+                let why = "the file has no rules (an empty or truncated file); write an explicit rule if everything is to be denied";
+                tracing::error!(path = %path.display(), "policy not reloaded, the running policy stays: {why}");
+                apply(Err(why.to_owned()), &sha256);
             }
             Ok(policy) => {
                 let rules = policy.rule_count();
                 for finding in policy.lint() {
                     tracing::warn!(path = %path.display(), "policy check: {finding}");
                 }
-                apply(policy);
+                apply(Ok(policy), &sha256);
                 tracing::info!(path = %path.display(), rules, "policy reloaded");
             }
             Err(e) => {
                 tracing::error!(path = %path.display(), "policy not reloaded, the running policy stays: {e:#}");
+                apply(Err(format!("{e:#}")), &sha256);
             }
         }
         // A bad file is not retried until it changes again.

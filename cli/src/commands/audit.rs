@@ -3,11 +3,10 @@
 //! recorded by the broker. `hoop audit verify FILE --key KEY` needs no
 //! broker at all: it proves an export unaltered on its own.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use hoop_broker::audit::reader::{AuditRequest, ExportFormat, SearchArgs};
+use hoop_broker::audit::reader::{AuditRequest, ExportFlags, SearchFlags};
 use hoop_broker::audit::view;
 use hoop_proto::{McpHeaders, OpenStream, StreamKind};
 use serde_json::{json, Value};
@@ -29,29 +28,8 @@ pub struct AuditArgs {
 pub enum AuditCommand {
     /// Events matching every filter given, oldest first.
     Search {
-        /// Subject (`sub`, or `workload:NAME`).
-        #[arg(long)]
-        user: Option<String>,
-        #[arg(long)]
-        target: Option<String>,
-        /// Tool, prompt, resource URI or task id.
-        #[arg(long)]
-        tool: Option<String>,
-        /// allow, deny or approve.
-        #[arg(long)]
-        decision: Option<String>,
-        /// Event type, e.g. mcp.request, mcp.refused, auth.failure.
-        #[arg(long = "type")]
-        kind: Option<String>,
-        /// From (RFC 3339, a date, or a span back: 15m, 8h, 7d).
-        #[arg(long)]
-        since: Option<String>,
-        /// Until (same forms as --since).
-        #[arg(long)]
-        until: Option<String>,
-        /// At most this many events (up to 10000).
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
+        #[command(flatten)]
+        filters: SearchFlags,
         /// The events as JSON lines, exactly as recorded.
         #[arg(long)]
         json: bool,
@@ -70,15 +48,8 @@ pub enum AuditCommand {
     /// Events with the checkpoints and proofs they need, to a file that
     /// verifies on its own (`--format jsonl`), or as OCSF API Activity.
     Export {
-        #[arg(long)]
-        since: Option<String>,
-        #[arg(long)]
-        until: Option<String>,
-        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
-        format: Format,
-        /// The file to write (`-` for standard output).
-        #[arg(long)]
-        out: PathBuf,
+        #[command(flatten)]
+        export: ExportFlags,
         #[command(flatten)]
         connection: ConnectionArgs,
     },
@@ -105,44 +76,15 @@ pub enum AuditCommand {
     },
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Format {
-    Jsonl,
-    Ocsf,
-}
-
 pub async fn run(args: AuditArgs) -> Result<(), CommandError> {
     let now = hoop_broker::audit::event::now_ns();
-    let time = |t: &Option<String>, flag: &str| -> Result<Option<i64>, CommandError> {
-        t.as_deref()
-            .map(|t| view::parse_time(t, now))
-            .transpose()
-            .map_err(|e| usage(format!("{flag}: {e}")))
-    };
     match args.command {
         AuditCommand::Search {
-            user,
-            target,
-            tool,
-            decision,
-            kind,
-            since,
-            until,
-            limit,
+            filters,
             json,
             connection,
         } => {
-            let req = AuditRequest::Search(SearchArgs {
-                user,
-                target,
-                tool,
-                decision,
-                kind,
-                since_ns: time(&since, "--since")?,
-                until_ns: time(&until, "--until")?,
-                after_seq: None,
-                limit: Some(limit),
-            });
+            let req = filters.request(now).map_err(usage)?;
             let lines = ask(&connection, &req).await?;
             print_events(&lines, json, view::table)
         }
@@ -162,44 +104,11 @@ pub async fn run(args: AuditArgs) -> Result<(), CommandError> {
             }
             print_events(&lines, json, view::timeline)
         }
-        AuditCommand::Export {
-            since,
-            until,
-            format,
-            out,
-            connection,
-        } => {
-            let req = AuditRequest::Export {
-                since_ns: time(&since, "--since")?,
-                until_ns: time(&until, "--until")?,
-                format: match format {
-                    Format::Jsonl => ExportFormat::Jsonl,
-                    Format::Ocsf => ExportFormat::Ocsf,
-                },
-            };
+        AuditCommand::Export { export, connection } => {
+            let req = export.request(now).map_err(usage)?;
+            let out = export.out;
             let lines = ask(&connection, &req).await?;
-            let mut text = Vec::new();
-            for l in &lines {
-                text.extend_from_slice(l);
-                text.push(b'\n');
-            }
-            if out.as_os_str() == "-" {
-                std::io::stdout()
-                    .write_all(&text)
-                    .map_err(anyhow::Error::from)?;
-            } else {
-                write_new(&out, &text)?;
-                let events = lines
-                    .iter()
-                    .filter(|l| l.starts_with(b"{\"seq\":") || l.starts_with(b"{\"activity_id\""))
-                    .count();
-                eprintln!(
-                    "wrote {} ({events} events); check it with `hoop audit verify {} --key KEY`",
-                    out.display(),
-                    out.display()
-                );
-            }
-            Ok(())
+            view::write_export(&out, &joined(&lines)).map_err(CommandError::from)
         }
         AuditCommand::Verify {
             file: Some(file),
@@ -347,36 +256,15 @@ fn print_events(
     json: bool,
     render: fn(&[Value]) -> String,
 ) -> Result<(), CommandError> {
-    if json {
-        let mut out = std::io::stdout().lock();
-        for l in lines {
-            out.write_all(l).map_err(anyhow::Error::from)?;
-            out.write_all(b"\n").map_err(anyhow::Error::from)?;
-        }
-        return Ok(());
-    }
-    let events: Vec<Value> = lines
-        .iter()
-        .filter_map(|l| serde_json::from_slice(l).ok())
-        .collect();
-    print!("{}", render(&events));
-    Ok(())
+    view::print_lines(&joined(lines), json, render).map_err(CommandError::from)
 }
 
-/// Writes `text` to a new file (never over an existing one: an export is
-/// evidence, and overwriting one by accident loses it).
-fn write_new(path: &std::path::Path, text: &[u8]) -> Result<(), CommandError> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| {
-            usage(format!(
-                "cannot create {}: {e} (an existing export is never overwritten)",
-                path.display()
-            ))
-        })?;
-    f.write_all(text)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()).into())
+/// An answer's lines as one text, a line each.
+fn joined(lines: &[Bytes]) -> Vec<u8> {
+    let mut text = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+    for l in lines {
+        text.extend_from_slice(l);
+        text.push(b'\n');
+    }
+    text
 }

@@ -1,0 +1,102 @@
+//! The audit log from the broker host: what `hoop-broker audit …` and the
+//! other admin commands (`revoke`, `unrevoke`, `tools accept`) use to read
+//! the log and to record themselves in it, beside a running broker.
+//!
+//! The store assigns sequence numbers inside each write transaction, so a
+//! command appending here and the broker's writer never hand out the same
+//! one. A command whose action cannot be recorded does not act.
+
+use std::path::{Path, PathBuf};
+
+use hoop_audit_log::{AuditStore, Durability, LogSigner, SqliteStore};
+
+use super::event::{Actor, Event, EventKind};
+use super::reader::{self, AuditRequest};
+
+/// The log's files on this host.
+pub struct LocalLog {
+    pub path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+impl LocalLog {
+    pub fn new(path: PathBuf, key_path: PathBuf) -> Self {
+        Self { path, key_path }
+    }
+
+    fn must_exist(&self) -> anyhow::Result<()> {
+        if self.path.exists() {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "no audit log at {}: the broker creates it when it starts; point at the broker's own with --config FILE (its [audit] path or store) or --audit-log FILE",
+            self.path.display()
+        )
+    }
+
+    /// Records an event an administrator caused, as the operating-system
+    /// user running the command.
+    pub fn record(&self, kind: EventKind, detail: serde_json::Value) -> anyhow::Result<u64> {
+        self.must_exist()?;
+        let user = os_user();
+        let mut e = Event::now(kind);
+        e.actor = Some(Actor::local(&user));
+        e.detail = Some(detail);
+        let mut store = SqliteStore::open(&self.path, Durability::Fsync)?;
+        let size = store.append_batch(&[e.entry(None)]).map_err(|err| {
+            anyhow::anyhow!("cannot record this in the audit log, so nothing was done: {err}")
+        })?;
+        Ok(size.saturating_sub(1))
+    }
+
+    /// Runs a read, recorded first.
+    pub fn read(&self, req: &AuditRequest, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+        self.must_exist()?;
+        let detail = serde_json::to_value(req)?;
+        let user = os_user();
+        let mut e = Event::now(EventKind::AuditRead);
+        e.actor = Some(Actor::local(&user));
+        e.method = Some(req.op());
+        e.detail = Some(detail);
+        let mut store = SqliteStore::open(&self.path, Durability::Fsync)?;
+        store.append_batch(&[e.entry(None)]).map_err(|err| {
+            anyhow::anyhow!("cannot record this read in the audit log, so it is not served: {err}")
+        })?;
+        // The key signs an export's last checkpoint on the spot; without
+        // it (another user's file) the export ends at a stored checkpoint.
+        let signer = self.signer(&store).ok();
+        let keys: Vec<String> = self.verifier_key().into_iter().collect();
+        reader::run(&store, req, signer.as_ref(), &keys, out)
+    }
+
+    fn signer(&self, store: &SqliteStore) -> anyhow::Result<LogSigner> {
+        let origin = store
+            .meta(hoop_audit_log::store::meta_keys::ORIGIN)?
+            .ok_or_else(|| anyhow::anyhow!("the audit log has no origin yet"))?;
+        Ok(LogSigner::load(&self.key_path, &origin)?)
+    }
+
+    /// The verifier key: from the signing key itself when it is readable
+    /// here (the source of truth), else as the log records it.
+    pub fn verifier_key(&self) -> Option<String> {
+        let store = SqliteStore::open_read_only(&self.path).ok()?;
+        if let Ok(s) = self.signer(&store) {
+            return Some(s.verifier_key().to_owned());
+        }
+        store
+            .meta(hoop_audit_log::store::meta_keys::VERIFIER_KEY)
+            .ok()
+            .flatten()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Who is running an admin command on this host.
+pub fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
