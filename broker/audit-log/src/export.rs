@@ -245,6 +245,7 @@ pub fn export_jsonl<W: Write>(
         )?;
     }
 
+    let proofs = tree::CachedHashes::new(store);
     let mut next = first;
     while next < tree_size {
         let end = next.saturating_add(PAGE).min(tree_size);
@@ -282,7 +283,7 @@ pub fn export_jsonl<W: Write>(
                     inclusion: Inclusion {
                         seq: e.seq,
                         tree_size,
-                        proof: base64_hashes(&tree::inclusion_proof(store, e.seq, tree_size)?),
+                        proof: base64_hashes(&proofs.inclusion_proof(e.seq, tree_size)?),
                     },
                 },
             )?;

@@ -4,6 +4,7 @@
 //! its [`HashReader`] and turns its failures back into [`StoreError`]s.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 use tlog_tiles::{prove_record, prove_tree, tree_hash, Hash, HashReader};
 
@@ -92,4 +93,97 @@ pub fn consistency_proof(
     }
     let reader = StoreHashes::new(store);
     prove_tree(to, from, &reader).map_err(|e| reader.error(e))
+}
+
+/// Most hashes a [`CachedHashes`] keeps before starting over (~2.5 MiB).
+const CACHE_LIMIT: usize = 1 << 16;
+
+/// A store's hashes with a bounded cache in front, for the many proofs of
+/// an export: consecutive entries' inclusion proofs share most hashes.
+pub struct CachedHashes<'a> {
+    store: StoreHashes<'a>,
+    cache: RefCell<HashMap<u64, Hash>>,
+    limit: usize,
+}
+
+impl<'a> CachedHashes<'a> {
+    pub fn new(store: &'a dyn AuditStore) -> Self {
+        Self::with_limit(store, CACHE_LIMIT)
+    }
+
+    fn with_limit(store: &'a dyn AuditStore, limit: usize) -> Self {
+        Self {
+            store: StoreHashes::new(store),
+            cache: RefCell::new(HashMap::new()),
+            limit,
+        }
+    }
+
+    /// Proof that entry `seq` is leaf `seq` of the tree of `size` entries.
+    pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        if seq >= size {
+            return Err(StoreError::invalid(
+                self.store.store.location(),
+                format!("no inclusion proof of seq {seq} in a tree of {size}"),
+            ));
+        }
+        prove_record(size, seq, self).map_err(|e| self.store.error(e))
+    }
+}
+
+impl HashReader for CachedHashes<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        let mut cache = self.cache.borrow_mut();
+        // Start over before looking, so every hash asked is there after.
+        if cache.len() + indexes.len() > self.limit {
+            cache.clear();
+        }
+        let mut missing: Vec<u64> = indexes
+            .iter()
+            .copied()
+            .filter(|i| !cache.contains_key(i))
+            .collect();
+        if !missing.is_empty() {
+            missing.sort_unstable();
+            missing.dedup();
+            let read = self.store.read_hashes(&missing)?;
+            cache.extend(missing.into_iter().zip(read));
+        }
+        indexes
+            .iter()
+            .map(|i| {
+                cache
+                    .get(i)
+                    .copied()
+                    .ok_or(tlog_tiles::Error::IndexesNotInTree)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::Durability;
+    use crate::test_support::{events, TestDir};
+
+    #[test]
+    fn cached_proofs_are_the_proofs_even_as_the_cache_starts_over() {
+        let dir = TestDir::new("tree-cache");
+        let mut store = SqliteStore::open(&dir.path().join("a.db"), Durability::Os).unwrap();
+        store.append_batch(&events(0..100)).unwrap();
+        for limit in [8, 20, CACHE_LIMIT] {
+            let cached = CachedHashes::with_limit(&store, limit);
+            for seq in 0..100 {
+                assert_eq!(
+                    cached.inclusion_proof(seq, 100).unwrap(),
+                    inclusion_proof(&store, seq, 100).unwrap(),
+                    "seq {seq}, limit {limit}"
+                );
+                assert!(cached.cache.borrow().len() <= limit.max(8));
+            }
+        }
+        assert!(CachedHashes::new(&store).inclusion_proof(100, 100).is_err());
+    }
 }

@@ -5,58 +5,16 @@
 use std::io::BufRead;
 
 use base64::Engine as _;
-use serde::de::IgnoredAny;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tlog_tiles::{check_record, check_tree, record_hash, Hash};
 
+use super::lines::{
+    leading_seq, read_line, ConsistencyProof, EventLine, HeaderLine, InclusionProof, LineError,
+    OtherLine, MAX_LINE_BYTES,
+};
 use super::{Problem, Report, VerifyError, MAX_PROOF_HASHES};
 use crate::checkpoint::{open_checkpoint, TrustedKeys, MAX_CHECKPOINT_SIZE};
 use crate::entry::{hex, MAX_ENTRY_BYTES};
-
-/// Longest line read: as Go's hoopverify, room for a 12 MiB body in base64.
-pub const MAX_LINE_BYTES: usize = 16 << 20;
-
-#[derive(Deserialize)]
-struct HeaderLine {
-    hoop_audit_export: u64,
-    origin: String,
-    first_seq: u64,
-    tree_size: u64,
-}
-
-/// Any line but the header and events; which member it has says what it is.
-#[derive(Deserialize)]
-struct OtherLine {
-    seq: Option<IgnoredAny>,
-    checkpoint: Option<String>,
-    consistency: Option<ConsistencyProof>,
-    body: Option<String>,
-    data: Option<String>,
-    inclusion: Option<InclusionProof>,
-}
-
-#[derive(Deserialize)]
-struct ConsistencyProof {
-    from: u64,
-    to: u64,
-    proof: Vec<Hash>,
-}
-
-#[derive(Deserialize)]
-struct InclusionProof {
-    seq: u64,
-    tree_size: u64,
-    proof: Vec<Hash>,
-}
-
-/// The members of an event the verifier reads.
-#[derive(Deserialize)]
-struct EventLine {
-    seq: u64,
-    message_sha256: Option<String>,
-    message_bytes: Option<u64>,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Section {
@@ -130,53 +88,6 @@ pub fn verify_export(mut reader: impl BufRead, keys: &[String]) -> Result<Report
         }
     }
     v.finish()
-}
-
-enum LineError {
-    TooLong,
-    Io(std::io::Error),
-}
-
-/// The next line into `buf` without its `\n` (a `\r` stays: the entry is
-/// hashed as it is in the file); `false` at the end.
-fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> Result<bool, LineError> {
-    buf.clear();
-    loop {
-        let available = match reader.fill_buf() {
-            Ok(available) => available,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(LineError::Io(e)),
-        };
-        if available.is_empty() {
-            return Ok(!buf.is_empty());
-        }
-        let (take, done) = match available.iter().position(|b| *b == b'\n') {
-            Some(i) => (i, true),
-            None => (available.len(), false),
-        };
-        if buf.len() + take > MAX_LINE_BYTES {
-            return Err(LineError::TooLong);
-        }
-        buf.extend_from_slice(&available[..take]);
-        reader.consume(if done { take + 1 } else { take });
-        if done {
-            return Ok(true);
-        }
-    }
-}
-
-/// `N` from a line opening `{"seq":N,` or `{"seq":N}`: a JSON integer.
-fn leading_seq(line: &[u8]) -> Option<u64> {
-    let rest = line.strip_prefix(br#"{"seq":"#)?;
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    let (number, after) = rest.split_at(digits);
-    if digits == 0
-        || (digits > 1 && number[0] == b'0')
-        || !matches!(after.first(), Some(b',' | b'}'))
-    {
-        return None;
-    }
-    std::str::from_utf8(number).ok()?.parse().ok()
 }
 
 impl Verifier {

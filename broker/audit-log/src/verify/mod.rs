@@ -10,13 +10,15 @@
 //! or swapped fails with the event it hit.
 
 mod export;
+mod lines;
 mod store;
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
 
-pub use export::{verify_export, MAX_LINE_BYTES};
+pub use export::verify_export;
+pub use lines::MAX_LINE_BYTES;
 pub use store::verify_store;
 
 use crate::checkpoint::CheckpointError;
