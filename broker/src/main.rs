@@ -533,11 +533,12 @@ fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
     use hoop_broker::audit::reader::AuditRequest;
     use hoop_broker::audit::view;
     let now = hoop_broker::audit::event::now_ns();
-    let lines_of = |log: &LogArgs, req: &AuditRequest| -> anyhow::Result<Vec<u8>> {
+    let read = |log: &LogArgs, req: &AuditRequest, keys: &[String]| -> anyhow::Result<Vec<u8>> {
         let mut out = Vec::new();
-        log.local()?.read(req, &mut out)?;
+        log.local()?.read(req, keys, &mut out)?;
         Ok(out)
     };
+    let lines_of = |log: &LogArgs, req: &AuditRequest| read(log, req, &[]);
     match cmd {
         AuditCommand::Pubkey { log } => {
             let local = log.local()?;

@@ -30,6 +30,8 @@
 # Environment: BENCH_DURATION (10), BENCH_WARMUP (2), BENCH_CONNS ("1 16"),
 #   BENCH_WRK_THREADS (1), BENCH_HOST (127.0.0.1; loopback only),
 #   BENCH_PORT_BASE (14400: ports BASE..BASE+9 and BASE+33 must be free),
+#   BENCH_AUDIT (fsync, the default, or os: the broker's audit durability;
+#   none: no [audit] section, for builds from before the audit log),
 #   CARGO_TARGET_DIR (default: <repo>/target),
 #   BENCH_BIN_DIR (take hoop, hoop-broker and hoop-bench-floor from this
 #   directory instead of building them; implies --skip-build).
@@ -233,8 +235,16 @@ if wants every || wants hoop-every; then
   start every env PORT="$every_port" node --require "$root/tests/fixtures/loopback_only.cjs" "$every_js" streamableHttp
 fi
 if wants hoop-demo || wants hoop-every; then
+  audit_section=""
+  case "${BENCH_AUDIT:-fsync}" in
+    fsync|os) audit_section="[audit]
+durability = \"${BENCH_AUDIT:-fsync}\"" ;;
+    none) ;;
+    *) die "BENCH_AUDIT must be fsync, os or none" ;;
+  esac
   cat >"$scratch/broker.toml" <<EOF
 listen = "$host:$broker_port"
+$audit_section
 
 [targets.demo]
 transport = "http"

@@ -49,8 +49,14 @@ impl LocalLog {
         Ok(size.saturating_sub(1))
     }
 
-    /// Runs a read, recorded first.
-    pub fn read(&self, req: &AuditRequest, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    /// Runs a read, recorded first. `keys`: the verifier keys to check
+    /// checkpoints with (several across a key rotation); none: the log's own.
+    pub fn read(
+        &self,
+        req: &AuditRequest,
+        keys: &[String],
+        out: &mut dyn std::io::Write,
+    ) -> anyhow::Result<()> {
         self.must_exist()?;
         let detail = serde_json::to_value(req)?;
         let user = os_user();
@@ -65,7 +71,11 @@ impl LocalLog {
         // The key signs an export's last checkpoint on the spot; without
         // it (another user's file) the export ends at a stored checkpoint.
         let signer = self.signer(&store).ok();
-        let keys: Vec<String> = self.verifier_key().into_iter().collect();
+        let keys: Vec<String> = if keys.is_empty() {
+            self.verifier_key().into_iter().collect()
+        } else {
+            keys.to_vec()
+        };
         reader::run(&store, req, signer.as_ref(), &keys, out)
     }
 
