@@ -421,3 +421,12 @@ async fn dropping_every_handle_stops_the_writer_with_a_checkpoint() {
     }
     assert_eq!(checkpoint_sizes(&store), vec![1]);
 }
+
+#[test]
+fn the_handle_is_cheap_to_share_and_stores_move_to_the_writer() {
+    fn shared<T: Send + Sync + Clone + 'static>() {}
+    fn movable<T: Send + 'static>() {}
+    shared::<AuditLog>();
+    movable::<SqliteStore>();
+    movable::<Box<dyn AuditStore>>();
+}
