@@ -80,6 +80,15 @@ pub struct AuditConfig {
     /// Groups whose members may read the log through `hoop audit`.
     #[serde(default)]
     pub readers: Vec<String>,
+    /// Events older than this many days are removed (cut at a signed
+    /// checkpoint, so the rest still verifies). Default 400: PCI DSS's
+    /// twelve months with margin.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u64,
+}
+
+fn default_retention_days() -> u64 {
+    400
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -99,6 +108,7 @@ impl Default for AuditConfig {
             checkpoint_every: default_checkpoint_every(),
             checkpoint_interval_secs: default_checkpoint_secs(),
             readers: Vec::new(),
+            retention_days: default_retention_days(),
         }
     }
 }
@@ -462,6 +472,9 @@ impl BrokerConfig {
             if self.issuers[..i].iter().any(|o| o.issuer == iss.issuer) {
                 anyhow::bail!("{at}: issuer listed twice");
             }
+        }
+        if self.audit.retention_days == 0 {
+            anyhow::bail!("[audit] retention_days must be at least 1 (PCI DSS asks for 365)");
         }
         if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_secs == 0 {
             anyhow::bail!(

@@ -133,6 +133,20 @@ async fn start_inner(
             config.audit.readers.clone(),
         )),
     ));
+    let (drift_tx, mut drift_rx) = tokio::sync::mpsc::unbounded_channel();
+    drift.report_to(drift_tx);
+    let drift_audit = pipeline.audit().clone();
+    let drift_events = tokio::spawn(async move {
+        // Ends when the last sender (the drift table) goes.
+        while let Some((target, tool, kind)) = drift_rx.recv().await {
+            let mut e = Event::now(EventKind::ToolDrift);
+            e.actor = Some(Actor::local("hoop-broker"));
+            e.target = Some(&target);
+            e.name = Some(&tool);
+            e.detail = Some(serde_json::json!({ "change": format!("{kind:?}").to_lowercase() }));
+            drift_audit.note(&e, None).await;
+        }
+    });
     let (admin_addr, admin) = match config.admin.listen {
         Some(addr) => {
             let (bound, task) = crate::admin::start(addr, Arc::new(BrokerHealth { log })).await?;
@@ -220,6 +234,17 @@ async fn start_inner(
             });
         })
     });
+    let retention_days = config.audit.retention_days;
+    let keeper = pipeline.clone();
+    let retention = async move {
+        let mut tick = tokio::time::interval(crate::audit::retention::EVERY);
+        loop {
+            tick.tick().await;
+            if let Err(e) = crate::audit::retention::enforce(keeper.audit(), retention_days).await {
+                tracing::error!("audit retention did not run: {e:#}");
+            }
+        }
+    };
     let ep = endpoint.clone();
     let reaper = pipeline.clone();
     let task = tokio::spawn(async move {
@@ -242,9 +267,11 @@ async fn start_inner(
                 None => std::future::pending().await,
             }
         };
+        let _drift_events = AbortOnDrop(drift_events);
         tokio::select! {
             _ = server.run(ep) => {}
             _ = sweep => {}
+            _ = retention => {}
             _ = watch => {}
             _ = policy_watch => {}
         }
@@ -303,6 +330,15 @@ fn open_audit_log(config: &BrokerConfig) -> anyhow::Result<AuditLog> {
         },
     )?;
     Ok(log)
+}
+
+/// Aborts a helper task when the broker's main task ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What `/healthz` reports.

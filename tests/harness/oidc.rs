@@ -124,7 +124,8 @@ pub fn serve_broker(dir: &Path, issuers_toml: &str, targets_toml: &str) -> Broke
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:{port}\"\nstore = \"{}\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n\n{issuers_toml}\n{targets_toml}",
+            // Several brokers run at once: the admin listener on a free port.
+            "listen = \"127.0.0.1:{port}\"\nstore = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n\n{issuers_toml}\n{targets_toml}",
             state.join("broker.db").display(),
             files.cert.display(),
             files.key.display()

@@ -52,6 +52,8 @@ pub enum EventKind {
     AdminCommand,
     /// Someone read the audit log.
     AuditRead,
+    /// Retention removed events older than the configured period.
+    Retention,
 }
 
 impl EventKind {
@@ -71,6 +73,7 @@ impl EventKind {
             Self::RevocationLifted => "revocation.lifted",
             Self::AdminCommand => "admin.command",
             Self::AuditRead => "audit.read",
+            Self::Retention => "audit.retention",
         }
     }
 }

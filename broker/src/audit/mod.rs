@@ -15,6 +15,7 @@ pub mod event;
 pub mod local;
 pub mod ocsf;
 pub mod reader;
+pub mod retention;
 pub mod view;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -153,10 +153,16 @@ pub enum DriftKind {
 /// cannot grow memory without bound.
 const MAX_REPORTED: usize = 10_000;
 
+/// One drift as reported: target, tool, what changed.
+pub type DriftReport = (String, String, DriftKind);
+
 /// The baselines of every target, and the store that keeps them.
 pub struct ToolDrift {
     known: RwLock<Known>,
     store: Option<PathBuf>,
+    /// Where each drift goes once reported (the audit log). Unbounded, but
+    /// each drift is reported once and reports are capped (`MAX_REPORTED`).
+    sink: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<DriftReport>>>,
 }
 
 impl ToolDrift {
@@ -165,6 +171,7 @@ impl ToolDrift {
         Self {
             known: RwLock::new(Known::default()),
             store: None,
+            sink: std::sync::Mutex::new(None),
         }
     }
 
@@ -190,7 +197,13 @@ impl ToolDrift {
         Ok(Self {
             known: RwLock::new(known),
             store,
+            sink: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Sends every drift reported from now on to `sink`.
+    pub fn report_to(&self, sink: tokio::sync::mpsc::UnboundedSender<DriftReport>) {
+        *self.sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(sink);
     }
 
     /// Reads the baselines again (after `hoop-broker tools accept`).
@@ -314,6 +327,11 @@ impl ToolDrift {
         if !drifted.is_empty() {
             let seen: Vec<(String, String)> = drifted.into_iter().map(|(n, h, _)| (n, h)).collect();
             self.persist(target, &seen, false);
+        }
+        if let Some(sink) = self.sink.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            for (tool, kind) in &report {
+                let _ = sink.send((target.to_owned(), tool.clone(), *kind));
+            }
         }
         report
     }

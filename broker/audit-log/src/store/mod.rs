@@ -201,6 +201,13 @@ pub trait AuditStore: Send {
     /// stored (so two processes starting at once agree on one).
     fn init_meta(&mut self, key: &str, value: &str) -> Result<String, StoreError>;
 
+    /// Retention: removes the entries with `seq < cut` (and the bodies only
+    /// they named), all-or-nothing; keeps every stored hash and checkpoint,
+    /// so what remains still proves against every checkpoint. The newest
+    /// entry is always kept (`cut` is capped below the tree size). Returns
+    /// how many entries were removed.
+    fn expire_before(&mut self, cut: u64) -> Result<u64, StoreError>;
+
     /// Drops and reopens the connection after a failure that may have left
     /// it unusable; checks the store again as opening does.
     fn reopen(&mut self) -> Result<(), StoreError> {

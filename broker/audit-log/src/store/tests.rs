@@ -39,6 +39,7 @@ macro_rules! conformance_suite {
             a_missing_hash_is_refused_on_open,
             hashes_are_read_exactly_as_asked,
             reads_are_bounded,
+            retention_removes_old_entries_and_keeps_the_proofs,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -210,6 +211,38 @@ pub(crate) fn bodies_are_kept_beside_their_leaves(h: &mut dyn Harness) {
         })
         .unwrap();
     assert_eq!(found[0].bodies, vec![sha]);
+}
+
+pub(crate) fn retention_removes_old_entries_and_keeps_the_proofs(h: &mut dyn Harness) {
+    let mut s = h.fresh();
+    fill(s.as_mut(), 30, &[30]);
+    let root_before = tree::root(s.as_ref(), 30).unwrap();
+    let body_of_3 = event(3).bodies[0].0;
+    assert_eq!(s.expire_before(20).unwrap(), 20);
+    assert_eq!(s.first_seq().unwrap(), 20);
+    assert_eq!(s.tree_size().unwrap(), 30, "the size stays");
+    assert!(s.entries(0..20).unwrap().is_empty());
+    assert_eq!(s.entries(20..30).unwrap().len(), 10);
+    assert_eq!(
+        s.body(&body_of_3).unwrap(),
+        None,
+        "a body only old entries named goes"
+    );
+    assert_eq!(
+        tree::root(s.as_ref(), 30).unwrap(),
+        root_before,
+        "hashes are kept"
+    );
+    assert!(tree::inclusion_proof(s.as_ref(), 25, 30).is_ok());
+    // The newest entry is never removed, whatever the cut.
+    assert_eq!(s.expire_before(u64::MAX).unwrap(), 9);
+    assert_eq!(s.first_seq().unwrap(), 29);
+    assert_eq!(s.tree_size().unwrap(), 30);
+    assert_eq!(
+        s.append_batch(&events(30..32)).unwrap(),
+        32,
+        "appending goes on after a cut"
+    );
 }
 
 pub(crate) fn every_checkpoint_is_kept(h: &mut dyn Harness) {

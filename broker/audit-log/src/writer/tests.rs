@@ -287,6 +287,10 @@ impl AuditStore for Flaky {
         self.check()?;
         self.inner.put_checkpoint(size, note)
     }
+    fn expire_before(&mut self, cut: u64) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.expire_before(cut)
+    }
     fn checkpoints(
         &self,
         sizes: Range<u64>,

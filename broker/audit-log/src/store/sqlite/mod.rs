@@ -297,6 +297,35 @@ impl AuditStore for SqliteStore {
         Ok(data.map(bytes::Bytes::from))
     }
 
+    fn expire_before(&mut self, cut: u64) -> Result<u64, StoreError> {
+        self.writable()?;
+        let location = self.location.as_str();
+        let err = |doing: &'static str| move |e| sqlite_error(location, doing, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err("starting retention"))?;
+        let last: Option<i64> = tx
+            .query_row("SELECT MAX(seq) FROM entries", [], |r| r.get(0))
+            .map_err(err("reading the tree size"))?;
+        let Some(last) = last else {
+            return Ok(0);
+        };
+        let cut = i64::try_from(cut).unwrap_or(i64::MAX).min(last);
+        tx.execute("DELETE FROM entry_bodies WHERE seq < ?1", [cut])
+            .map_err(err("removing expired bodies"))?;
+        let removed = tx
+            .execute("DELETE FROM entries WHERE seq < ?1", [cut])
+            .map_err(err("removing expired entries"))?;
+        tx.execute(
+            "DELETE FROM bodies WHERE sha256 NOT IN (SELECT sha256 FROM entry_bodies)",
+            [],
+        )
+        .map_err(err("removing expired bodies"))?;
+        tx.commit().map_err(err("committing retention"))?;
+        Ok(removed as u64)
+    }
+
     fn put_checkpoint(&mut self, size: u64, note: &str) -> Result<(), StoreError> {
         self.writable()?;
         let size = sql_int(&self.location, "checkpoint size", size)?;
