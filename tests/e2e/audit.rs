@@ -230,6 +230,35 @@ fn demo_calls_are_recorded_exported_and_proven_and_any_tampering_is_named() {
     ]);
     assert_eq!(run(cmd).status, Some(1));
 
+    // The OCSF export is API Activity as OCSF's own schema defines it.
+    let ocsf = d.join("export.ocsf.jsonl");
+    let mut cmd = hoop(d);
+    cmd.args([
+        "audit",
+        "export",
+        "--profile",
+        "demo",
+        "--format",
+        "ocsf",
+        "--out",
+    ])
+    .arg(&ocsf);
+    assert_eq!(run(cmd).status, Some(0));
+    let mut cmd = Command::new(python());
+    cmd.arg(tests_dir().join("fixtures/ocsf_check.py"))
+        .args(["1.3.0", "api_activity"])
+        .arg(&ocsf);
+    let checked = run(cmd);
+    assert_eq!(
+        checked.status,
+        Some(0),
+        "{}{}",
+        checked.stdout,
+        checked.stderr
+    );
+    let report: Value = serde_json::from_str(checked.stdout.trim()).unwrap();
+    assert!(report["records"].as_u64().unwrap() >= 8, "{report}");
+
     // The reads themselves are in the log.
     let mut cmd = hoop(d);
     cmd.args([

@@ -23,7 +23,9 @@ pub fn write_ocsf(export: &[u8], out: &mut dyn Write) -> anyhow::Result<()> {
         if v.get("seq").is_none() {
             continue;
         }
-        let record = to_ocsf(&v, line);
+        let mut record = to_ocsf(&v, line);
+        // OCSF types its attributes: an absent value is left out, not null.
+        drop_nulls(&mut record);
         serde_json::to_writer(&mut *out, &record)?;
         out.write_all(b"\n")?;
     }
@@ -82,7 +84,13 @@ pub fn to_ocsf(event: &Value, entry: &[u8]) -> Value {
         },
         None => (Value::Null, Value::Null),
     };
-    let mut src = json!({ "ip": ip });
+    // An event made on the broker host (an admin command, retention, a
+    // reload) has no network source: the host itself.
+    let mut src = if ip.is_null() {
+        json!({ "hostname": "localhost" })
+    } else {
+        json!({ "ip": ip })
+    };
     if !port.is_null() {
         src["port"] = port;
     }
@@ -141,6 +149,17 @@ pub fn to_ocsf(event: &Value, entry: &[u8]) -> Value {
             }
         },
     })
+}
+
+fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
 }
 
 /// OCSF API Activity's activity: reads, creates, updates and deletes where
