@@ -940,7 +940,7 @@ mod tests {
         let p = payload(&open(StreamKind::Post, McpHeaders::default()));
         let at = 1 + 4 + "github".len();
         assert_eq!(p[at], StreamKind::Post as u8);
-        for v in [0u8, 5, 0xff] {
+        for v in [0u8, 6, 0xff] {
             let mut q = p.clone();
             q[at] = v;
             assert_eq!(decode_payload(&q), bad("open.kind", v.into()));

@@ -213,7 +213,10 @@ impl Writer {
                     self.checkpoint_at = Some(Instant::now() + self.checkpoint_interval);
                 }
                 self.deliver(Box::new(move || {
-                    for ((reply, _permit), seq) in waiters.into_iter().zip(first..) {
+                    for ((reply, permit), seq) in waiters.into_iter().zip(first..) {
+                        // The slot frees before the answer: a waiter that
+                        // has its answer never sees itself still queued.
+                        drop(permit);
                         let _ = reply.send(Ok(seq));
                     }
                     drop(entries);
@@ -227,7 +230,8 @@ impl Writer {
                 let error = AppendError::Store(e);
                 self.state.set_degraded(Some(error.to_string()));
                 self.deliver(Box::new(move || {
-                    for (reply, _permit) in waiters {
+                    for (reply, permit) in waiters {
+                        drop(permit);
                         let _ = reply.send(Err(error.clone()));
                     }
                     drop(entries);
