@@ -274,6 +274,7 @@ impl<R: HashReader> HashReader for BatchHashes<'_, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::MemoryHashes;
     use tlog_tiles::{stored_hashes, tree_hash};
 
     fn pending(fields: &str) -> PendingEntry {
@@ -281,23 +282,6 @@ mod tests {
             fields: fields.as_bytes().to_vec(),
             bodies: Vec::new(),
             index: Default::default(),
-        }
-    }
-
-    /// A plain in-memory hash list, as tlog's own tests use.
-    struct Hashes(Vec<Hash>);
-
-    impl HashReader for Hashes {
-        fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
-            indexes
-                .iter()
-                .map(|i| {
-                    self.0
-                        .get(*i as usize)
-                        .copied()
-                        .ok_or(tlog_tiles::Error::IndexesNotInTree)
-                })
-                .collect()
         }
     }
 
@@ -386,14 +370,14 @@ mod tests {
         let events: Vec<PendingEntry> = (0..37)
             .map(|i| pending(&format!(r#"{{"v":1,"i":{i}}}"#)))
             .collect();
-        let mut one_by_one = Hashes(Vec::new());
+        let mut one_by_one = MemoryHashes(Vec::new());
         for (seq, p) in events.iter().enumerate() {
             let entry = entry_bytes(seq as u64, &p.fields).unwrap();
             let added = stored_hashes(seq as u64, &entry, &one_by_one).unwrap();
             one_by_one.0.extend(added);
         }
         for split in [1, 2, 5, 16, 37] {
-            let mut store = Hashes(Vec::new());
+            let mut store = MemoryHashes(Vec::new());
             for chunk in events.chunks(split) {
                 let size = stored_size(&store);
                 let b = sequence_batch(size, chunk, &store).unwrap();
@@ -409,7 +393,7 @@ mod tests {
         }
     }
 
-    fn stored_size(h: &Hashes) -> u64 {
+    fn stored_size(h: &MemoryHashes) -> u64 {
         (0..=h.0.len() as u64)
             .find(|n| stored_hash_count(*n) == h.0.len() as u64)
             .unwrap()
@@ -434,7 +418,7 @@ mod tests {
     fn a_batch_past_the_largest_tree_is_refused() {
         let events = vec![pending("{}")];
         assert!(matches!(
-            sequence_batch(MAX_TREE_SIZE, &events, &Hashes(Vec::new())),
+            sequence_batch(MAX_TREE_SIZE, &events, &MemoryHashes(Vec::new())),
             Err(SequenceError::TreeFull)
         ));
     }

@@ -8,6 +8,23 @@ use sha2::{Digest, Sha256};
 
 use crate::store::{EntryIndex, PendingEntry};
 
+/// Stored hashes in a plain list, as tlog's own tests keep them.
+pub struct MemoryHashes(pub Vec<tlog_tiles::Hash>);
+
+impl tlog_tiles::HashReader for MemoryHashes {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<tlog_tiles::Hash>, tlog_tiles::Error> {
+        indexes
+            .iter()
+            .map(|i| {
+                self.0
+                    .get(*i as usize)
+                    .copied()
+                    .ok_or(tlog_tiles::Error::IndexesNotInTree)
+            })
+            .collect()
+    }
+}
+
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// A directory only this test uses.

@@ -85,16 +85,7 @@ impl ResponseLayers {
         }
         let bytes = m.delivered();
         match &self.request {
-            Some(msg) => {
-                let facts = RequestFacts {
-                    caller: &self.caller,
-                    target: &self.target.name,
-                    exchange: &self.exchange,
-                    session: self.session.as_deref(),
-                    msg,
-                };
-                self.audit.response(&facts, &m, &bytes).await?;
-            }
+            Some(msg) => self.audit.response(&self.facts(msg), &m, &bytes).await?,
             None => {
                 self.audit
                     .listened(
@@ -116,14 +107,17 @@ impl ResponseLayers {
     /// Records that the upstream broke off this exchange's answer.
     pub async fn upstream_failed(&self, why: &McpError) {
         if let Some(msg) = &self.request {
-            let facts = RequestFacts {
-                caller: &self.caller,
-                target: &self.target.name,
-                exchange: &self.exchange,
-                session: self.session.as_deref(),
-                msg,
-            };
-            self.audit.upstream_failed(&facts, why).await;
+            self.audit.upstream_failed(&self.facts(msg), why).await;
+        }
+    }
+
+    fn facts<'a>(&'a self, msg: &'a McpMessage) -> RequestFacts<'a> {
+        RequestFacts {
+            caller: &self.caller,
+            target: &self.target.name,
+            exchange: &self.exchange,
+            session: self.session.as_deref(),
+            msg,
         }
     }
 }

@@ -8,12 +8,11 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use hoop_broker::audit::reader::{AuditRequest, ExportFlags, SearchFlags};
 use hoop_broker::audit::view;
-use hoop_proto::{McpHeaders, OpenStream, StreamKind};
+use hoop_proto::StreamKind;
 use serde_json::{json, Value};
 
 use super::{exit, CommandError};
 use crate::settings::ConnectionArgs;
-use crate::tunnel::TunnelClient;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -210,24 +209,8 @@ fn verify_file(file: &std::path::Path, keys: &[String], json: bool) -> Result<()
 
 /// Sends one audit request and reads every line of the answer.
 async fn ask(connection: &ConnectionArgs, req: &AuditRequest) -> Result<Vec<Bytes>, CommandError> {
-    let resolved = connection.resolve().map_err(|e| CommandError {
-        code: exit::USAGE,
-        error: e,
-    })?;
-    let tunnel = TunnelClient::connect(resolved.tunnel).await?;
-    let open = OpenStream {
-        target: String::new(),
-        kind: StreamKind::Audit,
-        headers: McpHeaders::default(),
-    };
     let body = Bytes::from(serde_json::to_vec(req).map_err(anyhow::Error::from)?);
-    let mut ex = tunnel.exchange(open, Some(body)).await?;
-    let mut lines = Vec::new();
-    // Bounded by the broker: the answer ends with Close.
-    while let Some(m) = ex.next_message().await? {
-        lines.push(m.body);
-    }
-    tunnel.close().await;
+    let lines = super::ask_broker(connection, StreamKind::Audit, Some(body)).await?;
     if let Some(first) = lines.first() {
         if let Ok(v) = serde_json::from_slice::<Value>(first) {
             if let Some(e) = v.get("error") {

@@ -56,3 +56,31 @@ impl From<crate::tunnel::TunnelError> for CommandError {
         }
     }
 }
+
+/// One exchange with the broker itself (no target): resolves the
+/// connection, opens a stream of `kind` with `body`, reads every message of
+/// the answer, and closes the connection. `hoop targets`, `hoop audit`.
+pub async fn ask_broker(
+    connection: &crate::settings::ConnectionArgs,
+    kind: hoop_proto::StreamKind,
+    body: Option<bytes::Bytes>,
+) -> Result<Vec<bytes::Bytes>, CommandError> {
+    let resolved = connection.resolve().map_err(|e| CommandError {
+        code: exit::USAGE,
+        error: e,
+    })?;
+    let tunnel = crate::tunnel::TunnelClient::connect(resolved.tunnel).await?;
+    let open = hoop_proto::OpenStream {
+        target: String::new(),
+        kind,
+        headers: hoop_proto::McpHeaders::default(),
+    };
+    let mut ex = tunnel.exchange(open, body).await?;
+    let mut messages = Vec::new();
+    // Bounded by the broker: the answer ends with Close.
+    while let Some(m) = ex.next_message().await? {
+        messages.push(m.body);
+    }
+    tunnel.close().await;
+    Ok(messages)
+}

@@ -1,13 +1,11 @@
 //! `hoop targets`: what the broker lets me reach, as policy sees me now:
 //! each target and the tools I may call, or call with an approval.
 
-use bytes::Bytes;
-use hoop_proto::{McpHeaders, OpenStream, StreamKind};
+use hoop_proto::StreamKind;
 use serde_json::Value;
 
-use super::{exit, CommandError};
+use super::CommandError;
 use crate::settings::ConnectionArgs;
-use crate::tunnel::TunnelClient;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -22,22 +20,10 @@ pub struct TargetsArgs {
 }
 
 pub async fn run(args: TargetsArgs) -> Result<(), CommandError> {
-    let resolved = args.connection.resolve().map_err(|e| CommandError {
-        code: exit::USAGE,
-        error: e,
-    })?;
-    let tunnel = TunnelClient::connect(resolved.tunnel).await?;
-    let open = OpenStream {
-        target: String::new(),
-        kind: StreamKind::Catalog,
-        headers: McpHeaders::default(),
-    };
-    let mut ex = tunnel.exchange(open, None).await?;
-    let mut body = Bytes::new();
-    // Bounded by the broker: one message, then Close.
-    while let Some(m) = ex.next_message().await? {
-        body = m.body;
-    }
+    let body = super::ask_broker(&args.connection, StreamKind::Catalog, None)
+        .await?
+        .pop()
+        .unwrap_or_default();
     let v: Value = serde_json::from_slice(&body)
         .map_err(|e| anyhow::anyhow!("the broker's answer is not JSON: {e}"))?;
     if let Some(e) = v.get("error") {

@@ -2,9 +2,7 @@
 //! so PostgreSQL runs the same functions SQLite does. A backend provides a
 //! [`Harness`] and invokes [`conformance_suite!`] with it.
 
-use tlog_tiles::{
-    check_record, check_tree, stored_hash_count, stored_hashes, tree_hash, Hash, HashReader,
-};
+use tlog_tiles::{check_record, check_tree, stored_hash_count, stored_hashes, tree_hash, Hash};
 
 use super::*;
 use crate::entry::entry_bytes;
@@ -55,23 +53,13 @@ macro_rules! conformance_suite {
 pub(crate) use conformance_suite;
 
 /// A tree kept in memory by tlog's own functions, to compare with.
-struct MemoryTree(Vec<Hash>);
+use crate::test_support::MemoryHashes as MemoryTree;
 
-impl HashReader for MemoryTree {
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
-        indexes
-            .iter()
-            .map(|i| {
-                self.0
-                    .get(*i as usize)
-                    .copied()
-                    .ok_or(tlog_tiles::Error::IndexesNotInTree)
-            })
-            .collect()
-    }
+trait BuildTree {
+    fn of(events: &[PendingEntry]) -> Self;
 }
 
-impl MemoryTree {
+impl BuildTree for MemoryTree {
     fn of(events: &[PendingEntry]) -> Self {
         let mut tree = MemoryTree(Vec::new());
         for (seq, e) in events.iter().enumerate() {
