@@ -29,6 +29,9 @@ type Waiting = (
 /// After a failed checkpoint, how long until the next try.
 const CHECKPOINT_RETRY: Duration = Duration::from_secs(1);
 
+/// Batches up to this many waiters are answered by the writer itself.
+const INLINE_ANSWERS: usize = 8;
+
 /// Work for the notifier: answering waiters, dropping what they sent.
 type Delivery = Box<dyn FnOnce() + Send>;
 
@@ -149,7 +152,7 @@ impl Writer {
                 }
                 Command::Checkpoint { reply } => {
                     let result = self.checkpoint();
-                    self.deliver(Box::new(move || drop(reply.send(result))));
+                    self.deliver(1, Box::new(move || drop(reply.send(result))));
                 }
                 Command::Shutdown { reply } => {
                     let result = self.finish();
@@ -194,6 +197,7 @@ impl Writer {
             Ok(()) => self.store.append_batch(&entries),
             Err(e) => Err(e),
         };
+        let count = waiters.len();
         let first = written.and_then(
             |new_size| match new_size.checked_sub(entries.len() as u64) {
                 Some(first) => Ok((first, new_size)),
@@ -212,15 +216,18 @@ impl Writer {
                 if self.checkpoint_at.is_none() {
                     self.checkpoint_at = Some(Instant::now() + self.checkpoint_interval);
                 }
-                self.deliver(Box::new(move || {
-                    for ((reply, permit), seq) in waiters.into_iter().zip(first..) {
-                        // The slot frees before the answer: a waiter that
-                        // has its answer never sees itself still queued.
-                        drop(permit);
-                        let _ = reply.send(Ok(seq));
-                    }
-                    drop(entries);
-                }));
+                self.deliver(
+                    count,
+                    Box::new(move || {
+                        for ((reply, permit), seq) in waiters.into_iter().zip(first..) {
+                            // The slot frees before the answer: a waiter that
+                            // has its answer never sees itself still queued.
+                            drop(permit);
+                            let _ = reply.send(Ok(seq));
+                        }
+                        drop(entries);
+                    }),
+                );
             }
             Err(e) => {
                 // A connection that failed may be unusable (an I/O error
@@ -229,13 +236,16 @@ impl Writer {
                 self.needs_reopen = e.kind() != StoreErrorKind::Invalid;
                 let error = AppendError::Store(e);
                 self.state.set_degraded(Some(error.to_string()));
-                self.deliver(Box::new(move || {
-                    for (reply, permit) in waiters {
-                        drop(permit);
-                        let _ = reply.send(Err(error.clone()));
-                    }
-                    drop(entries);
-                }));
+                self.deliver(
+                    count,
+                    Box::new(move || {
+                        for (reply, permit) in waiters {
+                            drop(permit);
+                            let _ = reply.send(Err(error.clone()));
+                        }
+                        drop(entries);
+                    }),
+                );
             }
         }
     }
@@ -312,8 +322,15 @@ impl Writer {
         }
     }
 
-    fn deliver(&self, delivery: Delivery) {
-        deliver_through(self.notifier.as_ref(), delivery);
+    /// Answers a batch's waiters: a small batch here at once (a hop to
+    /// another thread would cost a lightly loaded broker more than the
+    /// waking saves), a large one through the notifier.
+    fn deliver(&self, waiters: usize, delivery: Delivery) {
+        if waiters <= INLINE_ANSWERS {
+            delivery();
+        } else {
+            deliver_through(self.notifier.as_ref(), delivery);
+        }
     }
 
     fn reopen_if_needed(&mut self) -> Result<(), StoreError> {

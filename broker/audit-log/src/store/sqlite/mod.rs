@@ -34,6 +34,8 @@ pub struct SqliteStore {
     location: String,
     durability: Durability,
     access: Access,
+    /// Batches committed, for nudging the checkpointer now and then.
+    commits: u64,
 }
 
 impl SqliteStore {
@@ -46,6 +48,7 @@ impl SqliteStore {
         let store = Self {
             conn,
             checkpointer: wal::Checkpointer::start(path, synchronous(durability)),
+            commits: 0,
             path: path.to_owned(),
             location,
             durability,
@@ -70,6 +73,7 @@ impl SqliteStore {
         Ok(Self {
             conn,
             checkpointer: None,
+            commits: 0,
             path: path.to_owned(),
             location,
             durability: Durability::Fsync,
@@ -208,8 +212,11 @@ impl AuditStore for SqliteStore {
             }
         }
         tx.commit().map_err(err("committing a batch"))?;
+        self.commits = self.commits.wrapping_add(1);
         if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.nudge();
+            if self.commits.is_multiple_of(wal::COMMITS_PER_NUDGE) {
+                checkpointer.nudge();
+            }
         }
         Ok(sequenced.new_size)
     }

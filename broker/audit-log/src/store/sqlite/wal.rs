@@ -16,8 +16,15 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-/// How often the checkpointer looks at the WAL when nobody nudges it.
+/// How often the checkpointer copies the WAL back. Copying after every
+/// commit cost each call of a lightly loaded broker a WAL merge and a sync
+/// (measured: docs/benchmarks.md); once per period it is shared by every
+/// commit in between, and the WAL stays a period's worth of batches long.
 const IDLE_PERIOD: Duration = Duration::from_millis(500);
+
+/// Commits between nudges: under heavy load the WAL is copied back sooner
+/// than the period, so it does not grow past a few MiB.
+pub const COMMITS_PER_NUDGE: u64 = 256;
 
 /// WAL pages at which the writer checkpoints by itself (256 MiB of 4 KiB
 /// pages): only reached if this thread cannot keep up.
