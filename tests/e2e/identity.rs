@@ -475,6 +475,26 @@ fn a_revoked_contractor_loses_access_within_two_seconds_until_lifted() {
     );
     std::thread::sleep(Duration::from_millis(3000));
     assert_eq!(welcome(&broker, &carol_token).identity.subject, "carol");
+    // Each revocation and its lifting are in the audit log, with the
+    // commands that made them and carol's refused attempts. (A lapse is
+    // recorded at the broker's next full reload of the list, within 30 s.)
+    let out = admin(&["audit", "search", "--json", "--limit", "1000"], &store);
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    let events: Vec<Value> = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let count = |kind: &str| events.iter().filter(|e| e["type"] == kind).count();
+    assert_eq!(count("revocation.added"), 2, "{events:#?}");
+    assert_eq!(count("revocation.lifted"), 1, "the unrevoke: {events:#?}");
+    assert!(count("admin.command") >= 3, "revoke, unrevoke, revoke");
+    assert!(
+        events.iter().any(|e| e["type"] == "auth.failure"
+            && e["actor"]["sub"] == "carol"
+            && e["reason"].as_str().unwrap_or("").contains("revoked")),
+        "{events:#?}"
+    );
     // An issuer the broker does not trust is refused (it would never match),
     // and so is a store no broker created.
     let mut c = Command::new(bin("hoop-broker"));

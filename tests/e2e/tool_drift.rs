@@ -132,4 +132,25 @@ fn a_tool_that_appears_later_is_blocked_until_accepted() {
         r#""name":"wire_funds","arguments":{"text":"x"}"#,
     );
     assert!(r.get("result").is_some(), "{r}");
+
+    // The drift and the acceptance are in the audit log.
+    let out = admin(&broker, &["audit", "search", "--json", "--limit", "1000"]);
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    let events: Vec<Value> = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        events.iter().any(|e| e["type"] == "tool.drift"
+            && e["name"] == "wire_funds"
+            && e["detail"]["change"] == "appeared"),
+        "{events:#?}"
+    );
+    assert!(
+        events.iter().any(|e| e["type"] == "admin.command"
+            && e["detail"]["command"] == "tools accept"
+            && e["detail"]["tool"] == "wire_funds"),
+        "{events:#?}"
+    );
 }
