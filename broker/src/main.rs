@@ -595,9 +595,11 @@ fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
             }
         }
         AuditCommand::Verify {
-            file: None, log, ..
+            file: None,
+            key,
+            log,
         } => {
-            let out = lines_of(&log, &AuditRequest::Verify)?;
+            let out = read(&log, &AuditRequest::Verify, &key)?;
             let report: serde_json::Value = serde_json::from_slice(out.trim_ascii_end())?;
             println!("{}", report["summary"].as_str().unwrap_or("?"));
             if report["ok"] == serde_json::Value::Bool(true) {

@@ -349,9 +349,8 @@ struct BrokerHealth {
 impl crate::admin::HealthSource for BrokerHealth {
     fn health(&self) -> (bool, serde_json::Value) {
         let h = self.log.health();
-        let audit = serde_json::json!({
+        let mut audit = serde_json::json!({
             "status": if h.degraded.is_some() { "degraded" } else { "ok" },
-            "error": h.degraded,
             "durability": h.durability.as_str(),
             "tree_size": h.tree_size,
             "checkpoint_size": h.last_checkpoint_size,
@@ -359,6 +358,9 @@ impl crate::admin::HealthSource for BrokerHealth {
             "location": h.location,
             "origin": h.origin,
         });
+        if let Some(why) = &h.degraded {
+            audit["error"] = serde_json::Value::from(why.clone());
+        }
         (h.degraded.is_none(), serde_json::json!({ "audit": audit }))
     }
 }

@@ -559,7 +559,14 @@ fn a_full_disk_refuses_calls_before_the_upstream_and_recovers_without_a_restart(
     // answer could not be recorded, so it was withheld); from then on the
     // request itself cannot be recorded and never leaves the broker.
     assert!(refused.is_some(), "a call is refused once the disk is full");
-    let (_, msgs) = call_tool(&connect.url, 500, "echo", r#"{"text":"full-next"}"#);
+    // (As large as the calls that filled it: a small one may still fit in
+    // the log's own free pages.)
+    let (_, msgs) = call_tool(
+        &connect.url,
+        500,
+        "echo",
+        &format!(r#"{{"text":"full-next-{big}"}}"#),
+    );
     let e = msgs
         .iter()
         .find_map(|m| m.get("error"))

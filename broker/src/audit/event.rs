@@ -248,6 +248,9 @@ impl<'a> Event<'a> {
     pub fn entry(&self, message: Option<&[u8]>) -> PendingEntry {
         // Serializing borrowed strings and numbers into a Vec cannot fail.
         let mut fields = serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec());
+        if fields.len() > MAX_INLINE_EVENT / 2 {
+            fields = shortened(&fields);
+        }
         let mut bodies = Vec::new();
         if let Some(raw) = message {
             let inline = fields.len() + raw.len() + 16 <= MAX_INLINE_EVENT;
@@ -285,6 +288,40 @@ impl<'a> Event<'a> {
             },
         }
     }
+}
+
+/// Longest string member kept whole in an oversized event.
+const MAX_MEMBER_BYTES: usize = 1024;
+
+/// An event whose members (not its message) are oversized, as a caller
+/// can make them (a huge JSON-RPC id, a URI, a client name): every string
+/// over [`MAX_MEMBER_BYTES`] cut to that, with how long it was, and
+/// `"truncated": true`, so the event is still recorded rather than lost.
+fn shortened(fields: &[u8]) -> Vec<u8> {
+    fn cut(v: &mut Value) {
+        match v {
+            Value::String(s) if s.len() > MAX_MEMBER_BYTES => {
+                let mut end = MAX_MEMBER_BYTES;
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let total = s.len();
+                s.truncate(end);
+                s.push_str(&format!("…({total} bytes)"));
+            }
+            Value::Array(a) => a.iter_mut().for_each(cut),
+            Value::Object(m) => m.values_mut().for_each(cut),
+            _ => {}
+        }
+    }
+    let Ok(mut v) = serde_json::from_slice::<Value>(fields) else {
+        return fields.to_vec();
+    };
+    cut(&mut v);
+    if let Some(m) = v.as_object_mut() {
+        m.insert("truncated".into(), Value::Bool(true));
+    }
+    serde_json::to_vec(&v).unwrap_or_else(|_| fields.to_vec())
 }
 
 /// A message's bytes as the JSON value an event carries, on one line. The
@@ -372,6 +409,21 @@ mod tests {
         let (sha, body) = &entry.bodies[0];
         assert_eq!(&body[..], big.as_bytes());
         assert_eq!(v["message_sha256"], hex(sha));
+    }
+
+    #[test]
+    fn oversized_members_are_cut_so_the_event_is_still_recorded() {
+        let huge = "x".repeat(100_000);
+        let id = Value::from(huge.clone());
+        let mut e = Event::now(EventKind::Refused);
+        e.jsonrpc_id = Some(&id);
+        e.reason = Some(&huge);
+        let entry = e.entry(Some(br#"{"jsonrpc":"2.0"}"#));
+        assert!(entry.fields.len() < 8 * 1024, "{}", entry.fields.len());
+        let v: Value = serde_json::from_slice(&entry.fields).unwrap();
+        assert_eq!(v["truncated"], true);
+        assert!(v["reason"].as_str().unwrap().ends_with("…(100000 bytes)"));
+        assert_eq!(v["message"], json!({"jsonrpc": "2.0"}));
     }
 
     #[test]

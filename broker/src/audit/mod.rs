@@ -88,7 +88,7 @@ impl Audit {
         if who.groups.iter().any(|g| self.readers.contains(g)) {
             Ok(())
         } else {
-            Err(crate::pipeline::audit_view::not_a_reader(&self.readers))
+            Err(not_a_reader(&self.readers))
         }
     }
 
@@ -121,10 +121,12 @@ impl Audit {
 
     /// Records an event; the error says why the log could not take it.
     pub async fn record(&self, event: &Event<'_>, message: Option<&[u8]>) -> Result<u64, McpError> {
-        self.log
-            .append(event.entry(message))
-            .await
-            .map_err(|e| unavailable(&e.to_string()))
+        self.log.append(event.entry(message)).await.map_err(|e| {
+            // The caller learns what kind of failure it is; the file and
+            // SQLite's words stay in the broker's log and /healthz.
+            tracing::error!(event = event.kind, "audit log: {e}");
+            unavailable(cause_for_clients(&e))
+        })
     }
 
     /// Records an event the broker goes ahead without: a failure is logged.
@@ -246,6 +248,57 @@ impl Audit {
         self.record(&e, Some(&line)).await.map(drop)
     }
 
+    /// An exchange that carries no JSON-RPC message: opening a session's
+    /// listen (GET) stream (`method` "listen") or ending a session (DELETE,
+    /// "end_session"). Recorded before it reaches the upstream.
+    pub async fn stream_request(
+        &self,
+        caller: &Caller,
+        target: &str,
+        exchange: &Exchange,
+        session: &str,
+        method: &'static str,
+    ) -> Result<(), McpError> {
+        let mut e = self.stream_event(EventKind::Request, caller, target, exchange, session);
+        e.method = Some(method);
+        self.record(&e, None).await.map(drop)
+    }
+
+    /// The upstream refused or broke off an exchange without a JSON-RPC
+    /// request (a listen stream).
+    pub async fn stream_failed(
+        &self,
+        caller: &Caller,
+        target: &str,
+        exchange: &Exchange,
+        session: &str,
+        why: &McpError,
+    ) {
+        let mut e = self.stream_event(EventKind::UpstreamFailed, caller, target, exchange, session);
+        e.method = Some("listen");
+        e.outcome = Some(Outcome::UpstreamFailed.as_str());
+        e.error_code = Some(why.code);
+        e.reason = Some(&why.message);
+        self.note(&e, None).await;
+    }
+
+    fn stream_event<'a>(
+        &self,
+        kind: EventKind,
+        caller: &'a Caller,
+        target: &'a str,
+        exchange: &'a Exchange,
+        session: &'a str,
+    ) -> Event<'a> {
+        let mut e = Event::now(kind);
+        e.exchange = Some(&exchange.id);
+        e.actor = Some(Actor::of(caller));
+        e.target = Some(target);
+        e.session = Some(session);
+        e.latency_us = Some(exchange.latency_us());
+        e
+    }
+
     /// The upstream could not be reached, or broke off mid-answer.
     pub async fn upstream_failed(&self, f: &RequestFacts<'_>, why: &McpError) {
         let mut e = self.exchange_event(EventKind::UpstreamFailed, f);
@@ -298,6 +351,23 @@ impl Audit {
     }
 }
 
+/// What a caller is told about a failed append.
+fn cause_for_clients(e: &hoop_audit_log::AppendError) -> &'static str {
+    use hoop_audit_log::{AppendError, StoreErrorKind};
+    match e {
+        AppendError::Store(s) => match s.kind() {
+            StoreErrorKind::DiskFull => "its disk is full",
+            StoreErrorKind::ReadOnly => "its log is read-only",
+            StoreErrorKind::Busy => "its log is locked by another process",
+            StoreErrorKind::Io => "an I/O error",
+            _ => "its log cannot be written",
+        },
+        AppendError::Invalid(_) => "the event is too large to record",
+        AppendError::Sign(_) => "it cannot sign a checkpoint",
+        AppendError::Closed => "it is shutting down",
+    }
+}
+
 /// The JSON-RPC error of a call the broker would not forward (or deliver)
 /// because the log could not record it.
 pub fn unavailable(cause: &str) -> McpError {
@@ -320,7 +390,7 @@ fn decision_name(d: &Decision) -> &'static str {
 /// The rule a denial names (`denied by rule NAME: …`).
 fn denied_rule(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("denied by rule ")?;
-    rest.split(':').next()
+    rest.split_once(": ").map(|(rule, _)| rule)
 }
 
 /// How an answer ended: a JSON-RPC error (with its code), a tool error
@@ -341,4 +411,17 @@ fn outcome_of(m: &ServerMessage) -> (Outcome, Option<i64>) {
     } else {
         (Outcome::Ok, None)
     }
+}
+
+/// The refusal a caller outside the reader groups gets.
+pub fn not_a_reader(readers: &[String]) -> McpError {
+    let groups = if readers.is_empty() {
+        "no group may (the broker's [audit] readers is empty)".to_owned()
+    } else {
+        format!("members of {}", readers.join(", "))
+    };
+    McpError::new(
+        codes::DENIED,
+        format!("denied by rule builtin:audit-readers: reading the audit log is for {groups}; ask the broker's operator"),
+    )
 }

@@ -195,12 +195,16 @@ pub fn run(
             write_entries(store, &query, out)
         }
         AuditRequest::Replay { id } => {
-            let mut query = SearchQuery {
+            let probe = SearchQuery {
                 exchange: Some(id.clone()),
-                limit: MAX_RESULTS,
+                limit: 1,
                 ..SearchQuery::default()
             };
-            if store.search(&query)?.is_empty() {
+            let mut query = SearchQuery {
+                limit: MAX_RESULTS,
+                ..probe.clone()
+            };
+            if store.search(&probe)?.is_empty() {
                 query.exchange = None;
                 query.session = Some(id.clone());
             }

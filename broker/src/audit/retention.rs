@@ -75,8 +75,20 @@ pub async fn enforce(audit: &Audit, days: u64) -> anyhow::Result<Option<u64>> {
     Ok(Some(cut))
 }
 
+/// Events removed per transaction: each holds the log's write lock, which
+/// the broker's writer waits for, so each is kept short.
+const CHUNK: u64 = 5_000;
+
 fn expire(path: &Path, cut: u64) -> anyhow::Result<u64> {
-    Ok(SqliteStore::open(path, Durability::Fsync)?.expire_before(cut)?)
+    let mut store = SqliteStore::open(path, Durability::Fsync)?;
+    let mut removed = 0;
+    let mut upto = store.first_seq()?;
+    // Bounded: `upto` moves by CHUNK towards `cut`.
+    while upto < cut {
+        upto = upto.saturating_add(CHUNK).min(cut);
+        removed += store.expire_before(upto)?;
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]

@@ -37,14 +37,33 @@ pub fn parse_time(text: &str, now_ns: i64) -> Result<i64, String> {
     Ok(now_ns.saturating_sub(secs.saturating_mul(1_000_000_000)))
 }
 
-fn s<'a>(v: &'a Value, k: &str) -> &'a str {
-    v.get(k).and_then(Value::as_str).unwrap_or("")
+/// A member as text safe for a terminal: control characters (which could
+/// rewrite what an auditor sees) are shown escaped.
+fn s(v: &Value, k: &str) -> String {
+    safe(v.get(k).and_then(Value::as_str).unwrap_or(""))
 }
 
-fn who(v: &Value) -> &str {
-    v.pointer("/actor/sub")
-        .and_then(Value::as_str)
-        .unwrap_or("-")
+fn safe(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+fn who(v: &Value) -> String {
+    safe(
+        v.pointer("/actor/sub")
+            .and_then(Value::as_str)
+            .unwrap_or("-"),
+    )
 }
 
 /// One line per event: what `audit search` prints.
@@ -54,7 +73,7 @@ pub fn table(events: &[Value]) -> String {
         "SEQ", "TIME", "TYPE", "WHO", "TARGET", "METHOD", "NAME", "DECISION", "OUTCOME"
     );
     for e in events {
-        let outcome = match (s(e, "outcome"), e.get("error_code")) {
+        let outcome = match (s(e, "outcome").as_str(), e.get("error_code")) {
             ("", _) => String::new(),
             (o, Some(code)) => format!("{o} ({code})"),
             (o, None) => o.to_owned(),
@@ -67,7 +86,7 @@ pub fn table(events: &[Value]) -> String {
             who(e),
             s(e, "target"),
             s(e, "method"),
-            truncate(s(e, "name"), 20),
+            truncate(&s(e, "name"), 20),
             s(e, "decision"),
             outcome
         ));
@@ -92,7 +111,7 @@ pub fn timeline(events: &[Value]) -> String {
     );
     for e in events {
         let offset_ms = (time_ns(e) - t0) as f64 / 1e6;
-        let what = match s(e, "type") {
+        let what = match s(e, "type").as_str() {
             "mcp.request" => format!(
                 "→ {} {}  [{} by {}]",
                 s(e, "method"),
@@ -126,7 +145,7 @@ pub fn timeline(events: &[Value]) -> String {
         if let Some(m) = e.get("message") {
             out.push_str(&format!(
                 "              {}\n",
-                truncate(&m.to_string(), 200)
+                truncate(&safe(&m.to_string()), 200)
             ));
         } else if let Some(sha) = e.get("message_sha256").and_then(Value::as_str) {
             out.push_str(&format!(
@@ -163,16 +182,17 @@ pub fn write_export(path: &std::path::Path, text: &[u8]) -> anyhow::Result<()> {
         std::io::stdout().write_all(text)?;
         return Ok(());
     }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot create {}: {e} (an existing export is never overwritten)",
-                path.display()
-            )
-        })?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    // It holds what was called and what came back: owner-only, like the log.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create {}: {e} (an existing export is never overwritten)",
+            path.display()
+        )
+    })?;
     f.write_all(text)
         .and_then(|()| f.sync_all())
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
@@ -198,7 +218,7 @@ fn latency(e: &Value) -> String {
 
 fn time_ns(e: &Value) -> i64 {
     let rfc3339 = &time::format_description::well_known::Rfc3339;
-    time::OffsetDateTime::parse(s(e, "time"), rfc3339)
+    time::OffsetDateTime::parse(&s(e, "time"), rfc3339)
         .ok()
         .and_then(|t| i64::try_from(t.unix_timestamp_nanos()).ok())
         .unwrap_or(0)

@@ -6,6 +6,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Identity, VerifiedToken};
 
+/// Longest client `name/version` kept.
+pub const MAX_CLIENT_BYTES: usize = 128;
+
+/// A client's `name/version` from its `Hello`, cut to [`MAX_CLIENT_BYTES`]
+/// (the client names itself; the record keeps a name, not a payload).
+pub fn client_label(name: &str, version: &str) -> String {
+    let mut label = format!("{name}/{version}");
+    if label.len() > MAX_CLIENT_BYTES {
+        let mut end = MAX_CLIENT_BYTES;
+        while !label.is_char_boundary(end) {
+            end -= 1;
+        }
+        label.truncate(end);
+    }
+    label
+}
+
 /// Who is calling: the verified identity of one QUIC connection.
 #[derive(Debug)]
 pub struct Caller {
@@ -23,6 +40,7 @@ pub struct Caller {
 impl Caller {
     /// The caller a verified token makes of a connection from `remote`,
     /// whose `Hello` named its software `client`.
+    /// `client`: from [`client_label`].
     pub fn new(token: VerifiedToken, remote: SocketAddr, client: String) -> Self {
         Self {
             identity: token.identity,

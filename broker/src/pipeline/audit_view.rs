@@ -13,7 +13,7 @@ use super::{Pipeline, Reply};
 use crate::audit::reader::{self, AuditRequest};
 use crate::audit::Exchange;
 use crate::identity::Caller;
-use crate::mcp::error::{codes, McpError};
+use crate::mcp::error::McpError;
 
 /// Lines buffered between the reading thread and the tunnel.
 const LINES_IN_FLIGHT: usize = 64;
@@ -25,27 +25,29 @@ impl Pipeline {
         exchange: &Exchange,
         body: Option<Bytes>,
     ) -> Reply {
-        let req = match body.as_deref().map(serde_json::from_slice::<AuditRequest>) {
-            Some(Ok(r)) => r,
-            Some(Err(e)) => {
-                return Reply::error(
-                    &McpError::invalid_params(format!("not an audit request: {e}")),
-                    None,
-                )
-            }
-            None => {
-                return Reply::error(
-                    &McpError::invalid_request("an audit request needs a message"),
-                    None,
-                )
-            }
-        };
         if let Err(e) = self.audit.may_read(&caller.identity) {
             self.audit
                 .refused(caller, "", exchange, None, body.as_deref(), &e)
                 .await;
             return Reply::error(&e, None);
         }
+        let req = match body.as_deref().map(serde_json::from_slice::<AuditRequest>) {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                let e = McpError::invalid_params(format!("not an audit request: {e}"));
+                self.audit
+                    .refused(caller, "", exchange, None, body.as_deref(), &e)
+                    .await;
+                return Reply::error(&e, None);
+            }
+            None => {
+                let e = McpError::invalid_request("an audit request needs a message");
+                self.audit
+                    .refused(caller, "", exchange, None, None, &e)
+                    .await;
+                return Reply::error(&e, None);
+            }
+        };
         if let Err(e) = self.audit.read_recorded(caller, exchange, &req).await {
             return Reply::error(&e, None);
         }
@@ -124,17 +126,4 @@ impl Write for LineSender {
         }
         self.send()
     }
-}
-
-/// The refusal a caller outside the reader groups gets.
-pub fn not_a_reader(readers: &[String]) -> McpError {
-    let groups = if readers.is_empty() {
-        "no group may (the broker's [audit] readers is empty)".to_owned()
-    } else {
-        format!("members of {}", readers.join(", "))
-    };
-    McpError::new(
-        codes::DENIED,
-        format!("denied by rule builtin:audit-readers: reading the audit log is for {groups}; ask the broker's operator"),
-    )
 }

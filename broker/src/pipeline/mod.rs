@@ -183,27 +183,39 @@ impl Pipeline {
             return Reply::error(&e, id.as_ref());
         }
         match open.kind {
-            StreamKind::Catalog => return self.targets_view(caller).await,
-            StreamKind::Audit => return self.audit_view(caller, &exchange, body).await,
-            _ => {}
+            StreamKind::Catalog => self.targets_view(caller).await,
+            StreamKind::Audit => self.audit_view(caller, &exchange, body).await,
+            StreamKind::Post | StreamKind::Listen | StreamKind::EndSession => {
+                self.to_target(caller, exchange, open, body).await
+            }
         }
+    }
+
+    /// An exchange of an MCP client with one target.
+    async fn to_target(
+        &self,
+        caller: &Arc<Caller>,
+        exchange: Exchange,
+        open: OpenStream,
+        body: Option<Bytes>,
+    ) -> Reply {
         let Some(target) = self.targets.get(&open.target).cloned() else {
             let known: Vec<&str> = self.target_names().collect();
-            let e = McpError::new(
-                codes::INVALID_PARAMS,
-                format!(
-                    "no target named {:?} on this broker; targets: {}",
-                    open.target,
-                    known.join(", ")
-                ),
-            );
-            return Reply::error(
-                &McpError {
-                    http_status: 404,
-                    ..e
-                },
-                None,
-            );
+            let e = McpError {
+                http_status: 404,
+                ..McpError::new(
+                    codes::INVALID_PARAMS,
+                    format!(
+                        "no target named {:?} on this broker; targets: {}",
+                        open.target,
+                        known.join(", ")
+                    ),
+                )
+            };
+            self.audit
+                .refused(caller, &open.target, &exchange, None, body.as_deref(), &e)
+                .await;
+            return Reply::error(&e, None);
         };
         match (open.kind, body) {
             (StreamKind::Post, Some(body)) => {
@@ -211,12 +223,17 @@ impl Pipeline {
                     .await
             }
             (StreamKind::Post, None) => {
-                Reply::error(&McpError::invalid_request("POST without a message"), None)
+                let e = McpError::invalid_request("POST without a message");
+                self.audit
+                    .refused(caller, &target.name, &exchange, None, None, &e)
+                    .await;
+                Reply::error(&e, None)
             }
             (StreamKind::Listen, _) => self.listen(caller, &target, exchange, &open.headers).await,
-            (StreamKind::EndSession, _) => self.end_session(caller, &target, &open.headers).await,
-            (StreamKind::Catalog, _) => self.targets_view(caller).await,
-            (StreamKind::Audit, body) => self.audit_view(caller, &exchange, body).await,
+            _ => {
+                self.end_session(caller, &target, &exchange, &open.headers)
+                    .await
+            }
         }
     }
 
@@ -301,6 +318,10 @@ impl Pipeline {
         let decision = authorize::authorize(&policy, caller, target, msg, origin.as_deref())?;
         // 6. approval
         self.approvals.hold(&decision).await?;
+        // A new session must have room before anything is recorded as sent.
+        if msg.is_method("initialize") && session.is_none() {
+            self.sessions.room_for(&caller.identity, &target.name)?;
+        }
         // 7. audit (request): the bytes recorded are the bytes forwarded.
         let body = msg.to_bytes();
         let facts = RequestFacts {
@@ -339,24 +360,26 @@ impl Pipeline {
         let id = msg.id.clone();
         // A handshake-era upstream already told us how it refuses
         // server/discover: answer from that instead of probing it again.
+        // The answer is recorded like any upstream answer before it goes.
         if msg.is_method("server/discover") && session.is_none() {
             if let Revision::HandshakeOnly { status, error } = target.revision() {
                 let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": error});
-                return json_reply(
-                    status,
-                    Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
-                );
+                let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+                let answer = ServerMessage::parse(body.clone());
+                let facts = RequestFacts {
+                    caller,
+                    target: &target.name,
+                    exchange,
+                    session: None,
+                    msg: &msg,
+                };
+                if let Err(e) = self.audit.response(&facts, &answer, &body).await {
+                    return Reply::error(&e, id.as_ref());
+                }
+                return json_reply(status, body);
             }
         }
         let opens_session = msg.is_method("initialize") && session.is_none();
-        if opens_session {
-            if let Err(e) = self.sessions.room_for(&caller.identity, &target.name) {
-                self.audit
-                    .refused(caller, &target.name, exchange, Some(&msg), None, &e)
-                    .await;
-                return Reply::error(&e, id.as_ref());
-            }
-        }
         // 8. upstream
         let derived = headers::derive(&msg, version.as_deref(), params.as_ref());
         let reply = target
@@ -483,8 +506,20 @@ impl Pipeline {
             {
                 Ok(Some(s)) => s,
                 Ok(None) => return Reply::empty(405),
-                Err(e) => return Reply::error(&e, None),
+                Err(e) => {
+                    self.audit
+                        .refused(caller, &target.name, &exchange, None, None, &e)
+                        .await;
+                    return Reply::error(&e, None);
+                }
             };
+        if let Err(e) = self
+            .audit
+            .stream_request(caller, &target.name, &exchange, &session.id, "listen")
+            .await
+        {
+            return Reply::error(&e, None);
+        }
         let version = session.protocol_version();
         let reply = target
             .upstream
@@ -496,7 +531,13 @@ impl Pipeline {
             .await;
         let reply = match reply {
             Ok(r) => r,
-            Err(e) => return Reply::error(&upstream_error(&target.name, &e), None),
+            Err(e) => {
+                let e = upstream_error(&target.name, &e);
+                self.audit
+                    .stream_failed(caller, &target.name, &exchange, &session.id, &e)
+                    .await;
+                return Reply::error(&e, None);
+            }
         };
         let layers = Arc::new(ResponseLayers {
             caller: caller.clone(),
@@ -532,18 +573,32 @@ impl Pipeline {
         }
     }
 
-    async fn end_session(&self, caller: &Arc<Caller>, target: &Target, h: &McpHeaders) -> Reply {
+    async fn end_session(
+        &self,
+        caller: &Arc<Caller>,
+        target: &Target,
+        exchange: &Exchange,
+        h: &McpHeaders,
+    ) -> Reply {
         let Some(sid) = &h.session_id else {
-            return Reply::error(
-                &McpError::invalid_request("DELETE needs an Mcp-Session-Id"),
-                None,
-            );
+            let e = McpError::invalid_request("DELETE needs an Mcp-Session-Id");
+            self.audit
+                .refused(caller, &target.name, exchange, None, None, &e)
+                .await;
+            return Reply::error(&e, None);
         };
         match self
             .sessions
             .presented(Some(sid), &caller.identity, &target.name)
         {
             Ok(Some(s)) => {
+                if let Err(e) = self
+                    .audit
+                    .stream_request(caller, &target.name, exchange, &s.id, "end_session")
+                    .await
+                {
+                    return Reply::error(&e, None);
+                }
                 self.sessions.remove(sid);
                 target
                     .upstream
@@ -552,7 +607,12 @@ impl Pipeline {
                 Reply::empty(200)
             }
             Ok(None) => Reply::empty(404),
-            Err(e) => Reply::error(&e, None),
+            Err(e) => {
+                self.audit
+                    .refused(caller, &target.name, exchange, None, None, &e)
+                    .await;
+                Reply::error(&e, None)
+            }
         }
     }
 

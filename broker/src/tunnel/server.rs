@@ -211,7 +211,8 @@ impl TunnelServer {
                 .await;
             return close(conn, writer).await;
         };
-        let client = format!("{}/{}", hello.client_name, hello.client_version);
+        let client =
+            crate::identity::caller::client_label(&hello.client_name, &hello.client_version);
         let verified = match self.admit(&hello.token, remote, &client).await {
             Ok(v) => v,
             Err(frame) => {
@@ -346,6 +347,15 @@ impl TunnelServer {
         // it makes the client reconnect as who it is now.
         if old != new {
             tracing::info!(remote = %caller.remote, subject = %old.subject, "re-authentication: groups or email changed; ending the connection so it reconnects");
+            self.pipeline
+                .audit()
+                .auth_failure(
+                    caller.remote,
+                    &caller.client,
+                    Some(old),
+                    "re-authentication with other groups or email: the connection ends so it reconnects as who the caller is now",
+                )
+                .await;
             return Err(refuse(
                 ErrorCode::UNAUTHENTICATED,
                 "your groups changed at the identity provider; reconnecting picks them up".into(),

@@ -211,8 +211,11 @@ fn verify_file(file: &std::path::Path, keys: &[String], json: bool) -> Result<()
 async fn ask(connection: &ConnectionArgs, req: &AuditRequest) -> Result<Vec<Bytes>, CommandError> {
     let body = Bytes::from(serde_json::to_vec(req).map_err(anyhow::Error::from)?);
     let lines = super::ask_broker(connection, StreamKind::Audit, Some(body)).await?;
-    if let Some(first) = lines.first() {
-        if let Ok(v) = serde_json::from_slice::<Value>(first) {
+    // The broker refuses with one error line; a read that fails part way
+    // ends with one. Either way nothing partial is taken for an answer.
+    let ends = [lines.first(), lines.last()];
+    for line in ends.into_iter().flatten() {
+        if let Ok(v) = serde_json::from_slice::<Value>(line) {
             if let Some(e) = v.get("error") {
                 let code = e.get("code").and_then(Value::as_i64);
                 let message = e

@@ -114,8 +114,13 @@ pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
     // process's in-memory broker.
     let result = super::connect::serve_http(tunnel, "demo", args.port, None, None, args.json).await;
     broker.shutdown().await;
+    // The profile pointed at this run; no demo answers there any more.
+    let _ = std::fs::remove_file(dir.join("profile.toml"));
     if !args.json {
-        eprintln!("the calls just made: hoop audit search --profile demo (while a demo runs), or hoop-broker audit search --store {}", dir.join("audit.db").display());
+        eprintln!(
+            "the calls just made: hoop-broker audit search --audit-log {} (or hoop audit search --profile demo while a demo runs)",
+            dir.join("audit.db").display()
+        );
     }
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
@@ -138,11 +143,12 @@ fn write_profile(
 ) -> anyhow::Result<()> {
     let token_file = dir.join("token");
     tls::write_private(&token_file, token.as_bytes())?;
+    let quoted = |v: String| toml::Value::String(v).to_string();
     let profile = format!(
-        "# written by `hoop demo` for this run; read as the profile `demo`\nbroker = \"{}\"\npin = \"{}\"\ntoken_file = {:?}\n",
-        broker.addr,
-        broker.fingerprint,
-        token_file.display().to_string()
+        "# written by `hoop demo` for this run; read as the profile `demo`\nbroker = {}\npin = {}\ntoken_file = {}\n",
+        quoted(broker.addr.to_string()),
+        quoted(broker.fingerprint.clone()),
+        quoted(token_file.display().to_string())
     );
     tls::write_private(&dir.join("profile.toml"), profile.as_bytes())?;
     Ok(())
