@@ -57,11 +57,11 @@ fn event(i: u64) -> PendingEntry {
         bodies: Vec::new(),
         index: EntryIndex {
             time_ns: i as i64,
-            kind: "mcp.request",
+            kind: "mcp.request".into(),
             subject: Some("alice@bank.example".into()),
             target: Some("files".into()),
             name: Some("read_file".into()),
-            decision: Some("allow"),
+            decision: Some("allow".into()),
             exchange: Some(format!("{i:016x}")),
             session: Some("s-81c2".into()),
         },

@@ -19,11 +19,11 @@ fn ev(i: u64) -> PendingEntry {
         bodies: vec![],
         index: EntryIndex {
             time_ns: i as i64,
-            kind: "mcp.request",
+            kind: "mcp.request".into(),
             subject: Some("alice".into()),
             target: Some("demo".into()),
             name: Some("echo".into()),
-            decision: Some("allow"),
+            decision: Some("allow".into()),
             exchange: Some(format!("{i:016x}")),
             session: None,
         },

@@ -86,11 +86,11 @@ pub fn event(i: u64) -> PendingEntry {
         bodies,
         index: EntryIndex {
             time_ns: 1_000 + i as i64,
-            kind: "mcp.request",
+            kind: "mcp.request".into(),
             subject: Some(subject.into()),
             target: Some(target.into()),
             name: Some("read_file".into()),
-            decision: Some(decision),
+            decision: Some(decision.into()),
             exchange: Some(format!("{i:016x}")),
             session: (i.is_multiple_of(4)).then(|| "s1".to_owned()),
         },

@@ -104,7 +104,7 @@ fn event(i: u64) -> PendingEntry {
         bodies,
         index: EntryIndex {
             time_ns: i as i64,
-            kind: "mcp.request",
+            kind: "mcp.request".into(),
             subject: Some("alice".into()),
             ..Default::default()
         },
@@ -136,7 +136,7 @@ async fn go_reference_code_agrees_with_our_export_and_verifier() {
     let db = dir.0.join("audit.db");
     let log = AuditLog::open_sqlite(&db, &dir.0.join("audit-signing.key"), config).unwrap();
     for i in 0..25 {
-        log.append(event(i)).await.unwrap();
+        log.append_indexed(event(i)).await.unwrap();
     }
     log.shutdown().await.unwrap();
     let key = log.verifier_key().to_owned();

@@ -278,11 +278,11 @@ impl<'a> Event<'a> {
             bodies,
             index: EntryIndex {
                 time_ns: self.time_ns,
-                kind: self.kind,
+                kind: self.kind.into(),
                 subject: actor.and_then(|a| a.sub).map(str::to_owned),
                 target: self.target.map(str::to_owned),
                 name: self.name.map(str::to_owned),
-                decision: self.decision,
+                decision: self.decision.map(Into::into),
                 exchange: self.exchange.map(str::to_owned),
                 session: self.session.map(str::to_owned),
             },

@@ -99,7 +99,7 @@ impl Audit {
         caller: &Caller,
         exchange: &Exchange,
         req: &reader::AuditRequest,
-    ) -> Result<u64, McpError> {
+    ) -> Result<(), McpError> {
         let mut e = Event::now(EventKind::AuditRead);
         e.exchange = Some(&exchange.id);
         e.actor = Some(Actor::of(caller));
@@ -120,7 +120,7 @@ impl Audit {
     }
 
     /// Records an event; the error says why the log could not take it.
-    pub async fn record(&self, event: &Event<'_>, message: Option<&[u8]>) -> Result<u64, McpError> {
+    pub async fn record(&self, event: &Event<'_>, message: Option<&[u8]>) -> Result<(), McpError> {
         self.log.append(event.entry(message)).await.map_err(|e| {
             // The caller learns what kind of failure it is; the file and
             // SQLite's words stay in the broker's log and /healthz.

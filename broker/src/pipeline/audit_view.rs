@@ -57,6 +57,10 @@ impl Pipeline {
             if let Err(e) = self.audit.log().checkpoint_now().await {
                 return Reply::error(&crate::audit::unavailable(&e.to_string()), None);
             }
+        } else if let Err(e) = self.audit.log().flush().await {
+            // The reader opens the file: what the journal holds goes in
+            // first, so a search finds the call made a moment ago.
+            return Reply::error(&crate::audit::unavailable(&e.to_string()), None);
         }
         let path = self.audit.path().to_owned();
         let key = self.audit.log().verifier_key().to_owned();

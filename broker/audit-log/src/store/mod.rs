@@ -16,6 +16,7 @@ pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod tests;
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 pub use error::{StoreError, StoreErrorKind};
@@ -39,14 +40,15 @@ pub struct PendingEntry {
 pub struct EntryIndex {
     /// UTC nanoseconds since the Unix epoch.
     pub time_ns: i64,
-    /// The event type (`mcp.request`, `connection.open`, …).
-    pub kind: &'static str,
+    /// The event type (`mcp.request`, `connection.open`, …). Borrowed when
+    /// the broker makes it; owned when read back from the journal.
+    pub kind: Cow<'static, str>,
     pub subject: Option<String>,
     pub target: Option<String>,
     /// Tool, prompt, resource URI or task id.
     pub name: Option<String>,
     /// `allow`, `deny`, `approve`.
-    pub decision: Option<&'static str>,
+    pub decision: Option<Cow<'static, str>>,
     pub exchange: Option<String>,
     pub session: Option<String>,
 }
@@ -148,6 +150,30 @@ pub trait AuditStore: Send {
     /// [`durability`](Self::durability) says. On `Err` nothing of the batch
     /// is kept. Entry `i` of the batch got `seq = new_size - len + i`.
     fn append_batch(&mut self, batch: &[PendingEntry]) -> Result<u64, StoreError>;
+
+    /// [`append_batch`](Self::append_batch), and in the same transaction
+    /// sets the metadata `key` to `value`: the journal in front of a store
+    /// records which of its records the store holds, so none is applied
+    /// twice after a crash. A backend that cannot do both at once must not
+    /// override this default, which is not atomic (and is only used by
+    /// writers that tolerate a record applied twice).
+    fn append_batch_marked(
+        &mut self,
+        batch: &[PendingEntry],
+        key: &str,
+        value: &str,
+    ) -> Result<u64, StoreError> {
+        let size = self.append_batch(batch)?;
+        self.set_meta(key, value)?;
+        Ok(size)
+    }
+
+    /// Makes every committed batch survive a power cut, whatever
+    /// [`durability`](Self::durability) says of a single one: before the
+    /// journal drops records, the store holding them is synced.
+    fn sync(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Number of entries ever appended (the next `seq`).
     fn tree_size(&self) -> Result<u64, StoreError>;

@@ -11,7 +11,16 @@
 //! failed batch fails every waiter in it with the cause, keeps nothing,
 //! marks the log degraded, and the next batch tries again (reopening the
 //! store first), so writing recovers without a restart.
+//!
+//! [`AuditLog::open_sqlite`] puts a journal in front of the store
+//! (`journal/`): an append is then durable once its record is written
+//! (and, at `fsync`, synced with its group) by the appending task itself,
+//! and the writer thread applies records to the store behind, in batches.
+//! A store that failed keeps its batch for the next try; appends fail only
+//! when the journal cannot be written, or when the store has failed long
+//! enough that the queue is full.
 
+mod journal;
 #[cfg(test)]
 mod tests;
 mod thread;
@@ -21,12 +30,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::checkpoint::{check_origin, default_origin, new_log_id, KeyError, LogSigner};
 use crate::entry::{check_pending, EntryError};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{meta_keys, AuditStore, Durability, PendingEntry, StoreError};
+use crate::store::{meta_keys, AuditStore, Durability, PendingEntry, StoreError, StoreErrorKind};
+use journal::{Durable, Journal, Position};
 
 /// How the log writes and signs.
 #[derive(Debug, Clone)]
@@ -42,6 +52,11 @@ pub struct LogConfig {
     pub checkpoint_interval: Duration,
     /// Most events one transaction takes. The queue holds four batches.
     pub max_batch: usize,
+    /// [`AuditLog::open_sqlite`] only: a journal in front of the store.
+    pub journal: bool,
+    /// With the journal: how long the writer gathers records before it
+    /// applies them (one transaction for all), bounded by `max_batch`.
+    pub index_delay: Duration,
 }
 
 impl Default for LogConfig {
@@ -52,6 +67,8 @@ impl Default for LogConfig {
             checkpoint_every: 1000,
             checkpoint_interval: Duration::from_secs(10),
             max_batch: 4096,
+            journal: true,
+            index_delay: Duration::from_millis(2),
         }
     }
 }
@@ -121,6 +138,9 @@ pub struct AuditLog {
 
 struct Shared {
     commands: mpsc::Sender<Command>,
+    /// `None`: appends go to the writer thread, which answers after its
+    /// commit.
+    journal: Option<Arc<Journal>>,
     state: Arc<State>,
     queue_capacity: usize,
     origin: String,
@@ -139,6 +159,11 @@ struct State {
     last_checkpoint_size: AtomicU64,
     degraded: Mutex<Option<String>>,
     stopped: AtomicBool,
+    /// With the journal: why the last write to it failed, until one works.
+    journal_failure: Mutex<Option<String>>,
+    journal_failing: AtomicBool,
+    /// With the journal: why the store refuses the records waiting for it.
+    index_failure: Mutex<Option<StoreError>>,
 }
 
 const NO_CHECKPOINT: u64 = u64::MAX;
@@ -147,6 +172,41 @@ impl State {
     fn set_degraded(&self, why: Option<String>) {
         *self.degraded.lock().unwrap_or_else(PoisonError::into_inner) = why;
     }
+
+    fn set_index_failure(&self, why: Option<StoreError>) {
+        self.set_degraded(
+            why.as_ref()
+                .map(|e| format!("audit log cannot be written: {e}")),
+        );
+        *self
+            .index_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = why;
+    }
+
+    fn journal_result(&self, failure: Option<&StoreError>) {
+        // The common case, a write that worked after one that worked,
+        // takes no lock.
+        if failure.is_none() && !self.journal_failing.load(Ordering::Acquire) {
+            return;
+        }
+        self.journal_failing
+            .store(failure.is_some(), Ordering::Release);
+        *self
+            .journal_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            failure.map(|e| format!("audit log cannot be written: {e}"));
+    }
+}
+
+/// A record the journal holds, waiting for the store.
+pub(crate) struct Unindexed {
+    entry: PendingEntry,
+    position: Position,
+    /// `append_indexed`: told the event's seq once the store has it.
+    reply: Option<oneshot::Sender<Result<u64, AppendError>>>,
+    permit: OwnedSemaphorePermit,
 }
 
 // Appends are nearly every command sent; boxing their event to shrink the
@@ -159,6 +219,12 @@ enum Command {
         /// Released once the append is answered: the queue's bound.
         permit: OwnedSemaphorePermit,
     },
+    /// With the journal: a record to apply to the store.
+    Index(Unindexed),
+    /// With the journal: answered once every record before it is applied.
+    Flush {
+        reply: oneshot::Sender<Result<(), AppendError>>,
+    },
     Checkpoint {
         reply: oneshot::Sender<Result<String, AppendError>>,
     },
@@ -170,9 +236,38 @@ enum Command {
 impl AuditLog {
     /// The log in the SQLite file `path`, signing with the key at
     /// `key_path` (created 0600 on first start).
+    ///
+    /// With `config.journal` (the default) the durability asked for is the
+    /// journal's, and the file itself is written at `os` behind it (and
+    /// synced before the journal lets records go). Records a previous run
+    /// left in the journal are applied first.
     pub fn open_sqlite(path: &Path, key_path: &Path, config: LogConfig) -> Result<Self, OpenError> {
-        let store = SqliteStore::open(path, config.durability)?;
-        Self::open(Box::new(store), key_path, config)
+        if !config.journal {
+            let store = SqliteStore::open(path, config.durability)?;
+            return Self::open(Box::new(store), key_path, config);
+        }
+        let mut store = SqliteStore::open(path, Durability::Os)?;
+        let applied = match store.meta(journal::APPLIED_KEY)? {
+            None => None,
+            Some(v) => Some(v.parse::<Position>().map_err(|_| {
+                StoreError::corrupt(
+                    store.location(),
+                    format!("`{}` is `{v}`, not a number", journal::APPLIED_KEY),
+                )
+            })?),
+        };
+        let (recovered, next) = Journal::open(path, config.durability, applied)?;
+        for chunk in recovered.records.chunks(config.max_batch.max(1)) {
+            let entries: Vec<PendingEntry> = chunk.iter().map(|(_, e)| e.clone()).collect();
+            if let Some((last, _)) = chunk.last() {
+                store.append_batch_marked(&entries, journal::APPLIED_KEY, &last.to_string())?;
+            }
+        }
+        store.sync()?;
+        let journal = recovered.start(next)?;
+        let origin = resolve_origin(&mut store, config.origin.as_deref())?;
+        let signer = LogSigner::load_or_create(key_path, &origin)?;
+        Self::start(Box::new(store), signer, config, Some(Arc::new(journal)))
     }
 
     /// The log in any store, signing with the key at `key_path`.
@@ -189,9 +284,18 @@ impl AuditLog {
     /// The log in any store, signing with `signer` (whose name must be the
     /// store's origin, or becomes it in a new store).
     pub fn with_signer(
+        store: Box<dyn AuditStore>,
+        signer: LogSigner,
+        config: LogConfig,
+    ) -> Result<Self, OpenError> {
+        Self::start(store, signer, config, None)
+    }
+
+    fn start(
         mut store: Box<dyn AuditStore>,
         signer: LogSigner,
         config: LogConfig,
+        journal: Option<Arc<Journal>>,
     ) -> Result<Self, OpenError> {
         let origin = resolve_origin(store.as_mut(), Some(signer.origin()))?;
         if store.meta(meta_keys::VERIFIER_KEY)?.as_deref() != Some(signer.verifier_key()) {
@@ -215,19 +319,34 @@ impl AuditLog {
             last_checkpoint_size: AtomicU64::new(checkpointed.unwrap_or(NO_CHECKPOINT)),
             degraded: Mutex::new(None),
             stopped: AtomicBool::new(false),
+            journal_failure: Mutex::new(None),
+            journal_failing: AtomicBool::new(false),
+            index_failure: Mutex::new(None),
         });
         let (commands, receiver) = mpsc::channel();
+        let durability = journal
+            .as_ref()
+            .map_or(store.durability(), |j| j.durability());
         let shared = Shared {
             commands,
+            journal: journal.clone(),
             state: state.clone(),
             queue_capacity,
             origin,
             verifier_key: signer.verifier_key().to_owned(),
             location: store.location().to_owned(),
-            durability: store.durability(),
+            durability,
         };
-        let writer =
-            thread::Writer::new(store, signer, &config, max_batch, state, size, checkpointed);
+        let writer = thread::Writer::new(
+            store,
+            journal,
+            signer,
+            &config,
+            max_batch,
+            state,
+            size,
+            checkpointed,
+        );
         std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || writer.run(receiver))
@@ -237,26 +356,125 @@ impl AuditLog {
         })
     }
 
-    /// Appends one event; resolves with its `seq` once it is durable.
-    /// Waits (without blocking the runtime) while the queue is full.
-    pub async fn append(&self, entry: PendingEntry) -> Result<u64, AppendError> {
+    /// Appends one event; resolves once it is durable. Waits (without
+    /// blocking the runtime) while the queue is full.
+    pub async fn append(&self, entry: PendingEntry) -> Result<(), AppendError> {
+        self.append_with(entry, false).await.map(drop)
+    }
+
+    /// Appends one event; resolves with its `seq` once it is durable and
+    /// in the store (with the journal, that waits for the writer thread).
+    pub async fn append_indexed(&self, entry: PendingEntry) -> Result<u64, AppendError> {
+        self.append_with(entry, true)
+            .await?
+            .ok_or(AppendError::Closed)
+    }
+
+    async fn append_with(
+        &self,
+        entry: PendingEntry,
+        want_seq: bool,
+    ) -> Result<Option<u64>, AppendError> {
         check_pending(&entry)?;
-        let permit = self
-            .shared
-            .state
-            .permits
+        let permit = self.queue_slot().await?;
+        let Some(journal) = &self.shared.journal else {
+            let (reply, answer) = oneshot::channel();
+            self.shared
+                .commands
+                .send(Command::Append {
+                    entry,
+                    reply,
+                    permit,
+                })
+                .map_err(|_| AppendError::Closed)?;
+            return answer.await.map_err(|_| AppendError::Closed)?.map(Some);
+        };
+        let state = &self.shared.state;
+        let written = journal.append(entry, |position, entry| {
+            let (reply, answer) = match want_seq {
+                true => {
+                    let (reply, answer) = oneshot::channel();
+                    (Some(reply), Some(answer))
+                }
+                false => (None, None),
+            };
+            self.shared
+                .commands
+                .send(Command::Index(Unindexed {
+                    entry,
+                    position,
+                    reply,
+                    permit,
+                }))
+                .map_err(|_| {
+                    StoreError::new(
+                        StoreErrorKind::Other,
+                        journal.dir().display().to_string(),
+                        "the audit log's writer has stopped",
+                    )
+                })?;
+            Ok(answer)
+        });
+        let (answer, durable) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                state.journal_result(Some(&e));
+                return Err(AppendError::Store(e));
+            }
+        };
+        if let Durable::AfterSync(synced) = durable {
+            let synced = synced.await.map_err(|_| AppendError::Closed)?;
+            state.journal_result(synced.as_ref().err());
+            synced.map_err(AppendError::Store)?;
+        } else {
+            state.journal_result(None);
+        }
+        match answer {
+            Some(answer) => answer.await.map_err(|_| AppendError::Closed)?.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A place in the bounded queue. With the journal, a full queue means
+    /// the store is behind; if it is behind because it fails, the append
+    /// fails with that cause instead of waiting for a store that may not
+    /// recover soon.
+    async fn queue_slot(&self) -> Result<OwnedSemaphorePermit, AppendError> {
+        let permits = &self.shared.state.permits;
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => return Ok(permit),
+            Err(TryAcquireError::Closed) => return Err(AppendError::Closed),
+            Err(TryAcquireError::NoPermits) => {}
+        }
+        if self.shared.journal.is_some() {
+            let failure = self
+                .shared
+                .state
+                .index_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            if let Some(e) = failure {
+                return Err(AppendError::Store(e));
+            }
+        }
+        permits
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| AppendError::Closed)?;
+            .map_err(|_| AppendError::Closed)
+    }
+
+    /// Resolves once every event appended before is in the store, so a
+    /// read of the store sees them. Without the journal, at once.
+    pub async fn flush(&self) -> Result<(), AppendError> {
+        if self.shared.journal.is_none() {
+            return Ok(());
+        }
         let (reply, answer) = oneshot::channel();
         self.shared
             .commands
-            .send(Command::Append {
-                entry,
-                reply,
-                permit,
-            })
+            .send(Command::Flush { reply })
             .map_err(|_| AppendError::Closed)?;
         answer.await.map_err(|_| AppendError::Closed)?
     }
@@ -274,6 +492,9 @@ impl AuditLog {
     /// Writes what is queued, signs a final checkpoint (its note, if the
     /// tree grew since the last) and stops the writer. Later appends fail.
     pub async fn shutdown(&self) -> Result<Option<String>, AppendError> {
+        if let Some(journal) = &self.shared.journal {
+            journal.close();
+        }
         let (reply, answer) = oneshot::channel();
         self.shared
             .commands
@@ -294,10 +515,17 @@ impl AuditLog {
         Health {
             durability: self.shared.durability,
             degraded: state
-                .degraded
+                .journal_failure
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .clone(),
+                .clone()
+                .or_else(|| {
+                    state
+                        .degraded
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone()
+                }),
             tree_size: state.tree_size.load(Ordering::Acquire),
             batches: state.batches.load(Ordering::Relaxed),
             last_checkpoint_size: (last != NO_CHECKPOINT).then_some(last),

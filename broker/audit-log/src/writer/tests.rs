@@ -13,6 +13,9 @@ fn config() -> LogConfig {
         durability: Durability::Os,
         checkpoint_every: 1000,
         checkpoint_interval: Duration::from_secs(3600),
+        // These are the writer's own tests; `journal/tests.rs` has the
+        // journal's.
+        journal: false,
         ..LogConfig::default()
     }
 }
@@ -71,7 +74,7 @@ async fn concurrent_appends_get_every_seq_once() {
         tasks.push(tokio::spawn(async move {
             let mut seqs = Vec::new();
             for i in 0..10 {
-                seqs.push(log.append(event(t * 10 + i)).await.unwrap());
+                seqs.push(log.append_indexed(event(t * 10 + i)).await.unwrap());
             }
             seqs
         }));
@@ -91,7 +94,7 @@ async fn concurrent_appends_get_every_seq_once() {
 #[tokio::test]
 async fn an_answered_append_is_in_the_file() {
     let o = open("writer-durable", config());
-    let seq = o.log.append(event(0)).await.unwrap();
+    let seq = o.log.append_indexed(event(0)).await.unwrap();
     let entries = o.reader().entries(seq..seq + 1).unwrap();
     assert!(entries[0].entry.starts_with(b"{\"seq\":0,\"v\":1,"));
 }
@@ -101,10 +104,10 @@ async fn a_bad_event_fails_alone() {
     let o = open("writer-bad-event", config());
     let mut bad = event(0);
     bad.fields = br#"{"seq":5}"#.to_vec();
-    let err = o.log.append(bad).await.unwrap_err();
+    let err = o.log.append_indexed(bad).await.unwrap_err();
     assert_eq!(err, AppendError::Invalid(EntryError::HasSeq));
     assert!(err.to_string().starts_with("audit event refused:"), "{err}");
-    assert_eq!(o.log.append(event(1)).await.unwrap(), 0);
+    assert_eq!(o.log.append_indexed(event(1)).await.unwrap(), 0);
     assert_eq!(o.log.health().degraded, None);
 }
 
@@ -118,7 +121,7 @@ async fn checkpoints_every_n_events_and_a_final_one_at_shutdown() {
         },
     );
     for i in 0..25 {
-        o.log.append(event(i)).await.unwrap();
+        o.log.append_indexed(event(i)).await.unwrap();
     }
     let health = o.log.health();
     assert_eq!(health.last_checkpoint_size, Some(20));
@@ -130,7 +133,7 @@ async fn checkpoints_every_n_events_and_a_final_one_at_shutdown() {
         .expect("events 20..25 needed a checkpoint");
     assert!(note.contains("\n25\n"), "{note}");
     assert_eq!(
-        o.log.append(event(99)).await.unwrap_err(),
+        o.log.append_indexed(event(99)).await.unwrap_err(),
         AppendError::Closed
     );
     let store = o.reader();
@@ -153,7 +156,7 @@ async fn checkpoints_on_a_timer_when_events_are_uncovered() {
         },
     );
     for i in 0..3 {
-        o.log.append(event(i)).await.unwrap();
+        o.log.append_indexed(event(i)).await.unwrap();
     }
     for _ in 0..100 {
         if o.log.health().last_checkpoint_size == Some(3) {
@@ -173,7 +176,7 @@ async fn checkpoint_now_signs_the_current_tree() {
     let empty = o.log.checkpoint_now().await.unwrap();
     assert!(empty.contains("\n0\n"), "{empty}");
     for i in 0..7 {
-        o.log.append(event(i)).await.unwrap();
+        o.log.append_indexed(event(i)).await.unwrap();
     }
     let note = o.log.checkpoint_now().await.unwrap();
     let keys = TrustedKeys::parse(&[o.log.verifier_key().to_owned()]).unwrap();
@@ -197,13 +200,13 @@ async fn origin_and_key_are_made_once_and_kept() {
     assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
     let key = o.log.verifier_key().to_owned();
     assert!(key.starts_with(&format!("{origin}+")));
-    o.log.append(event(0)).await.unwrap();
+    o.log.append_indexed(event(0)).await.unwrap();
     o.log.shutdown().await.unwrap();
 
     let again = AuditLog::open_sqlite(&o.db(), &o.key(), config()).unwrap();
     assert_eq!(again.origin(), origin);
     assert_eq!(again.verifier_key(), key);
-    assert_eq!(again.append(event(1)).await.unwrap(), 1);
+    assert_eq!(again.append_indexed(event(1)).await.unwrap(), 1);
     again.shutdown().await.unwrap();
     assert_eq!(
         o.reader().meta(meta_keys::VERIFIER_KEY).unwrap().as_deref(),
@@ -337,13 +340,13 @@ async fn a_failed_batch_fails_its_waiters_and_writing_recovers() {
         reopened: reopened.clone(),
     };
     let log = AuditLog::open(Box::new(store), &dir.path().join("k"), config()).unwrap();
-    assert_eq!(log.append(event(0)).await.unwrap(), 0);
+    assert_eq!(log.append_indexed(event(0)).await.unwrap(), 0);
 
     failing.store(true, Ordering::SeqCst);
     let tasks: Vec<_> = (1..20)
         .map(|i| {
             let log = log.clone();
-            tokio::spawn(async move { log.append(event(i)).await })
+            tokio::spawn(async move { log.append_indexed(event(i)).await })
         })
         .collect();
     for t in tasks {
@@ -368,7 +371,7 @@ async fn a_failed_batch_fails_its_waiters_and_writing_recovers() {
 
     failing.store(false, Ordering::SeqCst);
     assert_eq!(
-        log.append(event(20)).await.unwrap(),
+        log.append_indexed(event(20)).await.unwrap(),
         1,
         "no gap: the failed batch kept nothing"
     );
@@ -395,7 +398,7 @@ async fn the_queue_is_bounded() {
     let tasks: Vec<_> = (0..200)
         .map(|i| {
             let log = o.log.clone();
-            tokio::spawn(async move { log.append(event(i)).await })
+            tokio::spawn(async move { log.append_indexed(event(i)).await })
         })
         .collect();
     let mut most = 0;
@@ -413,7 +416,7 @@ async fn the_queue_is_bounded() {
 #[tokio::test]
 async fn dropping_every_handle_stops_the_writer_with_a_checkpoint() {
     let o = open("writer-drop", config());
-    o.log.append(event(0)).await.unwrap();
+    o.log.append_indexed(event(0)).await.unwrap();
     let path = o.db();
     drop(o.log);
     let store = SqliteStore::open_read_only(&path).unwrap();

@@ -3,6 +3,12 @@
 //! checkpoints after commits (every `checkpoint_every` events) or on a
 //! timer (`checkpoint_interval` after the first event not yet covered).
 //!
+//! With the journal, appends are answered before they reach this thread;
+//! it gathers their records for `index_delay` (one transaction for many,
+//! which is most of what an append to SQLite costs) and applies them in
+//! order. A batch the store refuses is kept and tried again every second;
+//! it is never dropped, since the journal has already said yes.
+//!
 //! Answers go out through a second thread, the notifier: waking thousands
 //! of waiters and freeing their events took a tenth of the writer's time,
 //! which it now spends on the next batch. The notifier keeps the order in
@@ -14,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
-use super::{AppendError, Command, LogConfig, State};
+use super::journal::{Journal, APPLIED_KEY};
+use super::{AppendError, Command, LogConfig, State, Unindexed};
 use crate::checkpoint::LogSigner;
 use crate::store::{AuditStore, PendingEntry, StoreError, StoreErrorKind};
 use crate::tree;
@@ -29,6 +36,9 @@ type Waiting = (
 /// After a failed checkpoint, how long until the next try.
 const CHECKPOINT_RETRY: Duration = Duration::from_secs(1);
 
+/// After the store refused journal records, how long until the next try.
+const INDEX_RETRY: Duration = Duration::from_secs(1);
+
 /// Batches up to this many waiters are answered by the writer itself.
 const INLINE_ANSWERS: usize = 8;
 
@@ -37,6 +47,13 @@ type Delivery = Box<dyn FnOnce() + Send>;
 
 pub(super) struct Writer {
     store: Box<dyn AuditStore>,
+    journal: Option<Arc<Journal>>,
+    /// Journal records the store refused, in order, for the next try.
+    backlog: Vec<Unindexed>,
+    index_retry_at: Option<Instant>,
+    index_delay: Duration,
+    /// The journal has segments older than its current one to remove.
+    segments_to_drop: bool,
     /// `None` if the notifier thread could not start: answers go inline.
     notifier: Option<mpsc::Sender<Delivery>>,
     signer: LogSigner,
@@ -53,6 +70,16 @@ pub(super) struct Writer {
     checkpoint_failing: bool,
     /// The last write failed: reopen the store before the next.
     needs_reopen: bool,
+}
+
+impl Drop for Writer {
+    /// The store is closed (the thread is done with it): another writer
+    /// may open the log now.
+    fn drop(&mut self) {
+        if let Some(journal) = &self.journal {
+            journal.release();
+        }
+    }
 }
 
 /// Closes the queue when the thread ends, even by a panic, so appenders
@@ -75,8 +102,10 @@ enum Next {
 }
 
 impl Writer {
+    #[allow(clippy::too_many_arguments)] // one call, in `AuditLog::start`
     pub(super) fn new(
         store: Box<dyn AuditStore>,
+        journal: Option<Arc<Journal>>,
         signer: LogSigner,
         config: &LogConfig,
         max_batch: usize,
@@ -87,6 +116,11 @@ impl Writer {
         let uncovered = size > checkpointed.unwrap_or(0);
         Self {
             store,
+            journal,
+            backlog: Vec::new(),
+            index_retry_at: None,
+            index_delay: config.index_delay,
+            segments_to_drop: false,
             notifier: None,
             signer,
             state,
@@ -118,6 +152,7 @@ impl Writer {
                 None => match self.wait(&commands) {
                     Next::Command(command) => command,
                     Next::CheckpointDue => {
+                        self.retry_backlog_if_due();
                         self.checkpoint_if_due();
                         continue;
                     }
@@ -150,11 +185,24 @@ impl Writer {
                     self.commit(batch);
                     self.checkpoint_if_due();
                 }
+                Command::Index(first) => {
+                    let (batch, next) = self.gather(first, &commands);
+                    held = next;
+                    // A failure is kept in the backlog and in health.
+                    let _ = self.index(batch);
+                    self.checkpoint_if_due();
+                }
+                Command::Flush { reply } => {
+                    let result = self.index(Vec::new());
+                    let _ = reply.send(result);
+                }
                 Command::Checkpoint { reply } => {
+                    let _ = self.index(Vec::new());
                     let result = self.checkpoint();
                     self.deliver(1, Box::new(move || drop(reply.send(result))));
                 }
                 Command::Shutdown { reply } => {
+                    let _ = self.index(Vec::new());
                     let result = self.finish();
                     // The store closes before the caller hears back, so a
                     // caller may reopen the file at once.
@@ -170,11 +218,133 @@ impl Writer {
         }
         // Every handle dropped: the same final checkpoint, with nobody to
         // tell if it fails (the next start signs one for what it covers).
+        let _ = self.index(Vec::new());
         let _ = self.finish();
     }
 
+    /// Journal records from `first` on: what is queued, then what arrives
+    /// within `index_delay`, up to `max_batch`; a command of another kind
+    /// ends the gathering and is returned, to run after this batch.
+    fn gather(
+        &self,
+        first: Unindexed,
+        commands: &mpsc::Receiver<Command>,
+    ) -> (Vec<Unindexed>, Option<Command>) {
+        let mut batch = vec![first];
+        let deadline = Instant::now() + self.index_delay;
+        // Bounded by max_batch and by the deadline.
+        while batch.len() < self.max_batch {
+            let next = match commands.try_recv() {
+                Ok(command) => command,
+                Err(mpsc::TryRecvError::Disconnected) => break,
+                Err(mpsc::TryRecvError::Empty) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match commands.recv_timeout(left) {
+                        Ok(command) => command,
+                        Err(_) => break,
+                    }
+                }
+            };
+            match next {
+                Command::Index(record) => batch.push(record),
+                other => return (batch, Some(other)),
+            }
+        }
+        (batch, None)
+    }
+
+    /// Applies the backlog and `batch` to the store in one transaction,
+    /// recording the last journal position with them, and answers those
+    /// waiting for their seq. On failure everything stays in the backlog.
+    fn index(&mut self, batch: Vec<Unindexed>) -> Result<(), AppendError> {
+        if self.backlog.is_empty() {
+            self.backlog = batch;
+        } else {
+            self.backlog.extend(batch);
+        }
+        let Some(last) = self.backlog.last().map(|r| r.position) else {
+            return Ok(());
+        };
+        let entries: Vec<PendingEntry> = self.backlog.iter().map(|r| r.entry.clone()).collect();
+        let written = self.reopen_if_needed().and_then(|()| {
+            self.store
+                .append_batch_marked(&entries, APPLIED_KEY, &last.to_string())
+        });
+        let new_size = match written {
+            Ok(new_size) => new_size,
+            Err(e) => {
+                self.needs_reopen = e.kind() != StoreErrorKind::Invalid;
+                self.state.set_index_failure(Some(e.clone()));
+                self.index_retry_at = Some(Instant::now() + INDEX_RETRY);
+                return Err(AppendError::Store(e));
+            }
+        };
+        let done = std::mem::take(&mut self.backlog);
+        let first = new_size.saturating_sub(done.len() as u64);
+        self.size = new_size;
+        self.state.tree_size.store(new_size, Ordering::Release);
+        self.state.batches.fetch_add(1, Ordering::Relaxed);
+        if self.index_retry_at.take().is_some() {
+            self.state.set_index_failure(None);
+        }
+        if self.checkpoint_at.is_none() {
+            self.checkpoint_at = Some(Instant::now() + self.checkpoint_interval);
+        }
+        let count = done.iter().filter(|r| r.reply.is_some()).count();
+        self.deliver(
+            count,
+            Box::new(move || {
+                for (record, seq) in done.into_iter().zip(first..) {
+                    drop(record.permit);
+                    if let Some(reply) = record.reply {
+                        let _ = reply.send(Ok(seq));
+                    }
+                }
+                drop(entries);
+            }),
+        );
+        self.drop_applied_segments(last);
+        Ok(())
+    }
+
+    /// After the journal began a new segment: the store synced, the
+    /// segments it now holds entirely are removed. A failure keeps them
+    /// until the next new segment (the store's mark says they are applied,
+    /// so keeping them costs only disk).
+    fn drop_applied_segments(&mut self, applied: u64) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        self.segments_to_drop |= journal.take_rotated();
+        if !self.segments_to_drop {
+            return;
+        }
+        let journal = journal.clone();
+        match self
+            .store
+            .sync()
+            .and_then(|()| journal.remove_applied(applied))
+        {
+            Ok(left) => self.segments_to_drop = left > 1,
+            Err(e) => tracing::warn!("audit journal: applied segments kept for now: {e}"),
+        }
+    }
+
+    fn retry_backlog_if_due(&mut self) {
+        if self.index_retry_at.is_some_and(|at| Instant::now() >= at) {
+            let _ = self.index(Vec::new());
+        }
+    }
+
     fn wait(&self, commands: &mpsc::Receiver<Command>) -> Next {
-        match self.checkpoint_at {
+        let due = match (self.checkpoint_at, self.index_retry_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match due {
             None => commands.recv().map_or(Next::Closed, Next::Command),
             Some(at) => match commands.recv_timeout(at.saturating_duration_since(Instant::now())) {
                 Ok(command) => Next::Command(command),

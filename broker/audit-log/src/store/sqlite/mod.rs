@@ -111,32 +111,12 @@ impl SqliteStore {
         }
     }
 
-    /// Test hook: SQLite reports "database or disk is full" past this many
-    /// pages, as it does on a full disk.
-    #[cfg(test)]
-    pub(crate) fn limit_pages(&self, pages: u64) {
-        self.conn
-            .pragma_update(None, "max_page_count", pages as i64)
-            .unwrap();
-    }
-
-    /// Test hook: the raw connection, to damage the file as a bug or an
-    /// intruder would.
-    #[cfg(test)]
-    pub(crate) fn connection(&self) -> &Connection {
-        &self.conn
-    }
-}
-impl AuditStore for SqliteStore {
-    fn durability(&self) -> Durability {
-        self.durability
-    }
-
-    fn location(&self) -> &str {
-        &self.location
-    }
-
-    fn append_batch(&mut self, batch: &[PendingEntry]) -> Result<u64, StoreError> {
+    /// One batch in one transaction, with the journal's mark if given.
+    fn append(
+        &mut self,
+        batch: &[PendingEntry],
+        mark: Option<(&str, &str)>,
+    ) -> Result<u64, StoreError> {
         self.writable()?;
         if batch.is_empty() {
             return self.tree_size();
@@ -211,6 +191,13 @@ impl AuditStore for SqliteStore {
                     .map_err(err("writing stored hashes"))?;
             }
         }
+        if let Some((key, value)) = mark {
+            tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .and_then(|mut s| s.execute((key, value)))
+            .map_err(err("writing metadata"))?;
+        }
         tx.commit().map_err(err("committing a batch"))?;
         self.commits = self.commits.wrapping_add(1);
         if let Some(checkpointer) = &self.checkpointer {
@@ -219,6 +206,71 @@ impl AuditStore for SqliteStore {
             }
         }
         Ok(sequenced.new_size)
+    }
+
+    /// Test hook: SQLite reports "database or disk is full" past this many
+    /// pages, as it does on a full disk.
+    #[cfg(test)]
+    pub(crate) fn limit_pages(&self, pages: u64) {
+        self.conn
+            .pragma_update(None, "max_page_count", pages as i64)
+            .unwrap();
+    }
+
+    /// Test hook: the raw connection, to damage the file as a bug or an
+    /// intruder would.
+    #[cfg(test)]
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+impl AuditStore for SqliteStore {
+    fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn append_batch(&mut self, batch: &[PendingEntry]) -> Result<u64, StoreError> {
+        self.append(batch, None)
+    }
+
+    fn append_batch_marked(
+        &mut self,
+        batch: &[PendingEntry],
+        key: &str,
+        value: &str,
+    ) -> Result<u64, StoreError> {
+        self.append(batch, Some((key, value)))
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        // fsync is per file, whichever descriptor asks: the WAL holds the
+        // commits not yet copied back, the file those that were.
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        for path in [PathBuf::from(wal), self.path.clone()] {
+            match std::fs::File::open(&path) {
+                Ok(f) => f.sync_all().map_err(|e| {
+                    StoreError::new(
+                        StoreErrorKind::Io,
+                        &self.location,
+                        format!("syncing {}: {e}", path.display()),
+                    )
+                })?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(StoreError::new(
+                        StoreErrorKind::Io,
+                        &self.location,
+                        format!("opening {} to sync it: {e}", path.display()),
+                    ))
+                }
+            }
+        }
+        Ok(())
     }
 
     fn tree_size(&self) -> Result<u64, StoreError> {
