@@ -332,6 +332,31 @@ fn search_and_replay_cover_both_revisions_a_stdio_upstream_and_sse() {
         progress >= 2,
         "SSE progress events recorded one by one: {progress}"
     );
+    // More than asked for: said on stderr with the next page's flag, and
+    // that page starts after it. A type that does not exist is a usage
+    // error, not an empty answer.
+    let page = |extra: &[&str]| {
+        let mut cmd = hoop(d);
+        cmd.args(["audit", "search", "--json", "--target", "every"])
+            .args(extra)
+            .args(broker.connect_args("alice"));
+        run(cmd)
+    };
+    let first = page(&["--limit", "2"]);
+    assert_eq!(first.status, Some(0), "{}", first.stderr);
+    let shown = json_lines(&first.stdout);
+    assert_eq!(shown.len(), 2, "{}", first.stdout);
+    let after = shown[1]["seq"].as_u64().unwrap();
+    assert!(
+        first.stderr.contains(&format!("--after {after}")),
+        "{}",
+        first.stderr
+    );
+    let next = json_lines(&page(&["--limit", "2", "--after", &after.to_string()]).stdout);
+    assert!(next[0]["seq"].as_u64().unwrap() > after, "{next:?}");
+    let bad = page(&["--type", "mcp.requests"]);
+    assert_eq!(bad.status, Some(2), "{}", bad.stderr);
+    assert!(bad.stderr.contains("mcp.request"), "{}", bad.stderr);
     let py_events = search(&["--target", "py", "--type", "mcp.request"]);
     assert!(
         py_events.iter().any(|e| e["message"]["params"]["_meta"]

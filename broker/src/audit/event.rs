@@ -56,6 +56,25 @@ pub enum EventKind {
     Retention,
 }
 
+/// Every event type's name, as `--type` accepts them.
+pub const EVENT_TYPES: [&str; 15] = [
+    "connection.open",
+    "connection.close",
+    "auth.failure",
+    "mcp.request",
+    "mcp.refused",
+    "mcp.response",
+    "mcp.server_message",
+    "mcp.upstream_failed",
+    "policy.reload",
+    "tool.drift",
+    "revocation.added",
+    "revocation.lifted",
+    "admin.command",
+    "audit.read",
+    "audit.retention",
+];
+
 impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {

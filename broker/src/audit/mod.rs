@@ -155,18 +155,23 @@ impl Audit {
         self.record(&e, Some(body)).await.map(drop)
     }
 
-    /// A client message the broker refused: never forwarded.
+    /// A client message the broker refused: never forwarded. `session`:
+    /// the `Mcp-Session-Id` the request presented, if any.
+    #[allow(clippy::too_many_arguments)] // each is one fact of the refusal
     pub async fn refused(
         &self,
         caller: &Caller,
         target: &str,
         exchange: &Exchange,
+        session: Option<&str>,
         msg: Option<&McpMessage>,
         raw: Option<&[u8]>,
         why: &McpError,
     ) {
         let mut e = Event::now(EventKind::Refused);
         e.exchange = Some(&exchange.id);
+        // As presented: replaying a session shows what it was refused too.
+        e.session = session;
         e.actor = Some(Actor::of(caller));
         e.target = Some(target).filter(|t| !t.is_empty());
         if let Some(m) = msg {

@@ -103,11 +103,11 @@ pub struct SearchFlags {
     /// Tool, prompt, resource URI or task id.
     #[arg(long)]
     pub tool: Option<String>,
-    /// allow, deny or approve.
-    #[arg(long)]
+    /// The policy's decision.
+    #[arg(long, value_parser = ["allow", "deny", "approve"])]
     pub decision: Option<String>,
-    /// Event type, e.g. mcp.request, mcp.refused, auth.failure, audit.read.
-    #[arg(long = "type")]
+    /// Event type (docs/audit.md lists what each records).
+    #[arg(long = "type", value_parser = clap::builder::PossibleValuesParser::new(super::event::EVENT_TYPES))]
     pub kind: Option<String>,
     /// From (RFC 3339, a date, or a span back: 15m, 8h, 7d).
     #[arg(long)]
@@ -115,9 +115,20 @@ pub struct SearchFlags {
     /// Until (same forms as --since).
     #[arg(long)]
     pub until: Option<String>,
-    /// At most this many events (up to 10000).
-    #[arg(long, default_value_t = 100)]
+    /// At most this many events (1 to 10000).
+    #[arg(long, default_value_t = 100, value_parser = parse_limit)]
     pub limit: usize,
+    /// Only events after this sequence number: the next page, where a
+    /// search said more events match.
+    #[arg(long, value_name = "SEQ")]
+    pub after: Option<u64>,
+}
+
+fn parse_limit(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX_RESULTS).contains(&n) => Ok(n),
+        _ => Err(format!("a number from 1 to {MAX_RESULTS}")),
+    }
 }
 
 impl SearchFlags {
@@ -130,7 +141,7 @@ impl SearchFlags {
             kind: self.kind.clone(),
             since_ns: flag_time(self.since.as_deref(), "--since", now_ns)?,
             until_ns: flag_time(self.until.as_deref(), "--until", now_ns)?,
-            after_seq: None,
+            after_seq: self.after,
             limit: Some(self.limit),
         }))
     }
@@ -255,7 +266,7 @@ pub fn run(
                 Err(e) => json!({
                     "ok": false,
                     "seq": e.seq,
-                    "problem": format!("{:?}", e.problem),
+                    "problem": e.problem.code(),
                     "detail": e.detail,
                     "summary": format!("FAIL {e}"),
                 }),
@@ -277,14 +288,26 @@ fn store_key(store: &SqliteStore) -> anyhow::Result<Option<String>> {
     Ok(store.meta(hoop_audit_log::store::meta_keys::VERIFIER_KEY)?)
 }
 
+/// The matching entries, then, if more match than were asked for, a last
+/// line `{"more":true,"after_seq":N}` (N: the last seq sent).
 fn write_entries(
     store: &SqliteStore,
     query: &SearchQuery,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    for e in store.search(query)? {
+    let asked = query.limit;
+    let mut query = query.clone();
+    query.limit = asked.saturating_add(1);
+    let found = store.search(&query)?;
+    let more = found.len() > asked;
+    let mut last = None;
+    for e in found.iter().take(asked) {
         out.write_all(&e.entry)?;
         out.write_all(b"\n")?;
+        last = Some(e.seq);
+    }
+    if let (true, Some(last)) = (more, last) {
+        writeln!(out, "{}", json!({"more": true, "after_seq": last}))?;
     }
     Ok(())
 }

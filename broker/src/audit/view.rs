@@ -103,8 +103,8 @@ pub fn timeline(events: &[Value]) -> String {
     };
     let t0 = time_ns(first);
     let mut out = format!(
-        "{} events, from {} ({} on {})\n",
-        events.len(),
+        "{}, from {} ({} on {})\n",
+        count(events.len(), "event"),
         s(first, "time"),
         who(first),
         s(first, "target"),
@@ -159,19 +159,59 @@ pub fn timeline(events: &[Value]) -> String {
     out
 }
 
-/// Prints an answer's lines: as they are (`json`), or rendered.
-pub fn print_lines(lines: &[u8], json: bool, render: fn(&[Value]) -> String) -> anyhow::Result<()> {
-    use std::io::Write;
-    if json {
-        std::io::stdout().write_all(lines)?;
-        return Ok(());
+/// `1 event`, `2 events`.
+pub fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
-    let events: Vec<Value> = lines
-        .split(|b| *b == b'\n')
-        .filter_map(|l| serde_json::from_slice(l).ok())
-        .collect();
-    print!("{}", render(&events));
+}
+
+/// Prints an answer's events: as recorded (`json`: one JSON line each),
+/// or rendered. Whether more matched, or none did, goes to stderr, so
+/// standard output holds events only.
+pub fn print_lines(lines: &[u8], json: bool, render: fn(&[Value]) -> String) -> anyhow::Result<()> {
+    let mut events = Vec::new();
+    let mut raw = Vec::with_capacity(lines.len());
+    let mut more = None;
+    for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let Ok(v) = serde_json::from_slice::<Value>(line) else {
+            continue;
+        };
+        if v.get("more") == Some(&Value::Bool(true)) {
+            more = v.get("after_seq").and_then(Value::as_u64);
+            continue;
+        }
+        raw.extend_from_slice(line);
+        raw.push(b'\n');
+        events.push(v);
+    }
+    if json {
+        write_stdout(&raw)?;
+    } else if events.is_empty() {
+        eprintln!("no events match");
+    } else {
+        write_stdout(render(&events).as_bytes())?;
+    }
+    if let Some(after) = more {
+        eprintln!(
+            "more events match than the {} shown: add --after {after} for the next page, or narrow with --since, --until or other filters",
+            count(events.len(), "event")
+        );
+    }
     Ok(())
+}
+
+/// Standard output, where a reader that left early (`| head`) is not an
+/// error: what it wanted, it read.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Writes an export to a new file (`-`: standard output). An existing file
@@ -179,8 +219,7 @@ pub fn print_lines(lines: &[u8], json: bool, render: fn(&[Value]) -> String) -> 
 pub fn write_export(path: &std::path::Path, text: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     if path.as_os_str() == "-" {
-        std::io::stdout().write_all(text)?;
-        return Ok(());
+        return write_stdout(text);
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -196,15 +235,26 @@ pub fn write_export(path: &std::path::Path, text: &[u8]) -> anyhow::Result<()> {
     f.write_all(text)
         .and_then(|()| f.sync_all())
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    let events = text
-        .split(|b| *b == b'\n')
-        .filter(|l| l.starts_with(b"{\"seq\":") || l.starts_with(b"{\"activity_id\""))
+    let lines = text.split(|b| *b == b'\n');
+    let ocsf = lines
+        .clone()
+        .filter(|l| l.starts_with(b"{\"activity_id\""))
         .count();
-    eprintln!(
-        "wrote {} ({events} events); check it with `hoop audit verify {} --key KEY`",
-        path.display(),
-        path.display()
-    );
+    if ocsf > 0 {
+        eprintln!(
+            "wrote {} ({} as OCSF API Activity, for a SIEM; the export that proves itself is --format jsonl)",
+            path.display(),
+            count(ocsf, "event")
+        );
+    } else {
+        let events = lines.filter(|l| l.starts_with(b"{\"seq\":")).count();
+        eprintln!(
+            "wrote {} ({}); check it with `hoop audit verify {} --key KEY`",
+            path.display(),
+            count(events, "event"),
+            path.display()
+        );
+    }
     Ok(())
 }
 

@@ -27,7 +27,7 @@ impl Pipeline {
     ) -> Reply {
         if let Err(e) = self.audit.may_read(&caller.identity) {
             self.audit
-                .refused(caller, "", exchange, None, body.as_deref(), &e)
+                .refused(caller, "", exchange, None, None, body.as_deref(), &e)
                 .await;
             return Reply::error(&e, None);
         }
@@ -36,14 +36,14 @@ impl Pipeline {
             Some(Err(e)) => {
                 let e = McpError::invalid_params(format!("not an audit request: {e}"));
                 self.audit
-                    .refused(caller, "", exchange, None, body.as_deref(), &e)
+                    .refused(caller, "", exchange, None, None, body.as_deref(), &e)
                     .await;
                 return Reply::error(&e, None);
             }
             None => {
                 let e = McpError::invalid_request("an audit request needs a message");
                 self.audit
-                    .refused(caller, "", exchange, None, None, &e)
+                    .refused(caller, "", exchange, None, None, None, &e)
                     .await;
                 return Reply::error(&e, None);
             }

@@ -177,7 +177,15 @@ impl Pipeline {
         //    caller whose token lapsed or who was revoked learns nothing.
         if let Err(e) = self.still_admitted(caller) {
             self.audit
-                .refused(caller, &open.target, &exchange, None, body.as_deref(), &e)
+                .refused(
+                    caller,
+                    &open.target,
+                    &exchange,
+                    open.headers.session_id.as_deref(),
+                    None,
+                    body.as_deref(),
+                    &e,
+                )
                 .await;
             let id = body.as_deref().and_then(McpMessage::salvage_id);
             return Reply::error(&e, id.as_ref());
@@ -213,7 +221,15 @@ impl Pipeline {
                 )
             };
             self.audit
-                .refused(caller, &open.target, &exchange, None, body.as_deref(), &e)
+                .refused(
+                    caller,
+                    &open.target,
+                    &exchange,
+                    open.headers.session_id.as_deref(),
+                    None,
+                    body.as_deref(),
+                    &e,
+                )
                 .await;
             return Reply::error(&e, None);
         };
@@ -225,7 +241,15 @@ impl Pipeline {
             (StreamKind::Post, None) => {
                 let e = McpError::invalid_request("POST without a message");
                 self.audit
-                    .refused(caller, &target.name, &exchange, None, None, &e)
+                    .refused(
+                        caller,
+                        &target.name,
+                        &exchange,
+                        open.headers.session_id.as_deref(),
+                        None,
+                        None,
+                        &e,
+                    )
                     .await;
                 Reply::error(&e, None)
             }
@@ -272,7 +296,15 @@ impl Pipeline {
             Ok(m) => Arc::new(m),
             Err(e) => {
                 self.audit
-                    .refused(caller, &target.name, exchange, None, Some(&body), &e)
+                    .refused(
+                        caller,
+                        &target.name,
+                        exchange,
+                        h.session_id.as_deref(),
+                        None,
+                        Some(&body),
+                        &e,
+                    )
                     .await;
                 let id = match e.code {
                     codes::PARSE_ERROR => None,
@@ -285,7 +317,15 @@ impl Pipeline {
             Ok(judged) => self.forward(caller, target, exchange, msg, judged).await,
             Err(e) => {
                 self.audit
-                    .refused(caller, &target.name, exchange, Some(&msg), None, &e)
+                    .refused(
+                        caller,
+                        &target.name,
+                        exchange,
+                        h.session_id.as_deref(),
+                        Some(&msg),
+                        None,
+                        &e,
+                    )
                     .await;
                 match msg.kind {
                     MessageKind::Request => Reply::error(&e, msg.id.as_ref()),
@@ -508,7 +548,15 @@ impl Pipeline {
                 Ok(None) => return Reply::empty(405),
                 Err(e) => {
                     self.audit
-                        .refused(caller, &target.name, &exchange, None, None, &e)
+                        .refused(
+                            caller,
+                            &target.name,
+                            &exchange,
+                            h.session_id.as_deref(),
+                            None,
+                            None,
+                            &e,
+                        )
                         .await;
                     return Reply::error(&e, None);
                 }
@@ -583,7 +631,15 @@ impl Pipeline {
         let Some(sid) = &h.session_id else {
             let e = McpError::invalid_request("DELETE needs an Mcp-Session-Id");
             self.audit
-                .refused(caller, &target.name, exchange, None, None, &e)
+                .refused(
+                    caller,
+                    &target.name,
+                    exchange,
+                    h.session_id.as_deref(),
+                    None,
+                    None,
+                    &e,
+                )
                 .await;
             return Reply::error(&e, None);
         };
@@ -609,7 +665,15 @@ impl Pipeline {
             Ok(None) => Reply::empty(404),
             Err(e) => {
                 self.audit
-                    .refused(caller, &target.name, exchange, None, None, &e)
+                    .refused(
+                        caller,
+                        &target.name,
+                        exchange,
+                        h.session_id.as_deref(),
+                        None,
+                        None,
+                        &e,
+                    )
                     .await;
                 Reply::error(&e, None)
             }

@@ -25,7 +25,8 @@ pub struct AuditArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
-    /// Events matching every filter given, oldest first.
+    /// Events matching every filter given, oldest first (page on with
+    /// --after, as the note on stderr says when more match).
     Search {
         #[command(flatten)]
         filters: SearchFlags,
@@ -170,6 +171,11 @@ fn verify_file(file: &std::path::Path, keys: &[String], json: bool) -> Result<()
             "--key KEY is needed to verify an export: get it from the broker's operator (`hoop-broker audit pubkey`) or `hoop audit key`".into(),
         ));
     }
+    if let Err(e) = hoop_audit_log::TrustedKeys::parse(keys) {
+        return Err(usage(format!(
+            "--key: {e}; a verifier key looks like `name+8hex+base64`, as `hoop audit key` or `hoop-broker audit pubkey` print it"
+        )));
+    }
     let f = std::fs::File::open(file)
         .map_err(|e| usage(format!("cannot open {}: {e}", file.display())))?;
     match hoop_audit_log::verify_export(std::io::BufReader::new(f), keys) {
@@ -188,7 +194,7 @@ fn verify_file(file: &std::path::Path, keys: &[String], json: bool) -> Result<()
             if json {
                 println!(
                     "{}",
-                    json!({"ok": false, "seq": e.seq, "line": e.line, "problem": format!("{:?}", e.problem), "detail": e.detail})
+                    json!({"ok": false, "seq": e.seq, "line": e.line, "problem": e.problem.code(), "detail": e.detail})
                 );
             } else {
                 println!("FAIL {e}");

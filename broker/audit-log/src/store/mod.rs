@@ -114,8 +114,9 @@ pub struct SearchQuery {
     pub limit: usize,
 }
 
-/// Most entries one search returns.
-pub const MAX_SEARCH_LIMIT: usize = 10_000;
+/// Most entries one search returns: 10,000, and one more, so a reader
+/// showing 10,000 can tell whether more match.
+pub const MAX_SEARCH_LIMIT: usize = 10_001;
 /// Most entries one [`AuditStore::entries`] call reads: callers page.
 pub const MAX_ENTRIES_PER_READ: u64 = 10_000;
 /// Most checkpoints one [`AuditStore::checkpoints`] call returns.

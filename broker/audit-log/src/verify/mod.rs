@@ -97,6 +97,30 @@ pub enum Problem {
 }
 
 impl Problem {
+    /// A stable name for machines (`--json`): `bad_signature`, `changed`, …
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::TooLong => "too_long",
+            Self::Header => "header",
+            Self::BadSignature => "bad_signature",
+            Self::UnknownKey => "unknown_key",
+            Self::BadKey => "bad_key",
+            Self::WrongOrigin => "wrong_origin",
+            Self::Inconsistent => "inconsistent",
+            Self::Changed => "changed",
+            Self::Missing => "missing",
+            Self::Inserted => "inserted",
+            Self::OutOfOrder => "out_of_order",
+            Self::MissingProof => "missing_proof",
+            Self::BadProof => "bad_proof",
+            Self::BadBody => "bad_body",
+            Self::MissingBody => "missing_body",
+            Self::Truncated => "truncated",
+            Self::Store => "store",
+        }
+    }
+
     fn words(self) -> &'static str {
         match self {
             Self::Malformed => "malformed",
