@@ -179,8 +179,12 @@ impl Audit {
             e.method = m.method.as_deref();
             e.name = m.item.as_deref();
         }
-        e.decision = (why.code == codes::DENIED).then_some("deny");
-        e.rule = denied_rule(&why.message);
+        e.decision = match why.code {
+            codes::DENIED => Some("deny"),
+            codes::APPROVAL_REQUIRED => Some("approve"),
+            _ => None,
+        };
+        e.rule = denied_rule(&why.message).or_else(|| approval_rule(&why.message));
         e.outcome = Some(Outcome::Refused.as_str());
         e.error_code = Some(why.code);
         e.reason = Some(&why.message);
@@ -398,6 +402,12 @@ fn denied_rule(message: &str) -> Option<&str> {
     rest.split_once(": ").map(|(rule, _)| rule)
 }
 
+/// The rule of an approval refusal: `this call needs approval (rule R)…`.
+fn approval_rule(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("this call needs approval (rule ")?;
+    rest.rsplit_once(')').map(|(rule, _)| rule)
+}
+
 /// How an answer ended: a JSON-RPC error (with its code), a tool error
 /// (`isError`), or fine.
 fn outcome_of(m: &ServerMessage) -> (Outcome, Option<i64>) {
@@ -429,4 +439,24 @@ pub fn not_a_reader(readers: &[String]) -> McpError {
         codes::DENIED,
         format!("denied by rule builtin:audit-readers: reading the audit log is for {groups}; ask the broker's operator"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_names_the_rule_that_denied_or_held_it() {
+        assert_eq!(
+            denied_rule("denied by rule prod:no-delete: deletes are blocked"),
+            Some("prod:no-delete")
+        );
+        assert_eq!(
+            approval_rule(
+                "this call needs approval (rule deploys), and approvals are not available yet"
+            ),
+            Some("deploys")
+        );
+        assert_eq!(approval_rule("denied by rule x: y"), None);
+    }
 }

@@ -54,8 +54,9 @@ pub struct LogConfig {
     pub max_batch: usize,
     /// [`AuditLog::open_sqlite`] only: a journal in front of the store.
     pub journal: bool,
-    /// With the journal: how long the writer gathers records before it
-    /// applies them (one transaction for all), bounded by `max_batch`.
+    /// With the journal: how long the writer lets records gather before
+    /// it applies them (one transaction for all), bounded by `max_batch`.
+    /// Reads through the broker wait at most this long for the store.
     pub index_delay: Duration,
 }
 
@@ -68,7 +69,7 @@ impl Default for LogConfig {
             checkpoint_interval: Duration::from_secs(10),
             max_batch: 4096,
             journal: true,
-            index_delay: Duration::from_millis(2),
+            index_delay: Duration::from_millis(20),
         }
     }
 }

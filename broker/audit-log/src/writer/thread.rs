@@ -33,6 +33,13 @@ type Waiting = (
     OwnedSemaphorePermit,
 );
 
+/// A journal record's appender, while its entry waits in the backlog.
+struct Owed {
+    position: u64,
+    reply: Option<oneshot::Sender<Result<u64, AppendError>>>,
+    permit: OwnedSemaphorePermit,
+}
+
 /// After a failed checkpoint, how long until the next try.
 const CHECKPOINT_RETRY: Duration = Duration::from_secs(1);
 
@@ -49,7 +56,9 @@ pub(super) struct Writer {
     store: Box<dyn AuditStore>,
     journal: Option<Arc<Journal>>,
     /// Journal records the store refused, in order, for the next try.
-    backlog: Vec<Unindexed>,
+    backlog: Vec<PendingEntry>,
+    /// What each backlog entry's appender is owed once it is stored.
+    backlog_owed: Vec<Owed>,
     index_retry_at: Option<Instant>,
     index_delay: Duration,
     /// The journal has segments older than its current one to remove.
@@ -118,6 +127,7 @@ impl Writer {
             store,
             journal,
             backlog: Vec::new(),
+            backlog_owed: Vec::new(),
             index_retry_at: None,
             index_delay: config.index_delay,
             segments_to_drop: false,
@@ -222,35 +232,29 @@ impl Writer {
         let _ = self.finish();
     }
 
-    /// Journal records from `first` on: what is queued, then what arrives
-    /// within `index_delay`, up to `max_batch`; a command of another kind
-    /// ends the gathering and is returned, to run after this batch.
+    /// Journal records from `first` on: the thread sleeps `index_delay`,
+    /// then takes what queued meanwhile, up to `max_batch`; a command of
+    /// another kind ends the taking and is returned, to run after this
+    /// batch. Sleeping, not waiting on the queue, is the point: appenders
+    /// then send without waking this thread (a futex wake and a context
+    /// switch per event on the request path), and one transaction takes
+    /// many events (most of what an SQLite append costs is per
+    /// transaction).
     fn gather(
         &self,
         first: Unindexed,
         commands: &mpsc::Receiver<Command>,
     ) -> (Vec<Unindexed>, Option<Command>) {
         let mut batch = vec![first];
-        let deadline = Instant::now() + self.index_delay;
-        // Bounded by max_batch and by the deadline.
+        if !self.index_delay.is_zero() {
+            std::thread::sleep(self.index_delay);
+        }
+        // Bounded by max_batch.
         while batch.len() < self.max_batch {
-            let next = match commands.try_recv() {
-                Ok(command) => command,
-                Err(mpsc::TryRecvError::Disconnected) => break,
-                Err(mpsc::TryRecvError::Empty) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    match commands.recv_timeout(left) {
-                        Ok(command) => command,
-                        Err(_) => break,
-                    }
-                }
-            };
-            match next {
-                Command::Index(record) => batch.push(record),
-                other => return (batch, Some(other)),
+            match commands.try_recv() {
+                Ok(Command::Index(record)) => batch.push(record),
+                Ok(other) => return (batch, Some(other)),
+                Err(_) => break,
             }
         }
         (batch, None)
@@ -260,18 +264,20 @@ impl Writer {
     /// recording the last journal position with them, and answers those
     /// waiting for their seq. On failure everything stays in the backlog.
     fn index(&mut self, batch: Vec<Unindexed>) -> Result<(), AppendError> {
-        if self.backlog.is_empty() {
-            self.backlog = batch;
-        } else {
-            self.backlog.extend(batch);
+        for record in batch {
+            self.backlog.push(record.entry);
+            self.backlog_owed.push(Owed {
+                position: record.position,
+                reply: record.reply,
+                permit: record.permit,
+            });
         }
-        let Some(last) = self.backlog.last().map(|r| r.position) else {
+        let Some(last) = self.backlog_owed.last().map(|r| r.position) else {
             return Ok(());
         };
-        let entries: Vec<PendingEntry> = self.backlog.iter().map(|r| r.entry.clone()).collect();
         let written = self.reopen_if_needed().and_then(|()| {
             self.store
-                .append_batch_marked(&entries, APPLIED_KEY, &last.to_string())
+                .append_batch_marked(&self.backlog, APPLIED_KEY, &last.to_string())
         });
         let new_size = match written {
             Ok(new_size) => new_size,
@@ -282,7 +288,8 @@ impl Writer {
                 return Err(AppendError::Store(e));
             }
         };
-        let done = std::mem::take(&mut self.backlog);
+        let entries = std::mem::take(&mut self.backlog);
+        let done = std::mem::take(&mut self.backlog_owed);
         let first = new_size.saturating_sub(done.len() as u64);
         self.size = new_size;
         self.state.tree_size.store(new_size, Ordering::Release);
