@@ -37,4 +37,4 @@ pub use store::{
     StoredCheckpoint, StoredEntry,
 };
 pub use verify::{verify_export, verify_store, Problem, Report, VerifyError};
-pub use writer::{AppendError, AuditLog, Health, LogConfig, OpenError};
+pub use writer::{journal_unapplied, AppendError, AuditLog, Health, LogConfig, OpenError};

@@ -68,6 +68,14 @@ impl LocalLog {
         store.append_batch(&[e.entry(None)]).map_err(|err| {
             anyhow::anyhow!("cannot record this read in the audit log, so it is not served: {err}")
         })?;
+        match hoop_audit_log::journal_unapplied(&self.path, &store) {
+            Ok(0) => {}
+            Ok(n) => eprintln!(
+                "note: the broker's journal holds {n} more event(s) not yet in {}: a broker that stopped without applying them applies them when it starts",
+                self.path.display()
+            ),
+            Err(e) => eprintln!("note: cannot read the broker's journal: {e}"),
+        }
         // The key signs an export's last checkpoint on the spot; without
         // it (another user's file) the export ends at a stored checkpoint.
         let signer = self.signer(&store).ok();

@@ -21,6 +21,7 @@
 //! enough that the queue is full.
 
 mod journal;
+pub use journal::unapplied as journal_unapplied;
 #[cfg(test)]
 mod tests;
 mod thread;

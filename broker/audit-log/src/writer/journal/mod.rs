@@ -108,6 +108,38 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(|e| io_error(dir, "syncing the journal folder", &e))
 }
 
+/// How many records the journal of the log at `db` holds that `store`
+/// (that log's file) does not yet: what a broker that stopped without
+/// applying them (a crash) left, and applies when it starts. 0 when
+/// there is no journal, and while a broker holds it (that broker applies
+/// its records within moments).
+pub fn unapplied(db: &Path, store: &dyn crate::store::AuditStore) -> Result<u64, StoreError> {
+    let dir = dir_for(db);
+    let Ok(lock) = File::open(dir.join("lock")) else {
+        return Ok(0);
+    };
+    if lock.try_lock_shared().is_err() {
+        return Ok(0);
+    }
+    // Not held while reading: a broker starting now must not find it taken.
+    drop(lock);
+    let applied = store
+        .meta(APPLIED_KEY)?
+        .and_then(|v| v.parse::<Position>().ok());
+    let mut count = 0;
+    for (first, path) in segments(&dir)? {
+        let bytes = std::fs::read(&path).map_err(|e| io_error(&path, "reading the journal", &e))?;
+        let segment = decode_segment(&bytes, first)
+            .map_err(|e| StoreError::corrupt(path.display().to_string(), e))?;
+        count += segment
+            .records
+            .iter()
+            .filter(|(p, _)| applied.is_none_or(|a| *p > a))
+            .count() as u64;
+    }
+    Ok(count)
+}
+
 /// The journal as the appenders share it.
 pub(crate) struct Journal {
     dir: PathBuf,

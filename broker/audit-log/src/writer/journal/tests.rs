@@ -83,6 +83,8 @@ async fn records_a_killed_broker_left_are_applied_on_open() {
     let dir = TestDir::new("journal-recover");
     journal_only(&dir, 12);
     assert_eq!(stored(&dir).tree_size().unwrap(), 0);
+    let db = dir.path().join("audit.db");
+    assert_eq!(unapplied(&db, &stored(&dir)).unwrap(), 12);
     let log = open(&dir, Durability::Os);
     assert_eq!(log.health().tree_size, 12);
     log.append(event(12)).await.unwrap();
@@ -96,6 +98,7 @@ async fn records_a_killed_broker_left_are_applied_on_open() {
     }
     let report = crate::verify_store(&store, &[log.verifier_key().to_owned()]).unwrap();
     assert_eq!((report.events, report.tree_size), (13, 13));
+    assert_eq!(unapplied(&db, &stored(&dir)).unwrap(), 0);
     // Opened again, nothing is applied twice.
     let again = open(&dir, Durability::Os);
     assert_eq!(again.health().tree_size, 13);
