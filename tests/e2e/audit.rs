@@ -222,13 +222,15 @@ fn demo_calls_are_recorded_exported_and_proven_and_any_tampering_is_named() {
         events[1].1["seq"].as_u64().unwrap(),
     );
 
-    // The wrong key proves nothing.
+    // A key that is not one (its id does not match it) is a usage error.
     let mut cmd = hoop(d);
     cmd.args(["audit", "verify"]).arg(&file).args([
         "--key",
         "hoop.local/audit/00000000+4a8b2f6e+AQ8d4q0mcxVYkbmfSUlOjFv5DxSzbt4U0n7UZfgvCnux",
     ]);
-    assert_eq!(run(cmd).status, Some(1));
+    let out = run(cmd);
+    assert_eq!(out.status, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("--key"), "{}", out.stderr);
 
     // The OCSF export is API Activity as OCSF's own schema defines it.
     let ocsf = d.join("export.ocsf.jsonl");

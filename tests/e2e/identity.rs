@@ -488,7 +488,10 @@ fn a_revoked_contractor_loses_access_within_two_seconds_until_lifted() {
     let count = |kind: &str| events.iter().filter(|e| e["type"] == kind).count();
     assert_eq!(count("revocation.added"), 2, "{events:#?}");
     assert_eq!(count("revocation.lifted"), 1, "the unrevoke: {events:#?}");
-    assert!(count("admin.command") >= 3, "revoke, unrevoke, revoke");
+    assert!(
+        count("admin.command") >= 3,
+        "revoke, unrevoke, revoke: {events:#?}"
+    );
     assert!(
         events.iter().any(|e| e["type"] == "auth.failure"
             && e["actor"]["sub"] == "carol"

@@ -208,6 +208,12 @@ impl SqliteStore {
         Ok(sequenced.new_size)
     }
 
+    fn set_synchronous(&self, level: &str) -> Result<(), StoreError> {
+        self.conn
+            .pragma_update(None, "synchronous", level)
+            .map_err(self.err("syncing the log"))
+    }
+
     /// Test hook: SQLite reports "database or disk is full" past this many
     /// pages, as it does on a full disk.
     #[cfg(test)]
@@ -247,30 +253,18 @@ impl AuditStore for SqliteStore {
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
-        // fsync is per file, whichever descriptor asks: the WAL holds the
-        // commits not yet copied back, the file those that were.
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        for path in [PathBuf::from(wal), self.path.clone()] {
-            match std::fs::File::open(&path) {
-                Ok(f) => f.sync_all().map_err(|e| {
-                    StoreError::new(
-                        StoreErrorKind::Io,
-                        &self.location,
-                        format!("syncing {}: {e}", path.display()),
-                    )
-                })?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(StoreError::new(
-                        StoreErrorKind::Io,
-                        &self.location,
-                        format!("opening {} to sync it: {e}", path.display()),
-                    ))
-                }
-            }
-        }
-        Ok(())
+        // Through SQLite, never by opening the files here: closing any
+        // descriptor of a file drops every POSIX lock this process holds
+        // on it, SQLite's too, and another process writing beside the
+        // broker would then overwrite its commits. One commit at FULL
+        // fsyncs the WAL, and with it every commit before; what earlier
+        // checkpoints copied into the file, they synced there.
+        self.writable()?;
+        let size = self.tree_size()?.to_string();
+        self.set_synchronous("FULL")?;
+        let written = self.set_meta("synced_at_size", &size);
+        self.set_synchronous(synchronous(self.durability))?;
+        written
     }
 
     fn tree_size(&self) -> Result<u64, StoreError> {
