@@ -176,16 +176,7 @@ impl Pipeline {
         // 1. identity: before anything else, even the target lookup, so a
         //    caller whose token lapsed or who was revoked learns nothing.
         if let Err(e) = self.still_admitted(caller) {
-            self.audit
-                .refused(
-                    caller,
-                    &open.target,
-                    &exchange,
-                    open.headers.session_id.as_deref(),
-                    None,
-                    body.as_deref(),
-                    &e,
-                )
+            self.refuse_stream(caller, &open, &exchange, body.as_deref(), &e)
                 .await;
             let id = body.as_deref().and_then(McpMessage::salvage_id);
             return Reply::error(&e, id.as_ref());
@@ -197,6 +188,22 @@ impl Pipeline {
                 self.to_target(caller, exchange, open, body).await
             }
         }
+    }
+
+    /// Records a refusal made before a target's layers, with what the
+    /// stream presented.
+    async fn refuse_stream(
+        &self,
+        caller: &Caller,
+        open: &OpenStream,
+        exchange: &Exchange,
+        body: Option<&[u8]>,
+        e: &McpError,
+    ) {
+        let session = open.headers.session_id.as_deref();
+        self.audit
+            .refused(caller, &open.target, exchange, session, None, body, e)
+            .await;
     }
 
     /// An exchange of an MCP client with one target.
@@ -220,16 +227,7 @@ impl Pipeline {
                     ),
                 )
             };
-            self.audit
-                .refused(
-                    caller,
-                    &open.target,
-                    &exchange,
-                    open.headers.session_id.as_deref(),
-                    None,
-                    body.as_deref(),
-                    &e,
-                )
+            self.refuse_stream(caller, &open, &exchange, body.as_deref(), &e)
                 .await;
             return Reply::error(&e, None);
         };
