@@ -11,8 +11,8 @@ use hoop_cli::commands::{
 #[command(
     name = "hoop",
     version,
-    about = "Reach MCP servers through the hoop broker: identity, policy, approval, masking and audit on every call",
-    after_help = "Examples:\n  hoop demo                                   # everything local: broker, demo server, endpoint\n  hoop connect mcp payments --port 8931       # serve target payments on 127.0.0.1:8931/mcp\n  hoop connect mcp payments --stdio           # for clients that launch a command\n  hoop login                                  # sign in with the profile's identity provider\n  hoop whoami                                 # who the stored login says you are\n  hoop exec mcp payments --tool get_customer --args '{\"id\":\"c-1001\"}'\n  hoop audit search --user alice --since 1h  # who ran which call (audit readers)\n\nExit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 authentication failed, 4 broker unreachable,\n5 denied by policy (exec), 6 the tool reported an error (exec)"
+    about = "Reach MCP servers through the hoop broker: identity, policy and a tamper-evident audit record on every call",
+    after_help = "Examples:\n  hoop demo                                   # everything local: broker, demo server, endpoint\n  hoop connect mcp payments --port 8931       # serve target payments on 127.0.0.1:8931/mcp\n  hoop connect mcp payments --stdio           # for clients that launch a command\n  hoop login                                  # sign in with the profile's identity provider\n  hoop whoami                                 # who the stored login says you are\n  hoop exec mcp payments --tool get_customer --args '{\"id\":\"c-1001\"}'\n  hoop audit search --user alice --since 1h   # who ran which call (audit readers)\n\nExit codes:\n  0 ok   1 failure   2 usage or configuration error   3 authentication failed\n  4 broker unreachable   5 denied by policy   6 the tool reported an error (exec)"
 )]
 struct Cli {
     /// Log filter for messages on stderr (e.g. info, debug).
