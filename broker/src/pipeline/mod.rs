@@ -200,9 +200,24 @@ impl Pipeline {
         body: Option<&[u8]>,
         e: &McpError,
     ) {
-        let session = open.headers.session_id.as_deref();
+        self.refuse_unparsed(caller, &open.target, exchange, &open.headers, body, e)
+            .await;
+    }
+
+    /// Records a refusal of an exchange whose message was not parsed (or
+    /// that has none), in the session its headers presented.
+    async fn refuse_unparsed(
+        &self,
+        caller: &Caller,
+        target: &str,
+        exchange: &Exchange,
+        h: &McpHeaders,
+        body: Option<&[u8]>,
+        e: &McpError,
+    ) {
+        let session = h.session_id.as_deref();
         self.audit
-            .refused(caller, &open.target, exchange, session, None, body, e)
+            .refused(caller, target, exchange, session, None, body, e)
             .await;
     }
 
@@ -238,16 +253,7 @@ impl Pipeline {
             }
             (StreamKind::Post, None) => {
                 let e = McpError::invalid_request("POST without a message");
-                self.audit
-                    .refused(
-                        caller,
-                        &target.name,
-                        &exchange,
-                        open.headers.session_id.as_deref(),
-                        None,
-                        None,
-                        &e,
-                    )
+                self.refuse_unparsed(caller, &target.name, &exchange, &open.headers, None, &e)
                     .await;
                 Reply::error(&e, None)
             }
@@ -293,16 +299,7 @@ impl Pipeline {
         let msg = match McpMessage::parse(&body) {
             Ok(m) => Arc::new(m),
             Err(e) => {
-                self.audit
-                    .refused(
-                        caller,
-                        &target.name,
-                        exchange,
-                        h.session_id.as_deref(),
-                        None,
-                        Some(&body),
-                        &e,
-                    )
+                self.refuse_unparsed(caller, &target.name, exchange, h, Some(&body), &e)
                     .await;
                 let id = match e.code {
                     codes::PARSE_ERROR => None,
@@ -545,16 +542,7 @@ impl Pipeline {
                 Ok(Some(s)) => s,
                 Ok(None) => return Reply::empty(405),
                 Err(e) => {
-                    self.audit
-                        .refused(
-                            caller,
-                            &target.name,
-                            &exchange,
-                            h.session_id.as_deref(),
-                            None,
-                            None,
-                            &e,
-                        )
+                    self.refuse_unparsed(caller, &target.name, &exchange, h, None, &e)
                         .await;
                     return Reply::error(&e, None);
                 }
@@ -628,16 +616,7 @@ impl Pipeline {
     ) -> Reply {
         let Some(sid) = &h.session_id else {
             let e = McpError::invalid_request("DELETE needs an Mcp-Session-Id");
-            self.audit
-                .refused(
-                    caller,
-                    &target.name,
-                    exchange,
-                    h.session_id.as_deref(),
-                    None,
-                    None,
-                    &e,
-                )
+            self.refuse_unparsed(caller, &target.name, exchange, h, None, &e)
                 .await;
             return Reply::error(&e, None);
         };
@@ -662,16 +641,7 @@ impl Pipeline {
             }
             Ok(None) => Reply::empty(404),
             Err(e) => {
-                self.audit
-                    .refused(
-                        caller,
-                        &target.name,
-                        exchange,
-                        h.session_id.as_deref(),
-                        None,
-                        None,
-                        &e,
-                    )
+                self.refuse_unparsed(caller, &target.name, exchange, h, None, &e)
                     .await;
                 Reply::error(&e, None)
             }
