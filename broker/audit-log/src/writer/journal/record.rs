@@ -12,6 +12,8 @@
 //!
 //! The check catches a record torn by a crash mid-write and a damaged one;
 //! decoding never trusts a length it has not checked against what is left.
+//! A length of 0 ends the records: past the last one, a segment may hold
+//! zeros written ahead (see `Room` in mod.rs).
 
 use std::borrow::Cow;
 
@@ -69,6 +71,9 @@ pub(crate) struct Segment {
     pub(crate) records: Vec<(Position, PendingEntry)>,
     /// Bytes up to the end of the last whole, intact record.
     pub(crate) good_len: usize,
+    /// Everything past `good_len` is zeros (or there is nothing): the
+    /// room an `fsync` journal writes ahead, not a damaged record.
+    pub(crate) clean_end: bool,
     /// The position after the last record (the first one's, if none).
     pub(crate) next: Position,
 }
@@ -84,6 +89,10 @@ pub(crate) fn decode_segment(bytes: &[u8], first: Position) -> Result<Segment, S
     // Bounded: each pass consumes at least HEAD bytes or stops.
     while bytes.len() - at >= HEAD {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default()) as usize;
+        if len == 0 {
+            // No record is empty (a position alone is 8 bytes): the end.
+            break;
+        }
         let Some(payload) = bytes.get(at + HEAD..at + HEAD + len) else {
             break;
         };
@@ -105,6 +114,7 @@ pub(crate) fn decode_segment(bytes: &[u8], first: Position) -> Result<Segment, S
     Ok(Segment {
         records,
         good_len: at,
+        clean_end: bytes[at..].iter().all(|b| *b == 0),
         next,
     })
 }

@@ -1,3 +1,4 @@
+use std::io::Write as _;
 use std::time::Duration;
 
 use super::record::{decode_segment, encode};
@@ -31,9 +32,13 @@ fn stored(dir: &TestDir) -> SqliteStore {
 /// What a broker killed before its writer thread applied anything leaves:
 /// records in the journal, none in the store.
 fn journal_only(dir: &TestDir, count: u64) {
+    journal_only_at(dir, count, Durability::Os)
+}
+
+fn journal_only_at(dir: &TestDir, count: u64, durability: Durability) {
     let db = dir.path().join("audit.db");
-    drop(SqliteStore::open(&db, Durability::Os).unwrap());
-    let (recovered, next) = Journal::open(&db, Durability::Os, None).unwrap();
+    drop(SqliteStore::open(&db, durability).unwrap());
+    let (recovered, next) = Journal::open(&db, durability, None).unwrap();
     assert!(recovered.records.is_empty());
     let journal = recovered.start(next).unwrap();
     for i in 0..count {
@@ -76,6 +81,84 @@ fn a_record_reads_back_as_written_and_a_changed_byte_stops_the_reading() {
     }
     // A whole record out of order is damage no crash makes.
     assert!(decode_segment(&bytes, 41).is_err());
+    assert!(segment_clean(&bytes));
+}
+
+fn segment_clean(bytes: &[u8]) -> bool {
+    decode_segment(bytes, 40).unwrap().clean_end
+}
+
+#[test]
+fn zeros_written_ahead_end_the_records_and_anything_else_there_is_not_clean() {
+    let mut bytes = Vec::new();
+    for i in 0..4 {
+        encode(40 + i, &event(i), &mut bytes);
+    }
+    let records = bytes.len();
+    bytes.resize(records + 5000, 0);
+    let segment = decode_segment(&bytes, 40).unwrap();
+    assert_eq!(segment.records.len(), 4);
+    assert_eq!(segment.good_len, records);
+    assert!(segment.clean_end);
+    // A byte past the zeros' start: a record whose head was lost.
+    bytes[records + 4000] = 7;
+    let segment = decode_segment(&bytes, 40).unwrap();
+    assert_eq!(segment.records.len(), 4);
+    assert!(!segment.clean_end);
+    // Half a record over the zeros: torn, not clean.
+    let mut half = Vec::new();
+    encode(44, &event(4), &mut half);
+    bytes[records + 4000] = 0;
+    bytes[records..records + half.len() / 2].copy_from_slice(&half[..half.len() / 2]);
+    let segment = decode_segment(&bytes, 40).unwrap();
+    assert_eq!(segment.records.len(), 4);
+    assert!(!segment.clean_end);
+}
+
+#[tokio::test]
+async fn at_fsync_zeros_are_written_ahead_and_a_killed_brokers_records_still_apply() {
+    let dir = TestDir::new("journal-room");
+    journal_only_at(&dir, 5, Durability::Fsync);
+    let jdir = dir_for(&dir.path().join("audit.db"));
+    let (_, path) = segments(&jdir).unwrap().pop().unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let segment = decode_segment(&bytes, 0).unwrap();
+    assert_eq!(segment.records.len(), 5);
+    assert!(
+        bytes.len() as u64 > ROOM_BYTES,
+        "{} bytes for {} of records",
+        bytes.len(),
+        segment.good_len
+    );
+    // A sixth record torn over the zeros, as a power cut mid-write leaves.
+    let mut half = Vec::new();
+    encode(5, &event(5), &mut half);
+    let mut file = OpenOptions::new().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(
+        &file,
+        &half[..half.len() / 2],
+        segment.good_len as u64,
+    )
+    .unwrap();
+    file.flush().unwrap();
+    drop(file);
+    let log = open(&dir, Durability::Fsync);
+    assert_eq!(log.health().tree_size, 5);
+    log.append(event(6)).await.unwrap();
+    log.shutdown().await.unwrap();
+    assert_eq!(stored(&dir).tree_size().unwrap(), 6);
+}
+
+#[tokio::test]
+async fn zeros_ahead_in_a_segment_before_the_last_are_not_damage() {
+    let dir = TestDir::new("journal-room-older");
+    journal_only_at(&dir, 3, Durability::Fsync);
+    let jdir = dir_for(&dir.path().join("audit.db"));
+    // A later, empty segment: the zero-tailed one is not the last any more.
+    std::fs::write(segment_path(&jdir, 3), b"").unwrap();
+    let log = open(&dir, Durability::Fsync);
+    assert_eq!(log.health().tree_size, 3);
+    log.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -119,16 +202,16 @@ async fn a_record_torn_by_a_crash_is_dropped_and_the_rest_applied() {
     let (_, path) = segments(&jdir).unwrap().pop().unwrap();
     let mut half = Vec::new();
     encode(5, &event(5), &mut half);
-    let whole = std::fs::metadata(&path).unwrap().len();
     let mut file = OpenOptions::new().append(true).open(&path).unwrap();
     file.write_all(&half[..half.len() / 2]).unwrap();
     drop(file);
+    let torn = decode_segment(&std::fs::read(&path).unwrap(), 0).unwrap();
+    assert_eq!((torn.records.len(), torn.clean_end), (5, false));
     let log = open(&dir, Durability::Os);
     assert_eq!(log.health().tree_size, 5);
     log.append(event(6)).await.unwrap();
     log.shutdown().await.unwrap();
     assert_eq!(stored(&dir).tree_size().unwrap(), 6);
-    assert!(whole > 0);
 }
 
 #[tokio::test]
