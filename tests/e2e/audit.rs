@@ -628,6 +628,129 @@ fn a_full_disk_refuses_calls_before_the_upstream_and_recovers_without_a_restart(
     drop(broker);
 }
 
+/// Makes a folder and everything in it immutable (`chattr +i`: even root
+/// may not write, through descriptors already open too, which a read-only
+/// remount refuses to do under open files), until dropped.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    /// `None` where this process may not set the attribute.
+    fn set(dir: &Path) -> Option<Self> {
+        let ok = Command::new("chattr")
+            .args(["-R", "+i"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("chattr").args(["-R", "-i"]).arg(dir).status();
+            assert!(
+                !nix::unistd::Uid::effective().is_root(),
+                "root could not make {} immutable for the read-only test",
+                dir.display()
+            );
+            return None;
+        }
+        Some(Self(dir.to_owned()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr")
+            .args(["-R", "-i"])
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_log_made_read_only_while_the_broker_runs_refuses_calls_and_recovers_without_a_restart() {
+    let dir = scratch();
+    let d = dir.path();
+    let audit_dir = d.join("audit");
+    std::fs::create_dir_all(&audit_dir).unwrap();
+    let record = d.join("demo.jsonl");
+    let (_demo, url) = demo_server(d, &record);
+    let admin = free_tcp_port();
+    let broker = Broker::start(
+        d,
+        &format!(
+            "[audit]\npath = \"{}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n{}",
+            audit_dir.join("audit.db").display(),
+            http_target("demo", &url)
+        ),
+    );
+    let connect = Connect::start(d, &broker, "demo", &["--no-local-auth"]);
+    let (status, _) = call_tool(&connect.url, 1, "echo", r#"{"text":"before"}"#);
+    assert_eq!(status, 200);
+    assert_eq!(healthz(admin).0, 200);
+
+    // The log's folder, its file and its journal turn read-only under the
+    // running broker, as a file system does that the kernel remounts
+    // read-only after an error.
+    let Some(immutable) = Immutable::set(&audit_dir) else {
+        eprintln!("skipped: chattr +i needs root");
+        return;
+    };
+    let (_, msgs) = call_tool(&connect.url, 2, "echo", r#"{"text":"ro-next"}"#);
+    let e = msgs
+        .iter()
+        .find_map(|m| m.get("error"))
+        .unwrap_or_else(|| panic!("refused while read-only: {msgs:?}"));
+    assert_eq!(e["code"], -32060, "{e}");
+    let message = e["message"].as_str().unwrap();
+    assert!(message.contains("read-only"), "names the cause: {message}");
+    let seen = read_record(&record);
+    assert!(
+        !seen.iter().any(|m| m.to_string().contains("ro-next")),
+        "the upstream must not see a call that could not be recorded"
+    );
+    let (status, h) = healthz(admin);
+    assert_eq!(status, 503, "{h}");
+    assert_eq!(h["status"], "degraded");
+    assert!(
+        h["audit"]["error"].as_str().unwrap().contains("read-only"),
+        "{h}"
+    );
+
+    // Writable again: the next call goes through, without a restart, and
+    // both calls that were answered are in a log that verifies.
+    drop(immutable);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, msgs) = call_tool(&connect.url, 3, "echo", r#"{"text":"after"}"#);
+        if status == 200 && msgs.iter().any(|m| m.get("result").is_some()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {msgs:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(healthz(admin).0, 200);
+    drop(connect);
+    drop(broker);
+    let mut cmd = Command::new(bin("hoop-broker"));
+    cmd.args([
+        "audit",
+        "search",
+        "--json",
+        "--type",
+        "mcp.response",
+        "--audit-log",
+    ])
+    .arg(audit_dir.join("audit.db"));
+    let out = run(cmd);
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    for text in ["before", "after"] {
+        assert!(out.stdout.contains(text), "{text} missing: {}", out.stdout);
+    }
+    assert!(!out.stdout.contains("ro-next"), "{}", out.stdout);
+    let mut cmd = Command::new(bin("hoop-broker"));
+    cmd.args(["audit", "verify", "--audit-log"])
+        .arg(audit_dir.join("audit.db"));
+    let out = run(cmd);
+    assert_eq!(out.status, Some(0), "{}{}", out.stdout, out.stderr);
+}
+
 #[test]
 fn a_broker_whose_log_cannot_be_opened_for_writing_does_not_start() {
     let dir = scratch();
