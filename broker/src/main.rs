@@ -23,14 +23,25 @@ use hoop_broker::tunnel::tls::{self, TlsMaterial};
 )]
 struct Cli {
     /// Log filter (e.g. info, debug, hoop_broker=debug).
-    #[arg(long, global = true, env = "HOOP_LOG", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "HOOP_LOG",
+        default_value = "info",
+        help_heading = "Global options"
+    )]
     log: String,
     /// Log as JSON lines instead of text.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     log_json: bool,
     /// Worker threads for the async runtime; 1 runs everything on one
     /// thread. Default: one per core for `serve`, 1 for `dev`.
-    #[arg(long, global = true, env = "HOOP_BROKER_WORKER_THREADS")]
+    #[arg(
+        long,
+        global = true,
+        env = "HOOP_BROKER_WORKER_THREADS",
+        help_heading = "Global options"
+    )]
     worker_threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
@@ -65,6 +76,7 @@ enum Command {
         /// Why, for the record and for the person cut off.
         #[arg(long, default_value = "revoked by an administrator")]
         reason: String,
+        /// Print the revocation as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -81,6 +93,7 @@ enum Command {
         /// Include lifted and expired ones.
         #[arg(long)]
         all: bool,
+        /// Print JSON instead of a table (for scripts).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -102,10 +115,13 @@ enum Command {
 enum ToolsCommand {
     /// Tools whose latest definition is not the accepted one (or --all).
     List {
+        /// Only this target's tools.
         #[arg(long)]
         target: Option<String>,
+        /// Every tool seen, accepted or not.
         #[arg(long)]
         all: bool,
+        /// Print JSON instead of a table (for scripts).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -117,8 +133,10 @@ enum ToolsCommand {
         after_help = "Examples:\n  hoop-broker tools list --config broker.toml\n  hoop-broker tools accept --target payments --tool transfer --config broker.toml"
     )]
     Accept {
+        /// The target (a name from the broker's config).
         #[arg(long)]
         target: String,
+        /// The tool (default: every changed tool of the target).
         #[arg(long)]
         tool: Option<String>,
         #[command(flatten)]
@@ -144,6 +162,7 @@ enum AuditCommand {
     Search {
         #[command(flatten)]
         filters: hoop_broker::audit::reader::SearchFlags,
+        /// One event per line as JSON (the log's own form), instead of a table.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -151,7 +170,9 @@ enum AuditCommand {
     },
     /// The timeline of one exchange or one MCP session.
     Replay {
+        /// An exchange id or an MCP session id (from `search`).
         id: String,
+        /// The timeline as JSON, instead of text.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -168,7 +189,10 @@ enum AuditCommand {
     /// Check the whole log (every leaf, stored hash and checkpoint), or an
     /// export (FILE; offline, with --key).
     Verify {
+        /// An export (`audit export --format jsonl`); without it, the whole log.
         file: Option<PathBuf>,
+        /// A verifier key (`audit pubkey`); repeat for rotated keys. Default
+        /// for the whole log: the log's own key.
         #[arg(long)]
         key: Vec<String>,
         #[command(flatten)]

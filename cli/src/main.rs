@@ -16,7 +16,13 @@ use hoop_cli::commands::{
 )]
 struct Cli {
     /// Log filter for messages on stderr (e.g. info, debug).
-    #[arg(long, global = true, env = "HOOP_LOG", default_value = "warn")]
+    #[arg(
+        long,
+        global = true,
+        env = "HOOP_LOG",
+        default_value = "warn",
+        help_heading = "Global options"
+    )]
     log: String,
     #[command(subcommand)]
     command: Command,

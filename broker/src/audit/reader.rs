@@ -98,6 +98,7 @@ pub struct SearchFlags {
     /// Subject (`sub`, or `workload:NAME`).
     #[arg(long)]
     pub user: Option<String>,
+    /// Target (a name from the broker's config).
     #[arg(long)]
     pub target: Option<String>,
     /// Tool, prompt, resource URI or task id.
@@ -156,6 +157,8 @@ pub struct ExportFlags {
     /// Until (same forms as --since).
     #[arg(long)]
     pub until: Option<String>,
+    /// `jsonl`: events, checkpoints and proofs, verifiable offline;
+    /// `ocsf`: OCSF API Activity (6003) for a SIEM, not verifiable.
     #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
     pub format: ExportFormat,
     /// The file to write (`-` for standard output); never overwritten.

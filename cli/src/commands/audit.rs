@@ -40,6 +40,7 @@ pub enum AuditCommand {
     Replay {
         /// An exchange id or an MCP session id (from `search`).
         id: String,
+        /// The timeline as JSON, instead of text.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -62,6 +63,7 @@ pub enum AuditCommand {
         /// operator: `hoop-broker audit pubkey`); repeat for rotated keys.
         #[arg(long)]
         key: Vec<String>,
+        /// The verdict as JSON (`ok`, counts, or the first bad seq).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -69,6 +71,7 @@ pub enum AuditCommand {
     },
     /// The broker's audit verifier key (`name+id+base64`).
     Key {
+        /// The key and its origin as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
