@@ -14,22 +14,64 @@ pub const OCSF_VERSION: &str = "1.3.0";
 const CLASS_API_ACTIVITY: u64 = 6003;
 const CATEGORY_APPLICATION: u64 = 6;
 
-/// Writes one OCSF record per event line of a JSON-lines export.
-pub fn write_ocsf(export: &[u8], out: &mut dyn Write) -> anyhow::Result<()> {
-    for line in export.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let Ok(v) = serde_json::from_slice::<Value>(line) else {
-            continue;
-        };
-        if v.get("seq").is_none() {
-            continue;
+/// A JSON-lines export written into this comes out as OCSF, one record per
+/// event line as each line completes: an export of a year of events goes
+/// through one line's worth of memory. Checkpoint and proof lines (no
+/// `seq`) are left out; the OCSF file carries no proofs.
+pub struct OcsfLines<'a> {
+    out: &'a mut dyn Write,
+    line: Vec<u8>,
+}
+
+impl<'a> OcsfLines<'a> {
+    pub fn new(out: &'a mut dyn Write) -> Self {
+        Self {
+            out,
+            line: Vec::new(),
         }
-        let mut record = to_ocsf(&v, line);
-        // OCSF types its attributes: an absent value is left out, not null.
-        drop_nulls(&mut record);
-        serde_json::to_writer(&mut *out, &record)?;
-        out.write_all(b"\n")?;
     }
-    Ok(())
+
+    /// Converts a last line without its line break, and flushes.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.convert_line()?;
+        self.out.flush()
+    }
+
+    fn convert_line(&mut self) -> std::io::Result<()> {
+        if self.line.is_empty() {
+            return Ok(());
+        }
+        if let Ok(v) = serde_json::from_slice::<Value>(&self.line) {
+            if v.get("seq").is_some() {
+                let mut record = to_ocsf(&v, &self.line);
+                // OCSF types its attributes: an absent value is left out,
+                // not null.
+                drop_nulls(&mut record);
+                serde_json::to_writer(&mut *self.out, &record)?;
+                self.out.write_all(b"\n")?;
+            }
+        }
+        self.line.clear();
+        Ok(())
+    }
+}
+
+impl Write for OcsfLines<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        // Bounded by the line breaks in `buf`.
+        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+            self.line.extend_from_slice(&rest[..end]);
+            self.convert_line()?;
+            rest = &rest[end + 1..];
+        }
+        self.line.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// One event as an API Activity record.
@@ -200,6 +242,42 @@ fn activity_name(id: u64) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_export_written_in_pieces_comes_out_one_record_per_event_line() {
+        let export = concat!(
+            r#"{"seq":0,"v":1,"time":"2026-12-03T09:25:53Z","type":"mcp.request","method":"tools/call","name":"echo"}"#,
+            "\n",
+            r#"{"checkpoint":"hoop.local/audit/x\n1\nAAAA\n"}"#,
+            "\n",
+            r#"{"seq":1,"v":1,"time":"2026-12-03T09:25:54Z","type":"mcp.response","method":"tools/call","name":"echo"}"#,
+        )
+        .as_bytes();
+        let whole = {
+            let mut out = Vec::new();
+            let mut lines = OcsfLines::new(&mut out);
+            lines.write_all(export).unwrap();
+            lines.finish().unwrap();
+            out
+        };
+        let records: Vec<Value> = whole
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(records.len(), 2, "the checkpoint line is left out");
+        assert_eq!(records[0]["metadata"]["sequence"], 0);
+        assert_eq!(records[1]["metadata"]["sequence"], 1);
+        for piece in [1, 7, 64] {
+            let mut out = Vec::new();
+            let mut lines = OcsfLines::new(&mut out);
+            for chunk in export.chunks(piece) {
+                lines.write_all(chunk).unwrap();
+            }
+            lines.finish().unwrap();
+            assert_eq!(out, whole, "pieces of {piece} bytes");
+        }
+    }
 
     #[test]
     fn an_event_becomes_an_api_activity_with_the_required_fields() {

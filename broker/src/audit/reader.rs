@@ -241,9 +241,9 @@ pub fn run(
                     export_jsonl(store, range, signer, &mut *out)?;
                 }
                 ExportFormat::Ocsf => {
-                    let mut jsonl = Vec::new();
-                    export_jsonl(store, range, signer, &mut jsonl)?;
-                    super::ocsf::write_ocsf(&jsonl, out)?;
+                    let mut ocsf = super::ocsf::OcsfLines::new(&mut *out);
+                    export_jsonl(store, range, signer, &mut ocsf)?;
+                    ocsf.finish()?;
                 }
             }
             Ok(())
