@@ -140,6 +140,49 @@ fn hoop_targets_shows_each_person_what_they_may_use() {
         "{}",
         out.stdout
     );
+    // The broker read the tool list itself, on its own account: each of
+    // its requests and the answers it used are in the audit log.
+    let mut events = Vec::new();
+    for _ in 0..50 {
+        let mut c = Command::new(bin("hoop-broker"));
+        c.args([
+            "audit",
+            "search",
+            "--json",
+            "--user",
+            "hoop-broker",
+            "--state-dir",
+        ])
+        .arg(&broker.state);
+        let out = run_bounded(c, Duration::from_secs(60));
+        assert_eq!(out.status, Some(0), "{}", out.stderr);
+        events = out
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect();
+        if events.iter().any(|e| e["type"] == "mcp.response") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let request = events
+        .iter()
+        .find(|e| e["type"] == "mcp.request")
+        .unwrap_or_else(|| panic!("the broker's tools/list is not recorded: {events:?}"));
+    assert_eq!(request["method"], "tools/list", "{request}");
+    assert_eq!(request["actor"]["kind"], "broker", "{request}");
+    assert_eq!(request["target"], "demo", "{request}");
+    assert_eq!(request["message"]["method"], "tools/list", "{request}");
+    let response = events
+        .iter()
+        .find(|e| e["type"] == "mcp.response" && e["exchange"] == request["exchange"])
+        .unwrap_or_else(|| panic!("its answer is not recorded: {events:?}"));
+    assert_eq!(response["outcome"], "ok", "{response}");
+    assert!(
+        response["message"]["result"]["tools"].is_array(),
+        "{response}"
+    );
 }
 
 #[test]

@@ -97,6 +97,9 @@ impl EventKind {
     }
 }
 
+/// The `actor.sub` of what the broker sends on its own account.
+pub const BROKER_SUBJECT: &str = "hoop-broker";
+
 /// Who acted: the verified identity of a connection, or what is known of
 /// one that failed to authenticate.
 #[derive(Debug, Serialize)]
@@ -134,6 +137,21 @@ impl<'a> Actor<'a> {
             jti: Some(&caller.token_id),
             addr: Some(caller.remote),
             client: &caller.client,
+        }
+    }
+
+    /// The broker itself, for the requests it sends an upstream on its own
+    /// account (its `tools/list`): `sub` `hoop-broker`, `kind` `broker`.
+    pub fn broker() -> Self {
+        Self {
+            sub: Some(BROKER_SUBJECT),
+            email: None,
+            groups: &[],
+            iss: None,
+            kind: Some("broker"),
+            jti: None,
+            addr: None,
+            client: concat!("hoop-broker/", env!("CARGO_PKG_VERSION")),
         }
     }
 

@@ -346,6 +346,71 @@ impl Audit {
         self.note(&e, None).await;
     }
 
+    /// A request the broker sends an upstream on its own account (its
+    /// `tools/list`, read to check argument headers and to list a target's
+    /// tools), before it is sent: what cannot be recorded is not sent.
+    pub async fn broker_request(
+        &self,
+        target: &str,
+        exchange: &Exchange,
+        msg: &McpMessage,
+        body: &[u8],
+    ) -> Result<(), McpError> {
+        let mut e = self.broker_event(EventKind::Request, target, exchange, msg);
+        e.bytes = Some(body.len());
+        self.record(&e, Some(body)).await
+    }
+
+    /// A message of the answer to [`Self::broker_request`], before the
+    /// broker uses it.
+    pub async fn broker_response(
+        &self,
+        target: &str,
+        exchange: &Exchange,
+        msg: &McpMessage,
+        m: &ServerMessage,
+        bytes: &[u8],
+    ) -> Result<(), McpError> {
+        let answer = msg.id.as_ref().is_some_and(|id| m.answers(id));
+        let kind = if answer {
+            EventKind::Response
+        } else {
+            EventKind::ServerMessage
+        };
+        let mut e = self.broker_event(kind, target, exchange, msg);
+        if answer {
+            let (outcome, code) = outcome_of(m);
+            e.outcome = Some(outcome.as_str());
+            e.error_code = code;
+        } else {
+            e.jsonrpc_id = m.value().and_then(|v| v.get("id"));
+            e.method = m
+                .value()
+                .and_then(|v| v.get("method"))
+                .and_then(Value::as_str);
+        }
+        e.bytes = Some(bytes.len());
+        let line = event::one_line(bytes, m.value());
+        self.record(&e, Some(&line)).await
+    }
+
+    fn broker_event<'a>(
+        &self,
+        kind: EventKind,
+        target: &'a str,
+        exchange: &'a Exchange,
+        msg: &'a McpMessage,
+    ) -> Event<'a> {
+        let mut e = Event::now(kind);
+        e.exchange = Some(&exchange.id);
+        e.actor = Some(Actor::broker());
+        e.target = Some(target);
+        e.jsonrpc_id = msg.id.as_ref();
+        e.method = msg.method.as_deref();
+        e.latency_us = Some(exchange.latency_us());
+        e
+    }
+
     fn exchange_event<'a>(&self, kind: EventKind, f: &RequestFacts<'a>) -> Event<'a> {
         let mut e = Event::now(kind);
         e.exchange = Some(&f.exchange.id);

@@ -117,7 +117,7 @@ impl Pipeline {
         let policy = self.policy();
         let mut targets = Vec::new();
         for target in self.targets.values() {
-            target.fetch_tools().await;
+            target.fetch_tools(&self.audit).await;
             let names: Vec<String> = target
                 .tool_names()
                 .into_iter()

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::session::BrokerSession;
 use super::target::{Target, KNOWN_VERSIONS};
+use crate::audit::Audit;
 use crate::mcp::error::{codes, McpError};
 use crate::mcp::message::McpMessage;
 
@@ -75,13 +76,14 @@ fn param_text(v: &Value) -> Option<String> {
 /// Argument headers can only be checked against the tool's schema: when no
 /// client listed the target's tools yet, the broker reads them itself.
 pub async fn check_on(
+    audit: &Audit,
     target: &Target,
     msg: &McpMessage,
     h: &McpHeaders,
 ) -> Result<Option<ParamHeaders>, McpError> {
     let mut params = msg.name.as_deref().and_then(|n| target.param_headers(n));
     if params.is_none() && !h.params.is_empty() && msg.is_method("tools/call") {
-        target.fetch_tools().await;
+        target.fetch_tools(audit).await;
         params = msg.name.as_deref().and_then(|n| target.param_headers(n));
         if params.is_none() {
             return Err(McpError::header_mismatch(format!(

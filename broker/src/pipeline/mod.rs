@@ -346,7 +346,7 @@ impl Pipeline {
                 .presented(h.session_id.as_deref(), &caller.identity, &target.name)?;
         let origin = self.handles.check(&caller.identity, &target.name, msg)?;
         // 4. headers
-        let params = headers::check_on(target, msg, h).await?;
+        let params = headers::check_on(&self.audit, target, msg, h).await?;
         let version = headers::protocol_version(msg, session.as_deref(), h)?;
         // 5. policy
         let policy = self.policy();

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::drift::ToolDrift;
 use super::headers::{self, ParamHeaders};
+use crate::audit::Audit;
 use crate::config::DriftMode;
 use crate::mcp::error::{codes, McpError};
 use crate::mcp::message::McpMessage;
@@ -228,9 +229,11 @@ impl Target {
     /// `tools/list`, with the broker's own credential), so that `Mcp-Param-*`
     /// headers can be checked even when no client listed tools through this
     /// broker yet. Rate-limited per target; failures are logged and leave
-    /// the mapping unknown, which refuses the headers.
-    pub async fn fetch_tools(&self) {
-        if tokio::time::timeout(TOOLS_FETCH_TIMEOUT, self.fetch_tools_now())
+    /// the mapping unknown, which refuses the headers. Each request and
+    /// answer is recorded (actor `hoop-broker`) before it is sent or used:
+    /// one that cannot be recorded is not.
+    pub async fn fetch_tools(&self, audit: &Audit) {
+        if tokio::time::timeout(TOOLS_FETCH_TIMEOUT, self.fetch_tools_now(audit))
             .await
             .is_err()
         {
@@ -238,7 +241,7 @@ impl Target {
         }
     }
 
-    async fn fetch_tools_now(&self) {
+    async fn fetch_tools_now(&self, audit: &Audit) {
         let mut last = self.tools_fetched.lock().await;
         if last.is_some_and(|t| t.elapsed() < TOOLS_REFRESH_INTERVAL) {
             return;
@@ -260,11 +263,20 @@ impl Target {
             let Ok(msg) = McpMessage::parse(&serde_json::to_vec(&body).unwrap_or_default()) else {
                 return;
             };
+            let exchange = audit.exchange();
+            let bytes = msg.to_bytes();
+            if let Err(e) = audit
+                .broker_request(&self.name, &exchange, &msg, &bytes)
+                .await
+            {
+                tracing::warn!(target = %self.name, "not reading the upstream's tools: {}", e.message);
+                return;
+            }
             let reply = self
                 .upstream
                 .post(Outbound {
                     message: &msg,
-                    body: msg.to_bytes(),
+                    body: bytes,
                     headers: headers::derive(&msg, None, None),
                     session: None,
                 })
@@ -280,7 +292,15 @@ impl Target {
             let id = Value::from(id);
             // Bounded by the upstream's answer: it ends after the response.
             while let Some(Ok(m)) = messages.next().await {
+                let raw = m.body.clone();
                 let m = ServerMessage::parse(m.body);
+                if let Err(e) = audit
+                    .broker_response(&self.name, &exchange, &msg, &m, &raw)
+                    .await
+                {
+                    tracing::warn!(target = %self.name, "not using the upstream's tools: {}", e.message);
+                    return;
+                }
                 if m.answers(&id) {
                     result = m.result().cloned();
                     break;
