@@ -521,6 +521,27 @@ impl Drop for TmpfsMount {
     }
 }
 
+/// The demo server (recording what it receives to `record`) behind a
+/// broker whose audit log is at `db` and whose admin listener is on the
+/// returned port, and `hoop connect` to it; one call made, healthy.
+fn demo_logged_at(d: &Path, record: &Path, db: &Path) -> (Proc, Broker, Connect, u16) {
+    let (demo, url) = demo_server(d, record);
+    let admin = free_tcp_port();
+    let broker = Broker::start(
+        d,
+        &format!(
+            "[audit]\npath = \"{}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n{}",
+            db.display(),
+            http_target("demo", &url)
+        ),
+    );
+    let connect = Connect::start(d, &broker, "demo", &["--no-local-auth"]);
+    let (status, _) = call_tool(&connect.url, 1, "echo", r#"{"text":"before"}"#);
+    assert_eq!(status, 200);
+    assert_eq!(healthz(admin).0, 200);
+    (demo, broker, connect, admin)
+}
+
 /// Waits (10 s at most) for `/healthz` to say ok again.
 fn wait_healthy(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -553,20 +574,7 @@ fn a_full_disk_refuses_calls_before_the_upstream_and_recovers_without_a_restart(
         return;
     };
     let record = d.join("demo.jsonl");
-    let (_demo, url) = demo_server(d, &record);
-    let admin = free_tcp_port();
-    let broker = Broker::start(
-        d,
-        &format!(
-            "[audit]\npath = \"{}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n{}",
-            mnt.join("audit.db").display(),
-            http_target("demo", &url)
-        ),
-    );
-    let connect = Connect::start(d, &broker, "demo", &["--no-local-auth"]);
-    let (status, _) = call_tool(&connect.url, 1, "echo", r#"{"text":"before"}"#);
-    assert_eq!(status, 200);
-    assert_eq!(healthz(admin).0, 200);
+    let (_demo, broker, connect, admin) = demo_logged_at(d, &record, &mnt.join("audit.db"));
 
     // Fill the file system.
     let filler = mnt.join("filler");
@@ -685,20 +693,7 @@ fn a_log_made_read_only_while_the_broker_runs_refuses_calls_and_recovers_without
     let audit_dir = d.join("audit");
     std::fs::create_dir_all(&audit_dir).unwrap();
     let record = d.join("demo.jsonl");
-    let (_demo, url) = demo_server(d, &record);
-    let admin = free_tcp_port();
-    let broker = Broker::start(
-        d,
-        &format!(
-            "[audit]\npath = \"{}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n{}",
-            audit_dir.join("audit.db").display(),
-            http_target("demo", &url)
-        ),
-    );
-    let connect = Connect::start(d, &broker, "demo", &["--no-local-auth"]);
-    let (status, _) = call_tool(&connect.url, 1, "echo", r#"{"text":"before"}"#);
-    assert_eq!(status, 200);
-    assert_eq!(healthz(admin).0, 200);
+    let (_demo, broker, connect, admin) = demo_logged_at(d, &record, &audit_dir.join("audit.db"));
 
     // The log's folder, its file and its journal turn read-only under the
     // running broker, as a file system does that the kernel remounts

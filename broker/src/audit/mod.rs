@@ -213,12 +213,7 @@ impl Audit {
         };
         let mut e = self.exchange_event(kind, f);
         if !answer {
-            // A server request or notification speaks for itself.
-            e.jsonrpc_id = m.value().and_then(|v| v.get("id"));
-            e.method = m
-                .value()
-                .and_then(|v| v.get("method"))
-                .and_then(Value::as_str);
+            speaks_for_itself(&mut e, m);
             e.name = None;
         } else {
             let (outcome, code) = outcome_of(m);
@@ -246,11 +241,7 @@ impl Audit {
         e.actor = Some(Actor::of(caller));
         e.target = Some(target);
         e.session = session;
-        e.jsonrpc_id = m.value().and_then(|v| v.get("id"));
-        e.method = m
-            .value()
-            .and_then(|v| v.get("method"))
-            .and_then(Value::as_str);
+        speaks_for_itself(&mut e, m);
         e.latency_us = Some(exchange.latency_us());
         e.bytes = Some(bytes.len());
         let line = event::one_line(bytes, m.value());
@@ -383,11 +374,7 @@ impl Audit {
             e.outcome = Some(outcome.as_str());
             e.error_code = code;
         } else {
-            e.jsonrpc_id = m.value().and_then(|v| v.get("id"));
-            e.method = m
-                .value()
-                .and_then(|v| v.get("method"))
-                .and_then(Value::as_str);
+            speaks_for_itself(&mut e, m);
         }
         e.bytes = Some(bytes.len());
         let line = event::one_line(bytes, m.value());
@@ -423,6 +410,16 @@ impl Audit {
         e.latency_us = Some(f.exchange.latency_us());
         e
     }
+}
+
+/// A server request or notification speaks for itself: its own id and
+/// method, not those of the request whose exchange carried it.
+fn speaks_for_itself<'a>(e: &mut Event<'a>, m: &'a ServerMessage) {
+    e.jsonrpc_id = m.value().and_then(|v| v.get("id"));
+    e.method = m
+        .value()
+        .and_then(|v| v.get("method"))
+        .and_then(Value::as_str);
 }
 
 /// What a caller is told about a failed append.
