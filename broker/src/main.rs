@@ -407,7 +407,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 serde_json::json!({"command": "revoke", "subject": subject, "issuer": issuer, "reason": reason, "for_secs": duration}),
             )?;
             let now = now_unix();
-            let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            let by = hoop_broker::audit::local::os_user();
             let r = s.add_revocation(
                 &NewRevocation {
                     subject: &subject,
@@ -511,7 +511,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 &store,
                 serde_json::json!({"command": "tools accept", "target": target, "tool": tool}),
             )?;
-            let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            let by = hoop_broker::audit::local::os_user();
             let n = s.accept_tools(&target, tool.as_deref(), &by, now_unix())?;
             if n == 0 {
                 anyhow::bail!(
@@ -565,8 +565,15 @@ fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
     let lines_of = |log: &LogArgs, req: &AuditRequest| read(log, req, &[]);
     match cmd {
         AuditCommand::Pubkey { log } => {
+            // Recorded as every read is (method `key`); the key printed is
+            // the signing key's own where it is readable here.
+            let out = read(&log, &AuditRequest::Key, &[])?;
+            let recorded: serde_json::Value = serde_json::from_slice(out.trim_ascii_end())?;
             let local = log.local()?;
-            match local.verifier_key() {
+            let key = local
+                .verifier_key()
+                .or_else(|| recorded["key"].as_str().map(str::to_owned));
+            match key {
                 Some(k) => {
                     println!("{k}");
                     Ok(())

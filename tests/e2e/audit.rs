@@ -261,6 +261,52 @@ fn demo_calls_are_recorded_exported_and_proven_and_any_tampering_is_named() {
     let report: Value = serde_json::from_str(checked.stdout.trim()).unwrap();
     assert!(report["records"].as_u64().unwrap() >= 8, "{report}");
 
+    // Online, the broker checks with its own key: a --key there would go
+    // unused, so it is refused, pointing at the offline check.
+    let mut cmd = hoop(d);
+    cmd.args(["audit", "verify", "--profile", "demo", "--key", &key]);
+    let out = run(cmd);
+    assert_eq!(out.status, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("hoop audit verify FILE --key"),
+        "{}",
+        out.stderr
+    );
+
+    // On the host: the key, as a recorded read, by the user the system
+    // says runs the command, whatever $USER claims.
+    let db = d.join("demo/audit.db");
+    let mut cmd = Command::new(bin("hoop-broker"));
+    cmd.args(["audit", "pubkey", "--audit-log"])
+        .arg(&db)
+        .env("USER", "ceo")
+        .env("LOGNAME", "ceo");
+    let out = run(cmd);
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), key);
+    let mut cmd = Command::new(bin("hoop-broker"));
+    cmd.args([
+        "audit",
+        "search",
+        "--type",
+        "audit.read",
+        "--json",
+        "--limit",
+        "1000",
+        "--audit-log",
+    ])
+    .arg(&db);
+    let host_reads = json_lines(&run(cmd).stdout);
+    let pubkey_read = host_reads
+        .iter()
+        .find(|r| r["method"] == "key" && r["actor"]["kind"] == "admin")
+        .unwrap_or_else(|| panic!("the pubkey read was recorded: {host_reads:#?}"));
+    let me = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("uid:{}", nix::unistd::getuid()));
+    assert_eq!(pubkey_read["actor"]["sub"], me.as_str(), "{pubkey_read}");
+
     // The reads themselves are in the log.
     let mut cmd = hoop(d);
     cmd.args([

@@ -112,9 +112,13 @@ impl LocalLog {
     }
 }
 
-/// Who is running an admin command on this host.
+/// Who is running an admin command on this host: the name of the real
+/// user id, from the system's user database, never from `$USER` (which
+/// anyone sets as they like); `uid:N` for an id with no name.
 pub fn os_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+    let uid = nix::unistd::getuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) => user.name,
+        _ => format!("uid:{uid}"),
+    }
 }

@@ -121,10 +121,18 @@ pub async fn run(args: AuditArgs) -> Result<(), CommandError> {
         } => verify_file(&file, &key, json),
         AuditCommand::Verify {
             file: None,
+            key,
             json,
             connection,
-            ..
         } => {
+            if !key.is_empty() {
+                // The broker checks its log with its own key: a key given
+                // here would be silently unused, and an examiner would
+                // think the log was checked against theirs.
+                return Err(usage(
+                    "--key checks an export offline, against a key you trust: `hoop audit export --since 30d --out FILE`, then `hoop audit verify FILE --key KEY`; without FILE the broker checks its whole log with its own key".into(),
+                ));
+            }
             let lines = ask(&connection, &AuditRequest::Verify).await?;
             let report: Value = lines
                 .first()

@@ -26,7 +26,7 @@ const REVOKED: i64 = -32054;
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  hoop exec mcp payments --tool get_customer --args '{\"id\":\"c-1001\"}'\n  hoop exec mcp models --tool deploy_model --args @deploy.json --json\n  echo '{\"text\":\"hi\"}' | hoop exec mcp demo --tool echo --args -\n\nIn CI, the token comes from --token-file, HOOP_TOKEN, or the GitHub Actions\nOIDC variables (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN, with `permissions: id-token: write`).\n\nExit codes: 0 the tool succeeded, 1 other failure (upstream down, protocol error),\n2 usage or configuration error, 3 authentication failed (bad, expired or revoked token),\n4 broker unreachable, 5 denied by policy (or held for an approval exec does not wait for),\n6 the tool reported an error"
+    after_help = "Examples:\n  hoop exec mcp payments --tool get_customer --args '{\"customer_id\":\"c-1001\"}'\n  hoop exec mcp models --tool deploy_model --args @deploy.json --json\n  echo '{\"text\":\"hi\"}' | hoop exec mcp demo --tool echo --args -\n\nIn CI, the token comes from --token-file, HOOP_TOKEN, or the GitHub Actions\nOIDC variables (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN, with `permissions: id-token: write`).\n\nExit codes: 0 the tool succeeded, 1 other failure (upstream down, protocol error),\n2 usage or configuration error, 3 authentication failed (bad, expired or revoked token),\n4 broker unreachable, 5 denied by policy (or held for an approval exec does not wait for),\n6 the tool reported an error"
 )]
 pub struct ExecArgs {
     /// What to call (only `mcp` for now).
