@@ -257,7 +257,7 @@ impl ConnectionArgs {
         let file = load_config(self.config.as_ref())?;
         let (profile_name, profile) = select_profile(&file, self.profile.as_deref())?;
         let broker = self.broker.clone().or(profile.broker).ok_or_else(|| {
-            anyhow::anyhow!("no broker address: pass --broker HOST:PORT, set HOOP_BROKER, or add broker = \"…\" to a profile")
+            anyhow::anyhow!("no broker address: pass --broker HOST:PORT, set HOOP_BROKER, or add broker = \"…\" to a profile (against a running `hoop demo`: --profile demo)")
         })?;
         let addr = resolve_addr(&broker)?;
         let trust = if let Some(pin) = self.pin.clone().or(profile.pin) {

@@ -134,14 +134,15 @@ fn parse_limit(s: &str) -> Result<usize, String> {
 
 impl SearchFlags {
     pub fn request(&self, now_ns: i64) -> Result<AuditRequest, String> {
+        let (since_ns, until_ns) = time_range(&self.since, &self.until, now_ns)?;
         Ok(AuditRequest::Search(SearchArgs {
             user: self.user.clone(),
             target: self.target.clone(),
             tool: self.tool.clone(),
             decision: self.decision.clone(),
             kind: self.kind.clone(),
-            since_ns: flag_time(self.since.as_deref(), "--since", now_ns)?,
-            until_ns: flag_time(self.until.as_deref(), "--until", now_ns)?,
+            since_ns,
+            until_ns,
             after_seq: self.after,
             limit: Some(self.limit),
         }))
@@ -168,12 +169,34 @@ pub struct ExportFlags {
 
 impl ExportFlags {
     pub fn request(&self, now_ns: i64) -> Result<AuditRequest, String> {
+        let (since_ns, until_ns) = time_range(&self.since, &self.until, now_ns)?;
         Ok(AuditRequest::Export {
-            since_ns: flag_time(self.since.as_deref(), "--since", now_ns)?,
-            until_ns: flag_time(self.until.as_deref(), "--until", now_ns)?,
+            since_ns,
+            until_ns,
             format: self.format,
         })
     }
+}
+
+/// `--since` and `--until` as times, the first before the second (a span
+/// back counts from now: `--since 1h --until 2h` is the wrong way round).
+fn time_range(
+    since: &Option<String>,
+    until: &Option<String>,
+    now_ns: i64,
+) -> Result<(Option<i64>, Option<i64>), String> {
+    let since_ns = flag_time(since.as_deref(), "--since", now_ns)?;
+    let until_ns = flag_time(until.as_deref(), "--until", now_ns)?;
+    if let (Some(s), Some(u)) = (since_ns, until_ns) {
+        if s >= u {
+            return Err(format!(
+                "--since {} is not before --until {}: a span counts back from now, so the older end is the longer span (--since 2h --until 1h)",
+                since.as_deref().unwrap_or(""),
+                until.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    Ok((since_ns, until_ns))
 }
 
 fn flag_time(t: Option<&str>, flag: &str, now_ns: i64) -> Result<Option<i64>, String> {
@@ -318,4 +341,31 @@ fn write_entries(
 /// The events of an answer that are events (search, replay), parsed.
 pub fn events(lines: &[Value]) -> impl Iterator<Item = &Value> {
     lines.iter().filter(|l| l.get("seq").is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_the_wrong_way_round_is_refused_with_the_way_round() {
+        let now = 1_000_000 * 1_000_000_000;
+        let range = |since: &str, until: &str| {
+            time_range(&Some(since.to_owned()), &Some(until.to_owned()), now)
+        };
+        let e = range("1h", "2h").unwrap_err();
+        assert!(e.contains("--since 2h --until 1h"), "{e}");
+        assert!(range("1h", "1h").is_err());
+        assert_eq!(
+            range("2h", "1h"),
+            Ok((
+                Some(now - 7200 * 1_000_000_000),
+                Some(now - 3600 * 1_000_000_000)
+            ))
+        );
+        assert_eq!(
+            time_range(&None, &Some("1h".into()), now).map(|r| r.0),
+            Ok(None)
+        );
+    }
 }

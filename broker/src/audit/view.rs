@@ -68,9 +68,13 @@ fn who(v: &Value) -> String {
 
 /// One line per event: what `audit search` prints.
 pub fn table(events: &[Value]) -> String {
+    // Every column is cut to its width (…), so a long method or name
+    // cannot push the ones after it out of line. The exchange is what
+    // `audit replay` takes; the time is to the millisecond here (the
+    // event, in --json, has it to the nanosecond).
     let mut out = format!(
-        "{:<6} {:<30} {:<19} {:<16} {:<10} {:<16} {:<20} {:<9} {}\n",
-        "SEQ", "TIME", "TYPE", "WHO", "TARGET", "METHOD", "NAME", "DECISION", "OUTCOME"
+        "{:<6} {:<24} {:<19} {:<16} {:<10} {:<24} {:<20} {:<8} {:<16} {}\n",
+        "SEQ", "TIME", "TYPE", "WHO", "TARGET", "METHOD", "NAME", "DECISION", "EXCHANGE", "OUTCOME"
     );
     for e in events {
         let outcome = match (s(e, "outcome").as_str(), e.get("error_code")) {
@@ -79,15 +83,16 @@ pub fn table(events: &[Value]) -> String {
             (o, None) => o.to_owned(),
         };
         out.push_str(&format!(
-            "{:<6} {:<30} {:<19} {:<16} {:<10} {:<16} {:<20} {:<9} {}\n",
+            "{:<6} {:<24} {:<19} {:<16} {:<10} {:<24} {:<20} {:<8} {:<16} {}\n",
             e.get("seq").map(Value::to_string).unwrap_or_default(),
-            s(e, "time"),
-            s(e, "type"),
-            who(e),
-            s(e, "target"),
-            s(e, "method"),
+            to_millis(&s(e, "time")),
+            truncate(&s(e, "type"), 19),
+            truncate(&who(e), 16),
+            truncate(&s(e, "target"), 10),
+            truncate(&s(e, "method"), 24),
             truncate(&s(e, "name"), 20),
-            s(e, "decision"),
+            truncate(&s(e, "decision"), 8),
+            truncate(&s(e, "exchange"), 16),
             outcome
         ));
     }
@@ -112,13 +117,16 @@ pub fn timeline(events: &[Value]) -> String {
     for e in events {
         let offset_ms = (time_ns(e) - t0) as f64 / 1e6;
         let what = match s(e, "type").as_str() {
-            "mcp.request" => format!(
-                "→ {} {}  [{} by {}]",
-                s(e, "method"),
-                s(e, "name"),
-                s(e, "decision"),
-                s(e, "rule")
-            ),
+            "mcp.request" => {
+                let why = match (s(e, "decision").as_str(), s(e, "rule").as_str()) {
+                    ("", _) => String::new(),
+                    (d, "") => format!("  [{d}]"),
+                    (d, r) => format!("  [{d} by {r}]"),
+                };
+                let name = s(e, "name");
+                let sep = if name.is_empty() { "" } else { " " };
+                format!("→ {}{sep}{name}{why}", s(e, "method"))
+            }
             "mcp.response" => format!(
                 "← {}{}  after {}",
                 s(e, "outcome"),
@@ -274,6 +282,15 @@ fn time_ns(e: &Value) -> i64 {
         .unwrap_or(0)
 }
 
+/// `2026-12-03T09:25:53.123456789Z` as `2026-12-03T09:25:53.123Z`;
+/// anything else as it is.
+fn to_millis(time: &str) -> String {
+    match (time.find('.'), time.strip_suffix('Z')) {
+        (Some(dot), Some(_)) if time.len() > dot + 4 => format!("{}Z", &time[..dot + 4]),
+        _ => time.to_owned(),
+    }
+}
+
 fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_owned();
@@ -308,5 +325,28 @@ mod tests {
         assert!(t.contains("2.500 ms"), "{t}");
         assert!(t.contains("← ok  after 2.5 ms"), "{t}");
         assert!(table(&events).contains("alice"));
+    }
+
+    #[test]
+    fn a_request_without_a_decision_shows_none_and_long_cells_keep_the_columns() {
+        let events = [
+            json!({"seq": 3, "time": "2026-12-03T09:00:00.000000000Z", "type": "mcp.request", "method": "listen", "exchange": "00000000000000a1"}),
+            json!({"seq": 4, "time": "2026-12-03T09:00:00.001000000Z", "type": "mcp.request", "method": "notifications/initialized", "name": "x", "decision": "allow", "exchange": "00000000000000a2"}),
+        ];
+        let t = timeline(&events);
+        assert!(t.contains("→ listen\n"), "{t}");
+        assert!(t.contains("→ notifications/initialized x  [allow]"), "{t}");
+        let table = table(&events);
+        let lines: Vec<&str> = table.lines().collect();
+        // In characters: a cut cell ends in a three-byte `…`.
+        let col = |line: &str, what: &str| line[..line.find(what).unwrap()].chars().count();
+        // The decision and the exchange sit under their headings.
+        assert_eq!(col(lines[2], "allow"), col(lines[0], "DECISION"), "{table}");
+        assert_eq!(
+            col(lines[2], "00000000000000a2"),
+            col(lines[0], "EXCHANGE"),
+            "{table}"
+        );
+        assert!(lines[1].contains("2026-12-03T09:00:00.000Z"), "{table}");
     }
 }

@@ -175,11 +175,15 @@ impl Verifier {
 
     fn header(&mut self, line: &[u8]) -> Result<(), VerifyError> {
         let header: HeaderLine = serde_json::from_slice(line).map_err(|e| {
-            self.fail(
-                Problem::Header,
-                None,
-                format!("the first line is not the export header: {e}"),
-            )
+            // An OCSF export starts with a record: say which file to check.
+            let ocsf = serde_json::from_slice::<serde_json::Value>(line)
+                .is_ok_and(|v| v.get("class_uid").is_some());
+            let detail = if ocsf {
+                "this is an OCSF export (--format ocsf), which carries no proofs: verify the JSON-lines export of the same range (--format jsonl)".to_owned()
+            } else {
+                format!("the first line is not the export header: {e}")
+            };
+            self.fail(Problem::Header, None, detail)
         })?;
         if header.hoop_audit_export != 1 {
             return Err(self.fail(
@@ -368,7 +372,9 @@ impl Verifier {
             return Err(self.fail(
                 Problem::Missing,
                 Some(self.next),
-                format!("missing or out of order: seq {seq} is in its place"),
+                format!(
+                    "not where it should be (deleted, or moved later): seq {seq} is in its place"
+                ),
             ));
         }
         if line.len() > MAX_ENTRY_BYTES {

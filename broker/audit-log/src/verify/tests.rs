@@ -614,3 +614,12 @@ fn random_damage_never_panics_and_content_damage_never_passes() {
         }
     }
 }
+
+#[test]
+fn an_ocsf_file_is_named_as_such_instead_of_a_bad_header() {
+    let (f, _) = ten();
+    let ocsf = vec![r#"{"class_uid":6003,"activity_id":1,"metadata":{"sequence":0}}"#.to_owned()];
+    let e = fails(&f, &ocsf, None, Problem::Header);
+    assert!(e.detail.contains("OCSF export"), "{e}");
+    assert!(e.detail.contains("--format jsonl"), "{e}");
+}
