@@ -421,6 +421,7 @@ fn search_and_replay_cover_both_revisions_a_stdio_upstream_and_sse() {
     assert_eq!(replay.status, Some(0), "{}", replay.stderr);
     let t = &replay.stdout;
     for want in [
+        "→ initialize",
         "→ tools/call",
         "← ok",
         "(server)",

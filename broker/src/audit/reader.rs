@@ -241,11 +241,12 @@ pub fn run(
                 limit: MAX_RESULTS,
                 ..probe.clone()
             };
-            if store.search(&probe)?.is_empty() {
-                query.exchange = None;
-                query.session = Some(id.clone());
+            if !store.search(&probe)?.is_empty() {
+                return write_entries(store, &query, out);
             }
-            write_entries(store, &query, out)
+            query.exchange = None;
+            query.session = Some(id.clone());
+            write_session(store, &query, out)
         }
         AuditRequest::Export {
             since_ns,
@@ -325,9 +326,54 @@ fn write_entries(
     let mut query = query.clone();
     query.limit = asked.saturating_add(1);
     let found = store.search(&query)?;
+    write_found(Vec::new(), found, asked, out)
+}
+
+/// A session's events, from the request that opened it: a handshake-era
+/// `initialize` is recorded before the upstream's answer gives the
+/// session its id, so it carries none, but it shares its exchange with
+/// the session's first event (that answer).
+fn write_session(
+    store: &SqliteStore,
+    query: &SearchQuery,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let asked = query.limit;
+    let mut query = query.clone();
+    query.limit = asked.saturating_add(1);
+    let found = store.search(&query)?;
+    let opening = found.first().and_then(|first| {
+        let v: Value = serde_json::from_slice(&first.entry).ok()?;
+        Some((first.seq, v.get("exchange")?.as_str()?.to_owned()))
+    });
+    let mut earlier = Vec::new();
+    // Only on the first page: a later one (--after) starts mid-session.
+    if let (Some((first_seq, exchange)), None) = (opening, query.after_seq) {
+        earlier = store
+            .search(&SearchQuery {
+                exchange: Some(exchange),
+                limit: 100,
+                ..SearchQuery::default()
+            })?
+            .into_iter()
+            .filter(|e| e.seq < first_seq)
+            .collect();
+    }
+    write_found(earlier, found, asked, out)
+}
+
+/// The first `asked` of `found` (asked plus one were read), then, if
+/// there were more, a last line `{"more":true,"after_seq":N}`; `opening`:
+/// events written before them (a session's opening request).
+fn write_found(
+    opening: Vec<hoop_audit_log::StoredEntry>,
+    found: Vec<hoop_audit_log::StoredEntry>,
+    asked: usize,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let more = found.len() > asked;
     let mut last = None;
-    for e in found.iter().take(asked) {
+    for e in opening.iter().chain(found.iter().take(asked)) {
         out.write_all(&e.entry)?;
         out.write_all(b"\n")?;
         last = Some(e.seq);
