@@ -147,6 +147,18 @@ fn demo_calls_are_recorded_exported_and_proven_and_any_tampering_is_named() {
     let ok = verify(d, &file, &key);
     assert_eq!(ok.status, Some(0), "{}{}", ok.stdout, ok.stderr);
     assert!(ok.stdout.starts_with("OK "), "{}", ok.stdout);
+    // --json says the same, with the origin it was signed under.
+    let mut cmd = hoop(d);
+    cmd.args(["audit", "verify"])
+        .arg(&file)
+        .args(["--key", &key, "--json"]);
+    let report: Value = serde_json::from_str(run(cmd).stdout.trim()).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(
+        key.starts_with(report["origin"].as_str().unwrap()),
+        "{report}"
+    );
+    assert_eq!(report["summary"], ok.stdout.trim(), "{report}");
     let go = go_verify(&key, &file);
     assert_eq!(
         go.status,

@@ -257,7 +257,7 @@ pub fn write_export(path: &std::path::Path, text: &[u8]) -> anyhow::Result<()> {
     } else {
         let events = lines.filter(|l| l.starts_with(b"{\"seq\":")).count();
         eprintln!(
-            "wrote {} ({}); check it with `hoop audit verify {} --key KEY`",
+            "wrote {} ({}); check it with `hoop audit verify {} --key KEY` (KEY: from the broker's operator, `hoop-broker audit pubkey`, or `hoop audit key`)",
             path.display(),
             count(events, "event"),
             path.display()

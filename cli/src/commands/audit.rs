@@ -194,7 +194,7 @@ fn verify_file(file: &std::path::Path, keys: &[String], json: bool) -> Result<()
             if json {
                 println!(
                     "{}",
-                    json!({"ok": true, "events": report.events, "checkpoints": report.checkpoints, "first_seq": report.first_seq, "last_seq": report.last_seq, "tree_size": report.tree_size, "root": report.root})
+                    json!({"ok": true, "origin": report.origin, "events": report.events, "checkpoints": report.checkpoints, "first_seq": report.first_seq, "last_seq": report.last_seq, "tree_size": report.tree_size, "root": report.root, "summary": report.to_string()})
                 );
             } else {
                 println!("{report}");
@@ -205,7 +205,7 @@ fn verify_file(file: &std::path::Path, keys: &[String], json: bool) -> Result<()
             if json {
                 println!(
                     "{}",
-                    json!({"ok": false, "seq": e.seq, "line": e.line, "problem": e.problem.code(), "detail": e.detail})
+                    json!({"ok": false, "seq": e.seq, "line": e.line, "problem": e.problem.code(), "detail": e.detail, "summary": format!("FAIL {e}")})
                 );
             } else {
                 println!("FAIL {e}");
