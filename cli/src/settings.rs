@@ -157,14 +157,16 @@ pub fn data_dir() -> Result<PathBuf, AuthError> {
 /// defines one of the same name.
 pub const DEMO_PROFILE: &str = "demo";
 
+/// `--profile demo` with no demo running: the broker cannot be reached
+/// (exit 4), not a usage error.
+#[derive(Debug, thiserror::Error)]
+#[error("no running demo to reach ({0}): start one with `hoop demo`")]
+pub struct NoRunningDemo(String);
+
 fn demo_profile() -> anyhow::Result<Profile> {
     let path = data_dir()?.join("demo").join("profile.toml");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        anyhow::anyhow!(
-            "no running demo to reach ({}: {e}): start one with `hoop demo`",
-            path.display()
-        )
-    })?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| NoRunningDemo(format!("{}: {e}", path.display())))?;
     toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 

@@ -174,6 +174,15 @@ fn broker_unreachable_is_exit_code_4() {
         "{}",
         out.stderr
     );
+    // The demo's profile with no demo running is the same: nothing to reach.
+    let mut cmd = Command::new(bin("hoop"));
+    cmd.args(["audit", "search", "--profile", "demo"])
+        .env("HOOP_DATA_DIR", dir.path())
+        .env_remove("HOOP_TOKEN")
+        .env("HOOP_CONFIG", empty_config(dir.path()));
+    let out = run_bounded(cmd, Duration::from_secs(30));
+    assert_eq!(out.status, Some(4), "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("hoop demo"), "{}", out.stderr);
 }
 
 #[test]

@@ -39,10 +39,10 @@ pub struct ConnectArgs {
 }
 
 pub async fn run(args: ConnectArgs) -> Result<(), CommandError> {
-    let resolved = args.connection.resolve().map_err(|e| CommandError {
-        code: super::exit::USAGE,
-        error: e,
-    })?;
+    let resolved = args
+        .connection
+        .resolve()
+        .map_err(CommandError::unresolved)?;
     let launch = StdioLaunch::new(&args.target, &resolved);
     let tunnel = TunnelClient::connect(resolved.tunnel).await?;
     if args.stdio {

@@ -78,7 +78,10 @@ fn read_arguments(spec: &str) -> anyhow::Result<Value> {
 
 pub async fn run(args: ExecArgs) -> Result<(), CommandError> {
     let arguments = read_arguments(&args.args).map_err(usage)?;
-    let resolved = args.connection.resolve().map_err(usage)?;
+    let resolved = args
+        .connection
+        .resolve()
+        .map_err(CommandError::unresolved)?;
     let tunnel = TunnelClient::connect(resolved.tunnel).await?;
     let outcome = call(&tunnel, &args.target, &args.tool, arguments).await?;
     report(&outcome, args.json)

@@ -40,6 +40,22 @@ impl From<anyhow::Error> for CommandError {
     }
 }
 
+impl CommandError {
+    /// A connection that could not be resolved: a usage or configuration
+    /// error, except a demo profile with no demo running (unreachable).
+    pub fn unresolved(error: anyhow::Error) -> Self {
+        let code = if error
+            .downcast_ref::<crate::settings::NoRunningDemo>()
+            .is_some()
+        {
+            exit::BROKER_UNREACHABLE
+        } else {
+            exit::USAGE
+        };
+        Self { code, error }
+    }
+}
+
 impl From<crate::tunnel::TunnelError> for CommandError {
     fn from(e: crate::tunnel::TunnelError) -> Self {
         use crate::tunnel::TunnelError;
@@ -65,10 +81,7 @@ pub async fn ask_broker(
     kind: hoop_proto::StreamKind,
     body: Option<bytes::Bytes>,
 ) -> Result<Vec<bytes::Bytes>, CommandError> {
-    let resolved = connection.resolve().map_err(|e| CommandError {
-        code: exit::USAGE,
-        error: e,
-    })?;
+    let resolved = connection.resolve().map_err(CommandError::unresolved)?;
     let tunnel = crate::tunnel::TunnelClient::connect(resolved.tunnel).await?;
     let open = hoop_proto::OpenStream {
         target: String::new(),
