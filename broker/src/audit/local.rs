@@ -29,7 +29,7 @@ impl LocalLog {
             return Ok(());
         }
         anyhow::bail!(
-            "no audit log at {}: the broker creates it when it starts; point at the broker's own with --config FILE (its [audit] path or store) or --audit-log FILE",
+            "no audit log at {}: the broker creates it when it starts; point at the broker's own with --config FILE (its [audit] path or store) or --audit-log FILE (`hoop demo` prints where its log is: `audit log: …`)",
             self.path.display()
         )
     }
