@@ -322,11 +322,19 @@ fn write_entries(
     query: &SearchQuery,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let asked = query.limit;
-    let mut query = query.clone();
-    query.limit = asked.saturating_add(1);
-    let found = store.search(&query)?;
+    let (found, asked) = search_page(store, query)?;
     write_found(Vec::new(), found, asked, out)
+}
+
+/// The entries `query` asks for and one more (to tell whether more match),
+/// with the number asked.
+fn search_page(
+    store: &SqliteStore,
+    query: &SearchQuery,
+) -> anyhow::Result<(Vec<hoop_audit_log::StoredEntry>, usize)> {
+    let mut page = query.clone();
+    page.limit = query.limit.saturating_add(1);
+    Ok((store.search(&page)?, query.limit))
 }
 
 /// A session's events, from the request that opened it: a handshake-era
@@ -338,10 +346,7 @@ fn write_session(
     query: &SearchQuery,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let asked = query.limit;
-    let mut query = query.clone();
-    query.limit = asked.saturating_add(1);
-    let found = store.search(&query)?;
+    let (found, asked) = search_page(store, query)?;
     let opening = found.first().and_then(|first| {
         let v: Value = serde_json::from_slice(&first.entry).ok()?;
         Some((first.seq, v.get("exchange")?.as_str()?.to_owned()))
