@@ -1,0 +1,222 @@
+//! Context: the words just before a candidate, and the JSON key it sits
+//! under. Bare nine-digit numbers, account numbers and phone numbers
+//! written with spaces are masked only when their context says what they
+//! are; a Luhn-valid number after "order" or "invoice" is not a card.
+
+/// How far back a context word may be, in bytes.
+const LOOKBACK: usize = 40;
+
+/// Words (lowercase) that name an account number.
+pub const ACCOUNT_WORDS: &[&str] = &["account", "acct", "a/c", "acc no", "acc#", "acc. no"];
+/// Words that name a Social Security number.
+pub const SSN_WORDS: &[&str] = &["ssn", "social security", "soc sec", "ss#", "ss no"];
+/// Words that name a routing number.
+pub const ROUTING_WORDS: &[&str] = &["routing", "aba", "rtn", "transit", "fedwire"];
+/// Words that name a payment card.
+pub const CARD_WORDS: &[&str] = &[
+    "card",
+    "visa",
+    "mastercard",
+    "amex",
+    "pan",
+    "credit",
+    "debit",
+    "cc#",
+    "cc no",
+];
+/// Words after which a Luhn-valid number is an identifier, not a card
+/// (unless a card word is nearer).
+pub const NOT_CARD_WORDS: &[&str] = &[
+    "order",
+    "invoice",
+    "tracking",
+    "ref",
+    "reference",
+    "transaction",
+    "txn",
+    "confirmation",
+    "ticket",
+    "shipment",
+    "serial",
+    "isbn",
+    "imei",
+];
+/// Words that name a phone number.
+pub const PHONE_WORDS: &[&str] = &["phone", "tel", "mobile", "cell", "fax", "call", "sms"];
+
+/// What surrounds a candidate.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context<'a> {
+    /// The JSON key the text sits under, if any.
+    pub key: Option<&'a str>,
+}
+
+/// The text just before `start` (at most [`LOOKBACK`] bytes), lowercased.
+pub struct Before {
+    buf: [u8; LOOKBACK],
+    len: usize,
+}
+
+impl Before {
+    pub fn of(text: &str, start: usize) -> Self {
+        let from = start.saturating_sub(LOOKBACK);
+        let bytes = &text.as_bytes()[from..start];
+        let mut buf = [0u8; LOOKBACK];
+        for (d, s) in buf.iter_mut().zip(bytes) {
+            *d = s.to_ascii_lowercase();
+        }
+        Self {
+            buf,
+            len: bytes.len(),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Where the nearest of `words` ends, counted back from the candidate
+    /// (smaller is nearer); `None` when none is there. A word must start
+    /// at a word boundary, so "pan" is not found in "company".
+    pub fn nearest(&self, words: &[&str]) -> Option<usize> {
+        let hay = self.bytes();
+        let mut best = None;
+        for w in words {
+            let w = w.as_bytes();
+            if w.len() > hay.len() {
+                continue;
+            }
+            for at in (0..=hay.len() - w.len()).rev() {
+                if &hay[at..at + w.len()] == w && (at == 0 || !hay[at - 1].is_ascii_alphanumeric())
+                {
+                    let distance = hay.len() - (at + w.len());
+                    if best.is_none_or(|b| distance < b) {
+                        best = Some(distance);
+                    }
+                    break;
+                }
+            }
+        }
+        best
+    }
+
+    pub fn has(&self, words: &[&str]) -> bool {
+        self.nearest(words).is_some()
+    }
+}
+
+/// Key words (lowercase, no separators) that name an account number.
+pub const ACCOUNT_KEYS: &[&str] = &["account", "acct", "iban"];
+pub const SSN_KEYS: &[&str] = &["ssn", "socialsecurity", "taxid", "tin"];
+pub const ROUTING_KEYS: &[&str] = &["routing", "aba", "rtn", "transit"];
+pub const CARD_KEYS: &[&str] = &["card", "pan", "cc", "creditcard"];
+pub const PHONE_KEYS: &[&str] = &[
+    "phone",
+    "tel",
+    "telephone",
+    "mobile",
+    "cell",
+    "fax",
+    "msisdn",
+];
+pub const NOT_CARD_KEYS: &[&str] = &[
+    "order",
+    "invoice",
+    "tracking",
+    "ref",
+    "transaction",
+    "txn",
+    "ticket",
+    "serial",
+];
+
+/// Whether a JSON key names one of `words` (lowercase, no separators): a
+/// word must begin where a part of the key begins (after `_`, `-`, `.`, a
+/// space, or a lower-to-upper case change), so `accountNumber`,
+/// `account_number` and `Account-Number` name "account", and `company_id`
+/// does not name "pan" nor `database` "aba".
+pub fn key_names(key: Option<&str>, words: &[&str]) -> bool {
+    let Some(key) = key else { return false };
+    let mut buf = [0u8; 64];
+    let mut starts = 0u64;
+    let mut n = 0;
+    let mut prev: Option<u8> = None;
+    let mut boundary = true;
+    for b in key.bytes() {
+        if matches!(b, b'_' | b'-' | b'.' | b' ') {
+            boundary = true;
+            prev = None;
+            continue;
+        }
+        if n == buf.len() {
+            break;
+        }
+        if prev.is_some_and(|p| p.is_ascii_lowercase()) && b.is_ascii_uppercase() {
+            boundary = true;
+        }
+        if boundary {
+            starts |= 1 << n;
+            boundary = false;
+        }
+        buf[n] = b.to_ascii_lowercase();
+        prev = Some(b);
+        n += 1;
+    }
+    let key = &buf[..n];
+    words.iter().any(|w| {
+        let w = w.as_bytes();
+        (0..n).any(|at| starts & (1 << at) != 0 && key[at..].starts_with(w))
+    })
+}
+
+/// A normalized key, for comparing with field rules: lowercase, without
+/// `_`, `-`, `.` and spaces.
+pub fn normalized_key_eq(key: &str, normalized: &str) -> bool {
+    let mut want = normalized.bytes();
+    for b in key.bytes() {
+        if matches!(b, b'_' | b'-' | b'.' | b' ') {
+            continue;
+        }
+        if want.next() != Some(b.to_ascii_lowercase()) {
+            return false;
+        }
+    }
+    want.next().is_none()
+}
+
+/// What [`normalized_key_eq`] compares against.
+pub fn normalize_key(key: &str) -> String {
+    key.bytes()
+        .filter(|b| !matches!(b, b'_' | b'-' | b'.' | b' '))
+        .map(|b| char::from(b.to_ascii_lowercase()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_found_at_word_starts_only() {
+        let t = "Company acct no: 12345678";
+        let b = Before::of(t, t.find("123").unwrap());
+        assert!(b.has(ACCOUNT_WORDS));
+        assert!(!b.has(CARD_WORDS), "`pan` inside `company` is no card word");
+        let t = "order 4111111111111111, card 4111111111111111";
+        let b = Before::of(t, t.rfind("4111").unwrap());
+        assert!(b.nearest(CARD_WORDS) < b.nearest(NOT_CARD_WORDS));
+    }
+
+    #[test]
+    fn keys_are_compared_without_case_or_separators() {
+        assert!(key_names(Some("accountNumber"), ACCOUNT_KEYS));
+        assert!(key_names(Some("ROUTING_NUMBER"), ROUTING_KEYS));
+        assert!(key_names(Some("customer-ssn"), SSN_KEYS));
+        assert!(!key_names(Some("amount"), ACCOUNT_KEYS));
+        assert!(!key_names(Some("company_id"), CARD_KEYS));
+        assert!(!key_names(Some("database"), ROUTING_KEYS));
+        assert!(normalized_key_eq("Account_Number", "accountnumber"));
+        assert!(!normalized_key_eq("account_numbers", "accountnumber"));
+        assert_eq!(normalize_key("date-of birth"), "dateofbirth");
+    }
+}
