@@ -82,6 +82,8 @@ enum Candidate {
     Email,
     /// `(212) 555-0147`.
     PhoneParen,
+    /// A PEM private key's BEGIN line: the finding runs to its END line.
+    PemKey,
     /// A secret; `group`: only capture group 1 is the secret.
     Secret {
         group: bool,
@@ -107,7 +109,7 @@ pub struct CustomPattern {
 /// keep the DFA small).
 const NUMBER: &str = r"\b\d(?:[ \-]?\d){5,18}\b";
 const IBAN: &str = r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b";
-const EMAIL: &str = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b";
+const EMAIL: &str = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}\b";
 const PHONE_PAREN: &str = r"\(\d{3}\) ?\d{3}[ .\-]\d{4}\b";
 
 /// Why a detector from configuration cannot be used.
@@ -132,13 +134,19 @@ impl Scanner {
         custom: &[CustomPattern],
         names: &dyn Fn(usize) -> String,
     ) -> Result<Self, PatternError> {
-        let mut patterns: Vec<String> =
-            vec![NUMBER.into(), IBAN.into(), EMAIL.into(), PHONE_PAREN.into()];
+        let mut patterns: Vec<String> = vec![
+            NUMBER.into(),
+            IBAN.into(),
+            EMAIL.into(),
+            PHONE_PAREN.into(),
+            secret::PEM_BEGIN.into(),
+        ];
         let mut candidates = vec![
             Candidate::Number,
             Candidate::Iban,
             Candidate::Email,
             Candidate::PhoneParen,
+            Candidate::PemKey,
         ];
         for (pattern, group) in secret::PATTERNS {
             patterns.push((*pattern).into());
@@ -204,6 +212,9 @@ impl Scanner {
                     .map(|len| (start, start + len, Builtin::Iban.id())),
                 Candidate::Email => Some((start, end, Builtin::Email.id())),
                 Candidate::PhoneParen => Some((start, end, Builtin::Phone.id())),
+                Candidate::PemKey => {
+                    Some((start, secret::pem_end(text, end), Builtin::Secret.id()))
+                }
                 Candidate::Secret { group } => {
                     let (s, e) = if group {
                         match self.group(hay, &m, &mut caps) {

@@ -111,24 +111,30 @@ pub fn classify(
     if on.card && is_card(run, &before, ctx) {
         return Some(Builtin::Card);
     }
+    // Context is read only where the shape and checksum leave a question
+    // (most digit runs in a text are dates, amounts and ids).
     if digits.len() == 9 {
-        let ssn_context = before.has(cx::SSN_WORDS) || cx::key_names(ctx.key, cx::SSN_KEYS);
         let routing_context =
-            before.has(cx::ROUTING_WORDS) || cx::key_names(ctx.key, cx::ROUTING_KEYS);
-        if on.aba && routing_context && run.bare() && aba(digits) {
+            || before.has(cx::ROUTING_WORDS) || cx::key_names(ctx.key, cx::ROUTING_KEYS);
+        if on.aba && run.bare() && aba(digits) && routing_context() {
             return Some(Builtin::Aba);
         }
         let dashed = run.grouped_as(&[3, 2, 4]) && run.separator == Some(b'-');
         let spaced = run.grouped_as(&[3, 2, 4]) || run.bare();
-        if on.ssn && ssn_valid(digits) && (dashed || (spaced && ssn_context)) {
-            return Some(Builtin::Ssn);
+        if on.ssn && ssn_valid(digits) {
+            let ssn_context = || before.has(cx::SSN_WORDS) || cx::key_names(ctx.key, cx::SSN_KEYS);
+            if dashed || (spaced && ssn_context()) {
+                return Some(Builtin::Ssn);
+            }
         }
     }
     if on.phone && is_national_phone(run, &before, ctx) {
         return Some(Builtin::Phone);
     }
-    let account_context = before.has(cx::ACCOUNT_WORDS) || cx::key_names(ctx.key, cx::ACCOUNT_KEYS);
-    if on.account && account_context && (6..=17).contains(&digits.len()) {
+    if on.account
+        && (6..=17).contains(&digits.len())
+        && (before.has(cx::ACCOUNT_WORDS) || cx::key_names(ctx.key, cx::ACCOUNT_KEYS))
+    {
         return Some(Builtin::Account);
     }
     None
@@ -222,7 +228,7 @@ fn ssn_valid(d: &[u8]) -> bool {
 /// says so.
 fn is_national_phone(run: &DigitRun, before: &Before, ctx: Context<'_>) -> bool {
     let shaped = run.grouped_as(&[3, 3, 4]) || run.grouped_as(&[1, 3, 3, 4]);
-    let context = before.has(cx::PHONE_WORDS) || cx::key_names(ctx.key, cx::PHONE_KEYS);
+    let context = || before.has(cx::PHONE_WORDS) || cx::key_names(ctx.key, cx::PHONE_KEYS);
     let nanp = |d: &[u8]| {
         let d = if d.len() == 11 && d[0] == b'1' {
             &d[1..]
@@ -232,12 +238,12 @@ fn is_national_phone(run: &DigitRun, before: &Before, ctx: Context<'_>) -> bool 
         d.len() == 10 && (b'2'..=b'9').contains(&d[0]) && (b'2'..=b'9').contains(&d[3])
     };
     if !nanp(run.digits()) {
-        return context && (7..=15).contains(&run.digits().len()) && !run.mixed;
+        return (7..=15).contains(&run.digits().len()) && !run.mixed && context();
     }
     match run.separator {
         Some(b'-') | Some(b'.') => shaped,
-        Some(_) => shaped && context,
-        None => context,
+        Some(_) => shaped && context(),
+        None => context(),
     }
 }
 

@@ -3,13 +3,34 @@
 //! `password=` assignments. Each entry: the pattern, and whether only its
 //! capture group 1 is the secret (the rest is the context that names it).
 
+/// The first line of a PEM private key; the scanner extends the finding
+/// to its END line ([`pem_end`]). The regex stops at the BEGIN line: a
+/// pattern that may run on to the end of a text would make every other
+/// candidate's start be searched for back to the text's beginning.
+pub const PEM_BEGIN: &str = r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----";
+
+/// Where the key whose BEGIN line ends at `from` ends: after its END line,
+/// or, when it was cut off, after the last byte of its body.
+pub fn pem_end(text: &str, from: usize) -> usize {
+    let rest = &text.as_bytes()[from..];
+    if let Some(at) = find(rest, b"-----END ") {
+        let after = &rest[at + 9..];
+        if let Some(close) = find(after, b"-----") {
+            return from + at + 9 + close + 5;
+        }
+    }
+    let body = rest
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || b"+/=:-,\r\n\t ".contains(b))
+        .count();
+    from + body
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 pub const PATTERNS: &[(&str, bool)] = &[
-    // A PEM private key, to its END line, or to the end of the text when
-    // it was cut off.
-    (
-        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?s:(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|.*))",
-        false,
-    ),
     // A JWT (JWS compact form): two base64url JSON parts and a signature.
     (
         r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
@@ -24,7 +45,7 @@ pub const PATTERNS: &[(&str, bool)] = &[
     ),
     // GitHub tokens.
     (
-        r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})",
+        r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})",
         false,
     ),
     // Slack tokens.
