@@ -48,6 +48,40 @@ pub struct BrokerConfig {
     /// The admin HTTP listener (`/healthz`).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Masking of protected data (docs/masking.md).
+    #[serde(default)]
+    pub masking: MaskingConfig,
+}
+
+/// `[masking]`: on unless turned off; the key file for keyed hashes; and
+/// the profiles (`[masking.profiles.default]` changes the one every call
+/// uses today).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The keyed-hash secret (made 0600 on first start). Default:
+    /// `masking.key` beside the audit log. Brokers that share it give equal
+    /// tokens for equal values.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    #[serde(default)]
+    pub profiles: BTreeMap<String, hoop_masking::ProfileConfig>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for MaskingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            key: None,
+            profiles: BTreeMap::new(),
+        }
+    }
 }
 
 /// `[audit]`: where the log lives, how durable an append is, how often it
@@ -399,6 +433,9 @@ impl BrokerConfig {
         if let Some(p) = config.policy.as_mut() {
             anchor(p);
         }
+        if let Some(k) = config.masking.key.as_mut() {
+            anchor(k);
+        }
         if let Some(t) = config.tls.as_mut() {
             anchor(&mut t.cert);
             anchor(&mut t.key);
@@ -425,6 +462,7 @@ impl BrokerConfig {
             policy: None,
             audit: AuditConfig::default(),
             admin: AdminConfig::default(),
+            masking: MaskingConfig::default(),
         }
     }
 

@@ -16,6 +16,7 @@ use crate::audit::Audit;
 use crate::config::{AuditDurability, BrokerConfig};
 use crate::identity::revocation::{self, RevocationList};
 use crate::identity::TokenVerifier;
+use crate::masking::Masking;
 use crate::pipeline::drift::ToolDrift;
 use crate::pipeline::Pipeline;
 use crate::policy::Policy;
@@ -122,6 +123,7 @@ async fn start_inner(
         revocations.load(&store)?;
     }
     let log = open_audit_log(config)?;
+    let masking = Arc::new(masking_layer(config)?);
     let pipeline = Arc::new(Pipeline::new(
         targets,
         revocations.clone(),
@@ -131,7 +133,9 @@ async fn start_inner(
             log.clone(),
             audit_paths(config)?.0,
             config.audit.readers.clone(),
+            masking.clone(),
         )),
+        masking,
     ));
     let (drift_tx, mut drift_rx) = tokio::sync::mpsc::unbounded_channel();
     drift.report_to(drift_tx);
@@ -302,6 +306,20 @@ pub fn audit_paths(config: &BrokerConfig) -> anyhow::Result<(PathBuf, PathBuf)> 
         None => path.with_file_name("audit-signing.key"),
     };
     Ok((path, key))
+}
+
+/// The masking layer the config asks for, its key made on first start.
+pub fn masking_layer(config: &BrokerConfig) -> anyhow::Result<Masking> {
+    if !config.masking.enabled {
+        tracing::warn!("[masking] enabled = false: protected data is delivered and recorded as the upstream sends it");
+        return Ok(Masking::off());
+    }
+    let key = match &config.masking.key {
+        Some(k) => k.clone(),
+        None => audit_paths(config)?.0.with_file_name("masking.key"),
+    };
+    let key = crate::masking::load_or_create_key(&key)?;
+    Ok(Masking::from_config(&config.masking.profiles, key)?)
 }
 
 fn open_audit_log(config: &BrokerConfig) -> anyhow::Result<AuditLog> {

@@ -97,6 +97,11 @@ ROLE_CANDIDATES: dict[str, list[str]] = {
     "list_changed": ["announce_changes", "gzip-file-as-resource"],
     "listen": ["announce_changes"],
 }
+# Protected data in the formats people write it, for the masking scenario.
+MASKING_ECHO = (
+    "card 4111 1111 1111 1111, SSN 078-05-1120, IBAN GB82 WEST 1234 5698 7654 32, "
+    "routing 021000021, account 000123456789"
+)
 LOG_LEVEL_META_KEY = "io.modelcontextprotocol/logLevel"
 SUBSCRIPTION_ID_META_KEY = "io.modelcontextprotocol/subscriptionId"
 
@@ -371,6 +376,20 @@ class Runner:
         exact = got == text
         check(exact or got == f"Echo: {text}", {"error": "echo mismatch", "sent": text, "got": got[:500]})
         return {"tool": tool.name, "sent": text, "exact": exact}
+
+    async def s_masking(self) -> Any:
+        """get_customer and an echo of protected data, through a masking broker: returns what came back."""
+        customer = await self.call("get_customer", {"customer_id": "cust-001"})
+        check(not customer.is_error, {"error": "get_customer returned isError", "text": result_text(customer)[:500]})
+        echo = await self.tool_for("echo")
+        key = first_string_arg(echo) or "text"
+        echoed = await self.call(echo.name, {key: MASKING_ECHO})
+        check(not echoed.is_error, {"error": "echo returned isError", "text": result_text(echoed)[:500]})
+        return {
+            "customer_text": result_text(customer),
+            "customer_structured": customer.structured_content,
+            "echo_text": result_text(echoed),
+        }
 
     async def s_resources(self) -> Any:
         listed = await self.client.list_resources()
@@ -768,6 +787,7 @@ SCENARIOS: dict[str, Callable[[Runner], Awaitable[Any]]] = {
     "negotiated": Runner.s_negotiated,  # prints the negotiated protocol version (+ asserts per --mode)
     "list_tools": Runner.s_list_tools,  # tools/list, prints tool names
     "echo": Runner.s_echo,  # echo tool, unique text round trip
+    "masking": Runner.s_masking,  # get_customer + echo of protected data; prints what came back
     "resources": Runner.s_resources,  # resources/list + read the first
     "prompts": Runner.s_prompts,  # prompts/list + get the first
     "progress": Runner.s_progress,  # long tool with progress callback, >= 2 notifications

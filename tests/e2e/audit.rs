@@ -12,7 +12,7 @@ use hoop_e2e::*;
 use serde_json::Value;
 
 /// `hoop` with the test's own data dir and no config from the machine.
-fn hoop(dir: &Path) -> Command {
+pub(crate) fn hoop(dir: &Path) -> Command {
     let mut cmd = Command::new(bin("hoop"));
     cmd.env("HOOP_DATA_DIR", dir)
         .env("HOOP_CONFIG", empty_config(dir))
@@ -21,7 +21,7 @@ fn hoop(dir: &Path) -> Command {
     cmd
 }
 
-fn run(mut cmd: Command) -> Output {
+pub(crate) fn run(mut cmd: Command) -> Output {
     run_bounded(
         {
             cmd.stdin(std::process::Stdio::null());

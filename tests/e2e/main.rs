@@ -14,6 +14,7 @@ mod exec;
 mod failures;
 mod identity;
 mod login;
+mod masking;
 mod policy;
 mod policy_bypass;
 mod policy_reload;

@@ -196,6 +196,8 @@ pub enum Outcome {
     /// Refused by the broker.
     Refused,
     UpstreamFailed,
+    /// The upstream's message could not be masked and was not delivered.
+    Withheld,
 }
 
 impl Outcome {
@@ -206,6 +208,7 @@ impl Outcome {
             Self::Error => "error",
             Self::Refused => "refused",
             Self::UpstreamFailed => "upstream_failed",
+            Self::Withheld => "withheld",
         }
     }
 }
@@ -246,6 +249,9 @@ pub struct Event<'a> {
     pub latency_us: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<usize>,
+    /// What masking replaced in the message, by type: `{"card": 1}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masked: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<Value>,
     /// Not serialized by serde: the indexed time.
@@ -275,6 +281,7 @@ impl<'a> Event<'a> {
             reason: None,
             latency_us: None,
             bytes: None,
+            masked: None,
             detail: None,
             time_ns,
         }

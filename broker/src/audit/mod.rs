@@ -19,12 +19,14 @@ pub mod retention;
 pub mod view;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use hoop_audit_log::AuditLog;
 use serde_json::Value;
 
 use crate::identity::Caller;
+use crate::masking::{MaskSummary, Masking};
 use crate::mcp::error::{codes, McpError};
 use crate::mcp::message::McpMessage;
 use crate::mcp::server::ServerMessage;
@@ -54,23 +56,41 @@ pub struct RequestFacts<'a> {
     pub msg: &'a McpMessage,
 }
 
+/// A listen (GET) stream's facts, for the events of the messages on it,
+/// which answer no request.
+pub struct ListenFacts<'a> {
+    pub caller: &'a Caller,
+    pub target: &'a str,
+    pub exchange: &'a Exchange,
+    pub session: Option<&'a str>,
+}
+
 pub struct Audit {
     log: AuditLog,
     /// The log's file, for reads (`hoop audit`).
     path: std::path::PathBuf,
     /// Groups whose members may read the log.
     readers: Vec<String>,
+    /// Client messages are masked with it before they are recorded: the
+    /// log never holds a raw value (answers arrive masked already).
+    masking: Arc<Masking>,
     /// Exchange ids: a random start, then one after another, so ids from
     /// two runs of the broker do not collide and ids within one sort.
     next_exchange: AtomicU64,
 }
 
 impl Audit {
-    pub fn new(log: AuditLog, path: std::path::PathBuf, readers: Vec<String>) -> Self {
+    pub fn new(
+        log: AuditLog,
+        path: std::path::PathBuf,
+        readers: Vec<String>,
+        masking: Arc<Masking>,
+    ) -> Self {
         Self {
             log,
             path,
             readers,
+            masking,
             next_exchange: AtomicU64::new(rand::random::<u64>() & !0xffff_ffff),
         }
     }
@@ -141,7 +161,7 @@ impl Audit {
     }
 
     /// Layer 7: the request, as it will be forwarded (`body`: its canonical
-    /// bytes), with the decision that let it pass.
+    /// bytes), with the decision that let it pass; recorded masked.
     pub async fn request(
         &self,
         f: &RequestFacts<'_>,
@@ -152,7 +172,13 @@ impl Audit {
         e.decision = Some(decision_name(decision));
         e.rule = Some(decision.rule());
         e.bytes = Some(body.len());
-        self.record(&e, Some(body)).await.map(drop)
+        match self.masking.client_message(f.msg) {
+            Some((masked, found)) => {
+                e.masked = Some(found).filter(|v| !v.is_null());
+                self.record(&e, Some(&masked)).await
+            }
+            None => self.record(&e, Some(body)).await,
+        }
     }
 
     /// A client message the broker refused: never forwarded. `session`:
@@ -189,21 +215,35 @@ impl Audit {
         e.error_code = Some(why.code);
         e.reason = Some(&why.message);
         e.latency_us = Some(exchange.latency_us());
+        // Masked as any client message: a refused call's arguments are as
+        // sensitive as a forwarded one's.
         let message = match (msg, raw) {
-            (Some(m), _) => Some(m.to_bytes().to_vec()),
-            (None, Some(raw)) => Some(event::one_line(raw, None).into_owned()),
+            (Some(m), _) => Some(match self.masking.client_message(m) {
+                Some((masked, found)) => {
+                    e.masked = Some(found).filter(|v| !v.is_null());
+                    masked.to_vec()
+                }
+                None => m.to_bytes().to_vec(),
+            }),
+            (None, Some(raw)) => {
+                let text = String::from_utf8_lossy(raw);
+                let text = self.masking.text(&text);
+                Some(event::one_line(text.as_bytes(), None).into_owned())
+            }
             _ => None,
         };
         e.bytes = message.as_ref().map(Vec::len);
         self.note(&e, message.as_deref()).await;
     }
 
-    /// Layer 10: one message of the answer, as delivered (`bytes`).
+    /// Layer 10: one message of the answer, as delivered (`bytes`, masked),
+    /// with what masking replaced in it.
     pub async fn response(
         &self,
         f: &RequestFacts<'_>,
         m: &ServerMessage,
         bytes: &[u8],
+        masked: MaskSummary,
     ) -> Result<(), McpError> {
         let answer = f.msg.id.as_ref().is_some_and(|id| m.answers(id));
         let kind = if answer {
@@ -221,29 +261,55 @@ impl Audit {
             e.error_code = code;
         }
         e.bytes = Some(bytes.len());
+        e.masked = masked;
         let line = event::one_line(bytes, m.value());
         self.record(&e, Some(&line)).await.map(drop)
+    }
+
+    /// An upstream message masking could not handle: not delivered, and
+    /// not recorded (it may hold raw values); the event says why.
+    /// `request`: the exchange's request, `None` on a listen stream.
+    pub async fn withheld(
+        &self,
+        on: Result<RequestFacts<'_>, ListenFacts<'_>>,
+        m: &ServerMessage,
+        why: &McpError,
+    ) -> Result<(), McpError> {
+        let on = on.as_ref();
+        let answer = on.is_ok_and(|f| f.msg.id.as_ref().is_some_and(|id| m.answers(id)));
+        let kind = if answer {
+            EventKind::Response
+        } else {
+            EventKind::ServerMessage
+        };
+        let mut e = match on {
+            Ok(f) => self.exchange_event(kind, f),
+            Err(l) => Self::listen_event(l),
+        };
+        if !answer {
+            speaks_for_itself(&mut e, m);
+            e.name = None;
+        }
+        e.outcome = Some(Outcome::Withheld.as_str());
+        e.error_code = Some(why.code);
+        e.reason = Some(&why.message);
+        e.bytes = Some(m.raw_len());
+        self.record(&e, None).await
     }
 
     /// A message of a handshake-era session's listen (GET) stream, which
     /// answers no request.
     pub async fn listened(
         &self,
-        caller: &Caller,
-        target: &str,
-        exchange: &Exchange,
-        session: Option<&str>,
+        l: &ListenFacts<'_>,
         m: &ServerMessage,
         bytes: &[u8],
+        masked: MaskSummary,
     ) -> Result<(), McpError> {
-        let mut e = Event::now(EventKind::ServerMessage);
-        e.exchange = Some(&exchange.id);
-        e.actor = Some(Actor::of(caller));
-        e.target = Some(target);
-        e.session = session;
+        let mut e = Self::listen_event(l);
         speaks_for_itself(&mut e, m);
-        e.latency_us = Some(exchange.latency_us());
         e.bytes = Some(bytes.len());
+        e.masked = masked;
         let line = event::one_line(bytes, m.value());
         self.record(&e, Some(&line)).await.map(drop)
     }
@@ -395,6 +461,16 @@ impl Audit {
         e.jsonrpc_id = msg.id.as_ref();
         e.method = msg.method.as_deref();
         e.latency_us = Some(exchange.latency_us());
+        e
+    }
+
+    fn listen_event<'a>(l: &ListenFacts<'a>) -> Event<'a> {
+        let mut e = Event::now(EventKind::ServerMessage);
+        e.exchange = Some(&l.exchange.id);
+        e.actor = Some(Actor::of(l.caller));
+        e.target = Some(l.target);
+        e.session = l.session;
+        e.latency_us = Some(l.exchange.latency_us());
         e
     }
 

@@ -114,7 +114,7 @@ mod tests {
             },
         )
         .unwrap();
-        let audit = Audit::new(log.clone(), path.clone(), Vec::new());
+        let audit = Audit::new(log.clone(), path.clone(), Vec::new(), Default::default());
         for i in 0..10 {
             let mut e = Event::now(EventKind::AdminCommand);
             e.time_ns = 1_000 + i; // 1970: long expired

@@ -30,6 +30,8 @@ pub mod codes {
     pub const DENIED: i64 = -32041;
     /// hoop: the audit log cannot record the call, so it is not passed on.
     pub const AUDIT_UNAVAILABLE: i64 = -32060;
+    /// hoop: an upstream message could not be masked, so it was withheld.
+    pub const MASKING_FAILED: i64 = -32061;
 }
 
 /// An error the broker answers in the client's place.
@@ -54,7 +56,7 @@ impl McpError {
             // A refusal of one call is an answer, not a transport failure:
             // clients show the JSON-RPC error instead of an HTTP error.
             codes::DENIED | codes::APPROVAL_REQUIRED | codes::HANDLE_NOT_YOURS => 200,
-            codes::UPSTREAM_UNAVAILABLE => 502,
+            codes::UPSTREAM_UNAVAILABLE | codes::MASKING_FAILED => 502,
             codes::AUDIT_UNAVAILABLE => 503,
             _ => 500,
         };

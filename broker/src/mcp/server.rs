@@ -40,6 +40,17 @@ impl ServerMessage {
         self.value.as_mut()
     }
 
+    /// Changes the value through `f`, which says whether it changed
+    /// anything: a message nothing changed keeps the upstream's bytes.
+    pub fn edit<E>(&mut self, f: impl FnOnce(&mut Value) -> Result<bool, E>) -> Result<bool, E> {
+        let Some(v) = self.value.as_mut() else {
+            return Ok(false);
+        };
+        let changed = f(v)?;
+        self.changed |= changed;
+        Ok(changed)
+    }
+
     /// Whether this is the response (result or error) to request `id`, not
     /// a server request or notification that happens to carry the same id.
     pub fn answers(&self, id: &Value) -> bool {

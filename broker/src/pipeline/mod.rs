@@ -111,6 +111,7 @@ impl Pipeline {
         policy: Policy,
         drift: Arc<drift::ToolDrift>,
         audit: Arc<Audit>,
+        masking: Arc<Masking>,
     ) -> Self {
         Self {
             revocations,
@@ -126,7 +127,7 @@ impl Pipeline {
             policy: std::sync::RwLock::new(Arc::new(policy)),
             approvals: Approvals,
             audit,
-            masking: Arc::new(Masking),
+            masking,
         }
     }
 
@@ -408,7 +409,7 @@ impl Pipeline {
                     session: None,
                     msg: &msg,
                 };
-                if let Err(e) = self.audit.response(&facts, &answer, &body).await {
+                if let Err(e) = self.audit.response(&facts, &answer, &body, None).await {
                     return Reply::error(&e, id.as_ref());
                 }
                 return json_reply(status, body);

@@ -23,9 +23,9 @@ use serde_json::Value;
 use super::catalog;
 use super::handles::{HandleObserver, HandleTable};
 use super::target::{Target, TargetLearner};
-use crate::audit::{Audit, Exchange, RequestFacts};
+use crate::audit::{Audit, Exchange, ListenFacts, RequestFacts};
 use crate::identity::Caller;
-use crate::masking::Masking;
+use crate::masking::{self, Masking};
 use crate::mcp::error::McpError;
 use crate::mcp::message::McpMessage;
 use crate::mcp::server::ServerMessage;
@@ -64,7 +64,19 @@ impl ResponseLayers {
         if let Some(h) = &self.minted {
             h.observe(&m);
         }
-        self.masking.apply(&mut m);
+        let declaration = self.request.as_ref().is_some_and(|r| {
+            masking::is_declaration(r.method.as_deref())
+                && r.id.as_ref().is_some_and(|id| m.answers(id))
+        });
+        let masked = match self.masking.response(&mut m, declaration) {
+            Ok(found) => found,
+            Err(why) => {
+                // Withheld: recorded without the message, then the caller
+                // gets the error (with its request's id) and the stream ends.
+                self.audit.withheld(self.on(), &m, &why).await?;
+                return Err(why);
+            }
+        };
         let identity = &self.caller.identity;
         if let Some(h) = &self.task_list {
             h.filter_task_list(&mut m, identity, &self.target.name);
@@ -84,22 +96,24 @@ impl ResponseLayers {
             });
         }
         let bytes = m.delivered();
-        match &self.request {
-            Some(msg) => self.audit.response(&self.facts(msg), &m, &bytes).await?,
-            None => {
-                self.audit
-                    .listened(
-                        &self.caller,
-                        &self.target.name,
-                        &self.exchange,
-                        self.session.as_deref(),
-                        &m,
-                        &bytes,
-                    )
-                    .await?
-            }
+        match self.on() {
+            Ok(facts) => self.audit.response(&facts, &m, &bytes, masked).await?,
+            Err(listen) => self.audit.listened(&listen, &m, &bytes, masked).await?,
         }
         Ok(bytes)
+    }
+
+    /// The exchange's request, or the listen stream this message is on.
+    fn on(&self) -> Result<RequestFacts<'_>, ListenFacts<'_>> {
+        match &self.request {
+            Some(msg) => Ok(self.facts(msg)),
+            None => Err(ListenFacts {
+                caller: &self.caller,
+                target: &self.target.name,
+                exchange: &self.exchange,
+                session: self.session.as_deref(),
+            }),
+        }
     }
 }
 
