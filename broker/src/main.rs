@@ -19,7 +19,7 @@ use hoop_broker::tunnel::tls::{self, TlsMaterial};
     name = "hoop-broker",
     version,
     about = "The hoop access broker: the one enforcement point between MCP clients and MCP servers",
-    after_help = "Examples:\n  hoop-broker dev                          # loopback dev broker, identities alice and bob\n  hoop-broker dev --config broker.toml     # same, with your targets\n  hoop-broker dev token alice              # print a fresh dev token for alice\n  hoop-broker serve --config /etc/hoop/broker.toml\n  hoop-broker revoke --subject carol --config /etc/hoop/broker.toml\n  hoop-broker revocations --config /etc/hoop/broker.toml\n  hoop-broker policy check policy.toml\n  hoop-broker policy explain policy.toml --subject alice --groups eng --target demo --tool delete_model"
+    after_help = "Examples:\n  hoop-broker dev                          # loopback dev broker, identities alice and bob\n  hoop-broker dev --config broker.toml     # same, with your targets\n  hoop-broker dev token alice              # print a fresh dev token for alice\n  hoop-broker serve --config /etc/hoop/broker.toml\n  hoop-broker revoke --subject carol --config /etc/hoop/broker.toml\n  hoop-broker revocations --config /etc/hoop/broker.toml\n  hoop-broker policy check policy.toml\n  echo '{\"ssn\": \"078-05-1120\"}' | hoop-broker mask --config broker.toml\n  hoop-broker policy explain policy.toml --subject alice --groups eng --target demo --tool delete_model"
 )]
 struct Cli {
     /// Log filter (e.g. info, debug, hoop_broker=debug).
@@ -103,6 +103,9 @@ enum Command {
     /// verify. Every read is itself recorded.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Mask a document (JSON or text) with a masking profile, offline:
+    /// what the broker would deliver and record.
+    Mask(hoop_broker::masking::command::MaskArgs),
     /// Lift a revocation by its id (see `revocations`).
     Unrevoke {
         id: i64,
@@ -330,6 +333,15 @@ enum DevAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Mask(args) = cli.command {
+        return match hoop_broker::masking::command::run(args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if let Command::Policy(cmd) = cli.command {
         return match hoop_broker::policy::command::run(cmd) {
             Ok(code) => code,
@@ -379,7 +391,7 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config } => serve(&config).await,
-        Command::Policy(_) => Ok(()),
+        Command::Policy(_) | Command::Mask(_) => Ok(()),
         Command::Dev(args) => dev(args).await,
         Command::Revoke {
             subject,

@@ -124,6 +124,9 @@ async fn start_inner(
     }
     let log = open_audit_log(config)?;
     let masking = Arc::new(masking_layer(config)?);
+    masking
+        .check_policy(&policy)
+        .map_err(|why| anyhow::anyhow!("policy: {why}"))?;
     let pipeline = Arc::new(Pipeline::new(
         targets,
         revocations.clone(),
@@ -135,7 +138,7 @@ async fn start_inner(
             config.audit.readers.clone(),
             masking.clone(),
         )),
-        masking,
+        masking.clone(),
     ));
     let (drift_tx, mut drift_rx) = tokio::sync::mpsc::unbounded_channel();
     drift.report_to(drift_tx);
@@ -183,7 +186,8 @@ async fn start_inner(
     let policy_watch = reload.map(|(path, text)| {
         let pipeline = pipeline.clone();
         let file = path.display().to_string();
-        crate::policy::reload::watch(path, text, move |outcome, sha256| {
+        let check = move |p: &Policy| masking.check_policy(p);
+        crate::policy::reload::watch(path, text, check, move |outcome, sha256| {
             let (accepted, why) = match outcome {
                 Ok(p) => {
                     pipeline.set_policy(p);

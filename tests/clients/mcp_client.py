@@ -102,6 +102,7 @@ MASKING_ECHO = (
     "card 4111 1111 1111 1111, SSN 078-05-1120, IBAN GB82 WEST 1234 5698 7654 32, "
     "routing 021000021, account 000123456789"
 )
+MASKING_PROBE = "card 4111 1111 1111 1111 SSN 078-05-1120"
 LOG_LEVEL_META_KEY = "io.modelcontextprotocol/logLevel"
 SUBSCRIPTION_ID_META_KEY = "io.modelcontextprotocol/subscriptionId"
 
@@ -137,11 +138,15 @@ class Callbacks:
         self.sampling_calls = 0
         self.elicitation_calls = 0
         self.elicitation_messages: list[str] = []
+        self.sampling_texts: list[str] = []
 
     async def sampling(
         self, context: ClientRequestContext, params: types.CreateMessageRequestParams
     ) -> types.CreateMessageResult:
         self.sampling_calls += 1
+        for m in params.messages:
+            content = m.content if isinstance(m.content, list) else [m.content]
+            self.sampling_texts.extend(getattr(c, "text", "") for c in content)
         return types.CreateMessageResult(
             role="assistant",
             content=types.TextContent(type="text", text=SAMPLING_REPLY),
@@ -390,6 +395,25 @@ class Runner:
             "customer_structured": customer.structured_content,
             "echo_text": result_text(echoed),
         }
+
+    async def s_carriers(self) -> Any:
+        """MASKING_PROBE through every carrier the stateless fixture has: returns what arrived in each."""
+        modern = self.client.protocol_version in MODERN_PROTOCOL_VERSIONS
+        out: dict[str, Any] = {"protocol_version": self.client.protocol_version}
+        out["tool_result"] = result_text(await self.call("echo", {"text": MASKING_PROBE}))
+        since = len(self.notes.items)
+        await self.call("chatty", {"text": MASKING_PROBE, "count": 2}, meta={LOG_LEVEL_META_KEY: "debug"})
+        logs = self.notes.matching(lambda n: n["method"] == "notifications/message", since)
+        out["log_data"] = [n["params"].get("data") for n in logs]
+        self.cb.sampling_texts.clear()
+        out["ask_llm_result"] = result_text(await self.call("ask_llm", {"prompt": MASKING_PROBE}))
+        out["sampling_request"] = list(self.cb.sampling_texts)
+        got = await self.client.get_prompt("summarize", {"topic": MASKING_PROBE})
+        out["prompt_text"] = getattr(got.messages[0].content, "text", "")
+        if modern and self.tasks is not None:
+            result = await self.call("long_report", {"topic": MASKING_PROBE, "sections": 1, "delay_ms": 50})
+            out["task_result"] = result_text(result)
+        return out
 
     async def s_resources(self) -> Any:
         listed = await self.client.list_resources()
@@ -788,6 +812,7 @@ SCENARIOS: dict[str, Callable[[Runner], Awaitable[Any]]] = {
     "list_tools": Runner.s_list_tools,  # tools/list, prints tool names
     "echo": Runner.s_echo,  # echo tool, unique text round trip
     "masking": Runner.s_masking,  # get_customer + echo of protected data; prints what came back
+    "carriers": Runner.s_carriers,  # MASKING_PROBE via result, logs, sampling/input_required, prompt, task
     "resources": Runner.s_resources,  # resources/list + read the first
     "prompts": Runner.s_prompts,  # prompts/list + get the first
     "progress": Runner.s_progress,  # long tool with progress callback, >= 2 notifications
@@ -868,7 +893,8 @@ async def run_one(runner: Runner, name: str) -> bool:
 async def amain(args: argparse.Namespace) -> int:
     cb = Callbacks()
     notes = Notes()
-    tasks = TasksClient(args.timeout) if "task" in args.scenario else None
+    # The scenarios that read a result through tasks/get declare the extension.
+    tasks = TasksClient(args.timeout) if {"task", "carriers"} & set(args.scenario) else None
     mode = {"auto": "auto", "handshake": "legacy", "modern": "2026-07-28"}[args.mode]
     headers = dict(args.header_map)
     timeout = httpx2.Timeout(args.timeout, read=max(args.timeout, 60.0))

@@ -161,3 +161,244 @@ fn every_file_holds_no_raw_value(dir: &std::path::Path) {
     }
     assert!(seen > 3, "the data dir should hold the audit store");
 }
+
+#[test]
+fn a_profile_is_tried_offline_with_hoop_broker_mask() {
+    let dir = scratch();
+    let d = dir.path();
+    let doc = d.join("result.json");
+    std::fs::write(
+        &doc,
+        r#"{"content": [{"type": "text", "text": "card 4111 1111 1111 1111, order 4012888888881881"}],
+            "structuredContent": {"ssn": "078-05-1120", "employee": "EMP-123456"}}"#,
+    )
+    .unwrap();
+    let config = d.join("broker.toml");
+    std::fs::write(
+        &config,
+        "store = \"broker.db\"\n\
+         [masking.profiles.fraud]\n\
+         styles = { card = \"hash\" }\n\
+         [[masking.profiles.fraud.detectors]]\n\
+         name = \"employee\"\n\
+         pattern = 'EMP-(\\d{6})'\n",
+    )
+    .unwrap();
+    let mask = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(bin("hoop-broker"));
+        cmd.arg("mask").args(args);
+        run_bounded(cmd, std::time::Duration::from_secs(30))
+    };
+
+    let out = mask(&[doc.to_str().unwrap()]);
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    let masked: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        masked["content"][0]["text"],
+        "card **** **** **** 1111, order 4012888888881881"
+    );
+    assert_eq!(masked["structuredContent"]["ssn"], "[MASKED:ssn]");
+    assert_eq!(masked["structuredContent"]["employee"], "EMP-123456");
+    assert!(
+        out.stderr.contains("profile default: masked card 1, ssn 1"),
+        "{}",
+        out.stderr
+    );
+
+    let out = mask(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--profile",
+        "fraud",
+        "--json",
+        doc.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    let report: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(
+        report["found"],
+        serde_json::json!({"card": 1, "employee": 1, "ssn": 1})
+    );
+    assert!(report["masked"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("card [card:"));
+    assert_eq!(
+        report["masked"]["structuredContent"]["employee"],
+        "EMP-[MASKED:employee]"
+    );
+    assert!(
+        !d.join("masking.key").exists(),
+        "trying a profile makes no broker key"
+    );
+
+    let out = mask(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--profile",
+        "nope",
+        doc.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status, Some(2));
+    assert!(
+        out.stderr.contains("no masking profile `nope`") && out.stderr.contains("fraud"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn every_carrier_of_the_stateless_fixture_is_masked_in_both_revisions() {
+    // The Python SDK's server, through the whole path: a tool result, log
+    // notifications on the call's SSE stream, the server's sampling
+    // request (a back-channel request in the handshake era, an
+    // `input_required` result's `inputRequests` at 2026-07-28), a prompt,
+    // and a task's result read through tasks/get at 2026-07-28.
+    let dir = scratch();
+    let record = dir.path().join("stateless.jsonl");
+    let (_server, upstream) = stateless_server(dir.path(), &record);
+    let broker = Broker::start(dir.path(), &http_target("bank", &upstream));
+    let connect = Connect::start(dir.path(), &broker, "bank", &[]);
+    let auth = connect.header_args();
+    const MASKED: &str = "card **** **** **** 1111 SSN [MASKED:ssn]";
+    for mode in ["auto", "handshake"] {
+        let out = python_client(&connect.url, mode, &["negotiated", "carriers"], &auth);
+        let got = &outcome(&out, "carriers").detail;
+        assert_no_raw(
+            &format!("what the client got ({mode})"),
+            got.to_string().as_bytes(),
+        );
+        assert_eq!(got["tool_result"], MASKED, "{mode}: {got:#}");
+        assert_eq!(
+            got["log_data"],
+            serde_json::json!([format!("{MASKED} #1"), format!("{MASKED} #2")]),
+            "{mode}: {got:#}"
+        );
+        assert_eq!(
+            got["sampling_request"],
+            serde_json::json!([MASKED]),
+            "{mode}: {got:#}"
+        );
+        assert_eq!(
+            got["prompt_text"],
+            format!("Please summarize {MASKED} in one sentence.")
+        );
+        if mode == "auto" {
+            assert_eq!(got["protocol_version"], "2026-07-28");
+            assert_eq!(
+                got["task_result"],
+                format!("report on {MASKED}: 1 sections"),
+                "{got:#}"
+            );
+        }
+    }
+    // The server got every argument as the client sent it.
+    let received = std::fs::read_to_string(&record).unwrap();
+    assert!(received.contains("4111 1111 1111 1111"));
+    every_file_holds_no_raw_value(&dir.path().join("broker-state"));
+}
+
+const PROFILE_POLICY: &str = r#"
+[[rules]]
+name = "leads-read-customers"
+groups = ["ml-leads"]
+tools = ["get_customer"]
+action = "allow"
+masking = "fraud"
+
+[[rules]]
+name = "everyone"
+anyone = true
+tools = ["*"]
+action = "allow"
+"#;
+
+fn customer(url: &str) -> Value {
+    let (status, msgs) = call_tool(url, 7, "get_customer", r#"{"customer_id":"cust-001"}"#);
+    assert_eq!(status, 200, "{msgs:?}");
+    let answer = msgs.into_iter().find(|m| m["id"] == 7).unwrap();
+    answer["result"]["structuredContent"].clone()
+}
+
+#[test]
+fn the_policy_rule_chooses_the_profile_and_a_reload_cannot_name_a_missing_one() {
+    let dir = scratch();
+    let d = dir.path();
+    let record = d.join("demo.jsonl");
+    let (_demo, upstream) = demo_server(d, &record);
+    let policy = d.join("policy.toml");
+    std::fs::write(&policy, PROFILE_POLICY).unwrap();
+    let broker = Broker::start(
+        d,
+        &format!(
+            "policy = \"{}\"\n{}\n[masking.profiles.fraud]\nstyles = {{ card = \"hash\" }}\n",
+            policy.display(),
+            http_target("demo", &upstream)
+        ),
+    );
+    // bob (ml-leads) gets the fraud profile: cards as keyed tokens, which a
+    // fraud analyst can match across records; alice (eng) gets `default`.
+    let bob = Connect::start_as(d, &broker, "demo", "bob", &["--no-local-auth"]);
+    let alice = Connect::start(d, &broker, "demo", &["--no-local-auth"]);
+    let fraud = customer(&bob.url);
+    let card = fraud["card_number"].as_str().unwrap();
+    assert!(
+        card.starts_with("[card:") && card.ends_with(']'),
+        "{fraud:#}"
+    );
+    assert_eq!(fraud["ssn"], "[MASKED:ssn]", "the rest is as in default");
+    let plain = customer(&alice.url);
+    assert_eq!(plain["card_number"], "************1111", "{plain:#}");
+
+    // `policy explain` says which profile applies; `policy check --config`
+    // refuses a profile the config lacks.
+    let explain = |who: &str, groups: &str| {
+        let mut cmd = std::process::Command::new(bin("hoop-broker"));
+        cmd.args(["policy", "explain"])
+            .arg(&policy)
+            .args(["--subject", who, "--groups", groups, "--target", "demo"])
+            .args(["--tool", "get_customer", "--json", "--config"])
+            .arg(&broker.config);
+        run_bounded(cmd, std::time::Duration::from_secs(20))
+    };
+    let out = explain("bob", "ml-leads");
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["masking"], "fraud", "{v:#}");
+    assert_eq!(v["rule"], "leads-read-customers");
+    let v: Value = serde_json::from_str(&explain("alice", "eng").stdout).unwrap();
+    assert_eq!(v["masking"], "default", "{v:#}");
+
+    let typo = PROFILE_POLICY.replace("masking = \"fraud\"", "masking = \"fruad\"");
+    let bad = d.join("typo.toml");
+    std::fs::write(&bad, &typo).unwrap();
+    let mut cmd = std::process::Command::new(bin("hoop-broker"));
+    cmd.args(["policy", "check"])
+        .arg(&bad)
+        .arg("--config")
+        .arg(&broker.config);
+    let out = run_bounded(cmd, std::time::Duration::from_secs(20));
+    assert_eq!(out.status, Some(2), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("rule 'leads-read-customers' names masking profile 'fruad'"),
+        "{}",
+        out.stderr
+    );
+
+    // The same typo, live: refused, and bob keeps the fraud profile.
+    std::fs::write(&policy, &typo).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !broker.proc.stderr().contains("policy not reloaded")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let log = broker.proc.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("policy not reloaded"))
+        .unwrap_or_else(|| panic!("no reload refusal in the log:\n{log}"));
+    assert!(line.contains("'fruad'"), "{line}");
+    assert_eq!(customer(&bob.url)["card_number"], card);
+}

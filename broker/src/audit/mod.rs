@@ -26,7 +26,7 @@ use hoop_audit_log::AuditLog;
 use serde_json::Value;
 
 use crate::identity::Caller;
-use crate::masking::{MaskSummary, Masking};
+use crate::masking::{MaskSummary, Masker, Masking};
 use crate::mcp::error::{codes, McpError};
 use crate::mcp::message::McpMessage;
 use crate::mcp::server::ServerMessage;
@@ -167,12 +167,13 @@ impl Audit {
         f: &RequestFacts<'_>,
         body: &[u8],
         decision: &Decision,
+        masker: &Masker,
     ) -> Result<(), McpError> {
         let mut e = self.exchange_event(EventKind::Request, f);
         e.decision = Some(decision_name(decision));
         e.rule = Some(decision.rule());
         e.bytes = Some(body.len());
-        match self.masking.client_message(f.msg) {
+        match masker.client_message(f.msg) {
             Some((masked, found)) => {
                 e.masked = Some(found).filter(|v| !v.is_null());
                 self.record(&e, Some(&masked)).await
@@ -218,7 +219,7 @@ impl Audit {
         // Masked as any client message: a refused call's arguments are as
         // sensitive as a forwarded one's.
         let message = match (msg, raw) {
-            (Some(m), _) => Some(match self.masking.client_message(m) {
+            (Some(m), _) => Some(match self.masking.default_masker().client_message(m) {
                 Some((masked, found)) => {
                     e.masked = Some(found).filter(|v| !v.is_null());
                     masked.to_vec()
@@ -227,7 +228,7 @@ impl Audit {
             }),
             (None, Some(raw)) => {
                 let text = String::from_utf8_lossy(raw);
-                let text = self.masking.text(&text);
+                let text = self.masking.default_masker().text(&text);
                 Some(event::one_line(text.as_bytes(), None).into_owned())
             }
             _ => None,

@@ -7,9 +7,12 @@
 //! message is masked, and fails closed: a message that cannot be masked is
 //! withheld and the caller gets [`codes::MASKING_FAILED`] instead.
 
+pub mod command;
 mod key;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use hoop_masking::{Context, MaskReport, MaskingProfile, ProfileConfig, ProfileError};
@@ -55,12 +58,20 @@ const DECLARATIONS: &[&str] = &[
     "resources/templates/list",
 ];
 
-/// The masking layer: one compiled profile (chosen per call by policy in a
-/// later step; today every call uses `default`), or none when masking is
-/// turned off in the config.
+/// The masking layer: every profile of the config, compiled at start, of
+/// which the policy rule that lets a call through chooses one (`default`
+/// unless the rule names another); or nothing when masking is turned off.
 #[derive(Debug, Default)]
 pub struct Masking {
-    profile: Option<MaskingProfile>,
+    default: Masker,
+    by_name: HashMap<String, Masker>,
+}
+
+/// One chosen profile, as the layers of one exchange apply it: cheap to
+/// clone. Masking turned off is a `Masker` that passes everything.
+#[derive(Debug, Default, Clone)]
+pub struct Masker {
+    profile: Option<Arc<MaskingProfile>>,
 }
 
 /// What masking a message found, for its audit event: `{"card": 1, …}`.
@@ -69,33 +80,115 @@ pub type MaskSummary = Option<Value>;
 impl Masking {
     /// Masking turned off: every message passes as it is.
     pub fn off() -> Self {
-        Self { profile: None }
+        Self::default()
     }
 
+    /// Only `profile`, as `default`.
     pub fn new(profile: MaskingProfile) -> Self {
         Self {
-            profile: Some(profile),
+            default: Masker::new(profile),
+            by_name: HashMap::new(),
         }
     }
 
-    /// The `default` profile of `profiles` (the built-in defaults when it
-    /// is not configured), keyed with `key`.
+    /// Every profile of `profiles`, keyed with `key`; `default` is the
+    /// built-in defaults where the config does not set it.
     pub fn from_config(
         profiles: &std::collections::BTreeMap<String, ProfileConfig>,
         key: hoop_masking::HashKey,
     ) -> Result<Self, ProfileError> {
-        let fallback = ProfileConfig::default();
-        let config = profiles.get("default").unwrap_or(&fallback);
-        // Every configured profile must compile, so a typo in one not yet
-        // chosen by any rule is an error at start, not at the first call.
+        // Every configured profile compiles at start, so a typo in one no
+        // rule chooses yet is an error now, not at the first call.
+        let mut by_name = HashMap::new();
         for (name, p) in profiles {
-            MaskingProfile::compile(name, p, key.clone())?;
+            let profile = MaskingProfile::compile(name, p, key.clone())?;
+            by_name.insert(name.clone(), Masker::new(profile));
         }
-        Ok(Self::new(MaskingProfile::compile("default", config, key)?))
+        let default = match by_name.remove("default") {
+            Some(m) => m,
+            None => Masker::new(MaskingProfile::compile(
+                "default",
+                &ProfileConfig::default(),
+                key,
+            )?),
+        };
+        Ok(Self { default, by_name })
     }
 
     pub fn is_on(&self) -> bool {
-        self.profile.is_some()
+        self.default.profile.is_some()
+    }
+
+    /// The profile for calls no rule chooses one for, and for what is not
+    /// a call (a listen stream, a malformed body).
+    pub fn default_masker(&self) -> &Masker {
+        &self.default
+    }
+
+    /// The profile a rule named (`None`: `default`). A name the config
+    /// does not have fails closed: the call is refused, not delivered with
+    /// a weaker profile. Start and reload check every name a policy uses
+    /// ([`Masking::check_policy`]), so this is the last line only.
+    pub fn chosen(&self, name: Option<&str>) -> Result<&Masker, McpError> {
+        match name {
+            None | Some("default") => Ok(&self.default),
+            Some(_) if !self.is_on() => Ok(&self.default),
+            Some(n) => self.by_name.get(n).ok_or_else(|| {
+                McpError::new(
+                    codes::MASKING_FAILED,
+                    format!("the policy chooses masking profile '{n}', which the broker's config does not define; the call was not forwarded (add [masking.profiles.{n}] to the config)"),
+                )
+            }),
+        }
+    }
+
+    /// Every masking profile `policy` names is one the config defines: a
+    /// policy that names another is refused at start and on reload.
+    pub fn check_policy(&self, policy: &crate::policy::Policy) -> Result<(), String> {
+        if !self.is_on() {
+            return Ok(());
+        }
+        let defined: Vec<&str> = self.by_name.keys().map(String::as_str).collect();
+        check_profile_names(policy, &defined)
+    }
+}
+
+/// Every masking profile `policy` names is `default` or in `defined`;
+/// else an error naming each rule whose profile is missing.
+pub fn check_profile_names(policy: &crate::policy::Policy, defined: &[&str]) -> Result<(), String> {
+    let mut unknown: Vec<String> = policy
+        .masking_profiles()
+        .filter(|(_, p)| *p != "default" && !defined.contains(p))
+        .map(|(rule, p)| format!("rule '{rule}' names masking profile '{p}'"))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort();
+    let mut known: Vec<&str> = defined
+        .iter()
+        .copied()
+        .filter(|d| *d != "default")
+        .collect();
+    known.push("default");
+    known.sort_unstable();
+    Err(format!(
+        "{}, which the broker's config does not define (defined: {}); add [masking.profiles.NAME] to the config or fix the rule",
+        unknown.join("; "),
+        known.join(", ")
+    ))
+}
+
+impl Masker {
+    fn new(profile: MaskingProfile) -> Self {
+        Self {
+            profile: Some(Arc::new(profile)),
+        }
+    }
+
+    /// The profile's name (`None`: masking is off).
+    pub fn name(&self) -> Option<&str> {
+        self.profile.as_ref().map(|p| p.name())
     }
 
     /// Masks one upstream message in place. `declares`: the request this

@@ -6,11 +6,14 @@ use serde_json::{json, Value};
 
 use super::*;
 
-fn layer() -> Masking {
-    Masking::from_config(&BTreeMap::new(), HashKey::from_bytes([3; 32])).unwrap()
+fn layer() -> Masker {
+    Masking::from_config(&BTreeMap::new(), HashKey::from_bytes([3; 32]))
+        .unwrap()
+        .default_masker()
+        .clone()
 }
 
-fn masked(layer: &Masking, body: Value, declaration: bool) -> (Value, MaskSummary) {
+fn masked(layer: &Masker, body: Value, declaration: bool) -> (Value, MaskSummary) {
     let mut m = ServerMessage::parse(Bytes::from(serde_json::to_vec(&body).unwrap()));
     let found = layer.response(&mut m, declaration).unwrap();
     (serde_json::from_slice(&m.delivered()).unwrap(), found)
@@ -76,7 +79,13 @@ fn what_cannot_be_masked_is_withheld() {
     assert!(e.message.contains("not valid base64"), "{}", e.message);
     // Off, nothing is withheld and nothing changes.
     let mut junk = ServerMessage::parse(Bytes::from_static(b"card 4111111111111111"));
-    assert_eq!(Masking::off().response(&mut junk, false).unwrap(), None);
+    assert_eq!(
+        Masking::off()
+            .default_masker()
+            .response(&mut junk, false)
+            .unwrap(),
+        None
+    );
 }
 
 #[test]
@@ -144,4 +153,49 @@ fn the_key_is_made_once_0600_and_read_back() {
     let e = load_or_create_key(&path).unwrap_err();
     assert!(e.to_string().contains("not 64 hex digits"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_profile_a_rule_names_is_the_one_applied() {
+    let mut profiles = BTreeMap::new();
+    let fraud: ProfileConfig = toml::from_str("[styles]\ncard = \"off\"").unwrap();
+    profiles.insert("fraud".to_string(), fraud);
+    let layer = Masking::from_config(&profiles, HashKey::from_bytes([3; 32])).unwrap();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "result": {
+        "content": [{"type": "text", "text": "card 4111 1111 1111 1111, ssn 078-05-1120"}]}});
+    let (out, _) = masked(layer.chosen(Some("fraud")).unwrap(), body.clone(), false);
+    assert_eq!(
+        out["result"]["content"][0]["text"],
+        "card 4111 1111 1111 1111, ssn [MASKED:ssn]"
+    );
+    for default in [None, Some("default")] {
+        let (out, _) = masked(layer.chosen(default).unwrap(), body.clone(), false);
+        assert_eq!(
+            out["result"]["content"][0]["text"],
+            "card **** **** **** 1111, ssn [MASKED:ssn]"
+        );
+    }
+    // A name the config lacks fails closed, never falls back to another.
+    let e = layer.chosen(Some("fruad")).unwrap_err();
+    assert_eq!(e.code, codes::MASKING_FAILED);
+    assert!(
+        e.message.contains("[masking.profiles.fruad]"),
+        "{}",
+        e.message
+    );
+
+    let policy = crate::policy::Policy::parse(
+        "[[rules]]\nname = \"r\"\nanyone = true\ntools = [\"*\"]\naction = \"allow\"\nmasking = \"fruad\"\n",
+        "p.toml",
+    )
+    .unwrap();
+    let why = layer.check_policy(&policy).unwrap_err();
+    assert!(
+        why.contains("rule 'r' names masking profile 'fruad'")
+            && why.contains("defined: default, fraud"),
+        "{why}"
+    );
+    // Masking off: every name resolves to passing everything.
+    assert!(Masking::off().check_policy(&policy).is_ok());
+    assert!(Masking::off().chosen(Some("fruad")).is_ok());
 }

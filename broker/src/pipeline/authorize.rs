@@ -11,6 +11,12 @@
 //!    variants, tools blocked by drift);
 //! 5. a `tasks/*` call is judged again as the call that started the task
 //!    (`handles`), so a task outlives no policy change that denies its tool.
+//!
+//! The masking profile for the answers is the one named by the rule that
+//! let the call through; for a task (or an `input_required` retry), by the
+//! rule that lets the call that started it through.
+
+use std::sync::Arc;
 
 use crate::identity::Caller;
 use crate::mcp::error::{codes, McpError};
@@ -21,6 +27,14 @@ use super::handles::{self, Origin};
 use super::target::Target;
 use super::uri;
 
+/// A message the policy lets through (or holds for approval).
+#[derive(Debug)]
+pub struct Authorized {
+    pub decision: Decision,
+    /// The masking profile for its answers; `None`: the broker's `default`.
+    pub masking: Option<Arc<str>>,
+}
+
 /// Judges `msg` from `caller` on `target` under `policy`; a refusal is the
 /// JSON-RPC error the caller gets, an `approve` decision is for the
 /// approval layer to hold.
@@ -30,7 +44,7 @@ pub fn authorize(
     target: &Target,
     msg: &McpMessage,
     origin: Option<&Origin>,
-) -> Result<Decision, McpError> {
+) -> Result<Authorized, McpError> {
     uri::refuse_non_canonical(msg)?;
     if msg.is_method("completion/complete") && msg.item.is_none() {
         return Err(McpError::invalid_params(
@@ -60,8 +74,11 @@ pub fn authorize(
         }
     }
     target.refuse_tool(msg)?;
-    handles::rejudge_task(policy, &caller.identity, &target.name, msg, origin)?;
-    Ok(decision)
+    let started = handles::rejudge_task(policy, &caller.identity, &target.name, msg, origin)?;
+    let masking = policy
+        .masking_profile(started.as_ref().unwrap_or(&decision))
+        .cloned();
+    Ok(Authorized { decision, masking })
 }
 
 fn denied(rule: &str, reason: &str, context: String) -> McpError {

@@ -55,7 +55,7 @@ use crate::approval::Approvals;
 use crate::audit::{Audit, Exchange, RequestFacts};
 use crate::identity::revocation::RevocationList;
 use crate::identity::{now_unix, Caller};
-use crate::masking::Masking;
+use crate::masking::{Masker, Masking};
 use crate::mcp::error::{codes, McpError};
 use crate::mcp::message::{McpMessage, MessageKind};
 use crate::mcp::server::ServerMessage;
@@ -351,9 +351,10 @@ impl Pipeline {
         let version = headers::protocol_version(msg, session.as_deref(), h)?;
         // 5. policy
         let policy = self.policy();
-        let decision = authorize::authorize(&policy, caller, target, msg, origin.as_deref())?;
+        let authorized = authorize::authorize(&policy, caller, target, msg, origin.as_deref())?;
+        let masker = self.masking.chosen(authorized.masking.as_deref())?.clone();
         // 6. approval
-        self.approvals.hold(&decision).await?;
+        self.approvals.hold(&authorized.decision).await?;
         // A new session must have room before anything is recorded as sent.
         if msg.is_method("initialize") && session.is_none() {
             self.sessions.room_for(&caller.identity, &target.name)?;
@@ -367,13 +368,16 @@ impl Pipeline {
             session: session.as_ref().map(|s| &*s.id),
             msg,
         };
-        self.audit.request(&facts, &body, &decision).await?;
+        self.audit
+            .request(&facts, &body, &authorized.decision, &masker)
+            .await?;
         Ok(Judged {
             session,
             version,
             params,
             policy,
             body,
+            masker,
         })
     }
 
@@ -392,6 +396,7 @@ impl Pipeline {
             params,
             policy,
             body,
+            masker,
         } = judged;
         let id = msg.id.clone();
         // A handshake-era upstream already told us how it refuses
@@ -431,7 +436,7 @@ impl Pipeline {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(target = %target.name, "upstream call failed: {e}");
-                let e = upstream_error(&target.name, &e);
+                let e = upstream_error(&masker, &target.name, &e);
                 let facts = RequestFacts {
                     caller,
                     target: &target.name,
@@ -488,7 +493,7 @@ impl Pipeline {
             learner: TargetLearner::for_request(&msg, reply.status, &target),
             minted: self.handles.observer(&caller.identity, &target.name, &msg),
             task_list: msg.is_method("tasks/list").then(|| self.handles.clone()),
-            masking: self.masking.clone(),
+            masker,
             catalog,
             audit: self.audit.clone(),
             target,
@@ -511,7 +516,7 @@ impl Pipeline {
                     match m {
                         Ok(m) => layers.apply(m).await,
                         Err(e) => {
-                            let e = upstream_error(&layers.target.name, &e);
+                            let e = upstream_error(&layers.masker, &layers.target.name, &e);
                             layers.upstream_failed(&e).await;
                             Err(e)
                         }
@@ -567,7 +572,7 @@ impl Pipeline {
         let reply = match reply {
             Ok(r) => r,
             Err(e) => {
-                let e = upstream_error(&target.name, &e);
+                let e = upstream_error(self.masking.default_masker(), &target.name, &e);
                 self.audit
                     .stream_failed(caller, &target.name, &exchange, &session.id, &e)
                     .await;
@@ -582,7 +587,8 @@ impl Pipeline {
             session: Some(session.id.clone()),
             learner: None,
             minted: None,
-            masking: self.masking.clone(),
+            // A listen stream answers no call, so no rule chose a profile.
+            masker: self.masking.default_masker().clone(),
             task_list: None,
             catalog: None,
             audit: self.audit.clone(),
@@ -601,7 +607,7 @@ impl Pipeline {
                     let _in_use = in_use;
                     match m {
                         Ok(m) => layers.apply(ServerMessage::parse(m.body)).await,
-                        Err(e) => Err(upstream_error(&layers.target.name, &e)),
+                        Err(e) => Err(upstream_error(&layers.masker, &layers.target.name, &e)),
                     }
                 }
             })),
@@ -662,8 +668,11 @@ impl Pipeline {
     }
 }
 
-fn upstream_error(target: &str, e: &UpstreamError) -> McpError {
-    McpError::upstream(format!("target {target}: {e}"))
+/// What the caller (and the audit log) is told when the upstream failed;
+/// masked, as it may quote the upstream's own answer.
+fn upstream_error(masker: &Masker, target: &str, e: &UpstreamError) -> McpError {
+    let message = format!("target {target}: {e}");
+    McpError::upstream(masker.text(&message).into_owned())
 }
 
 fn json_reply(status: u16, body: Bytes) -> Reply {
@@ -687,4 +696,6 @@ struct Judged {
     policy: Arc<Policy>,
     /// The canonical bytes recorded, and so the bytes forwarded.
     body: Bytes,
+    /// The masking profile the deciding rule chose, for every answer.
+    masker: Masker,
 }

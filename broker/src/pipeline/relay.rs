@@ -25,7 +25,7 @@ use super::handles::{HandleObserver, HandleTable};
 use super::target::{Target, TargetLearner};
 use crate::audit::{Audit, Exchange, ListenFacts, RequestFacts};
 use crate::identity::Caller;
-use crate::masking::{self, Masking};
+use crate::masking::{self, Masker};
 use crate::mcp::error::McpError;
 use crate::mcp::message::McpMessage;
 use crate::mcp::server::ServerMessage;
@@ -44,7 +44,8 @@ pub struct ResponseLayers {
     pub session: Option<Arc<str>>,
     pub learner: Option<TargetLearner>,
     pub minted: Option<HandleObserver>,
-    pub masking: Arc<Masking>,
+    /// The profile the rule that let the request through chose.
+    pub masker: Masker,
     /// Set on a `tasks/list` answer.
     pub task_list: Option<Arc<HandleTable>>,
     /// Set on a catalog answer: the policy that judged the request (a
@@ -68,7 +69,7 @@ impl ResponseLayers {
             masking::is_declaration(r.method.as_deref())
                 && r.id.as_ref().is_some_and(|id| m.answers(id))
         });
-        let masked = match self.masking.response(&mut m, declaration) {
+        let masked = match self.masker.response(&mut m, declaration) {
             Ok(found) => found,
             Err(why) => {
                 // Withheld: recorded without the message, then the caller

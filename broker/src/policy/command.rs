@@ -41,6 +41,10 @@ pub enum PolicyCommand {
     /// (exit 0 clean, 1 findings, 2 invalid).
     Check {
         file: PathBuf,
+        /// The broker's config: the masking profiles rules name must be
+        /// defined in it (without it, only their spelling is checked).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -80,6 +84,10 @@ pub enum PolicyCommand {
         /// The call's arguments, a JSON object.
         #[arg(long, value_name = "JSON")]
         args: Option<String>,
+        /// The broker's config, to check that the masking profile the
+        /// deciding rule names is defined.
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -88,11 +96,21 @@ pub enum PolicyCommand {
 
 pub fn run(cmd: PolicyCommand) -> Result<ExitCode> {
     match cmd {
-        PolicyCommand::Check { file, json } => {
-            let policy = match Policy::load(&file) {
+        PolicyCommand::Check { file, config, json } => {
+            let policy = match load(&file, config.as_deref()) {
                 Ok(p) => p,
                 Err(e) => return Ok(invalid(&e, json)),
             };
+            if config.is_none() && !json {
+                let named: Vec<&str> = policy
+                    .masking_profiles()
+                    .map(|(_, p)| p)
+                    .filter(|p| *p != "default")
+                    .collect();
+                if !named.is_empty() {
+                    eprintln!("note: rules name masking profiles ({}); pass --config FILE to check that the broker's config defines them", named.join(", "));
+                }
+            }
             let findings = policy.lint();
             if json {
                 println!(
@@ -124,9 +142,10 @@ pub fn run(cmd: PolicyCommand) -> Result<ExitCode> {
             resource,
             prompt,
             args,
+            config,
             json,
         } => {
-            let policy = match Policy::load(&file) {
+            let policy = match load(&file, config.as_deref()) {
                 Ok(p) => p,
                 Err(e) => return Ok(invalid(&e, json)),
             };
@@ -188,6 +207,21 @@ pub fn run(cmd: PolicyCommand) -> Result<ExitCode> {
     }
 }
 
+/// The policy at `file`; with `config`, also refused when it names a
+/// masking profile that config does not define, as the broker would.
+fn load(file: &std::path::Path, config: Option<&std::path::Path>) -> Result<Policy> {
+    let policy = Policy::load(file)?;
+    if let Some(path) = config {
+        let config = crate::config::BrokerConfig::load(path)?;
+        if config.masking.enabled {
+            let defined: Vec<&str> = config.masking.profiles.keys().map(String::as_str).collect();
+            crate::masking::check_profile_names(&policy, &defined)
+                .map_err(|why| anyhow::anyhow!("{}: {why} ({})", file.display(), path.display()))?;
+        }
+    }
+    Ok(policy)
+}
+
 fn parse_args(s: &str) -> Result<serde_json::Value> {
     if s.len() > MAX_ARGS_BYTES {
         bail!("--args: longer than {MAX_ARGS_BYTES} bytes");
@@ -215,6 +249,13 @@ fn print_explanation(ex: &super::Explanation, listing: Option<&Visibility>, json
         Decision::Deny { reason, .. } => ("deny", Some(reason.as_str())),
         Decision::Approve { .. } => ("approve", None),
     };
+    // What the call returns is masked with this profile; a refused call
+    // returns nothing.
+    let masking = match (&ex.decision, &ex.masking) {
+        (Decision::Deny { .. }, _) => None,
+        (_, Some(p)) => Some(p.to_string()),
+        (_, None) => Some("default".to_owned()),
+    };
     let listing_text = listing.map(|v| match v {
         Visibility::Allowed => "shown".to_owned(),
         Visibility::Hidden => "hidden".to_owned(),
@@ -240,6 +281,7 @@ fn print_explanation(ex: &super::Explanation, listing: Option<&Visibility>, json
                 "decision": decision,
                 "rule": ex.decision.rule(),
                 "reason": reason,
+                "masking": masking,
                 "listing": listing.map(|v| match v {
                     Visibility::Allowed => json!({"visibility": "allowed"}),
                     Visibility::Hidden => json!({"visibility": "hidden"}),
@@ -257,6 +299,9 @@ fn print_explanation(ex: &super::Explanation, listing: Option<&Visibility>, json
     }
     if let Some(l) = listing_text {
         println!("listing:  {l}");
+    }
+    if let Some(m) = masking {
+        println!("masking:  {m}");
     }
     if ex.rules.is_empty() {
         println!("rules that applied: none");

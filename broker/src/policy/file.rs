@@ -50,6 +50,9 @@ struct RuleFile {
     when: Option<String>,
     action: String,
     reason: Option<String>,
+    /// The masking profile (`[masking.profiles.NAME]` of the broker's
+    /// config) for what the calls this rule lets through return.
+    masking: Option<String>,
 }
 
 /// Names a decision can carry without a rule in the file.
@@ -170,6 +173,18 @@ fn compile_rule(r: RuleFile, line: usize, env: &cel::Env) -> Result<Rule, String
         }
         (_, None) => None,
     };
+    let masking = match (action, r.masking) {
+        (_, None) => None,
+        (Action::Deny, Some(_)) => {
+            return Err("`masking` names the profile for what an allowed call returns; a `deny` rule returns nothing, so remove it".into())
+        }
+        (_, Some(p)) if !is_profile_name(&p) => {
+            return Err(format!(
+                "`masking`: {p:?} is not a profile name (1 to 64 letters, digits, `-` or `_`, as in `[masking.profiles.NAME]`)"
+            ))
+        }
+        (_, Some(p)) => Some(std::sync::Arc::from(p)),
+    };
 
     // Who.
     let groups = list("groups", r.groups, false)?;
@@ -274,5 +289,13 @@ fn compile_rule(r: RuleFile, line: usize, env: &cel::Env) -> Result<Rule, String
         when,
         action,
         reason,
+        masking,
     })
+}
+
+/// Profile names as the broker's config may spell them.
+fn is_profile_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }

@@ -153,12 +153,17 @@ impl RuleMatch {
 pub struct Explanation {
     pub decision: Decision,
     pub rules: Vec<RuleMatch>,
+    /// The masking profile the deciding rule names (`None`: `default`).
+    pub masking: Option<Arc<str>>,
 }
 
 /// Compiled rules, immutable.
 pub struct Policy {
     rules: Vec<Rule>,
     index: Index,
+    /// Rule name to the masking profile it names, for the rules that name
+    /// one: most policies name none, and then a call pays nothing for it.
+    masking: std::collections::HashMap<String, Arc<str>>,
     env: Arc<cel::Env>,
     allow_all: bool,
     origin: String,
@@ -189,6 +194,7 @@ impl Policy {
         Self {
             rules: Vec::new(),
             index: Index::empty(),
+            masking: Default::default(),
             env: cond::env(),
             allow_all: true,
             origin: "builtin".into(),
@@ -215,9 +221,14 @@ impl Policy {
         let env = cond::env();
         let rules = file::parse(text, origin, &env)?;
         let index = Index::build(&rules).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        let masking = rules
+            .iter()
+            .filter_map(|r| Some((r.name.clone(), r.masking.clone()?)))
+            .collect();
         Ok(Self {
             rules,
             index,
+            masking,
             env,
             allow_all: false,
             origin: origin.to_owned(),
@@ -237,7 +248,31 @@ impl Policy {
     pub fn explain(&self, req: &PolicyRequest<'_>) -> Explanation {
         let mut rules = Vec::new();
         let decision = self.evaluate(req, Some(&mut rules));
-        Explanation { decision, rules }
+        let masking = self.masking_profile(&decision).cloned();
+        Explanation {
+            decision,
+            rules,
+            masking,
+        }
+    }
+
+    /// The masking profile for what a call returns: the one the rule that
+    /// let it through names (`None`: the broker's `default`). A refused
+    /// call returns nothing, so it has none.
+    pub fn masking_profile(&self, decision: &Decision) -> Option<&Arc<str>> {
+        match decision {
+            Decision::Deny { .. } => None,
+            _ if self.masking.is_empty() => None,
+            d => self.masking.get(d.rule()),
+        }
+    }
+
+    /// Every `(rule, profile)` the policy names, so the broker can refuse a
+    /// policy that names a profile its config does not have.
+    pub fn masking_profiles(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.rules
+            .iter()
+            .filter_map(|r| Some((r.name.as_str(), &**r.masking.as_ref()?)))
     }
 
     /// Listing phase: may the identity see and use this catalog item?

@@ -25,6 +25,7 @@ const MAX_RELOAD_BYTES: usize = super::file::MAX_FILE_BYTES as usize;
 pub async fn watch(
     path: PathBuf,
     loaded: String,
+    check: impl Fn(&Policy) -> Result<(), String> + Send + 'static,
     apply: impl Fn(Result<Policy, String>, &str) + Send + 'static,
 ) {
     let mut current = loaded;
@@ -74,14 +75,20 @@ pub async fn watch(
                 tracing::error!(path = %path.display(), "policy not reloaded, the running policy stays: {why}");
                 apply(Err(why.to_owned()), &sha256);
             }
-            Ok(policy) => {
-                let rules = policy.rule_count();
-                for finding in policy.lint() {
-                    tracing::warn!(path = %path.display(), "policy check: {finding}");
+            Ok(policy) => match check(&policy) {
+                Err(why) => {
+                    tracing::error!(path = %path.display(), "policy not reloaded, the running policy stays: {why}");
+                    apply(Err(why), &sha256);
                 }
-                apply(Ok(policy), &sha256);
-                tracing::info!(path = %path.display(), rules, "policy reloaded");
-            }
+                Ok(()) => {
+                    let rules = policy.rule_count();
+                    for finding in policy.lint() {
+                        tracing::warn!(path = %path.display(), "policy check: {finding}");
+                    }
+                    apply(Ok(policy), &sha256);
+                    tracing::info!(path = %path.display(), rules, "policy reloaded");
+                }
+            },
             Err(e) => {
                 tracing::error!(path = %path.display(), "policy not reloaded, the running policy stays: {e:#}");
                 apply(Err(format!("{e:#}")), &sha256);

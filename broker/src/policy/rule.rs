@@ -230,6 +230,9 @@ pub struct Rule {
     pub when: Option<Condition>,
     pub action: Action,
     pub reason: Option<String>,
+    /// The masking profile for what the calls it lets through return;
+    /// `None`: the broker's `default`.
+    pub masking: Option<std::sync::Arc<str>>,
 }
 
 impl Rule {

@@ -989,6 +989,7 @@ fn explain_command_exit_codes() {
         resource: None,
         prompt: None,
         args: args.map(str::to_owned),
+        config: None,
         json: true,
     };
     assert_eq!(run(explain("echo", None)).unwrap(), ExitCode::from(0));
@@ -1007,6 +1008,7 @@ fn explain_command_exit_codes() {
     assert_eq!(
         run(PolicyCommand::Check {
             file: file.clone(),
+            config: None,
             json: false
         })
         .unwrap(),
@@ -1017,6 +1019,7 @@ fn explain_command_exit_codes() {
     assert_eq!(
         run(PolicyCommand::Check {
             file: bad,
+            config: None,
             json: false
         })
         .unwrap(),
@@ -1078,4 +1081,87 @@ fn index_agrees_with_a_linear_scan_on_many_rules() {
             }
         }
     }
+}
+
+const PROFILES: &str = r#"
+[[rules]]
+name = "fraud-reads"
+groups = ["fraud"]
+tools = ["get_customer"]
+action = "allow"
+masking = "fraud"
+
+[[rules]]
+name = "engineers"
+groups = ["eng"]
+tools = ["*"]
+action = "allow"
+
+[[rules]]
+name = "deploys"
+groups = ["eng"]
+tools = ["deploy_model"]
+action = "approve"
+masking = "strict"
+"#;
+
+#[test]
+fn the_deciding_rule_chooses_the_masking_profile() {
+    let p = policy(PROFILES);
+    let fraud = human("fay", &["fraud"]);
+    let eng = human("eli", &["eng"]);
+    let d = tool(&p, &fraud, "crm", "get_customer", None);
+    assert_eq!(d, allow("fraud-reads"));
+    assert_eq!(p.masking_profile(&d).map(|s| &**s), Some("fraud"));
+    // A rule that names none: the broker's default.
+    let d = tool(&p, &eng, "crm", "get_customer", None);
+    assert_eq!(p.masking_profile(&d), None);
+    // An approve rule's profile is the one the released call gets.
+    let d = tool(&p, &eng, "crm", "deploy_model", None);
+    assert_eq!(p.masking_profile(&d).map(|s| &**s), Some("strict"));
+    // Refused: nothing is returned, so no profile.
+    let d = tool(&p, &fraud, "crm", "deploy_model", None);
+    assert!(denied_by(&d).is_some());
+    assert_eq!(p.masking_profile(&d), None);
+    let ex = p.explain(&req(
+        &fraud,
+        "crm",
+        "tools/call",
+        Some("get_customer"),
+        None,
+    ));
+    assert_eq!(ex.masking.as_deref(), Some("fraud"));
+    let mut named: Vec<_> = p.masking_profiles().collect();
+    named.sort_unstable();
+    assert_eq!(named, [("deploys", "strict"), ("fraud-reads", "fraud")]);
+    // A policy that names no profile pays nothing and chooses none.
+    let plain = policy(DEMO);
+    assert_eq!(plain.masking_profiles().count(), 0);
+}
+
+#[test]
+fn masking_on_a_deny_rule_or_a_bad_name_is_refused() {
+    let e = load_err(
+        r#"
+[[rules]]
+name = "no"
+anyone = true
+tools = ["x"]
+action = "deny"
+reason = "never"
+masking = "fraud"
+"#,
+    );
+    assert!(e.contains("`deny` rule returns nothing"), "{e}");
+    let e = load_err(
+        r#"
+[[rules]]
+name = "bad"
+anyone = true
+tools = ["x"]
+action = "allow"
+masking = "fraud team"
+"#,
+    );
+    assert!(e.contains("is not a profile name"), "{e}");
 }

@@ -401,16 +401,17 @@ impl HandleTable {
 /// tool that started it: judged again as that call, under the policy in
 /// force now. Cancelling is not: stopping one's own work stays possible
 /// after the tool is denied. An approve decision does not block here:
-/// approval is for starting the work.
+/// approval is for starting the work. The decision returned is the
+/// starting call's, whose masking profile the task's answers get.
 pub fn rejudge_task(
     policy: &Policy,
     identity: &Identity,
     target: &str,
     msg: &McpMessage,
     origin: Option<&Origin>,
-) -> Result<(), McpError> {
+) -> Result<Option<Decision>, McpError> {
     let Some(o) = origin.filter(|_| !msg.is_method("tasks/cancel")) else {
-        return Ok(());
+        return Ok(None);
     };
     match policy.decide(&PolicyRequest {
         identity,
@@ -427,7 +428,7 @@ pub fn rejudge_task(
                 o.name.as_deref().unwrap_or("")
             ),
         )),
-        _ => Ok(()),
+        d => Ok(Some(d)),
     }
 }
 
