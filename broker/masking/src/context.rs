@@ -77,8 +77,28 @@ impl Before {
 
     /// Where the nearest of `words` ends, counted back from the candidate
     /// (smaller is nearer); `None` when none is there. A word must start
-    /// at a word boundary, so "pan" is not found in "company".
+    /// and end at a word boundary (a plural `s` allowed), so "pan" is not
+    /// found in "company" nor "call" in "called"; and it must be in the
+    /// candidate's clause: a `;`, a line break or a sentence's end between
+    /// them means the word was about something else ("acct 12345678.
+    /// Ticket 023238").
     pub fn nearest(&self, words: &[&str]) -> Option<usize> {
+        self.find(words, false)
+    }
+
+    pub fn has(&self, words: &[&str]) -> bool {
+        self.nearest(words).is_some()
+    }
+
+    /// Whether one of `words` labels the candidate itself: nothing but
+    /// punctuation and at most three filler words ("no", "number", "id",
+    /// "is", …) between them. For words that make a number *not* protected
+    /// ("order number 4539…"): "ref TX123, charged to 4539…" is a card.
+    pub fn labels_this(&self, words: &[&str]) -> Option<usize> {
+        self.find(words, true)
+    }
+
+    fn find(&self, words: &[&str], labels: bool) -> Option<usize> {
         // One pass over the word starts (at most 40 bytes), comparing only
         // the words that begin with the byte there: this runs for every
         // digit run in a text, so it must cost next to nothing.
@@ -91,20 +111,64 @@ impl Before {
             }
             for w in words {
                 let w = w.as_bytes();
-                if w.first() == Some(&first) && hay[at..].starts_with(w) {
-                    let distance = hay.len() - (at + w.len());
-                    if best.is_none_or(|b| distance < b) {
-                        best = Some(distance);
-                    }
+                if w.first() != Some(&first) || !hay[at..].starts_with(w) {
+                    continue;
+                }
+                let mut end = at + w.len();
+                if hay.get(end) == Some(&b's')
+                    && !hay.get(end + 1).is_some_and(u8::is_ascii_alphabetic)
+                {
+                    end += 1;
+                }
+                if hay.get(end).is_some_and(u8::is_ascii_alphabetic) {
+                    continue;
+                }
+                let gap = &hay[end..];
+                let fits = if labels {
+                    only_filler(gap)
+                } else {
+                    !breaks_clause(gap)
+                };
+                let distance = gap.len();
+                if fits && best.is_none_or(|b| distance < b) {
+                    best = Some(distance);
                 }
             }
         }
         best
     }
+}
 
-    pub fn has(&self, words: &[&str]) -> bool {
-        self.nearest(words).is_some()
+/// Whether `gap` (what lies between a context word and the candidate)
+/// holds a clause break: `;`, `|`, a line break, a digit (the word named
+/// an earlier number), or `.`, `!`, `?` before a space, except a `.` right
+/// after the word ("Acct. 1234").
+fn breaks_clause(gap: &[u8]) -> bool {
+    gap.iter().enumerate().any(|(i, b)| match b {
+        // Another number between them: the word named that one.
+        b';' | b'|' | b'\n' | b'\r' | b'0'..=b'9' => true,
+        b'.' | b'!' | b'?' => i > 0 && gap.get(i + 1).is_some_and(u8::is_ascii_whitespace),
+        _ => false,
+    })
+}
+
+/// Words that may sit between a label and its number.
+const FILLER: &[&[u8]] = &[
+    b"no", b"nr", b"num", b"number", b"id", b"is", b"of", b"for", b"was",
+];
+
+fn only_filler(gap: &[u8]) -> bool {
+    let mut words = 0;
+    for token in gap
+        .split(|b| !b.is_ascii_alphanumeric())
+        .filter(|t| !t.is_empty())
+    {
+        words += 1;
+        if words > 3 || !FILLER.contains(&token) {
+            return false;
+        }
     }
+    !breaks_clause(gap)
 }
 
 /// Key words (lowercase, no separators) that name an account number.
@@ -206,7 +270,46 @@ mod tests {
         assert!(!b.has(CARD_WORDS), "`pan` inside `company` is no card word");
         let t = "order 4111111111111111, card 4111111111111111";
         let b = Before::of(t, t.rfind("4111").unwrap());
-        assert!(b.nearest(CARD_WORDS) < b.nearest(NOT_CARD_WORDS));
+        assert!(b.has(CARD_WORDS));
+        assert_eq!(
+            b.labels_this(NOT_CARD_WORDS),
+            None,
+            "`order` named the first number"
+        );
+    }
+
+    #[test]
+    fn a_word_counts_only_in_the_candidates_clause_and_whole() {
+        let at = |t: &str, needle: &str| Before::of(t, t.rfind(needle).unwrap());
+        assert!(
+            !at("customer called about 887983034", "887").has(PHONE_WORDS),
+            "`called` is not `call`"
+        );
+        assert!(at("call 2125550147", "212").has(PHONE_WORDS));
+        assert!(!at("acct 12345678. Ticket 023238", "023").has(ACCOUNT_WORDS));
+        assert!(!at("acct 12345678 and ticket 023238", "023").has(ACCOUNT_WORDS));
+        assert!(
+            at("Acct. 12345678", "123").has(ACCOUNT_WORDS),
+            "an abbreviation's dot"
+        );
+        assert!(
+            at("checking accounts: 12345678", "123").has(ACCOUNT_WORDS),
+            "a plural"
+        );
+        assert!(!at("acct\n12345678", "123").has(ACCOUNT_WORDS));
+        // A not-card word must label the number itself.
+        assert!(at("order number 4111111111111111", "4111")
+            .labels_this(NOT_CARD_WORDS)
+            .is_some());
+        assert!(at("Order #: 4111111111111111", "4111")
+            .labels_this(NOT_CARD_WORDS)
+            .is_some());
+        assert!(at("ref TX123, charged to 4111111111111111", "4111")
+            .labels_this(NOT_CARD_WORDS)
+            .is_none());
+        assert!(at("refund to 4111111111111111", "4111")
+            .labels_this(NOT_CARD_WORDS)
+            .is_none());
     }
 
     #[test]

@@ -42,6 +42,24 @@ impl MaskingProfile {
         Some(out)
     }
 
+    /// What [`MaskingProfile::mask_str`] would replace in `text`, in order
+    /// and without overlaps, each with its detector (its label is
+    /// [`MaskingProfile::label`]): for measuring the detectors against a
+    /// labelled corpus, and for tools that show what would be masked.
+    pub fn findings(&self, text: &str, ctx: Context<'_>) -> Vec<Finding> {
+        let mut findings: Vec<Finding> = Vec::new();
+        self.scanner.scan(text, ctx, &self.on, &mut findings);
+        let mut last = 0;
+        findings.retain(|f| {
+            let keep = f.start >= last && text.get(f.start..f.end).is_some();
+            if keep {
+                last = f.end;
+            }
+            keep
+        });
+        findings
+    }
+
     /// The whole of `value`, masked as detector `id` (a field rule) says.
     pub(crate) fn masked_whole(&self, value: &str, id: usize) -> String {
         let mut out = String::with_capacity(24);

@@ -110,7 +110,9 @@ pub struct CustomPattern {
 const NUMBER: &str = r"\b\d(?:[ \-]?\d){5,18}\b";
 const IBAN: &str = r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b";
 const EMAIL: &str = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}\b";
-const PHONE_PAREN: &str = r"\(\d{3}\) ?\d{3}[ .\-]\d{4}\b";
+/// `(212) 555-0147`, and `212.555.0147` (dots are not a digit-run
+/// separator: amounts and versions use them).
+const PHONE_PAREN: &str = r"\(\d{3}\) ?\d{3}[ .\-]\d{4}\b|\b[2-9]\d{2}\.[2-9]\d{2}\.\d{4}\b";
 
 /// Why a detector from configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -194,8 +196,14 @@ impl Scanner {
         };
         let hay = text.as_bytes();
         let mut caps: Option<Captures> = None;
-        for m in self.regex.find_iter(hay) {
+        let mut at = 0;
+        // Each turn starts past the last one's start: bounded by the length.
+        while at < hay.len() {
+            let Some(m) = self.regex.search(&Input::new(hay).span(at..hay.len())) else {
+                break;
+            };
             let (start, end) = (m.start(), m.end());
+            at = end.max(start + 1);
             // The patterns start and end on ASCII bytes; a span that does
             // not fall on char boundaries is not ours to cut.
             if !text.is_char_boundary(start) || !text.is_char_boundary(end) {
@@ -208,8 +216,23 @@ impl Scanner {
                 Candidate::Number => DigitRun::parse(&text[start..end])
                     .and_then(|run| classify(text, start, end, &run, ctx, numbers))
                     .map(|b| (start, end, b.id())),
-                Candidate::Iban => iban::validated(&text[start..end])
-                    .map(|len| (start, start + len, Builtin::Iban.id())),
+                Candidate::Iban => match iban::validated(&text[start..end]) {
+                    Some(len) => {
+                        // What follows the IBAN is searched again: the
+                        // pattern may have run on into it.
+                        at = start + len;
+                        Some((start, start + len, Builtin::Iban.id()))
+                    }
+                    None => {
+                        // Letters, digits and single spaces: an id before
+                        // an IBAN or a card ("req=TX4584 IBAN AE83 …")
+                        // matches too. Search again after its first word.
+                        at = text[start..end]
+                            .find(' ')
+                            .map_or(end, |space| start + space + 1);
+                        None
+                    }
+                },
                 Candidate::Email => Some((start, end, Builtin::Email.id())),
                 Candidate::PhoneParen => Some((start, end, Builtin::Phone.id())),
                 Candidate::PemKey => {

@@ -155,12 +155,13 @@ fn is_card(run: &DigitRun, before: &Before, ctx: Context<'_>) -> bool {
                 .all(|g| *g == 4)
                 && run.groups().last().is_some_and(|g| (1..=4).contains(g))
                 || run.grouped_as(&[4, 6, 5])
-                || run.grouped_as(&[4, 6, 4])));
+                || run.grouped_as(&[4, 6, 4])
+                || run.grouped_as(&[4, 3, 3, 3])));
     if !grouping_ok {
         return false;
     }
     let card = before.nearest(cx::CARD_WORDS);
-    let not_card = before.nearest(cx::NOT_CARD_WORDS);
+    let not_card = before.labels_this(cx::NOT_CARD_WORDS);
     let key_not_card =
         cx::key_names(ctx.key, cx::NOT_CARD_KEYS) && !cx::key_names(ctx.key, cx::CARD_KEYS);
     match (card, not_card) {

@@ -170,3 +170,44 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn an_id_the_iban_pattern_swallows_does_not_hide_what_follows() {
+    // "TX45844240 IBAN AE83 …" matches the IBAN pattern from `TX`; the
+    // scan goes on after the id, so the IBAN, card, SSN or routing number
+    // behind it is still found.
+    let p = crate::MaskingProfile::compile(
+        "t",
+        &crate::ProfileConfig::default(),
+        crate::HashKey::from_bytes([0; 32]),
+    )
+    .unwrap();
+    for (text, value, label) in [
+        (
+            "req=TX45844240 IBAN AE070331234567890123456",
+            "AE070331234567890123456",
+            "iban",
+        ),
+        (
+            "req=DD43077506 JCB 3530 1113 3330 0000",
+            "3530 1113 3330 0000",
+            "card",
+        ),
+        ("req=TX41037699 SSN 078-05-1120 ok", "078-05-1120", "ssn"),
+        ("req=TX92258093 ABA 021000021", "021000021", "routing"),
+        (
+            "GB82WEST12345698765432 DE89370400440532013000",
+            "DE89370400440532013000",
+            "iban",
+        ),
+    ] {
+        let found = p.findings(text, crate::Context::default());
+        let start = text.find(value).unwrap();
+        assert!(
+            found.iter().any(|f| f.start == start
+                && f.end == start + value.len()
+                && p.label(f.detector) == label),
+            "{text}: {found:?}"
+        );
+    }
+}
