@@ -413,6 +413,35 @@ class Runner:
         if modern and self.tasks is not None:
             result = await self.call("long_report", {"topic": MASKING_PROBE, "sections": 1, "delay_ms": 50})
             out["task_result"] = result_text(result)
+        blocks = (await self.call("disclose", {"text": MASKING_PROBE, "via": "content"})).content
+        out["content_blocks"] = [
+            getattr(b, "text", None)
+            or getattr(getattr(b, "resource", None), "text", None)
+            or getattr(b, "description", None)
+            for b in blocks
+        ]
+        try:
+            await self.call("disclose", {"text": MASKING_PROBE, "via": "error"})
+            out["error"] = None
+        except MCPError as exc:
+            out["error"] = {"code": exc.code, "message": exc.message, "data": exc.error.data}
+        progress: list[str | None] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append(message)
+
+        await self.call("disclose", {"text": MASKING_PROBE, "via": "progress"}, progress_callback=on_progress)
+        out["progress_messages"] = progress
+        self.cb.elicitation_messages.clear()
+        out["confirm_note_result"] = result_text(await self.call("confirm_note", {"text": MASKING_PROBE}))
+        out["elicitation_message"] = list(self.cb.elicitation_messages)
+        read = await self.client.read_resource("fixture://statement")
+        blob = getattr(read.contents[0], "blob", None)
+        out["statement_blob"] = base64.b64decode(blob).decode() if blob is not None else None
+        done = await self.client.complete(
+            types.PromptReference(type="ref/prompt", name="summarize"), {"name": "topic", "value": MASKING_PROBE}
+        )
+        out["completion_values"] = done.completion.values
         return out
 
     async def s_resources(self) -> Any:

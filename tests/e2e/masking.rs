@@ -249,14 +249,19 @@ fn a_profile_is_tried_offline_with_hoop_broker_mask() {
 
 #[test]
 fn every_carrier_of_the_stateless_fixture_is_masked_in_both_revisions() {
-    // The Python SDK's server, through the whole path: a tool result, log
-    // notifications on the call's SSE stream, the server's sampling
-    // request (a back-channel request in the handshake era, an
-    // `input_required` result's `inputRequests` at 2026-07-28), a prompt,
-    // and a task's result read through tasks/get at 2026-07-28.
+    // The Python SDK's server, through the whole path: a tool result (text,
+    // an embedded resource, a resource link), log notifications and a
+    // progress message on the call's SSE stream, the server's sampling and
+    // elicitation requests (back-channel requests in the handshake era, an
+    // `input_required` result's `inputRequests` at 2026-07-28), a JSON-RPC
+    // error's message and data, a text/plain blob from resources/read, a
+    // prompt, a completion, and a task's result read through tasks/get at
+    // 2026-07-28. The server trickles every SSE answer a few bytes per read
+    // with each message over several `data:` lines, so each value arrives
+    // split across reads.
     let dir = scratch();
     let record = dir.path().join("stateless.jsonl");
-    let (_server, upstream) = stateless_server(dir.path(), &record);
+    let (_server, upstream) = stateless_server_with(dir.path(), &record, &["--trickle-sse"]);
     let broker = Broker::start(dir.path(), &http_target("bank", &upstream));
     let connect = Connect::start(dir.path(), &broker, "bank", &[]);
     let auth = connect.header_args();
@@ -282,6 +287,37 @@ fn every_carrier_of_the_stateless_fixture_is_masked_in_both_revisions() {
         assert_eq!(
             got["prompt_text"],
             format!("Please summarize {MASKED} in one sentence.")
+        );
+        assert_eq!(
+            got["content_blocks"],
+            serde_json::json!([MASKED, MASKED, MASKED]),
+            "{mode}: {got:#}"
+        );
+        assert_eq!(
+            got["error"]["message"],
+            format!("cannot disclose {MASKED}"),
+            "{mode}: {got:#}"
+        );
+        assert_eq!(got["error"]["data"]["detail"], MASKED, "{mode}: {got:#}");
+        assert_eq!(
+            got["progress_messages"][0],
+            format!("found {MASKED}"),
+            "{mode}: {got:#}"
+        );
+        assert_eq!(
+            got["elicitation_message"],
+            serde_json::json!([format!("Confirm: {MASKED}")]),
+            "{mode}: {got:#}"
+        );
+        assert_eq!(
+            got["statement_blob"],
+            format!("statement: {MASKED}"),
+            "{mode}: {got:#}"
+        );
+        assert_eq!(
+            got["completion_values"],
+            serde_json::json!([format!("{MASKED} (suggested)")]),
+            "{mode}: {got:#}"
         );
         if mode == "auto" {
             assert_eq!(got["protocol_version"], "2026-07-28");

@@ -255,10 +255,16 @@ pub fn everything_stdio_command() -> (String, Vec<String>) {
 
 /// tests/fixtures/stateless_server.py: a 2026-07-28 server on the Python SDK.
 pub fn stateless_server(dir: &Path, record: &Path) -> (Proc, String) {
+    stateless_server_with(dir, record, &[])
+}
+
+/// The same, with more of its flags (`--trickle-sse`, `--json-response`, …).
+pub fn stateless_server_with(dir: &Path, record: &Path, flags: &[&str]) -> (Proc, String) {
     let mut cmd = Command::new(python());
     cmd.arg(tests_dir().join("fixtures/stateless_server.py"))
         .args(["--port", "0", "--record"])
-        .arg(record);
+        .arg(record)
+        .args(flags);
     let mut p = Proc::spawn("stateless-server", cmd, dir);
     let line = p.line_matching(Duration::from_secs(30), |l| l.contains("\"listening\""));
     let v: Value = serde_json::from_str(&line).unwrap();
