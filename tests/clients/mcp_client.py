@@ -442,6 +442,11 @@ class Runner:
             types.PromptReference(type="ref/prompt", name="summarize"), {"name": "topic", "value": MASKING_PROBE}
         )
         out["completion_values"] = done.completion.values
+        try:
+            got = await self.call("disclose", {"text": MASKING_PROBE, "via": "bad_blob"})
+            out["unmaskable"] = {"delivered": got.model_dump(mode="json", by_alias=True)}
+        except MCPError as exc:
+            out["unmaskable"] = {"code": exc.code, "message": exc.message}
         return out
 
     async def s_resources(self) -> Any:

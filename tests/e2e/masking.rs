@@ -262,7 +262,13 @@ fn every_carrier_of_the_stateless_fixture_is_masked_in_both_revisions() {
     let dir = scratch();
     let record = dir.path().join("stateless.jsonl");
     let (_server, upstream) = stateless_server_with(dir.path(), &record, &["--trickle-sse"]);
-    let broker = Broker::start(dir.path(), &http_target("bank", &upstream));
+    let broker = Broker::start(
+        dir.path(),
+        &format!(
+            "[audit]\nreaders = [\"eng\"]\n{}",
+            http_target("bank", &upstream)
+        ),
+    );
     let connect = Connect::start(dir.path(), &broker, "bank", &[]);
     let auth = connect.header_args();
     const MASKED: &str = "card **** **** **** 1111 SSN [MASKED:ssn]";
@@ -319,6 +325,10 @@ fn every_carrier_of_the_stateless_fixture_is_masked_in_both_revisions() {
             serde_json::json!([format!("{MASKED} (suggested)")]),
             "{mode}: {got:#}"
         );
+        // What cannot be masked is withheld, with a reason.
+        assert_eq!(got["unmaskable"]["code"], -32061, "{mode}: {got:#}");
+        let why = got["unmaskable"]["message"].as_str().unwrap_or_default();
+        assert!(why.contains("not valid base64"), "{mode}: {why}");
         if mode == "auto" {
             assert_eq!(got["protocol_version"], "2026-07-28");
             assert_eq!(
@@ -331,6 +341,32 @@ fn every_carrier_of_the_stateless_fixture_is_masked_in_both_revisions() {
     // The server got every argument as the client sent it.
     let received = std::fs::read_to_string(&record).unwrap();
     assert!(received.contains("4111 1111 1111 1111"));
+    // The record says why an answer was withheld, and does not hold it.
+    let mut cmd = hoop(dir.path());
+    cmd.args([
+        "audit", "search", "--json", "--limit", "1000", "--tool", "disclose",
+    ])
+    .args(broker.connect_args("alice"));
+    let found = run(cmd);
+    assert_eq!(found.status, Some(0), "{}", found.stderr);
+    let withheld: Vec<Value> = found
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["outcome"] == "withheld")
+        .collect();
+    assert_eq!(withheld.len(), 2, "one per revision: {}", found.stdout);
+    for e in &withheld {
+        assert_eq!(e["type"], "mcp.response", "{e:#}");
+        assert_eq!(e["error_code"], -32061, "{e:#}");
+        assert!(
+            e["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("not valid base64"),
+            "{e:#}"
+        );
+    }
     every_file_holds_no_raw_value(&dir.path().join("broker-state"));
 }
 
