@@ -14,6 +14,9 @@
 #   c every      @modelcontextprotocol/server-everything (streamable HTTP,
 #                handshake era, one session; answers in SSE)
 #   d hoop-every the same through hoop (session issued by hoop)
+#   hoop-demo-nomask  config b through a second broker whose masking is
+#                off ([masking] enabled = false): hoop-demo minus this is
+#                what the masking layer costs, in the same run
 #   proxy2-demo  config a behind two do-nothing hyper proxies in a row
 #                (hoop-bench-floor --forward, one thread each): the floor
 #                of any design with two process hops on this machine
@@ -21,7 +24,8 @@
 # Usage: tests/bench/run.sh [--skip-build] [--only a,b,...] [--keep] [--diag-nodelay]
 #   --skip-build    use the release binaries already in the target dir
 #   --only LIST     comma-separated config names (floor-rust,floor-node,demo,
-#                   proxy2-demo,hoop-demo,every,hoop-every); default all
+#                   proxy2-demo,hoop-demo,hoop-demo-nomask,every,hoop-every);
+#                   default all
 #   --keep          keep the scratch dir (logs, broker state) after the run
 #   --diag-nodelay  also measure hoop-demo-nd / hoop-every-nd: the same hoop
 #                   connect run under LD_PRELOAD=diag/nodelay_preload.c, which
@@ -29,7 +33,10 @@
 #                   A diagnostic for Nagle's algorithm, not a configuration.
 # Environment: BENCH_DURATION (10), BENCH_WARMUP (2), BENCH_CONNS ("1 16"),
 #   BENCH_WRK_THREADS (1), BENCH_HOST (127.0.0.1; loopback only),
-#   BENCH_PORT_BASE (14400: ports BASE..BASE+9 and BASE+33 must be free),
+#   BENCH_PORT_BASE (14400: ports BASE..BASE+10 and BASE+33..BASE+34 must be free),
+#   BENCH_PAYLOAD (bytes; unset: the demo configs call echo "hi"; set: they
+#   call the demo server's big_payload for an answer of that many text
+#   bytes, e.g. 4096 or 1048576, to measure what a response's size costs),
 #   BENCH_AUDIT (fsync, the default, or os: the broker's audit durability;
 #   none: no [audit] section, for builds from before the audit log),
 #   CARGO_TARGET_DIR (default: <repo>/target),
@@ -51,7 +58,7 @@ log() { echo "bench: $*" >&2; }
 run() { printf '+ %s\n' "$(printf '%q ' "$@")" >&2; "$@"; }
 
 skip_build=0
-only="floor-rust,floor-node,demo,proxy2-demo,hoop-demo,every,hoop-every"
+only="floor-rust,floor-node,demo,proxy2-demo,hoop-demo,hoop-demo-nomask,every,hoop-every"
 keep=0
 diag_nodelay=0
 while [ $# -gt 0 ]; do
@@ -103,6 +110,7 @@ is_loopback "$host" || die "BENCH_HOST=$host is not a loopback address; this ben
 
 floor_port=$((base + 0)); node_floor_port=$((base + 1)); demo_port=$((base + 2)); every_port=$((base + 3))
 hoop_demo_port=$((base + 4)); hoop_every_port=$((base + 5)); broker_port=$((base + 33))
+nomask_demo_port=$((base + 10)); nomask_broker_port=$((base + 34))
 nd_demo_port=$((base + 6)); nd_every_port=$((base + 7))
 proxy_a_port=$((base + 8)); proxy_b_port=$((base + 9))
 
@@ -110,7 +118,7 @@ for tool in curl wrk node; do
   command -v "$tool" >/dev/null 2>&1 || die "'$tool' is not on PATH (apt-get install wrk curl; Node >= 20)"
 done
 port_busy() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
-for p in $floor_port $node_floor_port $demo_port $every_port $hoop_demo_port $hoop_every_port $nd_demo_port $nd_every_port $proxy_a_port $proxy_b_port; do
+for p in $floor_port $node_floor_port $demo_port $every_port $hoop_demo_port $hoop_every_port $nd_demo_port $nd_every_port $proxy_a_port $proxy_b_port $nomask_demo_port $broker_port $nomask_broker_port; do
   port_busy "$p" && die "port $p on $host is in use; set BENCH_PORT_BASE to a free range"
 done
 
@@ -184,6 +192,15 @@ every_body='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo
 init_body='{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}'
 initialized_body='{"jsonrpc":"2.0","method":"notifications/initialized"}'
 accept='Accept: application/json, text/event-stream'
+# What the demo-server configs call: echo "hi", or big_payload for a sized answer.
+payload="${BENCH_PAYLOAD:-}"
+demo_body="$stateless_body"; demo_tool=echo; demo_expect='"text":"hi"'
+if [ -n "$payload" ]; then
+  [[ "$payload" =~ ^[0-9]+$ ]] && [ "$payload" -ge 16 ] && [ "$payload" -le 67108864 ] \
+    || die "BENCH_PAYLOAD must be a byte count, 16..67108864"
+  demo_body="${stateless_body/\"name\":\"echo\",\"arguments\":{\"text\":\"hi\"\}/\"name\":\"big_payload\",\"arguments\":{\"bytes\":$payload\}}"
+  demo_tool=big_payload; demo_expect='"text":"abcdefghij'
+fi
 
 # post URL BODY [extra curl args...]: prints the response body.
 post() {
@@ -220,7 +237,7 @@ require("node:http").createServer((req, res) => {
   req.on("end", () => { res.writeHead(200, {"content-type": "application/json"}); res.end(body); });
 }).listen(Number(process.argv[1]), "127.0.0.1");' "$node_floor_port"
 fi
-if wants demo || wants hoop-demo || wants proxy2-demo; then
+if wants demo || wants hoop-demo || wants hoop-demo-nomask || wants proxy2-demo; then
   start demo "$bin/hoop" demo-server --port "$demo_port"
 fi
 if wants proxy2-demo; then
@@ -234,17 +251,22 @@ if wants every || wants hoop-every; then
   # server-everything logs a line per request on stdout; that goes to its log file.
   start every env PORT="$every_port" node --require "$root/tests/fixtures/loopback_only.cjs" "$every_js" streamableHttp
 fi
-if wants hoop-demo || wants hoop-every; then
-  audit_section=""
+# start_broker NAME PORT EXTRA: a dev broker for the demo server and
+# server-everything, EXTRA appended to its config; sets pin[NAME] and
+# token[NAME] (its alice token file) once it is up.
+declare -A pin=() token=()
+start_broker() {
+  local name="$1" port="$2" extra="$3" audit_section="" p=""
   case "${BENCH_AUDIT:-fsync}" in
     fsync|os) audit_section="[audit]
 durability = \"${BENCH_AUDIT:-fsync}\"" ;;
     none) ;;
     *) die "BENCH_AUDIT must be fsync, os or none" ;;
   esac
-  cat >"$scratch/broker.toml" <<EOF
-listen = "$host:$broker_port"
+  cat >"$scratch/$name.toml" <<EOF
+listen = "$host:$port"
 $audit_section
+$extra
 
 [targets.demo]
 transport = "http"
@@ -254,22 +276,31 @@ url = "http://$host:$demo_port/mcp"
 transport = "http"
 url = "http://$host:$every_port/mcp"
 EOF
-  log "broker config $scratch/broker.toml:"; sed 's/^/    /' "$scratch/broker.toml" >&2
-  start broker "$bin/hoop-broker" dev --config "$scratch/broker.toml" --state-dir "$scratch/state"
-  pin=""
+  log "broker config $scratch/$name.toml:"; sed 's/^/    /' "$scratch/$name.toml" >&2
+  start "$name" "$bin/hoop-broker" dev --config "$scratch/$name.toml" --state-dir "$scratch/$name-state"
   for _ in $(seq 1 150); do
-    pin="$(grep -o 'sha256:[0-9a-fA-F]\{64\}' "$scratch/broker.log" | head -n1 || true)"
-    [ -n "$pin" ] && [ -f "$scratch/state/tokens/alice.token" ] && break
-    kill -0 "${pid[broker]}" 2>/dev/null || die "hoop-broker exited: $(cat "$scratch/broker.log")"
+    p="$(grep -o 'sha256:[0-9a-fA-F]\{64\}' "$scratch/$name.log" | head -n1 || true)"
+    [ -n "$p" ] && [ -f "$scratch/$name-state/tokens/alice.token" ] && break
+    kill -0 "${pid[$name]}" 2>/dev/null || die "hoop-broker ($name) exited: $(cat "$scratch/$name.log")"
     sleep 0.1
   done
-  [ -n "$pin" ] || die "hoop-broker printed no certificate fingerprint: $(cat "$scratch/broker.log")"
-  [ -f "$scratch/state/tokens/alice.token" ] || die "no token file at $scratch/state/tokens/alice.token: $(cat "$scratch/broker.log")"
-  connect_args=(--broker "$host:$broker_port" --pin "$pin" --token-file "$scratch/state/tokens/alice.token" --no-local-auth)
+  [ -n "$p" ] || die "hoop-broker ($name) printed no certificate fingerprint: $(cat "$scratch/$name.log")"
+  [ -f "$scratch/$name-state/tokens/alice.token" ] || die "no token file at $scratch/$name-state/tokens/alice.token: $(cat "$scratch/$name.log")"
+  pin[$name]="$p"; token[$name]="$scratch/$name-state/tokens/alice.token"
+}
+# via NAME PORT: the `hoop connect` flags for broker NAME on PORT.
+via() {
+  echo "--broker $host:$2 --pin ${pin[$1]} --token-file ${token[$1]} --no-local-auth"
+}
+if wants hoop-demo || wants hoop-every || wants hoop-demo-nomask; then
   # An empty config file, so no user profile leaks in.
   : >"$scratch/hoop-config.toml"
   export HOOP_CONFIG="$scratch/hoop-config.toml"
   unset HOOP_BROKER HOOP_PROFILE HOOP_CA_FILE HOOP_PIN HOOP_SERVER_NAME HOOP_TOKEN_FILE
+fi
+if wants hoop-demo || wants hoop-every; then
+  start_broker broker "$broker_port" ""
+  read -r -a connect_args <<<"$(via broker "$broker_port")"
   if wants hoop-demo; then
     start hoop-demo "$bin/hoop" connect mcp demo --port "$hoop_demo_port" "${connect_args[@]}"
   fi
@@ -286,6 +317,13 @@ EOF
       start hoop-every-nd env LD_PRELOAD="$scratch/nodelay_preload.so" "$bin/hoop" connect mcp everything --port "$nd_every_port" "${connect_args[@]}"
     fi
   fi
+fi
+if wants hoop-demo-nomask; then
+  # The same broker with masking off: what the masking layer costs.
+  start_broker broker-nomask "$nomask_broker_port" "[masking]
+enabled = false"
+  read -r -a nomask_args <<<"$(via broker-nomask "$nomask_broker_port")"
+  start hoop-demo-nomask "$bin/hoop" connect mcp demo --port "$nomask_demo_port" "${nomask_args[@]}"
 fi
 
 # ---- wait, then check each answers the echo -------------------------------
@@ -311,35 +349,41 @@ if wants floor-node; then
   expect_echo floor-node "$(post "$u" "$stateless_body")" '"text":"hi"'
   add floor-node "$u" "$stateless_body" "" "" "" "" "${pid[node-floor]}"
 fi
-stateless_hdrs=(-H 'MCP-Protocol-Version: 2026-07-28' -H 'Mcp-Method: tools/call' -H 'Mcp-Name: echo')
-if wants demo || wants hoop-demo || wants proxy2-demo; then
+stateless_hdrs=(-H 'MCP-Protocol-Version: 2026-07-28' -H 'Mcp-Method: tools/call' -H "Mcp-Name: $demo_tool")
+if wants demo || wants hoop-demo || wants hoop-demo-nomask || wants proxy2-demo; then
   wait_http "http://$host:$demo_port/mcp" "${pid[demo]}"
 fi
 if wants demo; then
   u="http://$host:$demo_port/mcp"
-  printf '+ %s\n' "curl -sS -X POST $u -H 'Content-Type: application/json' -H '$accept' -H 'MCP-Protocol-Version: 2026-07-28' -H 'Mcp-Method: tools/call' -H 'Mcp-Name: echo' --data-binary '$stateless_body'" >&2
-  r="$(post "$u" "$stateless_body" "${stateless_hdrs[@]}")"; echo "    $r" >&2
-  expect_echo demo "$r" '"text":"hi"'
-  add demo "$u" "$stateless_body" 2026-07-28 "" tools/call echo "${pid[demo]}"
+  printf '+ %s\n' "curl -sS -X POST $u -H 'Content-Type: application/json' -H '$accept' -H 'MCP-Protocol-Version: 2026-07-28' -H 'Mcp-Method: tools/call' -H 'Mcp-Name: $demo_tool' --data-binary '$demo_body'" >&2
+  r="$(post "$u" "$demo_body" "${stateless_hdrs[@]}")"; echo "    ${r:0:300}" >&2
+  expect_echo demo "$r" "$demo_expect"
+  add demo "$u" "$demo_body" 2026-07-28 "" tools/call "$demo_tool" "${pid[demo]}"
 fi
 if wants proxy2-demo; then
   wait_http "http://$host:$proxy_b_port/mcp" "${pid[proxy-b]}"
   u="http://$host:$proxy_a_port/mcp"; wait_http "$u" "${pid[proxy-a]}"
-  r="$(post "$u" "$stateless_body" "${stateless_hdrs[@]}")"; echo "    $r" >&2
-  expect_echo proxy2-demo "$r" '"text":"hi"'
-  add proxy2-demo "$u" "$stateless_body" 2026-07-28 "" tools/call echo "${pid[demo]}"
+  r="$(post "$u" "$demo_body" "${stateless_hdrs[@]}")"; echo "    ${r:0:300}" >&2
+  expect_echo proxy2-demo "$r" "$demo_expect"
+  add proxy2-demo "$u" "$demo_body" 2026-07-28 "" tools/call "$demo_tool" "${pid[demo]}"
 fi
 if wants hoop-demo; then
   u="http://$host:$hoop_demo_port/mcp"; wait_http "$u" "${pid[hoop-demo]}"
-  r="$(post "$u" "$stateless_body" "${stateless_hdrs[@]}")"; echo "    $r" >&2
-  expect_echo hoop-demo "$r" '"text":"hi"'
-  add hoop-demo "$u" "$stateless_body" 2026-07-28 "" tools/call echo "${pid[demo]}"
+  r="$(post "$u" "$demo_body" "${stateless_hdrs[@]}")"; echo "    ${r:0:300}" >&2
+  expect_echo hoop-demo "$r" "$demo_expect"
+  add hoop-demo "$u" "$demo_body" 2026-07-28 "" tools/call "$demo_tool" "${pid[demo]}"
+fi
+if wants hoop-demo-nomask; then
+  u="http://$host:$nomask_demo_port/mcp"; wait_http "$u" "${pid[hoop-demo-nomask]}"
+  r="$(post "$u" "$demo_body" "${stateless_hdrs[@]}")"; echo "    ${r:0:300}" >&2
+  expect_echo hoop-demo-nomask "$r" "$demo_expect"
+  add hoop-demo-nomask "$u" "$demo_body" 2026-07-28 "" tools/call "$demo_tool" "${pid[demo]}"
 fi
 if wants_nd hoop-demo; then
   u="http://$host:$nd_demo_port/mcp"; wait_http "$u" "${pid[hoop-demo-nd]}"
-  r="$(post "$u" "$stateless_body" "${stateless_hdrs[@]}")"
-  expect_echo hoop-demo-nd "$r" '"text":"hi"'
-  add hoop-demo-nd "$u" "$stateless_body" 2026-07-28 "" tools/call echo "${pid[demo]}"
+  r="$(post "$u" "$demo_body" "${stateless_hdrs[@]}")"
+  expect_echo hoop-demo-nd "$r" "$demo_expect"
+  add hoop-demo-nd "$u" "$demo_body" 2026-07-28 "" tools/call "$demo_tool" "${pid[demo]}"
 fi
 if wants every || wants hoop-every; then
   wait_http "http://$host:$every_port/mcp" "${pid[every]}"
@@ -412,6 +456,7 @@ for name in "${configs[@]}"; do
       hoop-demo) hoop_pid="${pid[hoop-demo]}"; broker_pid="${pid[broker]}" ;;
       hoop-every) hoop_pid="${pid[hoop-every]}"; broker_pid="${pid[broker]}" ;;
       hoop-demo-nd) hoop_pid="${pid[hoop-demo-nd]}"; broker_pid="${pid[broker]}" ;;
+      hoop-demo-nomask) hoop_pid="${pid[hoop-demo-nomask]}"; broker_pid="${pid[broker-nomask]}" ;;
       hoop-every-nd) hoop_pid="${pid[hoop-every-nd]}"; broker_pid="${pid[broker]}" ;;
       # The two proxies stand where hoop connect and the broker stand.
       proxy2-demo) hoop_pid="${pid[proxy-a]}"; broker_pid="${pid[proxy-b]}" ;;
@@ -448,6 +493,7 @@ echo
 echo "hoop tools/call benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPU(s), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r)"
 echo "hoop: $provenance"
 echo "wrk closed loop, keep-alive, ${duration}s per run after ${warmup}s warm-up; latency in microseconds"
+echo "demo configs call: $demo_tool${payload:+ ($payload bytes of text in the answer)}"
 echo "machine CPU busy before the runs: ${busy_before}% (load average then: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg))"
 echo "cpu/req = CPU time (user+sys) the process used during the run / requests (the server, hoop connect, hoop-broker; for proxy2-demo the first and the second proxy)"
 echo "other cpu% = share of the machine's CPU that went to anything but this benchmark during the run (keep runs where it is low)"
@@ -457,14 +503,15 @@ echo
   tail -n +2 "$out"
 } | column -t -s $'\t'
 echo
-added() { # through direct conns
-  local via="${p50[$1/$3]:-}" direct="${p50[$2/$3]:-}"
-  [ -n "$via" ] && [ -n "$direct" ] && echo "added p50 ($1 - $2), $3 connection(s): $((via - direct)) us (target for hoop <= 150 us)"
+added() { # through direct conns [what]
+  local via="${p50[$1/$3]:-}" direct="${p50[$2/$3]:-}" what="${4:-target for hoop <= 150 us}"
+  [ -n "$via" ] && [ -n "$direct" ] && echo "added p50 ($1 - $2), $3 connection(s): $((via - direct)) us ($what)"
   return 0
 }
 for c in $conns; do
   added hoop-demo demo "$c"
   added proxy2-demo demo "$c"
+  added hoop-demo hoop-demo-nomask "$c" "the masking layer"
   added hoop-every every "$c"
   if [ "$diag_nodelay" = 1 ]; then
     added hoop-demo-nd demo "$c"

@@ -272,6 +272,7 @@ class TasksClient(ClientExtension):
         self.timeout = timeout
         self.task_ids: list[str] = []
         self.statuses: list[str] = []
+        self.status_messages: list[str] = []
 
     def claims(self) -> list[ResultClaim[Any]]:
         return [
@@ -292,6 +293,8 @@ class TasksClient(ClientExtension):
                     TasksGetRequest(params=TaskIdParams(task_id=created.task_id)), GetTaskWire
                 )
                 self.statuses.append(current.status)
+                if current.status_message:
+                    self.status_messages.append(current.status_message)
                 if current.status == "completed":
                     return types.CallToolResult.model_validate(current.result or {})
                 if current.status in ("failed", "cancelled"):
@@ -411,8 +414,10 @@ class Runner:
         got = await self.client.get_prompt("summarize", {"topic": MASKING_PROBE})
         out["prompt_text"] = getattr(got.messages[0].content, "text", "")
         if modern and self.tasks is not None:
-            result = await self.call("long_report", {"topic": MASKING_PROBE, "sections": 1, "delay_ms": 50})
+            self.tasks.status_messages.clear()
+            result = await self.call("long_report", {"topic": MASKING_PROBE, "sections": 2, "delay_ms": 400})
             out["task_result"] = result_text(result)
+            out["task_status_messages"] = list(self.tasks.status_messages)
         blocks = (await self.call("disclose", {"text": MASKING_PROBE, "via": "content"})).content
         out["content_blocks"] = [
             getattr(b, "text", None)

@@ -333,7 +333,14 @@ fn every_carrier_of_the_stateless_fixture_is_masked_in_both_revisions() {
             assert_eq!(got["protocol_version"], "2026-07-28");
             assert_eq!(
                 got["task_result"],
-                format!("report on {MASKED}: 1 sections"),
+                format!("report on {MASKED}: 2 sections"),
+                "{got:#}"
+            );
+            // Polled with tasks/get while it runs: its status messages.
+            let seen = got["task_status_messages"].as_array().unwrap();
+            assert!(
+                seen.iter()
+                    .any(|m| m == &Value::from(format!("section 1/2 on {MASKED}"))),
                 "{got:#}"
             );
         }
@@ -403,7 +410,7 @@ fn the_policy_rule_chooses_the_profile_and_a_reload_cannot_name_a_missing_one() 
     let broker = Broker::start(
         d,
         &format!(
-            "policy = \"{}\"\n{}\n[masking.profiles.fraud]\nstyles = {{ card = \"hash\" }}\n",
+            "policy = \"{}\"\n[audit]\nreaders = [\"eng\"]\n{}\n[masking.profiles.fraud]\nstyles = {{ card = \"hash\" }}\n",
             policy.display(),
             http_target("demo", &upstream)
         ),
@@ -421,6 +428,29 @@ fn the_policy_rule_chooses_the_profile_and_a_reload_cannot_name_a_missing_one() 
     assert_eq!(fraud["ssn"], "[MASKED:ssn]", "the rest is as in default");
     let plain = customer(&alice.url);
     assert_eq!(plain["card_number"], "************1111", "{plain:#}");
+    // Each request's event names the profile its exchange was masked with.
+    let mut cmd = hoop(d);
+    cmd.args(["audit", "search", "--json", "--tool", "get_customer"])
+        .args(["--type", "mcp.request"])
+        .args(broker.connect_args("alice"));
+    let found = run(cmd);
+    assert_eq!(found.status, Some(0), "{}", found.stderr);
+    let profiles: Vec<(String, String)> = found
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|e| {
+            (
+                e["actor"]["sub"].as_str().unwrap_or_default().to_owned(),
+                e["masking"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        profiles.contains(&("bob".into(), "fraud".into()))
+            && profiles.contains(&("alice".into(), "default".into())),
+        "{profiles:?}"
+    );
 
     // `policy explain` says which profile applies; `policy check --config`
     // refuses a profile the config lacks.

@@ -239,6 +239,9 @@ pub struct Event<'a> {
     pub decision: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<&'a str>,
+    /// The masking profile of the exchange (on its request's event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masking: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -276,6 +279,7 @@ impl<'a> Event<'a> {
             name: None,
             decision: None,
             rule: None,
+            masking: None,
             outcome: None,
             error_code: None,
             reason: None,

@@ -172,6 +172,7 @@ impl Audit {
         let mut e = self.exchange_event(EventKind::Request, f);
         e.decision = Some(decision_name(decision));
         e.rule = Some(decision.rule());
+        e.masking = masker.name();
         e.bytes = Some(body.len());
         match masker.client_message(f.msg) {
             Some((masked, found)) => {
