@@ -29,6 +29,21 @@ fn assert_no_raw(what: &str, bytes: &[u8]) {
     }
 }
 
+/// `hoop audit search --json` with `args`: the events, none holding a raw value.
+fn audit_search<S: AsRef<std::ffi::OsStr>>(dir: &std::path::Path, args: &[S]) -> Vec<Value> {
+    let mut cmd = hoop(dir);
+    cmd.args(["audit", "search", "--json", "--limit", "1000"])
+        .args(args);
+    let found = run(cmd);
+    assert_eq!(found.status, Some(0), "{}", found.stderr);
+    assert_no_raw("hoop audit search", found.stdout.as_bytes());
+    found
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 fn masking(url: &str, mode: &str) -> Value {
     let out = python_client(url, mode, &["negotiated", "masking"], &[]);
     outcome(&out, "masking").detail.clone()
@@ -83,24 +98,7 @@ fn demo_masks_protected_data_for_the_client_and_in_the_record() {
     assert!(received.contains("4111 1111 1111 1111"), "{received}");
 
     // The record: masked requests and responses, with what was found.
-    let mut cmd = hoop(d);
-    cmd.args([
-        "audit",
-        "search",
-        "--profile",
-        "demo",
-        "--tool",
-        "echo",
-        "--json",
-    ]);
-    let found = run(cmd);
-    assert_eq!(found.status, Some(0), "{}", found.stderr);
-    assert_no_raw("hoop audit search", found.stdout.as_bytes());
-    let events: Vec<Value> = found
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let events = audit_search(d, &["--profile", "demo", "--tool", "echo"]);
     let request = events
         .iter()
         .find(|e| e["type"] == "mcp.request")
@@ -349,20 +347,13 @@ fn every_carrier_of_the_stateless_fixture_is_masked_in_both_revisions() {
     let received = std::fs::read_to_string(&record).unwrap();
     assert!(received.contains("4111 1111 1111 1111"));
     // The record says why an answer was withheld, and does not hold it.
-    let mut cmd = hoop(dir.path());
-    cmd.args([
-        "audit", "search", "--json", "--limit", "1000", "--tool", "disclose",
-    ])
-    .args(broker.connect_args("alice"));
-    let found = run(cmd);
-    assert_eq!(found.status, Some(0), "{}", found.stderr);
-    let withheld: Vec<Value> = found
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    let mut args = vec!["--tool".to_owned(), "disclose".to_owned()];
+    args.extend(broker.connect_args("alice"));
+    let withheld: Vec<Value> = audit_search(dir.path(), &args)
+        .into_iter()
         .filter(|e| e["outcome"] == "withheld")
         .collect();
-    assert_eq!(withheld.len(), 2, "one per revision: {}", found.stdout);
+    assert_eq!(withheld.len(), 2, "one per revision: {withheld:#?}");
     for e in &withheld {
         assert_eq!(e["type"], "mcp.response", "{e:#}");
         assert_eq!(e["error_code"], -32061, "{e:#}");
@@ -429,16 +420,12 @@ fn the_policy_rule_chooses_the_profile_and_a_reload_cannot_name_a_missing_one() 
     let plain = customer(&alice.url);
     assert_eq!(plain["card_number"], "************1111", "{plain:#}");
     // Each request's event names the profile its exchange was masked with.
-    let mut cmd = hoop(d);
-    cmd.args(["audit", "search", "--json", "--tool", "get_customer"])
-        .args(["--type", "mcp.request"])
-        .args(broker.connect_args("alice"));
-    let found = run(cmd);
-    assert_eq!(found.status, Some(0), "{}", found.stderr);
-    let profiles: Vec<(String, String)> = found
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    let mut args = ["--tool", "get_customer", "--type", "mcp.request"]
+        .map(str::to_owned)
+        .to_vec();
+    args.extend(broker.connect_args("alice"));
+    let profiles: Vec<(String, String)> = audit_search(d, &args)
+        .into_iter()
         .map(|e| {
             (
                 e["actor"]["sub"].as_str().unwrap_or_default().to_owned(),
