@@ -16,19 +16,15 @@ impl MaskingProfile {
         ctx: Context<'_>,
         report: &mut MaskReport,
     ) -> Option<String> {
-        let mut findings: Vec<Finding> = Vec::new();
-        self.scanner.scan(text, ctx, &self.on, &mut findings);
+        let findings = self.findings(text, ctx);
         if findings.is_empty() {
             return None;
         }
         let mut out = String::with_capacity(text.len() + 16 * findings.len());
         let mut last = 0;
         for f in &findings {
-            // Findings come in order and do not overlap; one that starts
-            // inside the previous one (a group searched again) is dropped.
-            if f.start < last {
-                continue;
-            }
+            // `findings` keeps only ordered, non-overlapping spans on char
+            // boundaries, so these slices are there.
             let (Some(before), Some(value)) = (text.get(last..f.start), text.get(f.start..f.end))
             else {
                 continue;
@@ -49,6 +45,8 @@ impl MaskingProfile {
     pub fn findings(&self, text: &str, ctx: Context<'_>) -> Vec<Finding> {
         let mut findings: Vec<Finding> = Vec::new();
         self.scanner.scan(text, ctx, &self.on, &mut findings);
+        // Findings come in order; one that starts inside the previous one
+        // (a group searched again) is dropped.
         let mut last = 0;
         findings.retain(|f| {
             let keep = f.start >= last && text.get(f.start..f.end).is_some();
