@@ -200,6 +200,9 @@ impl Writer {
                     held = next;
                     // A failure is kept in the backlog and in health.
                     let _ = self.index(batch);
+                    if let Some(journal) = &self.journal {
+                        journal.keep_room();
+                    }
                     self.checkpoint_if_due();
                 }
                 Command::Flush { reply } => {

@@ -37,11 +37,14 @@ use record::{decode_segment, encode};
 /// A segment is closed and a new one begun past this many bytes.
 const SEGMENT_BYTES: u64 = 16 << 20;
 
-/// At `fsync`, zeros are written this far ahead of the records (see
-/// [`Writing::make_room`]).
+/// Zeros are kept this far ahead of the records (see [`Journal::keep_room`]).
 const ROOM_BYTES: u64 = 1 << 20;
 
-/// What [`Writing::make_room`] writes from.
+/// [`Journal::keep_room`] tops the room up once less than this is left.
+const ROOM_LOW: u64 = ROOM_BYTES / 2;
+
+/// What zeros are written from: one chunk at a time, so an appender waits
+/// at most one chunk's write for the lock.
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 /// The store's metadata key for the last position applied.
@@ -168,7 +171,7 @@ struct Writing {
     file: Arc<File>,
     /// Length of the current segment up to its last whole record.
     len: u64,
-    /// How far the file is known to hold zeros written ahead (`fsync`).
+    /// How far the file is known to hold zeros written ahead.
     room: u64,
     next: Position,
     /// A failed write could not be undone: the segment must be cut back
@@ -334,23 +337,18 @@ impl Recovered {
 }
 
 impl Writing {
-    /// At `fsync`, keeps zeros on disk ahead of the records, so that the
-    /// group's `fdatasync` finds every block a record lands in allocated
-    /// and the file's size unchanged, and flushes data only: appending
-    /// to the end instead makes each `fdatasync` commit the file system's
-    /// journal as well, a second disk flush (measured in
-    /// docs/benchmarks.md). The zeros reach the disk with the next
-    /// group's sync, so one group in every ~1,700 pays that once. A
-    /// failure here is left to the record's own write to meet (a full
-    /// disk): zeros past the records are harmless.
+    /// The appender's fallback when [`Journal::keep_room`] has not kept
+    /// ahead (a new segment, a burst): zeros for this record and one chunk
+    /// more. A failure here is left to the record's own write to meet (a
+    /// full disk): zeros past the records are harmless.
     fn make_room(&mut self, record: u64) {
         if self.len + record <= self.room {
             return;
         }
         let from = self.room.max(self.len);
-        let to = self.len + record + ROOM_BYTES;
+        let to = self.len + record + ZEROS.len() as u64;
         let mut at = from;
-        // Bounded: each pass writes up to 64 KiB of the span, or stops.
+        // Bounded: each pass writes up to one chunk of the span, or stops.
         while at < to {
             let n = (to - at).min(ZEROS.len() as u64) as usize;
             if write_at(&self.file, &ZEROS[..n], at).is_err() {
@@ -421,9 +419,7 @@ impl Journal {
         buf.clear();
         encode(position, &entry, &mut buf);
         let len = buf.len() as u64;
-        if self.durability == Durability::Fsync {
-            w.make_room(len);
-        }
+        w.make_room(len);
         let written = write_at(&w.file, &buf, w.len);
         w.buf = buf;
         if let Err(e) = written {
@@ -471,6 +467,38 @@ impl Journal {
                 .unwrap_or_else(PoisonError::into_inner)
                 .rotated,
         )
+    }
+
+    /// Keeps zeros written ahead of the records, so that an append
+    /// overwrites blocks the file already has instead of growing it. Run
+    /// by the writer thread between batches, off the request path.
+    ///
+    /// Growing a file costs each write the file system's block allocation
+    /// and a size update (about half of a journal append's time here,
+    /// docs/benchmarks.md); at `fsync` it also makes each group's
+    /// `fdatasync` commit the file system's own journal, a second disk
+    /// flush. The zeros reach the disk with the next group's sync.
+    pub(crate) fn keep_room(&self) {
+        let chunk = ZEROS.len() as u64;
+        {
+            let w = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if w.room >= w.len + ROOM_LOW {
+                return;
+            }
+        }
+        // Bounded: ROOM_BYTES / chunk writes at most, the lock taken for
+        // one at a time.
+        for _ in 0..ROOM_BYTES / chunk {
+            let mut w = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if w.closed || w.torn || w.room >= w.len + ROOM_BYTES {
+                return;
+            }
+            let at = w.room.max(w.len);
+            if write_at(&w.file, &ZEROS, at).is_err() {
+                return;
+            }
+            w.room = at + chunk;
+        }
     }
 
     /// Refuses further appends (shutdown).

@@ -44,6 +44,8 @@ fn journal_only_at(dir: &TestDir, count: u64, durability: Durability) {
     for i in 0..count {
         journal.append(event(i), |_, _| Ok(())).unwrap();
     }
+    // As the writer thread does after a batch.
+    journal.keep_room();
 }
 
 #[test]
@@ -116,37 +118,73 @@ fn zeros_written_ahead_end_the_records_and_anything_else_there_is_not_clean() {
 }
 
 #[tokio::test]
-async fn at_fsync_zeros_are_written_ahead_and_a_killed_brokers_records_still_apply() {
-    let dir = TestDir::new("journal-room");
-    journal_only_at(&dir, 5, Durability::Fsync);
-    let jdir = dir_for(&dir.path().join("audit.db"));
-    let (_, path) = segments(&jdir).unwrap().pop().unwrap();
-    let bytes = std::fs::read(&path).unwrap();
-    let segment = decode_segment(&bytes, 0).unwrap();
-    assert_eq!(segment.records.len(), 5);
-    assert!(
-        bytes.len() as u64 > ROOM_BYTES,
-        "{} bytes for {} of records",
-        bytes.len(),
-        segment.good_len
-    );
-    // A sixth record torn over the zeros, as a power cut mid-write leaves.
-    let mut half = Vec::new();
-    encode(5, &event(5), &mut half);
-    let mut file = OpenOptions::new().write(true).open(&path).unwrap();
-    std::os::unix::fs::FileExt::write_all_at(
-        &file,
-        &half[..half.len() / 2],
-        segment.good_len as u64,
-    )
-    .unwrap();
-    file.flush().unwrap();
-    drop(file);
-    let log = open(&dir, Durability::Fsync);
-    assert_eq!(log.health().tree_size, 5);
-    log.append(event(6)).await.unwrap();
-    log.shutdown().await.unwrap();
-    assert_eq!(stored(&dir).tree_size().unwrap(), 6);
+async fn zeros_are_written_ahead_and_a_killed_brokers_records_still_apply() {
+    for durability in [Durability::Fsync, Durability::Os] {
+        let dir = TestDir::new(&format!("journal-room-{}", durability.as_str()));
+        journal_only_at(&dir, 5, durability);
+        let jdir = dir_for(&dir.path().join("audit.db"));
+        let (_, path) = segments(&jdir).unwrap().pop().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let segment = decode_segment(&bytes, 0).unwrap();
+        assert_eq!(segment.records.len(), 5);
+        assert!(
+            bytes.len() as u64 >= segment.good_len as u64 + ROOM_BYTES,
+            "{durability:?}: {} bytes for {} of records",
+            bytes.len(),
+            segment.good_len
+        );
+        // A sixth record torn over the zeros, as a power cut mid-write leaves.
+        let mut half = Vec::new();
+        encode(5, &event(5), &mut half);
+        let mut file = OpenOptions::new().write(true).open(&path).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(
+            &file,
+            &half[..half.len() / 2],
+            segment.good_len as u64,
+        )
+        .unwrap();
+        file.flush().unwrap();
+        drop(file);
+        let log = open(&dir, durability);
+        assert_eq!(log.health().tree_size, 5);
+        log.append(event(6)).await.unwrap();
+        log.shutdown().await.unwrap();
+        assert_eq!(stored(&dir).tree_size().unwrap(), 6);
+    }
+}
+
+#[test]
+fn an_append_past_the_room_makes_its_own_and_keep_room_tops_up_only_when_low() {
+    let dir = TestDir::new("journal-room-fallback");
+    let db = dir.path().join("audit.db");
+    drop(SqliteStore::open(&db, Durability::Os).unwrap());
+    let (recovered, next) = Journal::open(&db, Durability::Os, None).unwrap();
+    let journal = recovered.start(next).unwrap();
+    let jdir = dir_for(&db);
+    let file_len = || {
+        let (_, path) = segments(&jdir).unwrap().pop().unwrap();
+        std::fs::metadata(path).unwrap().len()
+    };
+    let room = |j: &Journal| {
+        let w = j.state.lock().unwrap();
+        (w.len, w.room)
+    };
+    // No writer thread has run: the append writes one chunk of zeros past
+    // its record, and the record itself over them.
+    journal.append(event(0), |_, _| Ok(())).unwrap();
+    let (len, ahead) = room(&journal);
+    assert_eq!(ahead, len + ZEROS.len() as u64);
+    assert_eq!(file_len(), ahead);
+    // Low: topped up to a full room.
+    journal.keep_room();
+    let (len, ahead) = room(&journal);
+    assert!(ahead >= len + ROOM_BYTES, "{ahead} for {len}");
+    assert_eq!(file_len(), ahead);
+    // Not low: left alone.
+    journal.append(event(1), |_, _| Ok(())).unwrap();
+    journal.keep_room();
+    assert_eq!(room(&journal).1, ahead);
+    assert_eq!(file_len(), ahead);
 }
 
 #[tokio::test]
