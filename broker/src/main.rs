@@ -655,6 +655,9 @@ fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
 }
 
 async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
+    if cfg!(feature = "bench-unrecorded") {
+        anyhow::bail!("this hoop-broker was built with the benchmark feature `bench-unrecorded` and records nothing in its audit log: it only runs `dev`; build it without that feature");
+    }
     let mut config = BrokerConfig::load(path)?;
     let Some(files) = &config.tls else {
         anyhow::bail!(
@@ -709,6 +712,9 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    if cfg!(feature = "bench-unrecorded") {
+        tracing::warn!("built with the benchmark feature `bench-unrecorded`: NOTHING is recorded in the audit log");
+    }
     let mut config = match &args.config {
         Some(p) => BrokerConfig::load(p)?,
         None => BrokerConfig::empty(),

@@ -17,6 +17,10 @@
 #   hoop-demo-nomask  config b through a second broker whose masking is
 #                off ([masking] enabled = false): hoop-demo minus this is
 #                what the masking layer costs, in the same run
+#   hoop-demo-unrecorded  config b through a third broker, masking off and
+#                built with the Cargo feature bench-unrecorded (its audit
+#                layer records nothing): hoop-demo-nomask minus this is
+#                what recording costs, in the same run
 #   proxy2-demo  config a behind two do-nothing hyper proxies in a row
 #                (hoop-bench-floor --forward, one thread each): the floor
 #                of any design with two process hops on this machine
@@ -24,7 +28,8 @@
 # Usage: tests/bench/run.sh [--skip-build] [--only a,b,...] [--keep] [--diag-nodelay]
 #   --skip-build    use the release binaries already in the target dir
 #   --only LIST     comma-separated config names (floor-rust,floor-node,demo,
-#                   proxy2-demo,hoop-demo,hoop-demo-nomask,every,hoop-every);
+#                   proxy2-demo,hoop-demo,hoop-demo-nomask,
+#                   hoop-demo-unrecorded,every,hoop-every);
 #                   default all
 #   --keep          keep the scratch dir (logs, broker state) after the run
 #   --diag-nodelay  also measure hoop-demo-nd / hoop-every-nd: the same hoop
@@ -33,14 +38,15 @@
 #                   A diagnostic for Nagle's algorithm, not a configuration.
 # Environment: BENCH_DURATION (10), BENCH_WARMUP (2), BENCH_CONNS ("1 16"),
 #   BENCH_WRK_THREADS (1), BENCH_HOST (127.0.0.1; loopback only),
-#   BENCH_PORT_BASE (14400: ports BASE..BASE+10 and BASE+33..BASE+34 must be free),
+#   BENCH_PORT_BASE (14400: ports BASE..BASE+11 and BASE+33..BASE+35 must be free),
 #   BENCH_PAYLOAD (bytes; unset: the demo configs call echo "hi"; set: they
 #   call the demo server's big_payload for an answer of that many text
 #   bytes, e.g. 4096 or 1048576, to measure what a response's size costs),
 #   BENCH_AUDIT (fsync, the default, or os: the broker's audit durability;
 #   none: no [audit] section, for builds from before the audit log),
 #   CARGO_TARGET_DIR (default: <repo>/target),
-#   BENCH_BIN_DIR (take hoop, hoop-broker and hoop-bench-floor from this
+#   BENCH_BIN_DIR (take hoop, hoop-broker and hoop-bench-floor, and for
+#   hoop-demo-unrecorded hoop-broker-unrecorded, from this
 #   directory instead of building them; implies --skip-build).
 # Needs: cargo, wrk, curl, node (>= 20); bash tests/setup.sh for configs c/d.
 # Prints each command it runs, then a table; results also land in
@@ -58,7 +64,7 @@ log() { echo "bench: $*" >&2; }
 run() { printf '+ %s\n' "$(printf '%q ' "$@")" >&2; "$@"; }
 
 skip_build=0
-only="floor-rust,floor-node,demo,proxy2-demo,hoop-demo,hoop-demo-nomask,every,hoop-every"
+only="floor-rust,floor-node,demo,proxy2-demo,hoop-demo,hoop-demo-nomask,hoop-demo-unrecorded,every,hoop-every"
 keep=0
 diag_nodelay=0
 while [ $# -gt 0 ]; do
@@ -111,6 +117,7 @@ is_loopback "$host" || die "BENCH_HOST=$host is not a loopback address; this ben
 floor_port=$((base + 0)); node_floor_port=$((base + 1)); demo_port=$((base + 2)); every_port=$((base + 3))
 hoop_demo_port=$((base + 4)); hoop_every_port=$((base + 5)); broker_port=$((base + 33))
 nomask_demo_port=$((base + 10)); nomask_broker_port=$((base + 34))
+unrec_demo_port=$((base + 11)); unrec_broker_port=$((base + 35))
 nd_demo_port=$((base + 6)); nd_every_port=$((base + 7))
 proxy_a_port=$((base + 8)); proxy_b_port=$((base + 9))
 
@@ -118,7 +125,7 @@ for tool in curl wrk node; do
   command -v "$tool" >/dev/null 2>&1 || die "'$tool' is not on PATH (apt-get install wrk curl; Node >= 20)"
 done
 port_busy() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
-for p in $floor_port $node_floor_port $demo_port $every_port $hoop_demo_port $hoop_every_port $nd_demo_port $nd_every_port $proxy_a_port $proxy_b_port $nomask_demo_port $broker_port $nomask_broker_port; do
+for p in $floor_port $node_floor_port $demo_port $every_port $hoop_demo_port $hoop_every_port $nd_demo_port $nd_every_port $proxy_a_port $proxy_b_port $nomask_demo_port $broker_port $nomask_broker_port $unrec_demo_port $unrec_broker_port; do
   port_busy "$p" && die "port $p on $host is in use; set BENCH_PORT_BASE to a free range"
 done
 
@@ -176,6 +183,11 @@ git -C "$root" diff --quiet HEAD 2>/dev/null || source_rev="$source_rev+uncommit
 if [ -n "${BENCH_BIN_DIR:-}" ]; then
   provenance="prebuilt binaries from $bin"
 elif [ "$skip_build" = 0 ]; then
+  if wants hoop-demo-unrecorded; then
+    # First, so that the plain build below leaves the plain hoop-broker.
+    (cd "$root" && run cargo build --release -p hoop-broker --features bench-unrecorded)
+    run cp "$bin/hoop-broker" "$bin/hoop-broker-unrecorded"
+  fi
   (cd "$root" && run cargo build --release -p hoop-cli -p hoop-broker)
   run cargo build --release --manifest-path "$here/floor/Cargo.toml"
   provenance="built from $root at $source_rev"
@@ -185,6 +197,9 @@ fi
 for b in hoop hoop-broker hoop-bench-floor; do
   [ -x "$bin/$b" ] || die "$bin/$b is missing (run without --skip-build)"
 done
+if wants hoop-demo-unrecorded; then
+  [ -x "$bin/hoop-broker-unrecorded" ] || die "$bin/hoop-broker-unrecorded is missing (run without --skip-build, or leave out hoop-demo-unrecorded)"
+fi
 
 # ---- requests -------------------------------------------------------------
 stateless_body='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"bench","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}'
@@ -237,7 +252,7 @@ require("node:http").createServer((req, res) => {
   req.on("end", () => { res.writeHead(200, {"content-type": "application/json"}); res.end(body); });
 }).listen(Number(process.argv[1]), "127.0.0.1");' "$node_floor_port"
 fi
-if wants demo || wants hoop-demo || wants hoop-demo-nomask || wants proxy2-demo; then
+if wants demo || wants hoop-demo || wants hoop-demo-nomask || wants hoop-demo-unrecorded || wants proxy2-demo; then
   start demo "$bin/hoop" demo-server --port "$demo_port"
 fi
 if wants proxy2-demo; then
@@ -255,8 +270,8 @@ fi
 # server-everything, EXTRA appended to its config; sets pin[NAME] and
 # token[NAME] (its alice token file) once it is up.
 declare -A pin=() token=()
-start_broker() {
-  local name="$1" port="$2" extra="$3" audit_section="" p=""
+start_broker() { # name port extra-config [binary]
+  local name="$1" port="$2" extra="$3" broker_bin="${4:-$bin/hoop-broker}" audit_section="" p=""
   case "${BENCH_AUDIT:-fsync}" in
     fsync|os) audit_section="[audit]
 durability = \"${BENCH_AUDIT:-fsync}\"" ;;
@@ -277,7 +292,7 @@ transport = "http"
 url = "http://$host:$every_port/mcp"
 EOF
   log "broker config $scratch/$name.toml:"; sed 's/^/    /' "$scratch/$name.toml" >&2
-  start "$name" "$bin/hoop-broker" dev --config "$scratch/$name.toml" --state-dir "$scratch/$name-state"
+  start "$name" "$broker_bin" dev --config "$scratch/$name.toml" --state-dir "$scratch/$name-state"
   for _ in $(seq 1 150); do
     p="$(grep -o 'sha256:[0-9a-fA-F]\{64\}' "$scratch/$name.log" | head -n1 || true)"
     [ -n "$p" ] && [ -f "$scratch/$name-state/tokens/alice.token" ] && break
@@ -292,7 +307,7 @@ EOF
 via() {
   echo "--broker $host:$2 --pin ${pin[$1]} --token-file ${token[$1]} --no-local-auth"
 }
-if wants hoop-demo || wants hoop-every || wants hoop-demo-nomask; then
+if wants hoop-demo || wants hoop-every || wants hoop-demo-nomask || wants hoop-demo-unrecorded; then
   # An empty config file, so no user profile leaks in.
   : >"$scratch/hoop-config.toml"
   export HOOP_CONFIG="$scratch/hoop-config.toml"
@@ -325,6 +340,13 @@ enabled = false"
   read -r -a nomask_args <<<"$(via broker-nomask "$nomask_broker_port")"
   start hoop-demo-nomask "$bin/hoop" connect mcp demo --port "$nomask_demo_port" "${nomask_args[@]}"
 fi
+if wants hoop-demo-unrecorded; then
+  # Masking off as well: hoop-demo-nomask minus this is the audit layer.
+  start_broker broker-unrecorded "$unrec_broker_port" "[masking]
+enabled = false" "$bin/hoop-broker-unrecorded"
+  read -r -a unrec_args <<<"$(via broker-unrecorded "$unrec_broker_port")"
+  start hoop-demo-unrecorded "$bin/hoop" connect mcp demo --port "$unrec_demo_port" "${unrec_args[@]}"
+fi
 
 # ---- wait, then check each answers the echo -------------------------------
 declare -A url body proto session mmethod mname pidof
@@ -350,7 +372,7 @@ if wants floor-node; then
   add floor-node "$u" "$stateless_body" "" "" "" "" "${pid[node-floor]}"
 fi
 stateless_hdrs=(-H 'MCP-Protocol-Version: 2026-07-28' -H 'Mcp-Method: tools/call' -H "Mcp-Name: $demo_tool")
-if wants demo || wants hoop-demo || wants hoop-demo-nomask || wants proxy2-demo; then
+if wants demo || wants hoop-demo || wants hoop-demo-nomask || wants hoop-demo-unrecorded || wants proxy2-demo; then
   wait_http "http://$host:$demo_port/mcp" "${pid[demo]}"
 fi
 if wants demo; then
@@ -378,6 +400,12 @@ if wants hoop-demo-nomask; then
   r="$(post "$u" "$demo_body" "${stateless_hdrs[@]}")"; echo "    ${r:0:300}" >&2
   expect_echo hoop-demo-nomask "$r" "$demo_expect"
   add hoop-demo-nomask "$u" "$demo_body" 2026-07-28 "" tools/call "$demo_tool" "${pid[demo]}"
+fi
+if wants hoop-demo-unrecorded; then
+  u="http://$host:$unrec_demo_port/mcp"; wait_http "$u" "${pid[hoop-demo-unrecorded]}"
+  r="$(post "$u" "$demo_body" "${stateless_hdrs[@]}")"; echo "    ${r:0:300}" >&2
+  expect_echo hoop-demo-unrecorded "$r" "$demo_expect"
+  add hoop-demo-unrecorded "$u" "$demo_body" 2026-07-28 "" tools/call "$demo_tool" "${pid[demo]}"
 fi
 if wants_nd hoop-demo; then
   u="http://$host:$nd_demo_port/mcp"; wait_http "$u" "${pid[hoop-demo-nd]}"
@@ -457,6 +485,7 @@ for name in "${configs[@]}"; do
       hoop-every) hoop_pid="${pid[hoop-every]}"; broker_pid="${pid[broker]}" ;;
       hoop-demo-nd) hoop_pid="${pid[hoop-demo-nd]}"; broker_pid="${pid[broker]}" ;;
       hoop-demo-nomask) hoop_pid="${pid[hoop-demo-nomask]}"; broker_pid="${pid[broker-nomask]}" ;;
+      hoop-demo-unrecorded) hoop_pid="${pid[hoop-demo-unrecorded]}"; broker_pid="${pid[broker-unrecorded]}" ;;
       hoop-every-nd) hoop_pid="${pid[hoop-every-nd]}"; broker_pid="${pid[broker]}" ;;
       # The two proxies stand where hoop connect and the broker stand.
       proxy2-demo) hoop_pid="${pid[proxy-a]}"; broker_pid="${pid[proxy-b]}" ;;
@@ -512,6 +541,7 @@ for c in $conns; do
   added hoop-demo demo "$c"
   added proxy2-demo demo "$c"
   added hoop-demo hoop-demo-nomask "$c" "the masking layer"
+  added hoop-demo-nomask hoop-demo-unrecorded "$c" "the audit layer, at BENCH_AUDIT=${BENCH_AUDIT:-fsync}"
   added hoop-every every "$c"
   if [ "$diag_nodelay" = 1 ]; then
     added hoop-demo-nd demo "$c"
