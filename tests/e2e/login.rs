@@ -422,6 +422,49 @@ fn connect_with_a_login_outlives_the_first_access_token() {
     );
     // The rotated refresh token was saved along the way.
     assert!(env.stored()["expires_at"].as_u64().unwrap() > first_exp);
+    // The record names the token each call came with: the first call's,
+    // then the one the connection re-authenticated with.
+    // (Read beside the running broker: the file may trail its journal by
+    // a batch, so the search is repeated until both calls are there.)
+    let requests = || {
+        let mut search = Command::new(bin("hoop-broker"));
+        search
+            .args([
+                "audit",
+                "search",
+                "--json",
+                "--type",
+                "mcp.request",
+                "--store",
+            ])
+            .arg(broker.state.join("broker.db"));
+        let out = run_bounded(search, Duration::from_secs(20));
+        assert_eq!(out.status, Some(0), "{}", out.stderr);
+        out.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["name"] == "echo")
+            .collect::<Vec<Value>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut events = requests();
+    while events.len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        events = requests();
+    }
+    let jti_of = |id: u64| {
+        events
+            .iter()
+            .find(|e| e["jsonrpc_id"] == id)
+            .map(|e| e["actor"]["jti"].clone())
+            .unwrap_or_else(|| panic!("no request event for call {id}: {events:#?}"))
+    };
+    let (first_jti, second_jti) = (jti_of(1), jti_of(2));
+    assert!(first_jti.is_string(), "{first_jti}");
+    assert_ne!(
+        first_jti, second_jti,
+        "the call after re-authentication names the new token"
+    );
 }
 
 /// Two `hoop` processes that refresh at the same moment must not both

@@ -9,6 +9,7 @@
 //! leaf, which then carries its SHA-256 and length.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use hoop_audit_log::store::{EntryIndex, PendingEntry};
@@ -97,6 +98,14 @@ impl EventKind {
     }
 }
 
+/// `actor.jti` as text (serde writes `Arc<str>` only with its `rc` feature).
+fn token_id_text<S: serde::Serializer>(jti: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
+    match jti {
+        Some(jti) => s.serialize_str(jti),
+        None => s.serialize_none(),
+    }
+}
+
 /// The `actor.sub` of what the broker sends on its own account.
 pub const BROKER_SUBJECT: &str = "hoop-broker";
 
@@ -114,8 +123,11 @@ pub struct Actor<'a> {
     pub iss: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jti: Option<&'a str>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "token_id_text"
+    )]
+    pub jti: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub addr: Option<SocketAddr>,
     #[serde(skip_serializing_if = "str::is_empty")]
@@ -134,7 +146,7 @@ impl<'a> Actor<'a> {
                 IdentityKind::Human => "human",
                 IdentityKind::Workload => "workload",
             }),
-            jti: Some(&caller.token_id),
+            jti: Some(caller.token_id()),
             addr: Some(caller.remote),
             client: &caller.client,
         }

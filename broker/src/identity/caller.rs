@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{Identity, VerifiedToken};
 
@@ -31,8 +32,9 @@ pub struct Caller {
     /// successful re-authentication on the control stream.
     pub expires_at: AtomicU64,
     pub remote: SocketAddr,
-    /// Which token (`VerifiedToken::token_id`), for the record.
-    pub token_id: String,
+    /// Which token (`VerifiedToken::token_id`), for the record; replaced
+    /// by a successful re-authentication, so events name the token in use.
+    token_id: Mutex<Arc<str>>,
     /// The hoop client's software, from its `Hello` (`name/version`).
     pub client: String,
 }
@@ -46,12 +48,28 @@ impl Caller {
             identity: token.identity,
             expires_at: AtomicU64::new(token.expires_at),
             remote,
-            token_id: token.token_id,
+            token_id: Mutex::new(token.token_id.into()),
             client,
         }
     }
 
     pub fn expires_at(&self) -> u64 {
         self.expires_at.load(Ordering::Relaxed)
+    }
+
+    /// The token the connection is using now.
+    pub fn token_id(&self) -> Arc<str> {
+        self.token_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A fresh token of the same identity took over the connection
+    /// (re-authentication): its expiry and its id from now on.
+    pub fn renewed(&self, token: &VerifiedToken) {
+        self.expires_at.store(token.expires_at, Ordering::Relaxed);
+        *self.token_id.lock().unwrap_or_else(PoisonError::into_inner) =
+            token.token_id.as_str().into();
     }
 }

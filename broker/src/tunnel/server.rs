@@ -245,8 +245,9 @@ impl TunnelServer {
                     f = reader.next() => match f {
                         Ok(Some(Frame::Reauth(r))) => {
                             match self.reauthenticate(&who, &r.token).await {
-                                Ok(expires_at) => {
-                                    who.expires_at.store(expires_at, std::sync::atomic::Ordering::Relaxed);
+                                Ok(fresh) => {
+                                    let expires_at = fresh.expires_at;
+                                    who.renewed(&fresh);
                                     expiry.as_mut().reset(tokio::time::Instant::now() + until(expires_at));
                                     let welcome = Frame::Welcome(Welcome {
                                         version,
@@ -324,7 +325,7 @@ impl TunnelServer {
 
     /// A fresh token for a live connection: it must verify and name the
     /// same subject from the same issuer (a connection never changes hands).
-    async fn reauthenticate(&self, caller: &Caller, token: &str) -> Result<u64, Frame> {
+    async fn reauthenticate(&self, caller: &Caller, token: &str) -> Result<VerifiedToken, Frame> {
         let verified = self.admit(token, caller.remote, &caller.client).await?;
         let (old, new) = (&caller.identity, &verified.identity);
         if old.subject != new.subject || old.issuer != new.issuer {
@@ -362,7 +363,7 @@ impl TunnelServer {
             ));
         }
         tracing::debug!(subject = %old.subject, expires_at = verified.expires_at, "re-authenticated");
-        Ok(verified.expires_at)
+        Ok(verified)
     }
 
     /// One MCP stream: under frame version 1 a single exchange; under
