@@ -188,27 +188,40 @@ async fn start_inner(
         let file = path.display().to_string();
         let check = move |p: &Policy| masking.check_policy(p);
         crate::policy::reload::watch(path, text, check, move |outcome, sha256| {
-            let (accepted, why) = match outcome {
-                Ok(p) => {
-                    pipeline.set_policy(p);
-                    (true, None)
-                }
-                Err(why) => (false, Some(why)),
-            };
-            let audit = pipeline.audit().clone();
+            let pipeline = pipeline.clone();
             let detail = serde_json::json!({
                 "file": file,
                 "sha256": sha256,
-                "accepted": accepted,
+                "accepted": outcome.is_ok(),
             });
-            tokio::spawn(async move {
+            async move {
+                let audit = pipeline.audit().clone();
                 let mut e = Event::now(EventKind::PolicyReload);
                 e.actor = Some(Actor::local("hoop-broker"));
-                e.outcome = Some(if accepted { "ok" } else { "refused" });
-                e.reason = why.as_deref();
                 e.detail = Some(detail);
-                audit.note(&e, None).await;
-            });
+                match outcome {
+                    // Recorded before it takes effect: a policy change the
+                    // log cannot hold does not happen (tried again in a
+                    // second, the running policy judging meanwhile).
+                    Ok(policy) => {
+                        e.outcome = Some("ok");
+                        if let Err(why) = audit.record(&e, None).await {
+                            tracing::error!(
+                                "policy not reloaded: the reload cannot be recorded in the audit log ({}); the running policy stays and the file is tried again",
+                                why.message
+                            );
+                            return false;
+                        }
+                        pipeline.set_policy(policy);
+                    }
+                    Err(why) => {
+                        e.outcome = Some("refused");
+                        e.reason = Some(&why);
+                        audit.note(&e, None).await;
+                    }
+                }
+                true
+            }
         })
     });
     let watcher = config.store.clone().map(|path| {

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hoop_e2e::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// `hoop` with the test's own data dir and no config from the machine.
 pub(crate) fn hoop(dir: &Path) -> Command {
@@ -858,5 +858,107 @@ fn a_broker_whose_log_cannot_be_opened_for_writing_does_not_start() {
         out.stderr.contains("audit") && out.stderr.contains("read-only"),
         "{}",
         out.stderr
+    );
+}
+
+#[test]
+fn a_policy_reload_the_log_cannot_record_does_not_take_effect_until_it_can() {
+    let dir = scratch();
+    let d = dir.path();
+    let audit_dir = d.join("audit");
+    std::fs::create_dir_all(&audit_dir).unwrap();
+    let (_demo, url) = demo_server(d, &d.join("demo.jsonl"));
+    let policy = d.join("policy.toml");
+    let allow = "[[rules]]\nname = \"echo-for-eng\"\ngroups = [\"eng\"]\ntools = [\"echo\"]\naction = \"allow\"\n";
+    let deny = "[[rules]]\nname = \"echo-frozen\"\nanyone = true\ntools = [\"echo\"]\naction = \"deny\"\nreason = \"frozen\"\n";
+    std::fs::write(&policy, allow).unwrap();
+    let broker = Broker::start(
+        d,
+        &format!(
+            "policy = \"{}\"\n[audit]\npath = \"{}\"\n{}",
+            policy.display(),
+            audit_dir.join("audit.db").display(),
+            http_target("demo", &url)
+        ),
+    );
+    let connect = Connect::start(d, &broker, "demo", &["--no-local-auth"]);
+    let code = |id: u64| {
+        let (_, msgs) = call_tool(&connect.url, id, "echo", r#"{"text":"hi"}"#);
+        msgs.iter()
+            .find_map(|m| m.get("error"))
+            .map(|e| e["code"].clone())
+    };
+    assert_eq!(code(1), None, "allowed at first");
+    // Let the file take the call's events first (the writer applies them
+    // within 20 ms): SQLite writing its WAL index (shared memory mapped
+    // from a file) after the file turned immutable would kill the broker
+    // with SIGBUS, which is not what this test is about.
+    std::thread::sleep(Duration::from_millis(500));
+
+    let Some(immutable) = Immutable::set(&audit_dir) else {
+        eprintln!("skipped: chattr +i needs root");
+        return;
+    };
+    std::fs::write(&policy, deny).unwrap();
+    // The broker looks at the file every second; it must not take the new
+    // policy while it cannot record the reload.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !broker
+        .proc
+        .stderr()
+        .contains("the reload cannot be recorded")
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        broker
+            .proc
+            .stderr()
+            .contains("the reload cannot be recorded"),
+        "{}",
+        broker.proc.stderr()
+    );
+    // Still the old policy: echo is allowed, so it fails at the record
+    // (-32060), not at the new rule (-32041).
+    assert_eq!(code(2), Some(json!(-32060)));
+
+    // Writable again: the reload is recorded, then applies.
+    drop(immutable);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = code(3);
+    while last != Some(json!(-32041)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        last = code(3);
+    }
+    assert_eq!(
+        last,
+        Some(json!(-32041)),
+        "the new policy applies once recorded"
+    );
+    // Read beside the running broker: retried while the file trails its
+    // journal.
+    let reloads = || {
+        let mut search = Command::new(bin("hoop-broker"));
+        search
+            .args(["audit", "search", "--json", "--type", "policy.reload"])
+            .arg("--audit-log")
+            .arg(audit_dir.join("audit.db"));
+        let out = run_bounded(search, Duration::from_secs(20));
+        assert_eq!(out.status, Some(0), "{}", out.stderr);
+        out.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect::<Vec<Value>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut events = reloads();
+    while !events.iter().any(|e| e["detail"]["accepted"] == true) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        events = reloads();
+    }
+    assert!(
+        events.iter().any(|e| e["detail"]["accepted"] == true),
+        "{events:#?}"
     );
 }

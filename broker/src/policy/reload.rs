@@ -5,6 +5,7 @@
 //! line and column, and keeps judging by the last good policy. Live
 //! sessions get the new policy on their next message.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,13 +21,15 @@ const MAX_RELOAD_BYTES: usize = super::file::MAX_FILE_BYTES as usize;
 /// Reloads `path` whenever its content changes (or SIGHUP arrives) and
 /// hands each outcome to `apply` with the SHA-256 (hex) of the text read:
 /// a valid new policy, or why the file was refused (the running policy then
-/// stays). `loaded` is the text the running policy came from. Runs until
-/// the task is dropped.
-pub async fn watch(
+/// stays). `apply` answers whether it took the outcome; a new policy it
+/// did not take (the broker could not record the reload first) is tried
+/// again at the next look. `loaded` is the text the running policy came
+/// from. Runs until the task is dropped.
+pub async fn watch<Applied: Future<Output = bool>>(
     path: PathBuf,
     loaded: String,
     check: impl Fn(&Policy) -> Result<(), String> + Send + 'static,
-    apply: impl Fn(Result<Policy, String>, &str) + Send + 'static,
+    apply: impl Fn(Result<Policy, String>, &str) -> Applied + Send + 'static,
 ) {
     let mut current = loaded;
     let mut tick = tokio::time::interval(POLL);
@@ -65,7 +68,7 @@ pub async fn watch(
         if text.len() > MAX_RELOAD_BYTES {
             let why = format!("the file is over {MAX_RELOAD_BYTES} bytes");
             tracing::error!(path = %path.display(), "policy not reloaded, the running policy stays: {why}");
-            apply(Err(why), &sha256);
+            apply(Err(why), &sha256).await;
             current = text;
             continue;
         }
@@ -73,25 +76,29 @@ pub async fn watch(
             Ok(policy) if policy.rule_count() == 0 => {
                 let why = "the file has no rules (an empty or truncated file); write an explicit rule if everything is to be denied";
                 tracing::error!(path = %path.display(), "policy not reloaded, the running policy stays: {why}");
-                apply(Err(why.to_owned()), &sha256);
+                apply(Err(why.to_owned()), &sha256).await;
             }
             Ok(policy) => match check(&policy) {
                 Err(why) => {
                     tracing::error!(path = %path.display(), "policy not reloaded, the running policy stays: {why}");
-                    apply(Err(why), &sha256);
+                    apply(Err(why), &sha256).await;
                 }
                 Ok(()) => {
                     let rules = policy.rule_count();
                     for finding in policy.lint() {
                         tracing::warn!(path = %path.display(), "policy check: {finding}");
                     }
-                    apply(Ok(policy), &sha256);
+                    if !apply(Ok(policy), &sha256).await {
+                        // Not taken: `current` stays, so the next look
+                        // tries the same file again.
+                        continue;
+                    }
                     tracing::info!(path = %path.display(), rules, "policy reloaded");
                 }
             },
             Err(e) => {
                 tracing::error!(path = %path.display(), "policy not reloaded, the running policy stays: {e:#}");
-                apply(Err(format!("{e:#}")), &sha256);
+                apply(Err(format!("{e:#}")), &sha256).await;
             }
         }
         // A bad file is not retried until it changes again.
