@@ -106,6 +106,14 @@ async fn start_inner(
     policy: Policy,
     reload: Option<(std::path::PathBuf, String)>,
 ) -> anyhow::Result<RunningBroker> {
+    // A benchmark build records nothing: it runs only where a benchmark
+    // asked for it by name, never by accident (`hoop demo`, an
+    // `--all-features` build).
+    if cfg!(feature = "bench-unrecorded")
+        && std::env::var_os("HOOP_BENCH_UNRECORDED").as_deref() != Some("1".as_ref())
+    {
+        anyhow::bail!("this broker was built with the benchmark feature `bench-unrecorded` and records nothing in its audit log; it runs only with HOOP_BENCH_UNRECORDED=1 (tests/bench/run.sh sets it); build it without that feature");
+    }
     crate::crypto::install_crypto_provider();
     let fingerprint = tls.fingerprint();
     let mut targets = BTreeMap::new();

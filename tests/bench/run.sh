@@ -64,13 +64,14 @@ log() { echo "bench: $*" >&2; }
 run() { printf '+ %s\n' "$(printf '%q ' "$@")" >&2; "$@"; }
 
 skip_build=0
+only_given=0
 only="floor-rust,floor-node,demo,proxy2-demo,hoop-demo,hoop-demo-nomask,hoop-demo-unrecorded,every,hoop-every"
 keep=0
 diag_nodelay=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --skip-build) skip_build=1 ;;
-    --only) shift; only="${1:?--only needs a list}" ;;
+    --only) shift; only="${1:?--only needs a list}"; only_given=1 ;;
     --keep) keep=1 ;;
     --diag-nodelay) diag_nodelay=1 ;;
     -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; exit 0 ;;
@@ -183,12 +184,13 @@ git -C "$root" diff --quiet HEAD 2>/dev/null || source_rev="$source_rev+uncommit
 if [ -n "${BENCH_BIN_DIR:-}" ]; then
   provenance="prebuilt binaries from $bin"
 elif [ "$skip_build" = 0 ]; then
-  if wants hoop-demo-unrecorded; then
-    # First, so that the plain build below leaves the plain hoop-broker.
-    (cd "$root" && run cargo build --release -p hoop-broker --features bench-unrecorded)
-    run cp "$bin/hoop-broker" "$bin/hoop-broker-unrecorded"
-  fi
   (cd "$root" && run cargo build --release -p hoop-cli -p hoop-broker)
+  if wants hoop-demo-unrecorded; then
+    # In a target dir of its own, so the non-recording build can never
+    # stand in for the plain hoop-broker.
+    (cd "$root" && CARGO_TARGET_DIR="$target_dir/bench-unrecorded" run cargo build --release -p hoop-broker --features bench-unrecorded)
+    run cp "$target_dir/bench-unrecorded/release/hoop-broker" "$bin/hoop-broker-unrecorded"
+  fi
   run cargo build --release --manifest-path "$here/floor/Cargo.toml"
   provenance="built from $root at $source_rev"
 else
@@ -197,8 +199,10 @@ fi
 for b in hoop hoop-broker hoop-bench-floor; do
   [ -x "$bin/$b" ] || die "$bin/$b is missing (run without --skip-build)"
 done
-if wants hoop-demo-unrecorded; then
-  [ -x "$bin/hoop-broker-unrecorded" ] || die "$bin/hoop-broker-unrecorded is missing (run without --skip-build, or leave out hoop-demo-unrecorded)"
+if wants hoop-demo-unrecorded && [ ! -x "$bin/hoop-broker-unrecorded" ]; then
+  [ "$only_given" = 1 ] && die "$bin/hoop-broker-unrecorded is missing (run without --skip-build, or leave out hoop-demo-unrecorded)"
+  log "no $bin/hoop-broker-unrecorded: hoop-demo-unrecorded left out"
+  only="$(echo ",$only," | sed 's/,hoop-demo-unrecorded,/,/; s/^,//; s/,$//')"
 fi
 
 # ---- requests -------------------------------------------------------------
@@ -292,7 +296,11 @@ transport = "http"
 url = "http://$host:$every_port/mcp"
 EOF
   log "broker config $scratch/$name.toml:"; sed 's/^/    /' "$scratch/$name.toml" >&2
-  start "$name" "$broker_bin" dev --config "$scratch/$name.toml" --state-dir "$scratch/$name-state"
+  # HOOP_BENCH_UNRECORDED: only a bench-unrecorded build reads it, and
+  # only the one broker meant to run unrecorded gets it.
+  local unrecorded=0
+  [ "$broker_bin" = "$bin/hoop-broker-unrecorded" ] && unrecorded=1
+  start "$name" env HOOP_BENCH_UNRECORDED="$unrecorded" "$broker_bin" dev --config "$scratch/$name.toml" --state-dir "$scratch/$name-state"
   for _ in $(seq 1 150); do
     p="$(grep -o 'sha256:[0-9a-fA-F]\{64\}' "$scratch/$name.log" | head -n1 || true)"
     [ -n "$p" ] && [ -f "$scratch/$name-state/tokens/alice.token" ] && break

@@ -461,6 +461,7 @@ fn connect_with_a_login_outlives_the_first_access_token() {
     };
     let (first_jti, second_jti) = (jti_of(1), jti_of(2));
     assert!(first_jti.is_string(), "{first_jti}");
+    assert!(second_jti.is_string(), "{second_jti}");
     assert_ne!(
         first_jti, second_jti,
         "the call after re-authentication names the new token"

@@ -13,7 +13,7 @@
 //! The check catches a record torn by a crash mid-write and a damaged one;
 //! decoding never trusts a length it has not checked against what is left.
 //! A length of 0 ends the records: past the last one, a segment may hold
-//! zeros written ahead (see `Room` in mod.rs).
+//! zeros written ahead (see `Journal::keep_room` in mod.rs).
 
 use std::borrow::Cow;
 
@@ -72,7 +72,7 @@ pub(crate) struct Segment {
     /// Bytes up to the end of the last whole, intact record.
     pub(crate) good_len: usize,
     /// Everything past `good_len` is zeros (or there is nothing): the
-    /// room an `fsync` journal writes ahead, not a damaged record.
+    /// room the journal writes ahead, not a damaged record.
     pub(crate) clean_end: bool,
     /// The position after the last record (the first one's, if none).
     pub(crate) next: Position,
