@@ -712,9 +712,6 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 async fn dev(args: DevArgs) -> anyhow::Result<()> {
-    if cfg!(feature = "bench-unrecorded") {
-        tracing::warn!("built with the benchmark feature `bench-unrecorded`: NOTHING is recorded in the audit log");
-    }
     let mut config = match &args.config {
         Some(p) => BrokerConfig::load(p)?,
         None => BrokerConfig::empty(),

@@ -114,6 +114,9 @@ async fn start_inner(
     {
         anyhow::bail!("this broker was built with the benchmark feature `bench-unrecorded` and records nothing in its audit log; it runs only with HOOP_BENCH_UNRECORDED=1 (tests/bench/run.sh sets it); build it without that feature");
     }
+    if cfg!(feature = "bench-unrecorded") {
+        tracing::warn!("built with the benchmark feature `bench-unrecorded`: NOTHING is recorded in the audit log");
+    }
     crate::crypto::install_crypto_provider();
     let fingerprint = tls.fingerprint();
     let mut targets = BTreeMap::new();
@@ -203,7 +206,7 @@ async fn start_inner(
                 "accepted": outcome.is_ok(),
             });
             async move {
-                let audit = pipeline.audit().clone();
+                let audit = pipeline.audit();
                 let mut e = Event::now(EventKind::PolicyReload);
                 e.actor = Some(Actor::local("hoop-broker"));
                 e.detail = Some(detail);

@@ -936,27 +936,17 @@ fn a_policy_reload_the_log_cannot_record_does_not_take_effect_until_it_can() {
         Some(json!(-32041)),
         "the new policy applies once recorded"
     );
-    // Read beside the running broker: retried while the file trails its
-    // journal.
-    let reloads = || {
-        let mut search = Command::new(bin("hoop-broker"));
-        search
-            .args(["audit", "search", "--json", "--type", "policy.reload"])
-            .arg("--audit-log")
-            .arg(audit_dir.join("audit.db"));
-        let out = run_bounded(search, Duration::from_secs(20));
-        assert_eq!(out.status, Some(0), "{}", out.stderr);
-        out.stdout
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .collect::<Vec<Value>>()
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut events = reloads();
-    while !events.iter().any(|e| e["detail"]["accepted"] == true) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-        events = reloads();
-    }
+    let accepted = |events: &[Value]| events.iter().any(|e| e["detail"]["accepted"] == true);
+    let log = audit_dir.join("audit.db");
+    let events = host_audit_search(
+        &[
+            "--type".as_ref(),
+            "policy.reload".as_ref(),
+            "--audit-log".as_ref(),
+            log.as_os_str(),
+        ],
+        accepted,
+    );
     assert!(
         events.iter().any(|e| e["detail"]["accepted"] == true),
         "{events:#?}"

@@ -424,34 +424,19 @@ fn connect_with_a_login_outlives_the_first_access_token() {
     assert!(env.stored()["expires_at"].as_u64().unwrap() > first_exp);
     // The record names the token each call came with: the first call's,
     // then the one the connection re-authenticated with.
-    // (Read beside the running broker: the file may trail its journal by
-    // a batch, so the search is repeated until both calls are there.)
-    let requests = || {
-        let mut search = Command::new(bin("hoop-broker"));
-        search
-            .args([
-                "audit",
-                "search",
-                "--json",
-                "--type",
-                "mcp.request",
-                "--store",
-            ])
-            .arg(broker.state.join("broker.db"));
-        let out = run_bounded(search, Duration::from_secs(20));
-        assert_eq!(out.status, Some(0), "{}", out.stderr);
-        out.stdout
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|e| e["name"] == "echo")
-            .collect::<Vec<Value>>()
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut events = requests();
-    while events.len() < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        events = requests();
-    }
+    let store = broker.state.join("broker.db");
+    let events: Vec<Value> = host_audit_search(
+        &[
+            "--type".as_ref(),
+            "mcp.request".as_ref(),
+            "--store".as_ref(),
+            store.as_os_str(),
+        ],
+        |events| events.iter().filter(|e| e["name"] == "echo").count() >= 2,
+    )
+    .into_iter()
+    .filter(|e| e["name"] == "echo")
+    .collect();
     let jti_of = |id: u64| {
         events
             .iter()

@@ -134,13 +134,15 @@ fn a_tool_that_appears_later_is_blocked_until_accepted() {
     assert!(r.get("result").is_some(), "{r}");
 
     // The drift and the acceptance are in the audit log.
-    let out = admin(&broker, &["audit", "search", "--json", "--limit", "1000"]);
-    assert_eq!(out.status, Some(0), "{}", out.stderr);
-    let events: Vec<Value> = out
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let events = host_audit_search(
+        &[
+            "--limit".as_ref(),
+            "1000".as_ref(),
+            "--state-dir".as_ref(),
+            broker.state.as_os_str(),
+        ],
+        |_| true,
+    );
     assert!(
         events.iter().any(|e| e["type"] == "tool.drift"
             && e["name"] == "wire_funds"

@@ -508,6 +508,35 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// `hoop-broker audit search --json ARGS` on the host, beside a running
+/// broker: the events it prints. The file trails the broker's journal by
+/// a batch, so the search is asked again (every 100 ms, for at most 10 s)
+/// until `found` holds of the events; the last answer is returned for the
+/// caller's own assertions.
+pub fn host_audit_search<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    found: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let search = || {
+        let mut cmd = Command::new(bin("hoop-broker"));
+        cmd.args(["audit", "search", "--json"]).args(args);
+        let out = run_bounded(cmd, Duration::from_secs(20));
+        assert_eq!(out.status, Some(0), "{}", out.stderr);
+        out.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect::<Vec<Value>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut events = search();
+    // Bounded by the deadline.
+    while !found(&events) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        events = search();
+    }
+    events
+}
+
 /// Runs a command to completion, killing it after `limit`.
 pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
     use std::os::unix::process::CommandExt;

@@ -85,13 +85,15 @@ pub async fn watch<Applied: Future<Output = bool>>(
                 }
                 Ok(()) => {
                     let rules = policy.rule_count();
-                    for finding in policy.lint() {
-                        tracing::warn!(path = %path.display(), "policy check: {finding}");
-                    }
+                    // Said once the policy is in force, not at each retry.
+                    let findings = policy.lint();
                     if !apply(Ok(policy), &sha256).await {
                         // Not taken: `current` stays, so the next look
                         // tries the same file again.
                         continue;
+                    }
+                    for finding in findings {
+                        tracing::warn!(path = %path.display(), "policy check: {finding}");
                     }
                     tracing::info!(path = %path.display(), rules, "policy reloaded");
                 }
