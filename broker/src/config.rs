@@ -51,6 +51,46 @@ pub struct BrokerConfig {
     /// Masking of protected data (docs/masking.md).
     #[serde(default)]
     pub masking: MaskingConfig,
+    /// Holding calls for approval (docs/approvals.md).
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
+}
+
+/// `[approvals]`: how long a held call's request stays open before the
+/// broker answers "pending, call again", and how often it says it waits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsConfig {
+    /// Where the client sent a progress token (default 180).
+    #[serde(default = "default_hold_secs")]
+    pub hold_secs: u64,
+    /// Where it did not: under the 60 s a TypeScript SDK client waits
+    /// (default 50).
+    #[serde(default = "default_hold_secs_without_progress")]
+    pub hold_secs_without_progress: u64,
+    /// Progress notifications to a held call (default every 15 s).
+    #[serde(default = "default_progress_every_secs")]
+    pub progress_every_secs: u64,
+}
+
+fn default_hold_secs() -> u64 {
+    180
+}
+fn default_hold_secs_without_progress() -> u64 {
+    50
+}
+fn default_progress_every_secs() -> u64 {
+    15
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        Self {
+            hold_secs: default_hold_secs(),
+            hold_secs_without_progress: default_hold_secs_without_progress(),
+            progress_every_secs: default_progress_every_secs(),
+        }
+    }
 }
 
 /// `[masking]`: on unless turned off; the key file for keyed hashes; and
@@ -463,6 +503,7 @@ impl BrokerConfig {
             audit: AuditConfig::default(),
             admin: AdminConfig::default(),
             masking: MaskingConfig::default(),
+            approvals: ApprovalsConfig::default(),
         }
     }
 
@@ -510,6 +551,17 @@ impl BrokerConfig {
             if self.issuers[..i].iter().any(|o| o.issuer == iss.issuer) {
                 anyhow::bail!("{at}: issuer listed twice");
             }
+        }
+        let a = &self.approvals;
+        if [
+            a.hold_secs,
+            a.hold_secs_without_progress,
+            a.progress_every_secs,
+        ]
+        .iter()
+        .any(|s| !(1..=3600).contains(s))
+        {
+            anyhow::bail!("[approvals] hold_secs, hold_secs_without_progress and progress_every_secs must be 1 to 3600 seconds");
         }
         if self.audit.retention_days == 0 {
             anyhow::bail!("[audit] retention_days must be at least 1 (PCI DSS asks for 365)");

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use hoop_audit_log::{AuditLog, Durability, LogConfig};
 
+use crate::approval::{Approvals, HoldSettings};
 use crate::audit::event::{Actor, Event, EventKind};
 use crate::audit::Audit;
 use crate::config::{AuditDurability, BrokerConfig};
@@ -138,19 +139,43 @@ async fn start_inner(
     masking
         .check_policy(&policy)
         .map_err(|why| anyhow::anyhow!("policy: {why}"))?;
+    let audit = Arc::new(Audit::new(
+        log.clone(),
+        audit_paths(config)?.0,
+        config.audit.readers.clone(),
+        masking.clone(),
+    ));
+    let approvals = Approvals::new(
+        config.store.clone(),
+        audit.clone(),
+        HoldSettings {
+            hold_secs: config.approvals.hold_secs,
+            hold_secs_without_progress: config.approvals.hold_secs_without_progress,
+            progress_every_secs: config.approvals.progress_every_secs,
+        },
+    )?;
     let pipeline = Arc::new(Pipeline::new(
         targets,
         revocations.clone(),
         policy,
         drift.clone(),
-        Arc::new(Audit::new(
-            log.clone(),
-            audit_paths(config)?.0,
-            config.audit.readers.clone(),
-            masking.clone(),
-        )),
+        audit,
         masking.clone(),
+        approvals,
     ));
+    // Expiry of approval requests nobody decided; ends with the pipeline.
+    let sweeping = Arc::downgrade(&pipeline);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(pipeline) = sweeping.upgrade() else {
+                break;
+            };
+            pipeline.approvals().sweep().await;
+        }
+    });
     let (drift_tx, mut drift_rx) = tokio::sync::mpsc::unbounded_channel();
     drift.report_to(drift_tx);
     let drift_audit = pipeline.audit().clone();

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hoop_cli::commands::{
-    self, audit, auth, connect, demo, demo_server, exec, exit, login, logout, targets, whoami,
+    self, approve, audit, auth, connect, demo, demo_server, exec, exit, login, logout, targets,
+    whoami,
 };
 
 #[derive(Parser)]
@@ -49,6 +50,8 @@ enum Command {
     Whoami(whoami::WhoamiArgs),
     /// Read the broker's audit log: search, replay, export, verify.
     Audit(audit::AuditArgs),
+    /// Decide calls held for approval: list, show, grant, deny.
+    Approve(approve::ApproveArgs),
     /// Token helpers for scripts (`hoop auth token`).
     #[command(hide = true)]
     Auth(auth::AuthArgs),
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
             Command::Whoami(a) => whoami::run(a).await,
             Command::Auth(a) => auth::run(a).await,
             Command::Audit(a) => audit::run(a).await,
+            Command::Approve(a) => approve::run(a).await,
         }
     });
     match result {

@@ -163,11 +163,28 @@ pub const DEMO_PROFILE: &str = "demo";
 #[error("no running demo to reach ({0}): start one with `hoop demo`")]
 pub struct NoRunningDemo(String);
 
-fn demo_profile() -> anyhow::Result<Profile> {
-    let path = data_dir()?.join("demo").join("profile.toml");
+/// The profile a running demo wrote: `demo` for the identity it acts as,
+/// `demo-NAME` for another of its dev identities (the approver `demo-bob`).
+fn demo_profile(name: &str) -> anyhow::Result<Profile> {
+    let file = match name.strip_prefix("demo-") {
+        Some(identity) => format!("profile-{identity}.toml"),
+        None => "profile.toml".into(),
+    };
+    let path = data_dir()?.join("demo").join(file);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| NoRunningDemo(format!("{}: {e}", path.display())))?;
     toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// `demo`, or `demo-NAME` for a dev identity name (letters, digits, `-`, `_`).
+pub fn is_demo_profile(name: &str) -> bool {
+    name == DEMO_PROFILE
+        || name.strip_prefix("demo-").is_some_and(|n| {
+            !n.is_empty()
+                && n.len() <= 64
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// The named profile, else the file's `default_profile`, else none.
@@ -177,7 +194,7 @@ fn select_profile(
 ) -> anyhow::Result<(Option<String>, Profile)> {
     let profile_name = name.map(str::to_owned).or(file.default_profile.clone());
     let profile = match &profile_name {
-        Some(n) if n == DEMO_PROFILE && !file.profiles.contains_key(n) => demo_profile()?,
+        Some(n) if is_demo_profile(n) && !file.profiles.contains_key(n) => demo_profile(n)?,
         Some(n) => file.profiles.get(n).cloned().ok_or_else(|| {
             let known: Vec<&str> = file.profiles.keys().map(String::as_str).collect();
             anyhow::anyhow!(

@@ -233,6 +233,7 @@ pub fn decode(mut p: Bytes) -> Result<Frame, DecodeError> {
                 3 => StreamKind::EndSession,
                 4 => StreamKind::Catalog,
                 5 => StreamKind::Audit,
+                6 => StreamKind::Approvals,
                 v => return Err(invalid("open.kind", v.into())),
             };
             let headers = McpHeaders {
@@ -940,7 +941,7 @@ mod tests {
         let p = payload(&open(StreamKind::Post, McpHeaders::default()));
         let at = 1 + 4 + "github".len();
         assert_eq!(p[at], StreamKind::Post as u8);
-        for v in [0u8, 6, 0xff] {
+        for v in [0u8, 7, 0xff] {
             let mut q = p.clone();
             q[at] = v;
             assert_eq!(decode_payload(&q), bad("open.kind", v.into()));

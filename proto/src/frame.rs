@@ -174,6 +174,10 @@ pub enum StreamKind {
     /// arguments); the broker answers with JSON lines (docs/audit.md). Only
     /// for identities in the audit log's reader groups.
     Audit = 5,
+    /// `hoop approve`: one Message with the request (JSON: `op` and its
+    /// arguments: `list`, `get`, `grant`, `deny`); the broker answers with
+    /// JSON lines, one approval request each (docs/approvals.md).
+    Approvals = 6,
 }
 
 /// The MCP-related HTTP headers of the local request, as the client sent them.

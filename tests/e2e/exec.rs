@@ -218,7 +218,7 @@ fn a_ci_job_calls_as_its_workload_identity() {
 }
 
 #[test]
-fn exec_exits_5_when_policy_denies_or_holds_the_call() {
+fn exec_exits_5_when_policy_denies_and_8_when_no_approval_comes() {
     let dir = scratch();
     let (_demo, broker, record) = demo_behind_demo_policy(dir.path());
     let alice = broker.token_file("alice");
@@ -235,9 +235,27 @@ fn exec_exits_5_when_policy_denies_or_holds_the_call() {
     let out = call("delete_model", r#"{"model":"fraud"}"#);
     assert_eq!(out.status, Some(5), "{}", out.stderr);
     assert!(out.stderr.contains("no-destructive"), "{}", out.stderr);
-    let out = call("deploy_model", r#"{"model":"fraud"}"#);
-    assert_eq!(out.status, Some(5), "{}", out.stderr);
-    assert!(out.stderr.contains("approval"), "{}", out.stderr);
+    // Held for an approver who does not come within --wait.
+    let out = exec(
+        dir.path(),
+        &broker,
+        &alice,
+        &[
+            "demo",
+            "--tool",
+            "deploy_model",
+            "--args",
+            r#"{"model":"fraud"}"#,
+            "--wait",
+            "2s",
+        ],
+    );
+    assert_eq!(out.status, Some(8), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("waiting for approval #1 from ml-leads"),
+        "{}",
+        out.stderr
+    );
     assert!(read_record(&record)
         .iter()
         .all(|r| r["name"] != "delete_model" && r["name"] != "deploy_model"));

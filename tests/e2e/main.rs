@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod approvals;
 mod audit;
 mod conformance;
 mod demo;

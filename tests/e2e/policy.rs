@@ -13,6 +13,42 @@ fn call(url: &str, tool: &str, args: &str) -> Vec<Value> {
     call_tool(url, 9, tool, args).1
 }
 
+/// A stateless `tools/call` of `deploy_model`: the first SSE event of the
+/// held answer, read as it arrives (the answer itself waits for an
+/// approver).
+fn first_event_of_held_call(url: &str, args: &str) -> Value {
+    use std::io::Read as _;
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"deploy_model","arguments":{args},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{{"name":"t","version":"1"}},"io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
+    );
+    let mut resp = http()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "deploy_model")
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut text = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // Bounded: at most 64 KiB, and the client's 60 s timeout.
+    while text.len() < 64 * 1024 {
+        let n = resp.read(&mut chunk).unwrap();
+        assert!(n > 0, "the held answer ended before its first event");
+        text.extend_from_slice(&chunk[..n]);
+        if let Some(v) = parse_messages(&String::from_utf8_lossy(&text))
+            .into_iter()
+            .next()
+        {
+            return v;
+        }
+    }
+    panic!("no event in {} bytes", text.len());
+}
+
 #[test]
 fn the_demo_policy_filters_the_catalog_and_blocks_before_the_upstream() {
     let dir = scratch();
@@ -49,14 +85,16 @@ fn the_demo_policy_filters_the_catalog_and_blocks_before_the_upstream() {
     let text = err["message"].as_str().unwrap();
     assert!(text.contains("no-destructive"), "{text}");
     assert!(text.contains("blocked"), "{text}");
-    // Needs approval: held back as well (the approval flow comes later).
-    let msgs = call(
-        &url,
-        "deploy_model",
-        r#"{"model_id":"fraud-v4","environment":"prod"}"#,
+    // Needs approval: held, with a message naming the approval, and never
+    // forwarded (this client leaves after the first event; the hold and
+    // its end are tests/e2e/approvals.rs).
+    let first = first_event_of_held_call(&url, r#"{"model_id":"fraud-v4","environment":"prod"}"#);
+    assert_eq!(first["method"], "notifications/message", "{first}");
+    let data = first["params"]["data"].as_str().unwrap();
+    assert!(
+        data.contains("waits for approval #1 from ml-leads"),
+        "{data}"
     );
-    let err = msgs.iter().find(|m| m["id"] == 9).unwrap()["error"].clone();
-    assert_eq!(err["code"], -32040, "{err}");
     // A case variant is another name no rule allows, not a way around one.
     let msgs = call(&url, "Delete_Model", r#"{"model_id":"fraud-v3"}"#);
     assert_eq!(

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod oidc;
-pub use oidc::{serve_broker, serve_broker_with, OidcProvider};
+pub use oidc::{serve_broker, serve_broker_top, serve_broker_with, OidcProvider};
 
 /// The tests/ directory.
 pub fn tests_dir() -> PathBuf {
@@ -297,6 +297,7 @@ pub fn http_target(name: &str, url: &str) -> String {
 
 /// The demo server behind a dev broker that runs `hoop demo`'s policy
 /// (cli/src/demo_server/policy.toml); returns them and the server's record.
+/// A call held for approval is held for 2 or 3 seconds, not minutes.
 pub fn demo_behind_demo_policy(dir: &Path) -> (Proc, Broker, PathBuf) {
     let record = dir.join("demo.jsonl");
     let (demo, url) = demo_server(dir, &record);
@@ -304,7 +305,7 @@ pub fn demo_behind_demo_policy(dir: &Path) -> (Proc, Broker, PathBuf) {
     let broker = Broker::start(
         dir,
         &format!(
-            "policy = \"{}\"\n{}",
+            "policy = \"{}\"\n{}\n[approvals]\nhold_secs = 3\nhold_secs_without_progress = 2\n",
             policy.display(),
             http_target("demo", &url)
         ),

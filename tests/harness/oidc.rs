@@ -117,6 +117,17 @@ impl OidcProvider {
 /// `hoop-broker serve` with a fresh certificate, trusting `issuers_toml`
 /// (`[[issuers]]` tables), serving `targets_toml`, its store in `dir`.
 pub fn serve_broker(dir: &Path, issuers_toml: &str, targets_toml: &str) -> Broker {
+    serve_broker_top(dir, "", issuers_toml, targets_toml)
+}
+
+/// [`serve_broker`] with top-level settings (`policy = "…"`) before the
+/// config's tables.
+pub fn serve_broker_top(
+    dir: &Path,
+    top_toml: &str,
+    issuers_toml: &str,
+    targets_toml: &str,
+) -> Broker {
     let state = dir.join("serve-state");
     let files = hoop_broker::tunnel::tls::ensure_dev_cert(&state).unwrap();
     let port = free_udp_port();
@@ -125,7 +136,7 @@ pub fn serve_broker(dir: &Path, issuers_toml: &str, targets_toml: &str) -> Broke
         &config,
         format!(
             // Several brokers run at once: the admin listener on a free port.
-            "listen = \"127.0.0.1:{port}\"\nstore = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n\n{issuers_toml}\n{targets_toml}",
+            "listen = \"127.0.0.1:{port}\"\nstore = \"{}\"\n{top_toml}\n[admin]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n\n{issuers_toml}\n{targets_toml}",
             state.join("broker.db").display(),
             files.cert.display(),
             files.key.display()

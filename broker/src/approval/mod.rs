@@ -1,23 +1,576 @@
-//! Approval: holds calls the policy marked `approve` until an approver
-//! decides. Until the approval flow exists such calls are refused with a
-//! message saying that approval is required.
+//! Approval: calls a policy `approve` rule matched wait for named people to
+//! release them (docs/approvals.md).
+//!
+//! An [`ApprovalRequest`] is bound to the exact call ([`Binding`]): the
+//! requester, target, tool, the tool definition's fingerprint, the digest
+//! of the arguments, and the rule and policy version. The same caller's
+//! identical call finds the same request again (a client that gave up
+//! waiting and called again picks its approval up); any other call needs
+//! its own. A request is released once its quorum of distinct approvers
+//! granted it, never by the requester, and a one-call approval is used up
+//! atomically by the first call that finds it approved.
+//!
+//! Every change is recorded in the audit log before it takes effect, then
+//! kept in the broker store (when there is one), so pending requests and
+//! unused approvals outlive a restart. Only calls an `approve` rule matched
+//! reach this module: an allowed call pays nothing for it.
 
-use crate::mcp::error::McpError;
-use crate::policy::Decision;
+mod request;
 
-#[derive(Debug, Default)]
-pub struct Approvals;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-impl Approvals {
-    pub async fn hold(&self, decision: &Decision) -> Result<(), McpError> {
-        match decision {
-            Decision::Approve { rule } => Err(McpError::new(
-                crate::mcp::error::codes::APPROVAL_REQUIRED,
-                format!(
-                    "this call needs approval (rule {rule}), and approvals are not available yet"
-                ),
-            )),
-            _ => Ok(()),
+use serde_json::Value;
+use tokio::sync::watch;
+
+pub use request::{
+    clock_time, ApprovalDecision, ApprovalRequest, ApprovalState, Binding, Requester, Verdict,
+};
+
+use crate::audit::event::EventKind;
+use crate::audit::Audit;
+use crate::identity::{now_unix, Caller, Identity, IdentityKind};
+use crate::mcp::error::{codes, McpError};
+use crate::policy::ApprovalSpec;
+use crate::store::BrokerStore;
+
+/// Most requests open at once: a caller making endless distinct calls
+/// cannot grow the broker's memory without bound.
+pub const MAX_OPEN: usize = 10_000;
+/// Finished requests kept in memory for `hoop approve list --all` when
+/// there is no store to ask.
+const RECENT_KEPT: usize = 200;
+/// Longest reason kept, from a requester or an approver.
+pub const MAX_REASON: usize = 1024;
+/// Where a client puts the requester's reason: `params._meta[REASON_META]`.
+pub const REASON_META: &str = "dev.hoop/reason";
+/// Where the broker says which approval an answer is about:
+/// `result._meta[APPROVAL_META]` = `{"id": 42, "state": "pending"}`.
+pub const APPROVAL_META: &str = "dev.hoop/approval";
+
+/// How long the broker keeps a held call's request open before it answers
+/// "pending, call again", and how often it says it is still waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldSettings {
+    /// With a progress token: each progress notification resets the
+    /// client's own timeout, so it can wait this long.
+    pub hold_secs: u64,
+    /// Without one: under the 60 s a TypeScript SDK client waits.
+    pub hold_secs_without_progress: u64,
+    pub progress_every_secs: u64,
+}
+
+impl Default for HoldSettings {
+    fn default() -> Self {
+        Self {
+            hold_secs: 180,
+            hold_secs_without_progress: 50,
+            progress_every_secs: 15,
         }
     }
+}
+
+/// What the approval layer says of a call an `approve` rule matched.
+pub enum Admission {
+    /// Its approval was granted and is now used up: forward it.
+    Released(u64),
+    /// It waits: for the request in the ticket.
+    Held(Ticket),
+}
+
+/// A held call's handle on its request.
+pub struct Ticket {
+    pub id: u64,
+    /// Changes when the request does.
+    pub changes: watch::Receiver<ApprovalState>,
+    /// "approval #42 from ml-leads (expires 14:05 UTC)".
+    pub waiting_for: String,
+}
+
+/// What a call asks of the approval layer.
+pub struct Ask<'a> {
+    pub caller: &'a Caller,
+    pub binding: Binding,
+    pub spec: &'a ApprovalSpec,
+    /// `params._meta["dev.hoop/reason"]`, if the client gave one.
+    pub reason: Option<&'a str>,
+    /// The arguments as masked, for approvers to read.
+    pub arguments: Value,
+    pub exchange: &'a str,
+}
+
+struct Entry {
+    request: ApprovalRequest,
+    changed: watch::Sender<ApprovalState>,
+}
+
+#[derive(Default)]
+struct Book {
+    open: BTreeMap<u64, Entry>,
+    /// Finished requests, newest last (only without a store).
+    recent: VecDeque<ApprovalRequest>,
+    last_id: u64,
+}
+
+/// The requests, held in memory for the calls that wait on them and kept
+/// in the broker store.
+pub struct Approvals {
+    /// Held across the audit record and the store write of each change, so
+    /// changes to the requests happen one at a time and in the order the
+    /// log has them. Approvals are rare; allowed calls never take it.
+    book: tokio::sync::Mutex<Book>,
+    store: Option<PathBuf>,
+    audit: Arc<Audit>,
+    pub hold: HoldSettings,
+}
+
+impl Approvals {
+    /// Loads the open requests from `store` (if any).
+    pub fn new(
+        store: Option<PathBuf>,
+        audit: Arc<Audit>,
+        hold: HoldSettings,
+    ) -> anyhow::Result<Self> {
+        let mut book = Book::default();
+        if let Some(path) = &store {
+            let s = BrokerStore::open(path)?;
+            book.last_id = s.last_approval_id()?;
+            for request in s.open_approvals()? {
+                let (changed, _) = watch::channel(request.state);
+                book.open.insert(request.id, Entry { request, changed });
+            }
+        }
+        Ok(Self {
+            book: tokio::sync::Mutex::new(book),
+            store,
+            audit,
+            hold,
+        })
+    }
+
+    /// Writes `r` to the store, off the async threads.
+    async fn save(&self, r: &ApprovalRequest) -> Result<(), McpError> {
+        let Some(path) = self.store.clone() else {
+            return Ok(());
+        };
+        let r = r.clone();
+        run_blocking(move || BrokerStore::open(&path)?.save_approval(&r)).await
+    }
+
+    /// The approval layer for one call an `approve` rule matched: uses up
+    /// its approval if granted, else holds it on its request (opening one
+    /// if there is none).
+    pub async fn admit(&self, ask: Ask<'_>) -> Result<Admission, McpError> {
+        let mut book = self.book.lock().await;
+        self.expire_due(&mut book).await;
+        let key = ask.binding.key();
+        let found = book
+            .open
+            .values()
+            .find(|e| e.request.binding.key() == key)
+            .map(|e| e.request.id);
+        if let Some(id) = found {
+            return self.admit_existing(&mut book, id, ask.caller).await;
+        }
+        if book.open.len() >= MAX_OPEN {
+            return Err(McpError::new(
+                codes::APPROVAL_REQUIRED,
+                format!("this call needs approval, and {MAX_OPEN} requests already wait for one; try again later"),
+            ));
+        }
+        let reason = match ask.reason.or(ask.spec.default_reason.as_deref()) {
+            Some(r) if !r.trim().is_empty() => r.chars().take(MAX_REASON).collect::<String>(),
+            _ => {
+                return Err(McpError::new(
+                    codes::APPROVAL_REQUIRED,
+                    format!(
+                        "this call needs approval (rule {}) and a reason for the approvers: give one with `hoop exec --reason TEXT`, or ask for a `default_reason` on the rule",
+                        ask.binding.rule
+                    ),
+                ))
+            }
+        };
+        let now = now_unix();
+        let who = &ask.caller.identity;
+        let request = ApprovalRequest {
+            id: book.last_id + 1,
+            state: ApprovalState::Pending,
+            requester: requester(who),
+            reason,
+            arguments: ask.arguments,
+            approvers: ask.spec.approvers.clone(),
+            quorum: ask.spec.quorum,
+            human_approver: ask.spec.human_approver,
+            created_at: now,
+            expires_at: now + ask.spec.expires_secs,
+            decisions: Vec::new(),
+            exchange: ask.exchange.to_owned(),
+            binding: ask.binding,
+        };
+        self.audit
+            .approval_by_requester(EventKind::ApprovalRequested, ask.caller, &request)
+            .await?;
+        self.save(&request).await?;
+        book.last_id = request.id;
+        let (changed, changes) = watch::channel(ApprovalState::Pending);
+        let ticket = Ticket {
+            id: request.id,
+            changes,
+            waiting_for: request.waiting_for(),
+        };
+        tracing::info!(id = request.id, rule = %request.binding.rule, requester = %request.requester.subject, "approval requested");
+        book.open.insert(request.id, Entry { request, changed });
+        Ok(Admission::Held(ticket))
+    }
+
+    async fn admit_existing(
+        &self,
+        book: &mut Book,
+        id: u64,
+        caller: &Caller,
+    ) -> Result<Admission, McpError> {
+        let Some(entry) = book.open.get(&id) else {
+            return Err(McpError::internal("approval request vanished"));
+        };
+        if entry.request.state == ApprovalState::Pending {
+            return Ok(Admission::Held(Ticket {
+                id,
+                changes: entry.changed.subscribe(),
+                waiting_for: entry.request.waiting_for(),
+            }));
+        }
+        let mut released = entry.request.clone();
+        released.state = ApprovalState::Released;
+        self.audit
+            .approval_by_requester(EventKind::ApprovalReleased, caller, &released)
+            .await?;
+        if let Some(path) = self.store.clone() {
+            let r = released.clone();
+            let took = run_blocking(move || BrokerStore::open(&path)?.release_approval(&r)).await?;
+            if !took {
+                // Another broker on the same store used it first.
+                book.open.remove(&id);
+                return Err(McpError::new(
+                    codes::APPROVAL_REQUIRED,
+                    format!("approval #{id} was already used; call again to ask for a new one"),
+                ));
+            }
+        }
+        self.finish(book, released);
+        Ok(Admission::Released(id))
+    }
+
+    /// Moves a request that reached a final state out of the open set and
+    /// tells the calls waiting on it.
+    fn finish(&self, book: &mut Book, request: ApprovalRequest) {
+        if let Some(entry) = book.open.remove(&request.id) {
+            entry.changed.send_replace(request.state);
+        }
+        if self.store.is_none() {
+            book.recent.push_back(request);
+            while book.recent.len() > RECENT_KEPT {
+                book.recent.pop_front();
+            }
+        }
+    }
+
+    /// Expires what is due: pending requests nobody decided and approvals
+    /// nobody used in time. A failure to record leaves them for the next
+    /// sweep (they stay unusable meanwhile: `admit` and `decide` check the
+    /// time too).
+    async fn expire_due(&self, book: &mut Book) {
+        let now = now_unix();
+        let due: Vec<u64> = book
+            .open
+            .values()
+            .filter(|e| e.request.expires_at <= now)
+            .map(|e| e.request.id)
+            .collect();
+        for id in due {
+            let Some(entry) = book.open.get(&id) else {
+                continue;
+            };
+            let mut expired = entry.request.clone();
+            expired.state = ApprovalState::Expired;
+            if self.audit.approval_expired(&expired).await.is_err() {
+                continue;
+            }
+            if let Err(e) = self.save(&expired).await {
+                tracing::warn!(id, "approval expiry not stored: {}", e.message);
+            }
+            tracing::info!(id, "approval request expired");
+            self.finish(book, expired);
+        }
+    }
+
+    /// Expires what is due; the broker runs it every second.
+    pub async fn sweep(&self) {
+        let mut book = self.book.lock().await;
+        self.expire_due(&mut book).await;
+    }
+
+    /// An approver's decision on request `id`.
+    pub async fn decide(
+        &self,
+        approver: &Caller,
+        id: u64,
+        verdict: Verdict,
+        reason: Option<String>,
+    ) -> Result<ApprovalRequest, DecideError> {
+        let mut book = self.book.lock().await;
+        self.expire_due(&mut book).await;
+        let Some(entry) = book.open.get(&id) else {
+            return Err(self.not_open(&book, id).await);
+        };
+        let r = &entry.request;
+        let who = &approver.identity;
+        check_approver(r, who, verdict, reason.as_deref())?;
+        let mut decided = r.clone();
+        let decision = ApprovalDecision {
+            approver: who.subject.clone(),
+            email: who.email.clone(),
+            issuer: who.issuer.clone(),
+            verdict,
+            reason: reason.map(|r| r.chars().take(MAX_REASON).collect()),
+            at: now_unix(),
+        };
+        decided.decisions.push(decision.clone());
+        let spec_expiry = decided.expires_at.saturating_sub(decided.created_at);
+        match verdict {
+            Verdict::Denied => decided.state = ApprovalState::Denied,
+            Verdict::Granted if decided.grants() >= decided.quorum as usize => {
+                decided.state = ApprovalState::Approved;
+                // The grant lasts as long again as the request could wait,
+                // so a client that gave up has time to call again.
+                decided.expires_at = now_unix() + spec_expiry;
+            }
+            Verdict::Granted => {}
+        }
+        self.audit
+            .approval_decided(approver, &decided, &decision)
+            .await
+            .map_err(DecideError::Unavailable)?;
+        self.save(&decided)
+            .await
+            .map_err(DecideError::Unavailable)?;
+        tracing::info!(id, verdict = verdict.as_str(), approver = %who.subject, state = decided.state.as_str(), "approval decision");
+        match decided.state {
+            ApprovalState::Denied => self.finish(&mut book, decided.clone()),
+            state => {
+                if let Some(entry) = book.open.get_mut(&id) {
+                    entry.request = decided.clone();
+                    entry.changed.send_replace(state);
+                }
+            }
+        }
+        Ok(decided)
+    }
+
+    async fn not_open(&self, book: &Book, id: u64) -> DecideError {
+        match self.find_finished(book, id).await {
+            Some(r) => DecideError::Finished(r.id, r.state),
+            None => DecideError::NotFound(id),
+        }
+    }
+
+    async fn find_finished(&self, book: &Book, id: u64) -> Option<ApprovalRequest> {
+        if let Some(r) = book.recent.iter().find(|r| r.id == id) {
+            return Some(r.clone());
+        }
+        let path = self.store.clone()?;
+        tokio::task::spawn_blocking(move || {
+            BrokerStore::open(&path)
+                .and_then(|s| s.recent_approvals(RECENT_KEPT))
+                .ok()
+                .and_then(|v| v.into_iter().find(|r| r.id == id))
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// One request, if `who` may see it (an approver it names, or the
+    /// requester).
+    pub async fn get(&self, who: &Identity, id: u64) -> Option<ApprovalRequest> {
+        let book = self.book.lock().await;
+        let r = match book.open.get(&id) {
+            Some(e) => Some(e.request.clone()),
+            None => self.find_finished(&book, id).await,
+        };
+        r.filter(|r| may_see(r, who))
+    }
+
+    /// The requests `who` may see: open ones, and with `all` the recent
+    /// finished ones too; oldest first.
+    pub async fn list(&self, who: &Identity, all: bool) -> Vec<ApprovalRequest> {
+        let book = self.book.lock().await;
+        let mut out: Vec<ApprovalRequest> = book
+            .open
+            .values()
+            .map(|e| e.request.clone())
+            .filter(|r| may_see(r, who))
+            .collect();
+        if all {
+            let finished: Vec<ApprovalRequest> = match self.store.clone() {
+                None => book.recent.iter().cloned().collect(),
+                Some(path) => tokio::task::spawn_blocking(move || {
+                    BrokerStore::open(&path)
+                        .and_then(|s| s.recent_approvals(RECENT_KEPT))
+                        .unwrap_or_default()
+                })
+                .await
+                .unwrap_or_default(),
+            };
+            out.extend(
+                finished
+                    .into_iter()
+                    .filter(|r| !r.state.is_open() && may_see(r, who)),
+            );
+            out.sort_by_key(|r| r.id);
+            out.dedup_by_key(|r| r.id);
+        }
+        out
+    }
+
+    /// Whether any rule of the policy could make `who` an approver: for
+    /// `hoop connect`, which shows pending requests to those who decide.
+    pub async fn waiting_for(&self, who: &Identity) -> Vec<ApprovalRequest> {
+        let book = self.book.lock().await;
+        book.open
+            .values()
+            .filter(|e| e.request.state == ApprovalState::Pending)
+            .filter(|e| {
+                is_approver(&e.request, who) && !e.request.requested_by(&who.subject, &who.issuer)
+            })
+            .map(|e| e.request.clone())
+            .collect()
+    }
+}
+
+/// Why a decision was not taken.
+#[derive(Debug)]
+pub enum DecideError {
+    NotFound(u64),
+    /// It is no longer pending: its id and state.
+    Finished(u64, ApprovalState),
+    /// The approver may not decide it; what to tell them.
+    NotAllowed(String),
+    /// A denial needs a reason.
+    ReasonRequired,
+    /// The record or the store could not take the decision.
+    Unavailable(McpError),
+}
+
+impl DecideError {
+    pub fn to_error(&self) -> McpError {
+        match self {
+            Self::NotFound(id) => McpError::invalid_params(format!(
+                "no approval request #{id} on this broker (`hoop approve list --all` shows the recent ones)"
+            )),
+            Self::Finished(id, state) => McpError::invalid_params(format!(
+                "approval request #{id} is already {}",
+                state.as_str()
+            )),
+            Self::NotAllowed(why) => McpError::new(codes::DENIED, why.clone()),
+            Self::ReasonRequired => McpError::invalid_params(
+                "a denial needs a reason, for the requester to read: add --reason TEXT",
+            ),
+            Self::Unavailable(e) => e.clone(),
+        }
+    }
+}
+
+fn requester(who: &Identity) -> Requester {
+    Requester {
+        subject: who.subject.clone(),
+        email: who.email.clone(),
+        issuer: who.issuer.clone(),
+        groups: who.groups.clone(),
+        kind: kind_name(who.kind).into(),
+    }
+}
+
+fn kind_name(kind: IdentityKind) -> &'static str {
+    match kind {
+        IdentityKind::Human => "human",
+        IdentityKind::Workload => "workload",
+    }
+}
+
+fn is_approver(r: &ApprovalRequest, who: &Identity) -> bool {
+    who.groups.iter().any(|g| r.approvers.contains(g))
+}
+
+fn may_see(r: &ApprovalRequest, who: &Identity) -> bool {
+    is_approver(r, who) || r.requested_by(&who.subject, &who.issuer)
+}
+
+/// Separation of duties and the rule's demands, before anything changes.
+fn check_approver(
+    r: &ApprovalRequest,
+    who: &Identity,
+    verdict: Verdict,
+    reason: Option<&str>,
+) -> Result<(), DecideError> {
+    if r.requested_by(&who.subject, &who.issuer) {
+        return Err(DecideError::NotAllowed(format!(
+            "you cannot decide approval request #{} yourself: it is your own call; an approver from {} must",
+            r.id,
+            r.approvers.join(" or ")
+        )));
+    }
+    if !is_approver(r, who) {
+        return Err(DecideError::NotAllowed(format!(
+            "only members of {} may decide approval request #{} (rule {}); you are in {}",
+            r.approvers.join(", "),
+            r.id,
+            r.binding.rule,
+            if who.groups.is_empty() {
+                "no group".to_owned()
+            } else {
+                who.groups.join(", ")
+            }
+        )));
+    }
+    if r.human_approver && who.kind != IdentityKind::Human {
+        return Err(DecideError::NotAllowed(format!(
+            "rule {} needs a person to decide approval request #{}, not a workload token",
+            r.binding.rule, r.id
+        )));
+    }
+    if r.decisions
+        .iter()
+        .any(|d| d.approver == who.subject && d.issuer == who.issuer)
+    {
+        return Err(DecideError::NotAllowed(format!(
+            "you already decided approval request #{}; the quorum counts distinct approvers ({} of {} so far)",
+            r.id,
+            r.grants(),
+            r.quorum
+        )));
+    }
+    if r.state != ApprovalState::Pending {
+        return Err(DecideError::Finished(r.id, r.state));
+    }
+    if verdict == Verdict::Denied && reason.is_none_or(|r| r.trim().is_empty()) {
+        return Err(DecideError::ReasonRequired);
+    }
+    Ok(())
+}
+
+/// Runs store work on the blocking pool; a failure is the store's.
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, McpError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| McpError::internal(format!("approval store: {e}")))?
+        .map_err(|e| {
+            tracing::error!("approval store: {e:#}");
+            McpError::new(
+                codes::AUDIT_UNAVAILABLE,
+                "the broker cannot store approval requests now; the call was not held or forwarded",
+            )
+        })
 }

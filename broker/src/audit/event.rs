@@ -55,10 +55,18 @@ pub enum EventKind {
     AuditRead,
     /// Retention removed events older than the configured period.
     Retention,
+    /// A call was held and an approval request opened for it.
+    ApprovalRequested,
+    /// An approver granted or denied a request.
+    ApprovalDecided,
+    /// A request nobody decided in time, or a grant not used in time.
+    ApprovalExpired,
+    /// The approved call was let through (a one-call approval is used up).
+    ApprovalReleased,
 }
 
 /// Every event type's name, as `--type` accepts them.
-pub const EVENT_TYPES: [&str; 15] = [
+pub const EVENT_TYPES: [&str; 19] = [
     "connection.open",
     "connection.close",
     "auth.failure",
@@ -74,6 +82,10 @@ pub const EVENT_TYPES: [&str; 15] = [
     "admin.command",
     "audit.read",
     "audit.retention",
+    "approval.requested",
+    "approval.decided",
+    "approval.expired",
+    "approval.released",
 ];
 
 impl EventKind {
@@ -94,6 +106,10 @@ impl EventKind {
             Self::AdminCommand => "admin.command",
             Self::AuditRead => "audit.read",
             Self::Retention => "audit.retention",
+            Self::ApprovalRequested => "approval.requested",
+            Self::ApprovalDecided => "approval.decided",
+            Self::ApprovalExpired => "approval.expired",
+            Self::ApprovalReleased => "approval.released",
         }
     }
 }
@@ -254,6 +270,10 @@ pub struct Event<'a> {
     /// The masking profile of the exchange (on its request's event).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub masking: Option<&'a str>,
+    /// The approval request a held call opened, was released by, or that
+    /// an `approval.*` event is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -292,6 +312,7 @@ impl<'a> Event<'a> {
             decision: None,
             rule: None,
             masking: None,
+            approval: None,
             outcome: None,
             error_code: None,
             reason: None,

@@ -11,6 +11,7 @@
 //! events the broker answers or notes anyway are recorded as well as the
 //! log allows, and a failure to record them is logged.
 
+mod approval;
 pub mod event;
 pub mod local;
 pub mod ocsf;
@@ -173,8 +174,10 @@ impl Audit {
         body: &[u8],
         decision: &Decision,
         masker: &Masker,
+        approval: Option<u64>,
     ) -> Result<(), McpError> {
         let mut e = self.exchange_event(EventKind::Request, f);
+        e.approval = approval;
         e.decision = Some(decision_name(decision));
         e.rule = Some(decision.rule());
         e.masking = masker.name();

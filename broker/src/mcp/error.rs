@@ -28,6 +28,11 @@ pub mod codes {
     pub const APPROVAL_REQUIRED: i64 = -32040;
     /// hoop: a policy rule denied the call.
     pub const DENIED: i64 = -32041;
+    /// hoop: an approver denied the held call (the message names them
+    /// and gives their reason).
+    pub const APPROVAL_DENIED: i64 = -32042;
+    /// hoop: nobody decided the held call in time.
+    pub const APPROVAL_EXPIRED: i64 = -32043;
     /// hoop: the audit log cannot record the call, so it is not passed on.
     pub const AUDIT_UNAVAILABLE: i64 = -32060;
     /// hoop: an upstream message could not be masked, so it was withheld.
@@ -55,7 +60,11 @@ impl McpError {
             codes::TOKEN_EXPIRED | codes::REVOKED => 403,
             // A refusal of one call is an answer, not a transport failure:
             // clients show the JSON-RPC error instead of an HTTP error.
-            codes::DENIED | codes::APPROVAL_REQUIRED | codes::HANDLE_NOT_YOURS => 200,
+            codes::DENIED
+            | codes::APPROVAL_REQUIRED
+            | codes::APPROVAL_DENIED
+            | codes::APPROVAL_EXPIRED
+            | codes::HANDLE_NOT_YOURS => 200,
             codes::UPSTREAM_UNAVAILABLE | codes::MASKING_FAILED => 502,
             codes::AUDIT_UNAVAILABLE => 503,
             _ => 500,
@@ -77,6 +86,10 @@ impl McpError {
 
     pub fn header_mismatch(m: impl Into<String>) -> Self {
         Self::new(codes::HEADER_MISMATCH, m)
+    }
+
+    pub fn internal(m: impl Into<String>) -> Self {
+        Self::new(codes::INTERNAL_ERROR, m)
     }
 
     pub fn upstream(m: impl Into<String>) -> Self {

@@ -7,6 +7,7 @@
 //! audit, masking, upstream), so no layer has to import another to read a
 //! message.
 
+pub mod canonical;
 pub mod error;
 pub mod message;
 pub mod server;

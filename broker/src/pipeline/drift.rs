@@ -16,9 +16,9 @@ use std::path::PathBuf;
 use std::sync::RwLock;
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::config::DriftMode;
+use crate::mcp::canonical;
 use crate::store::BrokerStore;
 
 /// The rule name a drift refusal carries.
@@ -47,52 +47,11 @@ pub fn tool_hash(tool: &Value) -> String {
         if i > 0 {
             text.push(',');
         }
-        push_key(f, &mut text);
-        canonical(v, &mut text);
+        canonical::write_key(f, &mut text);
+        canonical::write(v, &mut text);
     }
     text.push('}');
-    hex(&Sha256::digest(text.as_bytes()))
-}
-
-fn push_key(k: &str, out: &mut String) {
-    // A string always serializes.
-    out.push_str(&serde_json::to_string(k).unwrap_or_default());
-    out.push(':');
-}
-
-fn canonical(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                push_key(k, out);
-                if let Some(x) = m.get(k) {
-                    canonical(x, out);
-                }
-            }
-            out.push('}');
-        }
-        Value::Array(a) => {
-            out.push('[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical(x, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    canonical::sha256_hex(&text)
 }
 
 #[derive(Default)]
@@ -350,6 +309,17 @@ impl ToolDrift {
             Some(seen) => accepted != Some(seen),
             None => k.complete.contains(target) && accepted.is_none(),
         }
+    }
+
+    /// The definition of `tool` on `target` that calls reach now: the
+    /// latest one listed if it differs from the accepted one, else the
+    /// accepted one; `None` before any list named it. What an approval
+    /// binds, so a tool changed after the approval needs a new one.
+    pub fn fingerprint(&self, target: &str, tool: &str) -> Option<String> {
+        let k = self.known.read().unwrap_or_else(|p| p.into_inner());
+        k.reported(target, tool)
+            .or_else(|| k.baseline.get(target).and_then(|b| b.get(tool)))
+            .cloned()
     }
 
     /// Records what was seen (and, the first time, the baseline) in the

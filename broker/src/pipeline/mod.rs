@@ -32,12 +32,14 @@
 //!    the client sees it.
 //! 10. **audit**, response side: what was delivered, as delivered.
 
+pub mod approval_view;
 pub mod audit_view;
 pub mod authorize;
 pub mod catalog;
 pub mod drift;
 pub mod handles;
 pub mod headers;
+mod hold;
 pub mod relay;
 pub mod session;
 pub mod target;
@@ -51,7 +53,7 @@ use futures::{Stream, StreamExt};
 use hoop_proto::{McpHeaders, OpenStream, ResponseBody, ResponseHead, StreamKind};
 use serde_json::Value;
 
-use crate::approval::Approvals;
+use crate::approval::{Admission, Approvals, Ticket};
 use crate::audit::{Audit, Exchange, RequestFacts};
 use crate::identity::revocation::RevocationList;
 use crate::identity::{now_unix, Caller};
@@ -59,7 +61,7 @@ use crate::masking::{Masker, Masking};
 use crate::mcp::error::{codes, McpError};
 use crate::mcp::message::{McpMessage, MessageKind};
 use crate::mcp::server::ServerMessage;
-use crate::policy::Policy;
+use crate::policy::{Decision, Policy};
 use crate::upstream::{Outbound, Upstream, UpstreamError};
 use handles::HandleTable;
 use relay::ResponseLayers;
@@ -112,6 +114,7 @@ impl Pipeline {
         drift: Arc<drift::ToolDrift>,
         audit: Arc<Audit>,
         masking: Arc<Masking>,
+        approvals: Approvals,
     ) -> Self {
         Self {
             revocations,
@@ -125,7 +128,7 @@ impl Pipeline {
             sessions: SessionTable::default(),
             handles: Arc::new(HandleTable::default()),
             policy: std::sync::RwLock::new(Arc::new(policy)),
-            approvals: Approvals,
+            approvals,
             audit,
             masking,
         }
@@ -162,13 +165,18 @@ impl Pipeline {
         &self.audit
     }
 
+    /// The approval requests, for the broker's expiry sweep.
+    pub fn approvals(&self) -> &Approvals {
+        &self.approvals
+    }
+
     pub fn sessions(&self) -> &SessionTable {
         &self.sessions
     }
 
     /// Handles one MCP stream: an HTTP exchange of the caller's MCP client.
     pub async fn handle(
-        &self,
+        self: &Arc<Self>,
         caller: &Arc<Caller>,
         open: OpenStream,
         body: Option<Bytes>,
@@ -185,6 +193,7 @@ impl Pipeline {
         match open.kind {
             StreamKind::Catalog => self.targets_view(caller).await,
             StreamKind::Audit => self.audit_view(caller, &exchange, body).await,
+            StreamKind::Approvals => self.approval_view(caller, &exchange, body).await,
             StreamKind::Post | StreamKind::Listen | StreamKind::EndSession => {
                 self.to_target(caller, exchange, open, body).await
             }
@@ -224,7 +233,7 @@ impl Pipeline {
 
     /// An exchange of an MCP client with one target.
     async fn to_target(
-        &self,
+        self: &Arc<Self>,
         caller: &Arc<Caller>,
         exchange: Exchange,
         open: OpenStream,
@@ -289,7 +298,7 @@ impl Pipeline {
     }
 
     async fn post(
-        &self,
+        self: &Arc<Self>,
         caller: &Arc<Caller>,
         target: Arc<Target>,
         exchange: &Exchange,
@@ -310,7 +319,12 @@ impl Pipeline {
             }
         };
         match self.judge(caller, &target, exchange, h, &msg).await {
-            Ok(judged) => self.forward(caller, target, exchange, msg, judged).await,
+            Ok(Judgement::Forward(judged)) => {
+                self.forward(caller, target, exchange, msg, judged).await
+            }
+            Ok(Judgement::Held(ticket)) => {
+                self.held(caller, target, exchange.clone(), h, msg, ticket)
+            }
             Err(e) => {
                 self.audit
                     .refused(
@@ -340,7 +354,7 @@ impl Pipeline {
         exchange: &Exchange,
         h: &McpHeaders,
         msg: &McpMessage,
-    ) -> Result<Judged, McpError> {
+    ) -> Result<Judgement, McpError> {
         // 3. session, and the handles a message may present
         let session =
             self.sessions
@@ -353,8 +367,19 @@ impl Pipeline {
         let policy = self.policy();
         let authorized = authorize::authorize(&policy, caller, target, msg, origin.as_deref())?;
         let masker = self.masking.chosen(authorized.masking.as_deref())?.clone();
-        // 6. approval
-        self.approvals.hold(&authorized.decision).await?;
+        // 6. approval: only calls an `approve` rule matched
+        let approval = match &authorized.decision {
+            Decision::Approve { rule } => {
+                match self
+                    .admit(caller, target, exchange, msg, &policy, rule, &masker)
+                    .await?
+                {
+                    Admission::Released(id) => Some(id),
+                    Admission::Held(ticket) => return Ok(Judgement::Held(ticket)),
+                }
+            }
+            _ => None,
+        };
         // A new session must have room before anything is recorded as sent.
         if msg.is_method("initialize") && session.is_none() {
             self.sessions.room_for(&caller.identity, &target.name)?;
@@ -369,16 +394,16 @@ impl Pipeline {
             msg,
         };
         self.audit
-            .request(&facts, &body, &authorized.decision, &masker)
+            .request(&facts, &body, &authorized.decision, &masker, approval)
             .await?;
-        Ok(Judged {
+        Ok(Judgement::Forward(Judged {
             session,
             version,
             params,
             policy,
             body,
             masker,
-        })
+        }))
     }
 
     /// Layers 8–10.
@@ -684,6 +709,14 @@ fn json_reply(status: u16, body: Bytes) -> Reply {
         },
         messages: Box::pin(futures::stream::once(async move { Ok(body) })),
     }
+}
+
+/// What layers 3–7 made of a message.
+enum Judgement {
+    /// Recorded: forward it.
+    Forward(Judged),
+    /// Held for approval (layer 6): nothing recorded as sent yet.
+    Held(Ticket),
 }
 
 /// What the layers that judged a message hand on to forwarding.

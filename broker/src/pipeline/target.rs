@@ -105,6 +105,12 @@ impl Target {
         self.drift.blocked(&self.name, self.drift_mode, tool)
     }
 
+    /// The hash of the definition of `tool` that calls reach now
+    /// (`ToolDrift::fingerprint`).
+    pub fn tool_fingerprint(&self, tool: &str) -> Option<String> {
+        self.drift.fingerprint(&self.name, tool)
+    }
+
     pub fn revision(&self) -> Revision {
         self.revision
             .lock()

@@ -15,7 +15,9 @@ use toml::Spanned;
 use unicode_normalization::is_nfc;
 
 use super::cond::Condition;
-use super::rule::{categories_of, Action, Category, Patterns, Rule, Who, ITEM_METHODS};
+use super::rule::{
+    categories_of, Action, ApprovalSpec, Category, Patterns, Rule, Who, ITEM_METHODS,
+};
 
 /// Largest policy file read.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -53,7 +55,25 @@ struct RuleFile {
     /// The masking profile (`[masking.profiles.NAME]` of the broker's
     /// config) for what the calls this rule lets through return.
     masking: Option<String>,
+    /// `approve` rules: the groups that may release the call.
+    approvers: Option<Vec<String>>,
+    /// `approve` rules: distinct approvers needed (default 1).
+    quorum: Option<u32>,
+    /// `approve` rules: how long a request waits (`90s`, `30m`, `2h`;
+    /// default `1h`).
+    expires: Option<String>,
+    /// `approve` rules: only a person may approve (not a workload token).
+    human_approver: Option<bool>,
+    /// `approve` rules: the reason recorded when the client gives none.
+    default_reason: Option<String>,
 }
+
+/// Most distinct approvers a rule may ask for.
+pub const MAX_QUORUM: u32 = 10;
+/// Longest a request may wait for its approvers: 7 days.
+pub const MAX_EXPIRY_SECS: u64 = 7 * 24 * 3600;
+/// When an `approve` rule does not say.
+pub const DEFAULT_EXPIRY_SECS: u64 = 3600;
 
 /// Names a decision can carry without a rule in the file.
 pub const RESERVED_PREFIX: &str = "builtin:";
@@ -186,6 +206,15 @@ fn compile_rule(r: RuleFile, line: usize, env: &cel::Env) -> Result<Rule, String
         (_, Some(p)) => Some(std::sync::Arc::from(p)),
     };
 
+    let approval = approval_spec(
+        action,
+        r.approvers,
+        r.quorum,
+        r.expires,
+        r.human_approver,
+        r.default_reason,
+    )?;
+
     // Who.
     let groups = list("groups", r.groups, false)?;
     let subjects = list("subjects", r.subjects, false)?;
@@ -290,7 +319,84 @@ fn compile_rule(r: RuleFile, line: usize, env: &cel::Env) -> Result<Rule, String
         action,
         reason,
         masking,
+        approval,
     })
+}
+
+/// The approval fields: required (`approvers`) and allowed only on an
+/// `approve` rule, each within its bounds.
+fn approval_spec(
+    action: Action,
+    approvers: Option<Vec<String>>,
+    quorum: Option<u32>,
+    expires: Option<String>,
+    human_approver: Option<bool>,
+    default_reason: Option<String>,
+) -> Result<Option<std::sync::Arc<ApprovalSpec>>, String> {
+    if action != Action::Approve {
+        let given = [
+            ("approvers", approvers.is_some()),
+            ("quorum", quorum.is_some()),
+            ("expires", expires.is_some()),
+            ("human_approver", human_approver.is_some()),
+            ("default_reason", default_reason.is_some()),
+        ];
+        if let Some((field, _)) = given.iter().find(|(_, set)| *set) {
+            return Err(format!(
+                "`{field}` is only read on an `approve` rule; remove it from this `{}` rule",
+                action.as_str()
+            ));
+        }
+        return Ok(None);
+    }
+    let Some(approvers) = list("approvers", approvers, false)? else {
+        return Err("an `approve` rule needs `approvers`: the groups whose members may release its calls (for example `approvers = [\"ml-leads\"]`)".into());
+    };
+    let quorum = quorum.unwrap_or(1);
+    if !(1..=MAX_QUORUM).contains(&quorum) {
+        return Err(format!(
+            "`quorum` must be 1 to {MAX_QUORUM} distinct approvers"
+        ));
+    }
+    let expires_secs = match expires {
+        None => DEFAULT_EXPIRY_SECS,
+        Some(text) => parse_duration(&text)
+            .filter(|s| (1..=MAX_EXPIRY_SECS).contains(s))
+            .ok_or_else(|| {
+                format!("`expires`: {text:?} is not a duration from 1s to 7d (write `90s`, `30m`, `2h` or `1d`)")
+            })?,
+    };
+    let default_reason = match default_reason {
+        Some(s) if s.trim().is_empty() || s.len() > MAX_STRING => {
+            return Err(format!("`default_reason` must be 1 to {MAX_STRING} bytes"))
+        }
+        r => r,
+    };
+    Ok(Some(std::sync::Arc::new(ApprovalSpec {
+        approvers: sorted(Some(approvers)),
+        quorum,
+        expires_secs,
+        human_approver: human_approver.unwrap_or(false),
+        default_reason,
+    })))
+}
+
+/// `90s`, `30m`, `2h`, `1d` in seconds; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(scale)
 }
 
 /// Profile names as the broker's config may spell them.

@@ -34,8 +34,9 @@ use cond::{Scope, ScopeInput};
 use index::Index;
 use rule::{categories_of, is_plumbing, Action, Category, Rule};
 
-pub use file::DEFAULT_DENY;
+pub use file::{parse_duration, DEFAULT_DENY};
 pub use rule::has_arguments;
+pub use rule::ApprovalSpec;
 
 /// The rule name of every decision made without a policy file.
 pub const ALLOW_ALL_RULE: &str = "builtin:allow-all (no policy file configured)";
@@ -167,6 +168,18 @@ pub struct Policy {
     env: Arc<cel::Env>,
     allow_all: bool,
     origin: String,
+    /// The first 16 hex digits of the text's SHA-256: which policy judged
+    /// a call, as an approval binds it.
+    version: String,
+}
+
+fn text_version(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl std::fmt::Debug for Policy {
@@ -198,6 +211,7 @@ impl Policy {
             env: cond::env(),
             allow_all: true,
             origin: "builtin".into(),
+            version: "builtin".into(),
         }
     }
 
@@ -232,7 +246,22 @@ impl Policy {
             env,
             allow_all: false,
             origin: origin.to_owned(),
+            version: text_version(text),
         })
+    }
+
+    /// Which policy this is: a digest of its text.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// What the `approve` rule `rule` asks of its approvers; `None` for
+    /// any other rule.
+    pub fn approval(&self, rule: &str) -> Option<&Arc<ApprovalSpec>> {
+        self.rules
+            .iter()
+            .find(|r| r.name == rule)
+            .and_then(|r| r.approval.as_ref())
     }
 
     pub fn rule_count(&self) -> usize {

@@ -233,6 +233,25 @@ pub struct Rule {
     /// The masking profile for what the calls it lets through return;
     /// `None`: the broker's `default`.
     pub masking: Option<std::sync::Arc<str>>,
+    /// Who releases a call this rule holds (`approve` rules only).
+    pub approval: Option<std::sync::Arc<ApprovalSpec>>,
+}
+
+/// What an `approve` rule asks of the people who release its calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalSpec {
+    /// Groups whose members may decide, sorted.
+    pub approvers: Vec<String>,
+    /// Distinct approvers needed to release a call.
+    pub quorum: u32,
+    /// How long a request waits for its decision, and how long a granted
+    /// one-call approval stays usable, in seconds.
+    pub expires_secs: u64,
+    /// Only a person (not a workload token) may decide.
+    pub human_approver: bool,
+    /// The requester's reason when the client gives none (an MCP client
+    /// has nowhere to type one); without it such a call is refused.
+    pub default_reason: Option<String>,
 }
 
 impl Rule {

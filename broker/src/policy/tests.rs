@@ -201,6 +201,7 @@ name = "b-approve"
 groups = ["g"]
 tools = ["t"]
 action = "approve"
+approvers = ["leads"]
 
 [[rules]]
 name = "c-deny"
@@ -417,6 +418,7 @@ anyone = true
 tools = ["pay"]
 when = "args.amount > 1000"
 action = "approve"
+approvers = ["leads"]
 "#,
     );
     let a = human("a", &[]);
@@ -683,6 +685,7 @@ name = "b-approve"
 groups = ["eng"]
 tools = ["b"]
 action = "approve"
+approvers = ["leads"]
 
 [[rules]]
 name = "c-deny"
@@ -713,6 +716,7 @@ groups = ["eng"]
 tools = ["f"]
 when = "args.n > 5"
 action = "approve"
+approvers = ["leads"]
 
 [[rules]]
 name = "templates"
@@ -1035,10 +1039,10 @@ fn index_agrees_with_a_linear_scan_on_many_rules() {
     let mut text = String::new();
     for i in 0..300 {
         let action = ["allow", "approve", "deny"][i % 3];
-        let reason = if action == "deny" {
-            "reason = \"r\"\n"
-        } else {
-            ""
+        let reason = match action {
+            "deny" => "reason = \"r\"\n",
+            "approve" => "approvers = [\"leads\"]\n",
+            _ => "",
         };
         let target = if i % 7 == 0 {
             "\"*\"".to_owned()
@@ -1102,6 +1106,7 @@ name = "deploys"
 groups = ["eng"]
 tools = ["deploy_model"]
 action = "approve"
+approvers = ["leads"]
 masking = "strict"
 "#;
 
@@ -1164,4 +1169,63 @@ masking = "fraud team"
 "#,
     );
     assert!(e.contains("is not a profile name"), "{e}");
+}
+
+#[test]
+fn approve_rules_name_their_approvers_and_bounds() {
+    let p = policy(
+        r#"
+[[rules]]
+name = "deploy"
+groups = ["eng"]
+tools = ["deploy_model"]
+action = "approve"
+approvers = ["ml-leads", "cab"]
+quorum = 2
+expires = "30m"
+human_approver = true
+default_reason = "from an MCP client"
+"#,
+    );
+    let spec = p.approval("deploy").unwrap();
+    assert_eq!(spec.approvers, ["cab", "ml-leads"]);
+    assert_eq!(spec.quorum, 2);
+    assert_eq!(spec.expires_secs, 1800);
+    assert!(spec.human_approver);
+    assert_eq!(spec.default_reason.as_deref(), Some("from an MCP client"));
+    assert_eq!(p.version().len(), 16);
+    assert!(p.approval("other").is_none());
+
+    let rule = |extra: &str, action: &str| {
+        format!("[[rules]]\nname = \"r\"\nanyone = true\ntools = [\"t\"]\naction = \"{action}\"\n{extra}\n")
+    };
+    let e = load_err(&rule("", "approve"));
+    assert!(e.contains("needs `approvers`"), "{e}");
+    let e = load_err(&rule("approvers = [\"a\"]\nquorum = 0", "approve"));
+    assert!(e.contains("`quorum` must be 1 to 10"), "{e}");
+    let e = load_err(&rule("approvers = [\"a\"]\nexpires = \"soon\"", "approve"));
+    assert!(e.contains("`expires`: \"soon\" is not a duration"), "{e}");
+    let e = load_err(&rule("approvers = [\"a\"]\nexpires = \"8d\"", "approve"));
+    assert!(e.contains("from 1s to 7d"), "{e}");
+    let e = load_err(&rule("approvers = [\"a\"]", "allow"));
+    assert!(
+        e.contains("`approvers` is only read on an `approve` rule"),
+        "{e}"
+    );
+    // Another policy text is another version: approvals bind it.
+    let q = policy(&rule("approvers = [\"a\"]", "approve"));
+    assert_ne!(p.version(), q.version());
+    assert_eq!(q.approval("r").unwrap().expires_secs, 3600);
+}
+
+#[test]
+fn durations_read_as_people_write_them() {
+    assert_eq!(parse_duration("90s"), Some(90));
+    assert_eq!(parse_duration("30m"), Some(1800));
+    assert_eq!(parse_duration("2h"), Some(7200));
+    assert_eq!(parse_duration("1d"), Some(86_400));
+    assert_eq!(parse_duration("45"), Some(45));
+    assert_eq!(parse_duration("1w"), None);
+    assert_eq!(parse_duration(""), None);
+    assert_eq!(parse_duration("m"), None);
 }

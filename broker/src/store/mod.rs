@@ -1,12 +1,14 @@
-//! The broker's own SQLite database: revocations today, the audit log in a
-//! later step. One file, opened by the running broker and by the admin
-//! commands (`hoop-broker revoke`), which talk to the broker through it:
+//! The broker's own SQLite database: revocations, accepted tool
+//! definitions and approval requests (the audit log has a file of its
+//! own). One file, opened by the running broker and by the admin commands (`hoop-broker revoke`), which talk to the broker through it:
 //! a row committed by `revoke` is seen by the broker's watcher within a
 //! fraction of a second (`PRAGMA data_version`).
 
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
+
+mod approvals;
 
 /// Schema migrations, applied in order; the index is the version reached.
 const MIGRATIONS: &[&str] = &[
@@ -36,6 +38,17 @@ const MIGRATIONS: &[&str] = &[
         seen_at     INTEGER NOT NULL,
         PRIMARY KEY (target, tool)
     );",
+    // One row per approval request (broker/src/approval): its state and
+    // binding as columns to find it by, the whole request as JSON.
+    "CREATE TABLE approval (
+        id          INTEGER PRIMARY KEY,
+        state       TEXT NOT NULL,      -- pending|approved|denied|expired|cancelled|released
+        binding     TEXT NOT NULL,      -- approval::Binding::key()
+        created_at  INTEGER NOT NULL,   -- unix seconds
+        expires_at  INTEGER NOT NULL,
+        body        TEXT NOT NULL       -- approval::ApprovalRequest as JSON
+    );
+    CREATE INDEX approval_open ON approval(state) WHERE state IN ('pending', 'approved');",
 ];
 
 /// An open store. Not `Sync`: each thread or task that needs one opens its own.

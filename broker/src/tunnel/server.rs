@@ -417,7 +417,10 @@ impl TunnelServer {
             }
             Err(e) => return fail(writer, CloseCode::MALFORMED, &e.to_string()).await,
         };
-        let body = if matches!(open.kind, StreamKind::Post | StreamKind::Audit) {
+        let body = if matches!(
+            open.kind,
+            StreamKind::Post | StreamKind::Audit | StreamKind::Approvals
+        ) {
             match reader.next().await {
                 Ok(Some(Frame::Message(m))) => Some(m.body),
                 Ok(_) => {

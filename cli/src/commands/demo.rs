@@ -83,15 +83,21 @@ pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
             tool_drift: Default::default(),
         },
     );
-    let identities = Arc::new(DevIdentities::ephemeral(DevConfig::default())?);
+    let dev = DevConfig::default();
+    let names: Vec<String> = dev.identities.iter().map(|i| i.name.clone()).collect();
+    let identities = Arc::new(DevIdentities::ephemeral(dev)?);
     let token = identities.mint(&args.identity)?;
     let policy = Policy::parse(
         DEMO_POLICY,
         "the demo policy (cli/src/demo_server/policy.toml)",
     )?;
-    let broker =
-        hoop_broker::run::start_with_policy(&config, tls::self_signed()?, identities, policy)
-            .await?;
+    let broker = hoop_broker::run::start_with_policy(
+        &config,
+        tls::self_signed()?,
+        identities.clone(),
+        policy,
+    )
+    .await?;
     let tunnel = TunnelClient::connect(TunnelSettings {
         broker: broker.addr,
         server_name: "localhost".into(),
@@ -99,7 +105,23 @@ pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
         token: TokenSource::Static(token.clone()),
     })
     .await?;
-    write_profile(&dir, &broker, &token)?;
+    write_profile(&dir, &broker, "profile.toml", "token", &token)?;
+    // Every dev identity gets a profile of its own (`demo-bob`), so a
+    // second terminal can act as someone else: an approver.
+    let mut others = Vec::new();
+    for name in &names {
+        let token = identities.mint(name)?;
+        write_profile(
+            &dir,
+            &broker,
+            &format!("profile-{name}.toml"),
+            &format!("token-{name}"),
+            &token,
+        )?;
+        if *name != args.identity {
+            others.push(name.clone());
+        }
+    }
     if !args.json {
         println!(
             "hoop demo: dev broker on {} (QUIC), demo bank MCP server behind it as target \"demo\"",
@@ -109,13 +131,28 @@ pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
             "audit log: {} — see the calls you make, from another terminal: hoop audit search --profile demo",
             dir.join("audit.db").display()
         );
+        println!(
+            "approvals: deploy_model waits for an approver in ml-leads; as bob, from another terminal: hoop approve list --profile demo-bob, then hoop approve grant ID --profile demo-bob"
+        );
+        if !others.is_empty() {
+            let profiles: Vec<String> = others.iter().map(|n| format!("demo-{n}")).collect();
+            println!(
+                "profiles for this run: demo (you, {}), {}",
+                args.identity,
+                profiles.join(", ")
+            );
+        }
     }
     // No Claude Desktop snippet: a `hoop` it launched could not reach this
     // process's in-memory broker.
     let result = super::connect::serve_http(tunnel, "demo", args.port, None, None, args.json).await;
     broker.shutdown().await;
-    // The profile pointed at this run; no demo answers there any more.
+    // The profiles pointed at this run; no demo answers there any more.
     let _ = std::fs::remove_file(dir.join("profile.toml"));
+    for name in &names {
+        let _ = std::fs::remove_file(dir.join(format!("profile-{name}.toml")));
+        let _ = std::fs::remove_file(dir.join(format!("token-{name}")));
+    }
     if !args.json {
         eprintln!(
             "the calls just made: hoop-broker audit search --audit-log {} (or hoop audit search --profile demo while a demo runs)",
@@ -133,15 +170,18 @@ pub fn demo_dir() -> anyhow::Result<PathBuf> {
     Ok(crate::settings::data_dir()?.join("demo"))
 }
 
-/// Writes the `demo` profile: this run's broker address, pin and a token
-/// for the demo identity (0600), so `hoop audit --profile demo` and any
-/// other command reach the running demo from another terminal.
+/// Writes a demo profile (`file`): this run's broker address, pin and a
+/// token (in `token_name`, 0600), so `hoop audit --profile demo`, `hoop
+/// approve --profile demo-bob` and any other command reach the running
+/// demo from another terminal.
 fn write_profile(
     dir: &std::path::Path,
     broker: &hoop_broker::RunningBroker,
+    file: &str,
+    token_name: &str,
     token: &str,
 ) -> anyhow::Result<()> {
-    let token_file = dir.join("token");
+    let token_file = dir.join(token_name);
     tls::write_private(&token_file, token.as_bytes())?;
     let quoted = |v: String| toml::Value::String(v).to_string();
     let profile = format!(
@@ -150,6 +190,6 @@ fn write_profile(
         quoted(broker.fingerprint.clone()),
         quoted(token_file.display().to_string())
     );
-    tls::write_private(&dir.join("profile.toml"), profile.as_bytes())?;
+    tls::write_private(&dir.join(file), profile.as_bytes())?;
     Ok(())
 }

@@ -21,12 +21,17 @@ const HANDSHAKE: &str = "2025-11-25";
 const UPSTREAM_UNAVAILABLE: i64 = -32050;
 const APPROVAL_REQUIRED: i64 = -32040;
 const DENIED: i64 = -32041;
+const APPROVAL_DENIED: i64 = -32042;
+const APPROVAL_EXPIRED: i64 = -32043;
+/// The progress token exec sends: a held call then tells it how it waits,
+/// and the broker holds it for its longest period.
+const PROGRESS_TOKEN: &str = "hoop-exec";
 const TOKEN_EXPIRED: i64 = -32053;
 const REVOKED: i64 = -32054;
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  hoop exec mcp payments --tool get_customer --args '{\"customer_id\":\"c-1001\"}'\n  hoop exec mcp models --tool deploy_model --args @deploy.json --json\n  echo '{\"text\":\"hi\"}' | hoop exec mcp demo --tool echo --args -\n\nIn CI, the token comes from --token-file, HOOP_TOKEN, or the GitHub Actions\nOIDC variables (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN, with `permissions: id-token: write`).\n\nExit codes: 0 the tool succeeded, 1 other failure (upstream down, protocol error),\n2 usage or configuration error, 3 authentication failed (bad, expired or revoked token),\n4 broker unreachable, 5 denied by policy (or held for an approval exec does not wait for),\n6 the tool reported an error"
+    after_help = "Examples:\n  hoop exec mcp payments --tool get_customer --args '{\"customer_id\":\"c-1001\"}'\n  hoop exec mcp models --tool deploy_model --args @deploy.json --json\n  echo '{\"text\":\"hi\"}' | hoop exec mcp demo --tool echo --args -\n\nIn CI, the token comes from --token-file, HOOP_TOKEN, or the GitHub Actions\nOIDC variables (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN, with `permissions: id-token: write`).\n  hoop exec mcp models --tool deploy_model --args @deploy.json --reason \"release 7\" --wait 30m\n\nA call a policy holds for approval waits up to --wait for an approver\n(`hoop approve grant ID`), showing progress on stderr; run the same command\nagain later to pick up the same request.\n\nExit codes: 0 the tool succeeded, 1 other failure (upstream down, protocol error),\n2 usage or configuration error, 3 authentication failed (bad, expired or revoked token),\n4 broker unreachable, 5 denied by policy, 6 the tool reported an error,\n7 an approver denied the call, 8 the approval expired or --wait ran out first"
 )]
 pub struct ExecArgs {
     /// What to call (only `mcp` for now).
@@ -44,6 +49,13 @@ pub struct ExecArgs {
     /// Print the whole JSON-RPC result (or error) as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Why you make the call, for the approvers of a call a policy holds
+    /// (recorded in the audit log).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// How long to wait for an approval (`90s`, `30m`, `2h`).
+    #[arg(long, default_value = "10m", value_parser = parse_wait)]
+    pub wait: std::time::Duration,
     #[command(flatten)]
     pub connection: ConnectionArgs,
 }
@@ -76,6 +88,12 @@ fn read_arguments(spec: &str) -> anyhow::Result<Value> {
     Ok(v)
 }
 
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    hoop_broker::policy::parse_duration(text)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is not a duration: write `90s`, `30m` or `2h`"))
+}
+
 pub async fn run(args: ExecArgs) -> Result<(), CommandError> {
     let arguments = read_arguments(&args.args).map_err(usage)?;
     let resolved = args
@@ -83,8 +101,88 @@ pub async fn run(args: ExecArgs) -> Result<(), CommandError> {
         .resolve()
         .map_err(CommandError::unresolved)?;
     let tunnel = TunnelClient::connect(resolved.tunnel).await?;
-    let outcome = call(&tunnel, &args.target, &args.tool, arguments).await?;
+    let call = Call {
+        tunnel: &tunnel,
+        target: &args.target,
+        tool: &args.tool,
+        arguments,
+        reason: args.reason.as_deref(),
+    };
+    let deadline = tokio::time::Instant::now() + args.wait;
+    let mut pending: Option<u64> = None;
+    // Bounded by the deadline: each round waits for the broker's hold,
+    // which ends with an answer or a "still pending".
+    let outcome = loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let outcome = match tokio::time::timeout(left, call.run()).await {
+            Ok(outcome) => outcome?,
+            Err(_) => return Err(still_pending(pending, args.wait)),
+        };
+        match pending_approval(&outcome) {
+            Some(id) if tokio::time::Instant::now() < deadline => {
+                eprintln!("approval #{id} is still pending; asking again");
+                pending = Some(id);
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Some(id) => return Err(still_pending(Some(id), args.wait)),
+            None => break outcome,
+        }
+    };
     report(&outcome, args.json)
+}
+
+/// The approval a "pending, call again" answer names.
+fn pending_approval(outcome: &Outcome) -> Option<u64> {
+    let Outcome::Result(r) = outcome else {
+        return None;
+    };
+    let a = r.get("_meta")?.get("dev.hoop/approval")?;
+    (a.get("state")?.as_str()? == "pending").then(|| a.get("id")?.as_u64())?
+}
+
+fn still_pending(id: Option<u64>, wait: std::time::Duration) -> CommandError {
+    let which = id.map_or("its approval".to_owned(), |id| format!("approval #{id}"));
+    CommandError {
+        code: exit::APPROVAL_EXPIRED,
+        error: anyhow::anyhow!(
+            "the call still waits for {which} after --wait {}s; run the same command again to pick it up (or wait longer with --wait)",
+            wait.as_secs()
+        ),
+    }
+}
+
+/// One tools/call as exec makes it.
+struct Call<'a> {
+    tunnel: &'a Arc<TunnelClient>,
+    target: &'a str,
+    tool: &'a str,
+    arguments: Value,
+    reason: Option<&'a str>,
+}
+
+impl Call<'_> {
+    async fn run(&self) -> Result<Outcome, CommandError> {
+        call(
+            self.tunnel,
+            self.target,
+            self.tool,
+            self.arguments.clone(),
+            self.reason,
+        )
+        .await
+    }
+}
+
+/// `params._meta` of the tools/call: the progress token, and the reason
+/// for approvers when there is one.
+fn call_meta(mut meta: Value, reason: Option<&str>) -> Value {
+    if let Some(m) = meta.as_object_mut() {
+        m.insert("progressToken".into(), json!(PROGRESS_TOKEN));
+        if let Some(r) = reason {
+            m.insert("dev.hoop/reason".into(), json!(r));
+        }
+    }
+    meta
 }
 
 /// What came back for the tools/call: a result or an error object.
@@ -98,6 +196,7 @@ async fn call(
     target: &str,
     tool: &str,
     arguments: Value,
+    reason: Option<&str>,
 ) -> Result<Outcome, CommandError> {
     let meta = json!({
         "io.modelcontextprotocol/protocolVersion": STATELESS,
@@ -116,7 +215,7 @@ async fn call(
     match probe.answer {
         Some(Outcome::Result(_)) => {
             let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-                "params": {"name": tool, "arguments": arguments, "_meta": meta}});
+                "params": {"name": tool, "arguments": arguments, "_meta": call_meta(meta, reason)}});
             let reply = post(
                 tunnel,
                 target,
@@ -132,14 +231,22 @@ async fn call(
         Some(Outcome::Error(e)) if e["code"].as_i64().is_some_and(broker_refusal) => {
             Ok(Outcome::Error(e))
         }
-        Some(Outcome::Error(_)) | None => handshake_call(tunnel, target, tool, arguments).await,
+        Some(Outcome::Error(_)) | None => {
+            handshake_call(tunnel, target, tool, arguments, reason).await
+        }
     }
 }
 
 fn broker_refusal(code: i64) -> bool {
     matches!(
         code,
-        APPROVAL_REQUIRED | DENIED | TOKEN_EXPIRED | REVOKED | UPSTREAM_UNAVAILABLE
+        APPROVAL_REQUIRED
+            | DENIED
+            | APPROVAL_DENIED
+            | APPROVAL_EXPIRED
+            | TOKEN_EXPIRED
+            | REVOKED
+            | UPSTREAM_UNAVAILABLE
     )
 }
 
@@ -149,6 +256,7 @@ async fn handshake_call(
     target: &str,
     tool: &str,
     arguments: Value,
+    reason: Option<&str>,
 ) -> Result<Outcome, CommandError> {
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": HANDSHAKE, "capabilities": {},
@@ -178,7 +286,7 @@ async fn handshake_call(
     )
     .await?;
     let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-        "params": {"name": tool, "arguments": arguments}});
+        "params": {"name": tool, "arguments": arguments, "_meta": call_meta(json!({}), reason)}});
     let answer = post(tunnel, target, headers.clone(), &body)
         .await?
         .answer
@@ -317,6 +425,8 @@ fn report(outcome: &Outcome, json: bool) -> Result<(), CommandError> {
             let message = e["message"].as_str().unwrap_or("(no message)");
             let exit_code = match code {
                 DENIED | APPROVAL_REQUIRED => exit::DENIED,
+                APPROVAL_DENIED => exit::APPROVAL_DENIED,
+                APPROVAL_EXPIRED => exit::APPROVAL_EXPIRED,
                 TOKEN_EXPIRED | REVOKED => exit::AUTH_FAILED,
                 -32099..=-32000 => exit::FAILURE,
                 _ => exit::TOOL_ERROR,
@@ -359,6 +469,21 @@ mod tests {
     }
 
     #[test]
+    fn a_pending_answer_names_its_approval() {
+        let pending = Outcome::Result(json!({"content": [], "isError": true,
+            "_meta": {"dev.hoop/approval": {"id": 42, "state": "pending"}}}));
+        assert_eq!(pending_approval(&pending), Some(42));
+        let done = Outcome::Result(
+            json!({"content": [], "_meta": {"dev.hoop/approval": {"id": 42, "state": "released"}}}),
+        );
+        assert_eq!(pending_approval(&done), None);
+        assert_eq!(
+            pending_approval(&Outcome::Result(json!({"content": []}))),
+            None
+        );
+    }
+
+    #[test]
     fn names_outside_visible_ascii_use_the_base64_sentinel() {
         assert_eq!(header_name("get_customer"), "get_customer");
         assert_eq!(header_name("héllo"), "=?base64?aMOpbGxv?=");
@@ -372,6 +497,14 @@ mod tests {
             Ok(()) => 0,
         };
         assert_eq!(code(json!({"code": DENIED, "message": "no"})), exit::DENIED);
+        assert_eq!(
+            code(json!({"code": APPROVAL_DENIED, "message": "no"})),
+            exit::APPROVAL_DENIED
+        );
+        assert_eq!(
+            code(json!({"code": APPROVAL_EXPIRED, "message": "late"})),
+            exit::APPROVAL_EXPIRED
+        );
         assert_eq!(
             code(json!({"code": REVOKED, "message": "no"})),
             exit::AUTH_FAILED

@@ -1,5 +1,6 @@
 //! One module per `hoop` subcommand.
 
+pub mod approve;
 pub mod audit;
 pub mod auth;
 pub mod connect;
@@ -22,6 +23,11 @@ pub mod exit {
     pub const DENIED: u8 = 5;
     /// `hoop exec`: the tool ran and reported an error.
     pub const TOOL_ERROR: u8 = 6;
+    /// `hoop exec`: an approver denied the held call.
+    pub const APPROVAL_DENIED: u8 = 7;
+    /// `hoop exec`: the approval expired undecided, or `--wait` ran out
+    /// while it was pending.
+    pub const APPROVAL_EXPIRED: u8 = 8;
 }
 
 /// An error with the exit code it should end the process with.

@@ -1,0 +1,442 @@
+//! Just-in-time approval end to end, against a real OpenID provider and
+//! `hoop-broker serve`: a CI job's `hoop exec` (a workload token) calls a
+//! tool an `approve` rule holds; a second identity releases it with `hoop
+//! approve grant`; the upstream receives nothing before that, and the call
+//! exactly once. Self-approval, a second vote, a changed argument, a
+//! denial with its reason, expiry, a quorum of two, and a broker restart
+//! while a request waits.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hoop_e2e::*;
+use serde_json::{json, Value};
+
+const WORKLOAD_RULES: &str = r#"
+[[issuers.workloads]]
+name = "models-deploy"
+claims = { repository = "bank/models", ref = "refs/heads/main", environment = "prod" }
+groups = ["ci-deploy"]
+"#;
+
+const POLICY: &str = r#"
+[[rules]]
+name = "deploys-need-a-lead"
+groups = ["ci-deploy", "ml-leads"]
+targets = ["demo"]
+tools = ["deploy_model"]
+action = "approve"
+approvers = ["ml-leads"]
+expires = "10m"
+
+[[rules]]
+name = "deletes-need-two-people"
+groups = ["ci-deploy"]
+targets = ["demo"]
+tools = ["delete_model"]
+action = "approve"
+approvers = ["ml-leads", "ci-deploy"]
+quorum = 2
+human_approver = true
+
+[[rules]]
+name = "echo-expires-fast"
+groups = ["ci-deploy"]
+targets = ["demo"]
+tools = ["echo"]
+action = "approve"
+approvers = ["ml-leads"]
+expires = "2s"
+"#;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    _human: OidcProvider,
+    _ci: OidcProvider,
+    _demo: Proc,
+    broker: Broker,
+    record: PathBuf,
+    /// Token files: the CI job, bob and carol (ml-leads), alice (eng).
+    ci: PathBuf,
+    bob: PathBuf,
+    carol: PathBuf,
+}
+
+fn setup() -> Setup {
+    let dir = scratch();
+    let human = OidcProvider::start(dir.path(), "human", &[]);
+    let ci = OidcProvider::start(dir.path(), "workload", &[]);
+    let record = dir.path().join("demo.jsonl");
+    let (demo, url) = demo_server(dir.path(), &record);
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let issuers = format!(
+        "[[issuers]]\nissuer = \"{}\"\naudience = \"hoop-broker\"\nkind = \"human\"\n\n\
+         [[issuers]]\nissuer = \"{}\"\naudience = \"hoop-broker\"\nkind = \"workload\"\n{WORKLOAD_RULES}",
+        human.issuer, ci.issuer
+    );
+    // Short holds, so the pending-then-call-again path runs in seconds.
+    let targets = format!(
+        "[approvals]\nhold_secs = 4\nhold_secs_without_progress = 3\nprogress_every_secs = 1\n\n{}",
+        http_target("demo", &url)
+    );
+    let broker = serve_broker_top(
+        dir.path(),
+        &format!("policy = \"{}\"", policy.display()),
+        &issuers,
+        &targets,
+    );
+    let token = |name: &str, t: String| {
+        let path = dir.path().join(format!("{name}.token"));
+        std::fs::write(&path, t).unwrap();
+        path
+    };
+    let person = |sub: &str, groups: &[&str]| {
+        let t = now_unix();
+        human.forge(
+            &json!({"iss": human.issuer, "aud": "hoop-broker", "sub": sub,
+                "email": format!("{sub}@bank.example"), "groups": groups,
+                "iat": t, "exp": t + 3600}),
+            &[],
+        )
+    };
+    let ci_token = token("ci", ci.client_credentials("ci-deploy", "ci-deploy-secret"));
+    let bob = token("bob", person("bob", &["ml-leads"]));
+    let carol = token("carol", person("carol", &["ml-leads"]));
+    Setup {
+        _human: human,
+        _ci: ci,
+        _demo: demo,
+        broker,
+        record,
+        ci: ci_token,
+        bob,
+        carol,
+        dir,
+    }
+}
+
+impl Setup {
+    fn hoop(&self, token: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("hoop"));
+        c.args(args)
+            .args(["--broker", &self.broker.addr, "--pin", &self.broker.pin])
+            .arg("--token-file")
+            .arg(token)
+            .env_remove("HOOP_TOKEN")
+            .env("HOOP_CONFIG", empty_config(self.dir.path()));
+        c
+    }
+
+    /// `hoop exec` as the CI job, in the background.
+    fn exec(&self, token: &Path, tool: &str, args: Value, extra: &[&str]) -> ExecRun {
+        let args = args.to_string();
+        let mut all = vec!["exec", "mcp", "demo", "--tool", tool, "--args", &args];
+        all.extend_from_slice(extra);
+        let cmd = self.hoop(token, &all);
+        ExecRun(std::thread::spawn(move || {
+            run_bounded(cmd, Duration::from_secs(90))
+        }))
+    }
+
+    fn approve(&self, token: &Path, args: &[&str]) -> Output {
+        let mut all = vec!["approve"];
+        all.extend_from_slice(args);
+        run_bounded(self.hoop(token, &all), Duration::from_secs(30))
+    }
+
+    /// `hoop approve list --all --json` as `token`, asked again (every
+    /// 100 ms, at most 20 s) until `found` holds.
+    fn requests_until(&self, token: &Path, found: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // Bounded by the deadline.
+        loop {
+            let out = self.approve(token, &["list", "--all", "--json"]);
+            assert_eq!(out.status, Some(0), "{}", out.stderr);
+            let list: Vec<Value> = out
+                .stdout
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            if found(&list) || Instant::now() > deadline {
+                return list;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The id of the pending request for `tool` with these arguments.
+    fn pending(&self, tool: &str, args: &Value) -> u64 {
+        let is = |r: &Value| {
+            r["state"] == "pending" && r["binding"]["name"] == tool && r["arguments"] == *args
+        };
+        let list = self.requests_until(&self.bob, |l| l.iter().any(is));
+        let r = list
+            .iter()
+            .find(|r| is(r))
+            .unwrap_or_else(|| panic!("no pending request for {tool} {args}: {list:?}"));
+        r["id"].as_u64().unwrap()
+    }
+
+    /// How many times the upstream received `tools/call` of `tool`.
+    fn received(&self, tool: &str) -> usize {
+        read_record(&self.record)
+            .iter()
+            .filter(|r| r["method"] == "tools/call" && r["name"] == tool)
+            .count()
+    }
+}
+
+struct ExecRun(std::thread::JoinHandle<Output>);
+
+impl ExecRun {
+    fn finish(self) -> Output {
+        self.0.join().unwrap()
+    }
+}
+
+fn deploy(version: &str) -> Value {
+    json!({"model": "fraud", "version": version, "environment": "production"})
+}
+
+#[test]
+fn a_held_ci_call_runs_once_when_a_second_identity_approves_it() {
+    let s = setup();
+    let run = s.exec(
+        &s.ci,
+        "deploy_model",
+        deploy("7"),
+        &["--reason", "release 7", "--wait", "60s"],
+    );
+    let id = s.pending("deploy_model", &deploy("7"));
+    let shown = s.approve(&s.bob, &["show", &id.to_string(), "--json"]);
+    let r: Value = serde_json::from_str(shown.stdout.trim()).unwrap();
+    assert_eq!(r["requester"]["subject"], "workload:models-deploy");
+    assert_eq!(r["requester"]["kind"], "workload");
+    assert_eq!(r["reason"], "release 7");
+    assert_eq!(r["binding"]["rule"], "deploys-need-a-lead");
+    assert_eq!(r["binding"]["args_digest"].as_str().unwrap().len(), 64);
+    assert!(
+        r["binding"]["tool_fingerprint"].is_string(),
+        "bound to the tool's definition: {r}"
+    );
+    // Held: past the 4 s hold the exec asks again, and still nothing
+    // reached the upstream.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(s.received("deploy_model"), 0, "nothing runs unapproved");
+
+    // The requester cannot approve its own call, nor can a non-approver.
+    let own = s.approve(&s.ci, &["grant", &id.to_string()]);
+    assert_eq!(own.status, Some(5), "{}", own.stderr);
+    assert!(own.stderr.contains("yourself"), "{}", own.stderr);
+
+    let granted = s.approve(&s.bob, &["grant", &id.to_string(), "--reason", "CHG-1"]);
+    assert_eq!(granted.status, Some(0), "{}", granted.stderr);
+    assert!(granted.stdout.contains("approved"), "{}", granted.stdout);
+    let out = run.finish();
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("deployed model fraud version 7 to production"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains(&format!("approval #{id}")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(s.received("deploy_model"), 1);
+
+    // A second vote on a finished request is refused; the approval was
+    // one call: the same call again is a new request.
+    let again = s.approve(&s.carol, &["grant", &id.to_string()]);
+    assert_eq!(again.status, Some(2), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("already released"),
+        "{}",
+        again.stderr
+    );
+    let out = s
+        .exec(
+            &s.ci,
+            "deploy_model",
+            deploy("7"),
+            &["--reason", "again", "--wait", "2s"],
+        )
+        .finish();
+    assert_eq!(out.status, Some(8), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("run the same command again"),
+        "{}",
+        out.stderr
+    );
+    let second = s.pending("deploy_model", &deploy("7"));
+    assert_ne!(second, id);
+    assert_eq!(s.received("deploy_model"), 1, "the used approval ran once");
+
+    // Other arguments need their own approval: granting #second does not
+    // release version 8, and a denial reaches the caller with its reason.
+    let run8 = s.exec(
+        &s.ci,
+        "deploy_model",
+        deploy("8"),
+        &["--reason", "release 8"],
+    );
+    let id8 = s.pending("deploy_model", &deploy("8"));
+    assert_ne!(id8, second);
+    let no_reason = s.approve(&s.bob, &["deny", &id8.to_string(), "--reason", " "]);
+    assert_eq!(no_reason.status, Some(2), "{}", no_reason.stderr);
+    let denied = s.approve(
+        &s.bob,
+        &[
+            "deny",
+            &id8.to_string(),
+            "--reason",
+            "not during the freeze",
+        ],
+    );
+    assert_eq!(denied.status, Some(0), "{}", denied.stderr);
+    let out = run8.finish();
+    assert_eq!(out.status, Some(7), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("not during the freeze"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("bob@bank.example"), "{}", out.stderr);
+    assert_eq!(s.received("deploy_model"), 1);
+
+    // The chain is in the audit log, linked by the approval's number.
+    let events = host_audit_search(
+        &["--config".to_owned(), s.broker.config.display().to_string()],
+        |e| {
+            e.iter()
+                .any(|e| e["type"] == "approval.decided" && e["approval"] == id8)
+        },
+    );
+    let of = |kind: &str, n: u64| {
+        events
+            .iter()
+            .filter(|e| e["type"] == kind && e["approval"] == n)
+            .count()
+    };
+    assert_eq!(of("approval.requested", id), 1, "{events:?}");
+    assert_eq!(of("approval.decided", id), 1);
+    assert_eq!(of("approval.released", id), 1);
+    assert_eq!(
+        of("mcp.request", id),
+        1,
+        "the released call names its approval"
+    );
+    let decided = events
+        .iter()
+        .find(|e| e["type"] == "approval.decided" && e["approval"] == id8)
+        .unwrap();
+    assert_eq!(decided["actor"]["sub"], "bob");
+    assert_eq!(decided["decision"], "denied");
+    assert_eq!(decided["reason"], "not during the freeze");
+}
+
+#[test]
+fn quorum_expiry_a_persons_decision_and_a_restart() {
+    let s = setup();
+    // Two distinct people: the same one twice does not count, nor does a
+    // workload where the rule wants a person.
+    let run = s.exec(
+        &s.ci,
+        "delete_model",
+        json!({"model": "old"}),
+        &["--reason", "cleanup", "--wait", "60s"],
+    );
+    let id = s
+        .pending("delete_model", &json!({"model": "old"}))
+        .to_string();
+    let one = s.approve(&s.bob, &["grant", &id]);
+    assert_eq!(one.status, Some(0), "{}", one.stderr);
+    assert!(one.stdout.contains("1 of 2"), "{}", one.stdout);
+    let twice = s.approve(&s.bob, &["grant", &id]);
+    assert_eq!(twice.status, Some(5), "{}", twice.stderr);
+    assert!(twice.stderr.contains("already decided"), "{}", twice.stderr);
+    // The CI job is in an approver group of this rule, but it made the
+    // call (and the rule wants a person besides).
+    let own = s.approve(&s.ci, &["grant", &id]);
+    assert_eq!(own.status, Some(5), "{}", own.stderr);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        s.received("delete_model"),
+        0,
+        "one vote of two releases nothing"
+    );
+    let two = s.approve(&s.carol, &["grant", &id]);
+    assert_eq!(two.status, Some(0), "{}", two.stderr);
+    let out = run.finish();
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    assert_eq!(s.received("delete_model"), 1);
+
+    // Nobody decides in time: exit 8, and the request says expired.
+    let out = s
+        .exec(
+            &s.ci,
+            "echo",
+            json!({"text": "hi"}),
+            &["--reason", "ping", "--wait", "30s"],
+        )
+        .finish();
+    assert_eq!(out.status, Some(8), "{}", out.stderr);
+    assert!(out.stderr.contains("expired"), "{}", out.stderr);
+    assert_eq!(s.received("echo"), 0);
+
+    // A request pending when the broker stops is there after the restart,
+    // and its grant releases the same call made again.
+    let pending = s.exec(
+        &s.ci,
+        "deploy_model",
+        deploy("9"),
+        &["--reason", "release 9", "--wait", "3s"],
+    );
+    let id9 = s.pending("deploy_model", &deploy("9"));
+    assert_eq!(pending.finish().status, Some(8));
+    let Setup {
+        dir,
+        _human,
+        _ci,
+        _demo,
+        mut broker,
+        record,
+        ci,
+        bob,
+        carol,
+    } = s;
+    broker.proc.terminate();
+    let broker = serve_broker_with(dir.path(), broker.config.clone(), broker.state.clone());
+    let s = Setup {
+        dir,
+        _human,
+        _ci,
+        _demo,
+        broker,
+        record,
+        ci,
+        bob,
+        carol,
+    };
+    assert_eq!(
+        s.pending("deploy_model", &deploy("9")),
+        id9,
+        "kept across the restart"
+    );
+    let granted = s.approve(&s.bob, &["grant", &id9.to_string()]);
+    assert_eq!(granted.status, Some(0), "{}", granted.stderr);
+    let out = s
+        .exec(
+            &s.ci,
+            "deploy_model",
+            deploy("9"),
+            &["--reason", "release 9"],
+        )
+        .finish();
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    assert_eq!(s.received("deploy_model"), 1);
+}
