@@ -9,7 +9,7 @@ Exit status: 0 when every scenario passed, 1 when any failed, 2 on bad usage.
   --mode handshake  force the initialize handshake (2025-11-25); SDK Client(mode="legacy")
   --mode modern     adopt 2026-07-28 directly, no discover probe; SDK Client(mode="2026-07-28")
 
-Scenarios: list_tools echo resources prompts progress sampling elicitation
+Scenarios: list_tools echo resources prompts progress held sampling elicitation
 input_required task cancel big negotiated logging request_logs resource_updates
 list_changed listen (see SCENARIOS below).
 Tool names are detected from tools/list (server-everything, tests/fixtures/
@@ -23,6 +23,8 @@ Notes:
          server-everything simulate-research-query: SEP-1686 tasks (2025-11-25); mcp
          2.3.0 has no API for a task-augmented tools/call, so that one request goes
          through the session's private dispatcher.
+  held   a call a broker holds for approval (--tool held=NAME --held-args JSON): >= 2
+         progress notifications while it waits, then the tool's own result.
   cancel cancels the call client-side after its first progress notification (the SDK
          sends notifications/cancelled on 2025-11-25, closes the POST on 2026-07-28),
          then checks echo still works on the same client.
@@ -91,6 +93,7 @@ ROLE_CANDIDATES: dict[str, list[str]] = {
     "input_required": ["confirm_transfer"],
     "task": ["long_report", "simulate-research-query"],
     "big": ["big_payload"],
+    "held": ["deploy_model"],
     "logging": ["toggle-simulated-logging"],
     "subscriber_updates": ["toggle-subscriber-updates"],
     "request_logs": ["chatty"],
@@ -504,6 +507,25 @@ class Runner:
               {**detail, "error": "progress not monotonic"})
         return detail
 
+    async def s_held(self) -> Any:
+        # A call a broker holds for approval (--tool held=NAME, --held-args JSON):
+        # the progress callback hears the wait, the result is the tool's once
+        # an approver releases it.
+        tool = await self.tool_for("held")
+        seen: list[tuple[float, float | None, str | None]] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            seen.append((progress, total, message))
+
+        args = json.loads(self.args.held_args)
+        result = await self.call(tool.name, args, progress_callback=on_progress)
+        text = result_text(result)
+        detail = {"tool": tool.name, "notifications": len(seen), "messages": [m for _, _, m in seen][:5],
+                  "text": text[:300], "is_error": bool(result.is_error)}
+        check(not result.is_error, {**detail, "error": "tool returned isError"})
+        check(len(seen) >= 2, {**detail, "error": "fewer than 2 progress notifications while held"})
+        return detail
+
     async def s_sampling(self) -> Any:
         tool = await self.tool_for("sampling")
         before = self.cb.sampling_calls
@@ -855,6 +877,7 @@ SCENARIOS: dict[str, Callable[[Runner], Awaitable[Any]]] = {
     "resources": Runner.s_resources,  # resources/list + read the first
     "prompts": Runner.s_prompts,  # prompts/list + get the first
     "progress": Runner.s_progress,  # long tool with progress callback, >= 2 notifications
+    "held": Runner.s_held,  # a call held for approval: progress while held, then the tool's result
     "sampling": Runner.s_sampling,  # server asks client to sample; fixed reply must come back
     "elicitation": Runner.s_elicitation,  # server asks client for form input
     "input_required": Runner.s_input_required,  # confirm_transfer: exactly one elicitation round
@@ -992,6 +1015,7 @@ def main() -> int:
     ap.add_argument("--tool", action="append", default=[], metavar="ROLE=NAME", help="tool name for a role")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds, for connect and for each scenario")
     ap.add_argument("--big-bytes", type=int, default=5 * 1024 * 1024 + 321)
+    ap.add_argument("--held-args", default="{}", help="held: the tool's arguments, a JSON object")
     ap.add_argument("--expect-version", help="negotiated: also assert this protocol version")
     ap.add_argument("--verbose", action="store_true", help="tracebacks on stderr")
     args = ap.parse_args()

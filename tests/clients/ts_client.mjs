@@ -8,6 +8,10 @@
  *   list_tools  - tools/list, tool names
  *   echo        - call the echo tool (or --echo-tool NAME) with a unique text; the result
  *                 must be that text (or "Echo: <text>", server-everything's form)
+ *   held        - with --held-tool NAME --held-args JSON: a call a broker holds for approval,
+ *                 made at the SDK's default request timeout (60 s, no progress token); while
+ *                 the answer is "pending, call again" (_meta["dev.hoop/approval"].state) the
+ *                 same call is made again, at most --held-tries times; then the tool's result
  * Exit 0 when all passed, 1 when any failed (later steps are reported failed too), 2 on usage.
  *
  * Usage (from tests/):
@@ -24,7 +28,7 @@ function usage(msg) {
 }
 
 function parseArgs(argv) {
-  const out = { url: undefined, headers: {}, timeout: 30, echoTool: undefined };
+  const out = { url: undefined, headers: {}, timeout: 30, echoTool: undefined, heldTool: undefined, heldArgs: {}, heldTries: 5 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -41,6 +45,9 @@ function parseArgs(argv) {
       out.timeout = Number(next());
       if (!(out.timeout > 0)) usage("--timeout must be a positive number");
     } else if (a === "--echo-tool") out.echoTool = next();
+    else if (a === "--held-tool") out.heldTool = next();
+    else if (a === "--held-args") out.heldArgs = JSON.parse(next());
+    else if (a === "--held-tries") out.heldTries = Number(next());
     else usage(`unknown argument ${JSON.stringify(a)}`);
   }
   if (!out.url) usage("--url is required");
@@ -71,6 +78,7 @@ async function main() {
   const args = parseArgs(process.argv.slice(2));
   const ms = args.timeout * 1000;
   const steps = ["initialize", "list_tools", "echo"];
+  if (args.heldTool) steps.push("held");
   let failed = false;
   const fail = (step, detail) => {
     failed = true;
@@ -131,6 +139,27 @@ async function main() {
       emit("echo", true, { tool: name, sent: text, exact: got === text });
     } catch (e) {
       fail("echo", String(e?.message ?? e));
+    }
+
+    if (args.heldTool) {
+      try {
+        const pending = [];
+        let res;
+        for (let attempt = 0; attempt < args.heldTries; attempt++) {
+          // No options: the SDK's own default timeout, as an ordinary client.
+          const started = Date.now();
+          res = await client.callTool({ name: args.heldTool, arguments: args.heldArgs });
+          const approval = res?._meta?.["dev.hoop/approval"];
+          if (approval?.state !== "pending") break;
+          pending.push({ id: approval.id, waited_ms: Date.now() - started });
+        }
+        const got = (res?.content ?? []).filter((c) => c.type === "text").map((c) => c.text).join("");
+        if (res?._meta?.["dev.hoop/approval"]?.state === "pending") throw new Error(`still pending after ${args.heldTries} calls`);
+        if (res?.isError) throw new Error(`tool returned isError: ${got.slice(0, 300)}`);
+        emit("held", true, { pending, text: got.slice(0, 300) });
+      } catch (e) {
+        fail("held", String(e?.message ?? e));
+      }
     }
   } finally {
     try {

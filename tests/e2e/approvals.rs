@@ -440,3 +440,137 @@ fn quorum_expiry_a_persons_decision_and_a_restart() {
     assert_eq!(out.status, Some(0), "{}", out.stderr);
     assert_eq!(s.received("deploy_model"), 1);
 }
+
+/// `hoop approve grant` as a dev identity of `broker`, once `tool` has a
+/// pending request (asked every 100 ms, at most 30 s): the request's id.
+fn grant_when_pending(dir: &Path, broker: &Broker, who: &str, tool: &str) -> u64 {
+    let approve = |args: &[&str]| {
+        let mut c = Command::new(bin("hoop"));
+        c.arg("approve")
+            .args(args)
+            .args(broker.connect_args(who))
+            .env_remove("HOOP_TOKEN")
+            .env("HOOP_CONFIG", empty_config(dir));
+        run_bounded(c, Duration::from_secs(30))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Bounded by the deadline.
+    let id = loop {
+        let out = approve(&["list", "--json"]);
+        assert_eq!(out.status, Some(0), "{}", out.stderr);
+        let found = out
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|r| r["state"] == "pending" && r["binding"]["name"] == tool);
+        if let Some(r) = found {
+            break r["id"].as_u64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "no pending request for {tool}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = approve(&["grant", &id.to_string(), "--reason", "looks right"]);
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    id
+}
+
+#[test]
+fn the_python_sdk_hears_progress_while_held_in_both_revisions() {
+    let dir = scratch();
+    let (_demo, broker, record) = demo_behind_demo_policy_with(
+        dir.path(),
+        "[approvals]\nhold_secs = 60\nprogress_every_secs = 1\n",
+    );
+    let connect = Connect::start(dir.path(), &broker, "demo", &[]);
+    for (n, mode) in ["auto", "handshake"].into_iter().enumerate() {
+        let version = format!("{}", 10 + n);
+        let args = json!({"model": "fraud", "version": version, "environment": "staging"});
+        let mut extra = vec![
+            "--tool".to_owned(),
+            "held=deploy_model".to_owned(),
+            "--held-args".to_owned(),
+            args.to_string(),
+        ];
+        extra.extend(connect.header_args());
+        let url = connect.url.clone();
+        let client = std::thread::spawn(move || python_client_raw(&url, mode, &["held"], &extra));
+        // Let two progress notifications go by before the approver comes.
+        std::thread::sleep(Duration::from_secs(3));
+        grant_when_pending(dir.path(), &broker, "bob", "deploy_model");
+        let outcomes = client.join().unwrap();
+        let held = outcome(&outcomes, "held");
+        assert!(held.ok, "{mode}: {:?}", held.detail);
+        let messages = held.detail["messages"].to_string();
+        assert!(messages.contains("waiting for approval #"), "{messages}");
+        assert!(
+            held.detail["text"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("version {version} to staging")),
+            "{:?}",
+            held.detail
+        );
+    }
+    let calls = read_record(&record)
+        .iter()
+        .filter(|r| r["method"] == "tools/call" && r["name"] == "deploy_model")
+        .count();
+    assert_eq!(calls, 2, "each approved call ran once");
+}
+
+#[test]
+fn the_typescript_sdk_calls_again_after_pending_and_the_approval_runs_once() {
+    let dir = scratch();
+    // The broker's own defaults: held 50 s without a progress token, under
+    // the TypeScript SDK's 60 s request timeout.
+    let (_demo, broker, record) = demo_behind_demo_policy_with(dir.path(), "");
+    let connect = Connect::start(dir.path(), &broker, "demo", &[]);
+    let args = json!({"model": "fraud", "version": "12", "environment": "staging"});
+    let mut extra = vec![
+        "--held-tool".to_owned(),
+        "deploy_model".to_owned(),
+        "--held-args".to_owned(),
+        args.to_string(),
+        "--held-tries".to_owned(),
+        "3".to_owned(),
+    ];
+    extra.extend(connect.header_args());
+    let url = connect.url.clone();
+    let client = std::thread::spawn(move || ts_client(&url, &extra));
+    // Past the first hold (50 s): the client got "pending" and called again.
+    std::thread::sleep(Duration::from_secs(53));
+    assert_eq!(
+        read_record(&record)
+            .iter()
+            .filter(|r| r["name"] == "deploy_model")
+            .count(),
+        0
+    );
+    let id = grant_when_pending(dir.path(), &broker, "bob", "deploy_model");
+    let lines = client.join().unwrap();
+    let held = lines.iter().find(|l| l["scenario"] == "held").unwrap();
+    let pending = held["detail"]["pending"].as_array().unwrap();
+    assert_eq!(pending.len(), 1, "{held}");
+    assert_eq!(
+        pending[0]["id"], id,
+        "the second call picked the same request up"
+    );
+    assert!(
+        pending[0]["waited_ms"].as_u64().unwrap() >= 49_000,
+        "{held}"
+    );
+    assert!(
+        held["detail"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("version 12 to staging"),
+        "{held}"
+    );
+    assert_eq!(
+        read_record(&record)
+            .iter()
+            .filter(|r| r["method"] == "tools/call" && r["name"] == "deploy_model")
+            .count(),
+        1
+    );
+}

@@ -299,13 +299,21 @@ pub fn http_target(name: &str, url: &str) -> String {
 /// (cli/src/demo_server/policy.toml); returns them and the server's record.
 /// A call held for approval is held for 2 or 3 seconds, not minutes.
 pub fn demo_behind_demo_policy(dir: &Path) -> (Proc, Broker, PathBuf) {
+    demo_behind_demo_policy_with(
+        dir,
+        "[approvals]\nhold_secs = 3\nhold_secs_without_progress = 2\n",
+    )
+}
+
+/// The same with these config tables after the target (`[approvals]`).
+pub fn demo_behind_demo_policy_with(dir: &Path, tables: &str) -> (Proc, Broker, PathBuf) {
     let record = dir.join("demo.jsonl");
     let (demo, url) = demo_server(dir, &record);
     let policy = tests_dir().join("../cli/src/demo_server/policy.toml");
     let broker = Broker::start(
         dir,
         &format!(
-            "policy = \"{}\"\n{}\n[approvals]\nhold_secs = 3\nhold_secs_without_progress = 2\n",
+            "policy = \"{}\"\n{}\n{tables}",
             policy.display(),
             http_target("demo", &url)
         ),
