@@ -9,7 +9,7 @@ Exit status: 0 when every scenario passed, 1 when any failed, 2 on bad usage.
   --mode handshake  force the initialize handshake (2025-11-25); SDK Client(mode="legacy")
   --mode modern     adopt 2026-07-28 directly, no discover probe; SDK Client(mode="2026-07-28")
 
-Scenarios: list_tools echo resources prompts progress held sampling elicitation
+Scenarios: list_tools echo resources prompts progress held held_task sampling elicitation
 input_required task cancel big negotiated logging request_logs resource_updates
 list_changed listen (see SCENARIOS below).
 Tool names are detected from tools/list (server-everything, tests/fixtures/
@@ -25,6 +25,8 @@ Notes:
          through the session's private dispatcher.
   held   a call a broker holds for approval (--tool held=NAME --held-args JSON): >= 2
          progress notifications while it waits, then the tool's own result.
+  held_task  the same call with the Tasks extension declared: answered with the broker's
+         own task, polled with tasks/get until it completes (--held-expect failed: denied).
   cancel cancels the call client-side after its first progress notification (the SDK
          sends notifications/cancelled on 2025-11-25, closes the POST on 2026-07-28),
          then checks echo still works on the same client.
@@ -526,6 +528,27 @@ class Runner:
         check(len(seen) >= 2, {**detail, "error": "fewer than 2 progress notifications while held"})
         return detail
 
+    async def s_held_task(self) -> Any:
+        # The same held call from a client that declared the Tasks extension: the
+        # broker answers with a task at once and the client polls tasks/get.
+        # --held-expect failed: the approver denied it (the task fails).
+        assert self.tasks is not None
+        tool = await self.tool_for("held")
+        n_before = len(self.tasks.task_ids)
+        result = await self.call(tool.name, json.loads(self.args.held_args))
+        text = result_text(result)
+        ran_as_task = len(self.tasks.task_ids) > n_before
+        detail = {"tool": tool.name, "task_id": self.tasks.task_ids[-1] if ran_as_task else None,
+                  "statuses": sorted(set(self.tasks.statuses)), "status_messages": self.tasks.status_messages[:3],
+                  "text": text[:300], "is_error": bool(result.is_error)}
+        check(ran_as_task, {**detail, "error": "the held call was not answered with a task"})
+        check("working" in detail["statuses"], {**detail, "error": "never observed status working"})
+        if self.args.held_expect == "failed":
+            check(bool(result.is_error), {**detail, "error": "expected the task to fail"})
+        else:
+            check(not result.is_error, {**detail, "error": "task result isError"})
+        return detail
+
     async def s_sampling(self) -> Any:
         tool = await self.tool_for("sampling")
         before = self.cb.sampling_calls
@@ -878,6 +901,7 @@ SCENARIOS: dict[str, Callable[[Runner], Awaitable[Any]]] = {
     "prompts": Runner.s_prompts,  # prompts/list + get the first
     "progress": Runner.s_progress,  # long tool with progress callback, >= 2 notifications
     "held": Runner.s_held,  # a call held for approval: progress while held, then the tool's result
+    "held_task": Runner.s_held_task,  # the same, answered as a task (Tasks extension) and polled
     "sampling": Runner.s_sampling,  # server asks client to sample; fixed reply must come back
     "elicitation": Runner.s_elicitation,  # server asks client for form input
     "input_required": Runner.s_input_required,  # confirm_transfer: exactly one elicitation round
@@ -956,7 +980,7 @@ async def amain(args: argparse.Namespace) -> int:
     cb = Callbacks()
     notes = Notes()
     # The scenarios that read a result through tasks/get declare the extension.
-    tasks = TasksClient(args.timeout) if {"task", "carriers"} & set(args.scenario) else None
+    tasks = TasksClient(args.timeout) if {"task", "carriers", "held_task"} & set(args.scenario) else None
     mode = {"auto": "auto", "handshake": "legacy", "modern": "2026-07-28"}[args.mode]
     headers = dict(args.header_map)
     timeout = httpx2.Timeout(args.timeout, read=max(args.timeout, 60.0))
@@ -1016,6 +1040,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds, for connect and for each scenario")
     ap.add_argument("--big-bytes", type=int, default=5 * 1024 * 1024 + 321)
     ap.add_argument("--held-args", default="{}", help="held: the tool's arguments, a JSON object")
+    ap.add_argument("--held-expect", choices=["ok", "failed"], default="ok", help="held_task: how the task ends")
     ap.add_argument("--expect-version", help="negotiated: also assert this protocol version")
     ap.add_argument("--verbose", action="store_true", help="tracebacks on stderr")
     args = ap.parse_args()

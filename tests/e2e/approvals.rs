@@ -574,3 +574,165 @@ fn the_typescript_sdk_calls_again_after_pending_and_the_approval_runs_once() {
         1
     );
 }
+
+#[test]
+fn a_client_of_the_tasks_extension_gets_a_task_that_completes_or_fails() {
+    let dir = scratch();
+    let (_demo, broker, record) = demo_behind_demo_policy(dir.path());
+    let connect = Connect::start(dir.path(), &broker, "demo", &[]);
+    let held = |version: &str, expect: &str| {
+        let args = json!({"model": "fraud", "version": version, "environment": "staging"});
+        let mut extra = vec![
+            "--tool".to_owned(),
+            "held=deploy_model".to_owned(),
+            "--held-args".to_owned(),
+            args.to_string(),
+            "--held-expect".to_owned(),
+            expect.to_owned(),
+        ];
+        extra.extend(connect.header_args());
+        let url = connect.url.clone();
+        std::thread::spawn(move || python_client_raw(&url, "modern", &["held_task"], &extra))
+    };
+    let approve = |args: &[&str]| {
+        let mut c = Command::new(bin("hoop"));
+        c.arg("approve")
+            .args(args)
+            .args(broker.connect_args("bob"))
+            .env_remove("HOOP_TOKEN")
+            .env("HOOP_CONFIG", empty_config(dir.path()));
+        run_bounded(c, Duration::from_secs(30))
+    };
+
+    // Granted: the task completes with the tool's result. Past the 3 s
+    // hold a held stream would have answered "pending"; a task waits on.
+    let client = held("20", "ok");
+    std::thread::sleep(Duration::from_secs(4));
+    grant_when_pending(dir.path(), &broker, "bob", "deploy_model");
+    let outcomes = client.join().unwrap();
+    let o = outcome(&outcomes, "held_task");
+    assert!(o.ok, "{:?}", o.detail);
+    let task_id = o.detail["task_id"].as_str().unwrap();
+    assert!(task_id.starts_with("hoop-approval-"), "{task_id}");
+    assert!(
+        o.detail["status_messages"]
+            .to_string()
+            .contains("waiting for approval #"),
+        "{:?}",
+        o.detail
+    );
+    assert!(
+        o.detail["text"]
+            .as_str()
+            .unwrap()
+            .contains("version 20 to staging"),
+        "{:?}",
+        o.detail
+    );
+
+    // Denied: the task fails with the approval, the outcome and the reason.
+    let client = held("21", "failed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Bounded by the deadline.
+    let id = loop {
+        let out = approve(&["list", "--json"]);
+        let found = out
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|r| r["state"] == "pending");
+        if let Some(r) = found {
+            break r["id"].as_u64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "no pending request");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = approve(&["deny", &id.to_string(), "--reason", "wrong environment"]);
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    let outcomes = client.join().unwrap();
+    let o = outcome(&outcomes, "held_task");
+    assert!(o.ok, "{:?}", o.detail);
+    let text = o.detail["text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("approval #{id} was denied")),
+        "{text}"
+    );
+    assert!(text.contains("wrong environment"), "{text}");
+
+    // tasks/cancel withdraws the request; the task is bound to its owner.
+    let stateless = |url: &str,
+                     secret: &Option<String>,
+                     method: &str,
+                     name: &str,
+                     params: Value| {
+        let mut params = params;
+        params["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}},
+        });
+        let body = json!({"jsonrpc": "2.0", "id": 5, "method": method, "params": params});
+        let auth = secret
+            .as_ref()
+            .map(|s| format!("Bearer {s}"))
+            .unwrap_or_default();
+        let mut headers = vec![
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", method),
+            ("mcp-name", name),
+        ];
+        if !auth.is_empty() {
+            headers.push(("authorization", auth.as_str()));
+        }
+        let (_, _, msgs) = post(url, &headers, &body.to_string());
+        msgs.into_iter().find(|m| m["id"] == 5).unwrap()
+    };
+    let created = stateless(
+        &connect.url,
+        &connect.secret,
+        "tools/call",
+        "deploy_model",
+        json!({"name": "deploy_model", "arguments": {"model": "fraud", "version": "22", "environment": "staging"}}),
+    );
+    assert_eq!(created["result"]["resultType"], "task", "{created}");
+    assert_eq!(created["result"]["status"], "working", "{created}");
+    let task = created["result"]["taskId"].as_str().unwrap().to_owned();
+    let bobs = Connect::start_as(dir.path(), &broker, "demo", "bob", &[]);
+    let foreign = stateless(
+        &bobs.url,
+        &bobs.secret,
+        "tasks/get",
+        &task,
+        json!({"taskId": task}),
+    );
+    assert_eq!(foreign["error"]["code"], -32055, "{foreign}");
+    let cancelled = stateless(
+        &connect.url,
+        &connect.secret,
+        "tasks/cancel",
+        &task,
+        json!({"taskId": task}),
+    );
+    assert_eq!(cancelled["result"]["status"], "cancelled", "{cancelled}");
+    let id = created["result"]["_meta"]["dev.hoop/approval"]["id"].clone();
+    let out = approve(&["list", "--all", "--json"]);
+    let state = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r["id"] == id)
+        .map(|r| r["state"].clone());
+    assert_eq!(state, Some(json!("cancelled")), "{}", out.stdout);
+
+    let calls: Vec<Value> = read_record(&record)
+        .into_iter()
+        .filter(|r| r["method"] == "tools/call" && r["name"] == "deploy_model")
+        .collect();
+    assert_eq!(calls.len(), 1, "only the granted call ran: {calls:?}");
+    assert!(
+        read_record(&record)
+            .iter()
+            .all(|r| r["method"] != "tasks/get"),
+        "the broker's tasks never reach the upstream"
+    );
+}

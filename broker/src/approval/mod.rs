@@ -304,6 +304,31 @@ impl Approvals {
         }
     }
 
+    /// The requester withdraws request `id` (`tasks/cancel` of its task):
+    /// recorded, then final. `Ok(false)` when it is no longer open.
+    pub async fn withdraw(&self, caller: &Caller, id: u64) -> Result<bool, McpError> {
+        let mut book = self.book.lock().await;
+        let Some(entry) = book.open.get(&id) else {
+            return Ok(false);
+        };
+        let who = &caller.identity;
+        if !entry.request.requested_by(&who.subject, &who.issuer) {
+            return Err(McpError::new(
+                codes::HANDLE_NOT_YOURS,
+                format!("approval request #{id} is not yours to withdraw"),
+            ));
+        }
+        let mut cancelled = entry.request.clone();
+        cancelled.state = ApprovalState::Cancelled;
+        self.audit
+            .approval_by_requester(EventKind::ApprovalCancelled, caller, &cancelled)
+            .await?;
+        self.save(&cancelled).await?;
+        tracing::info!(id, "approval request withdrawn by its requester");
+        self.finish(&mut book, cancelled);
+        Ok(true)
+    }
+
     /// Expires what is due; the broker runs it every second.
     pub async fn sweep(&self) {
         let mut book = self.book.lock().await;

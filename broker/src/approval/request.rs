@@ -22,6 +22,8 @@ pub enum ApprovalState {
     Expired,
     /// The approved call ran (a one-call approval is used up).
     Released,
+    /// The requester withdrew it (`tasks/cancel` of its task).
+    Cancelled,
 }
 
 impl ApprovalState {
@@ -32,6 +34,7 @@ impl ApprovalState {
             Self::Denied => "denied",
             Self::Expired => "expired",
             Self::Released => "released",
+            Self::Cancelled => "cancelled",
         }
     }
 

@@ -63,10 +63,12 @@ pub enum EventKind {
     ApprovalExpired,
     /// The approved call was let through (a one-call approval is used up).
     ApprovalReleased,
+    /// The requester withdrew the request.
+    ApprovalCancelled,
 }
 
 /// Every event type's name, as `--type` accepts them.
-pub const EVENT_TYPES: [&str; 19] = [
+pub const EVENT_TYPES: [&str; 20] = [
     "connection.open",
     "connection.close",
     "auth.failure",
@@ -86,6 +88,7 @@ pub const EVENT_TYPES: [&str; 19] = [
     "approval.decided",
     "approval.expired",
     "approval.released",
+    "approval.cancelled",
 ];
 
 impl EventKind {
@@ -110,6 +113,7 @@ impl EventKind {
             Self::ApprovalDecided => "approval.decided",
             Self::ApprovalExpired => "approval.expired",
             Self::ApprovalReleased => "approval.released",
+            Self::ApprovalCancelled => "approval.cancelled",
         }
     }
 }

@@ -116,6 +116,43 @@ impl Pipeline {
         target.tool_fingerprint(tool)
     }
 
+    /// What a denied, expired or withdrawn request tells the caller.
+    pub(super) async fn approval_refusal(
+        &self,
+        caller: &Caller,
+        id: u64,
+        state: ApprovalState,
+    ) -> McpError {
+        match state {
+            ApprovalState::Denied => {
+                let request = self.approvals.get(&caller.identity, id).await;
+                let by = request
+                    .as_ref()
+                    .and_then(|r| r.decisions.last())
+                    .map(|d| {
+                        format!(
+                            "{}: {}",
+                            d.email.as_deref().unwrap_or(&d.approver),
+                            d.reason.as_deref().unwrap_or("no reason given")
+                        )
+                    })
+                    .unwrap_or_else(|| "an approver".into());
+                McpError::new(
+                    codes::APPROVAL_DENIED,
+                    format!("approval #{id} was denied by {by}"),
+                )
+            }
+            ApprovalState::Cancelled => McpError::new(
+                codes::APPROVAL_EXPIRED,
+                format!("approval #{id} was withdrawn by its requester"),
+            ),
+            _ => McpError::new(
+                codes::APPROVAL_EXPIRED,
+                format!("approval #{id} expired before anyone decided; call again to ask anew"),
+            ),
+        }
+    }
+
     /// The answer to a held call: an event stream that waits for the
     /// decision, then carries the call's answer.
     pub(super) fn held(
@@ -208,8 +245,11 @@ impl Held {
             // first): judged again from the top; the approval layer then
             // uses the approval up, or holds the call on a new request.
             ApprovalState::Approved | ApprovalState::Released => self.rejudge().await,
-            ApprovalState::Denied | ApprovalState::Expired => {
-                let e = self.refusal(state).await;
+            ApprovalState::Denied | ApprovalState::Expired | ApprovalState::Cancelled => {
+                let e = self
+                    .pipeline
+                    .approval_refusal(&self.caller, self.ticket.id, state)
+                    .await;
                 self.refuse(&e).await;
                 (one(Ok(error_body(&e, self.msg.id.as_ref()))), Step::Done)
             }
@@ -218,6 +258,11 @@ impl Held {
 
     async fn rejudge(mut self: Box<Self>) -> (Messages, Step) {
         let p = self.pipeline.clone();
+        // Revoked, or the token lapsed, while it waited: it does not run.
+        if let Err(e) = p.still_admitted(&self.caller) {
+            self.refuse(&e).await;
+            return (one(Ok(error_body(&e, self.msg.id.as_ref()))), Step::Done);
+        }
         match p
             .judge(
                 &self.caller,
@@ -248,35 +293,6 @@ impl Held {
                 self.refuse(&e).await;
                 (one(Ok(error_body(&e, self.msg.id.as_ref()))), Step::Done)
             }
-        }
-    }
-
-    /// What a denied or expired request tells the caller.
-    async fn refusal(&self, state: ApprovalState) -> McpError {
-        let id = self.ticket.id;
-        let request = self.pipeline.approvals.get(&self.caller.identity, id).await;
-        match state {
-            ApprovalState::Denied => {
-                let by = request
-                    .as_ref()
-                    .and_then(|r| r.decisions.last())
-                    .map(|d| {
-                        format!(
-                            "{}: {}",
-                            d.email.as_deref().unwrap_or(&d.approver),
-                            d.reason.as_deref().unwrap_or("no reason given")
-                        )
-                    })
-                    .unwrap_or_else(|| "an approver".into());
-                McpError::new(
-                    codes::APPROVAL_DENIED,
-                    format!("approval #{id} was denied by {by}"),
-                )
-            }
-            _ => McpError::new(
-                codes::APPROVAL_EXPIRED,
-                format!("approval #{id} expired before anyone decided; call again to ask anew"),
-            ),
         }
     }
 

@@ -39,6 +39,7 @@ pub mod catalog;
 pub mod drift;
 pub mod handles;
 pub mod headers;
+mod held_task;
 mod hold;
 pub mod relay;
 pub mod session;
@@ -101,6 +102,9 @@ pub struct Pipeline {
     /// Swapped whole on a reload; each message judges under one version.
     policy: std::sync::RwLock<Arc<Policy>>,
     approvals: Approvals,
+    /// The broker's own tasks for held calls (clients of the Tasks
+    /// extension).
+    held_tasks: held_task::HeldTasks,
     audit: Arc<Audit>,
     masking: Arc<Masking>,
     revocations: Arc<RevocationList>,
@@ -129,6 +133,7 @@ impl Pipeline {
             handles: Arc::new(HandleTable::default()),
             policy: std::sync::RwLock::new(Arc::new(policy)),
             approvals,
+            held_tasks: Default::default(),
             audit,
             masking,
         }
@@ -318,9 +323,17 @@ impl Pipeline {
                 return Reply::error(&e, id.as_ref());
             }
         };
+        // The broker's own tasks (held calls) are answered here.
+        if let Some(reply) = self.answer_held_task(caller, &target, exchange, &msg).await {
+            return reply;
+        }
         match self.judge(caller, &target, exchange, h, &msg).await {
             Ok(Judgement::Forward(judged)) => {
                 self.forward(caller, target, exchange, msg, judged).await
+            }
+            Ok(Judgement::Held(ticket)) if held_task::wants_task(&msg) => {
+                self.held_as_task(caller, target, exchange, h, msg, ticket)
+                    .await
             }
             Ok(Judgement::Held(ticket)) => {
                 self.held(caller, target, exchange.clone(), h, msg, ticket)

@@ -1,0 +1,482 @@
+//! A held call as a task: for a client that declared the Tasks extension
+//! (`io.modelcontextprotocol/tasks`, 2026-07-28) on its `tools/call`, the
+//! broker answers at once with a task of its own (`resultType: "task"`,
+//! status `working`, a status message naming the approval), and the client
+//! polls `tasks/get` while the approvers decide. Approved, the call is
+//! judged again and forwarded, and the task completes with its answer;
+//! denied or expired, it fails with an error naming the approval, the
+//! outcome and the approver's reason; `tasks/cancel` withdraws the request.
+//!
+//! The broker's tasks are answered here and never reach the upstream. Each
+//! is bound to the identity and target it was issued to; anyone else who
+//! presents its id is refused as for any other foreign handle.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use hoop_proto::McpHeaders;
+use serde_json::{json, Value};
+
+use super::target::{Target, STATELESS_REVISION};
+use super::{json_reply, Judgement, Pipeline, Reply};
+use crate::approval::{ApprovalState, Ticket, APPROVAL_META};
+use crate::audit::{Exchange, RequestFacts};
+use crate::identity::{now_unix, Caller};
+use crate::mcp::error::{codes, McpError};
+use crate::mcp::message::McpMessage;
+use crate::mcp::server::ServerMessage;
+use crate::policy::Decision;
+
+/// The extension a client declares to be answered with a task.
+pub const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
+/// Where the broker's own task ids start, so they never pass for an
+/// upstream's.
+const TASK_PREFIX: &str = "hoop-approval-";
+/// Most tasks the broker keeps; finished ones past their TTL go first.
+const MAX_TASKS: usize = 10_000;
+/// How often a client is asked to poll.
+const POLL_INTERVAL_MS: u64 = 2_000;
+/// How long a finished task's answer stays readable.
+const KEEP_FINISHED_SECS: u64 = 3_600;
+/// The rule a broker-answered `tasks/*` exchange carries in the record.
+const TASK_RULE: &str = "builtin:held-task";
+
+/// Whether a held call is answered with a task: a `tools/call` in the
+/// stateless revision whose client declared the Tasks extension.
+pub fn wants_task(msg: &McpMessage) -> bool {
+    msg.is_method("tools/call")
+        && msg.protocol_version.as_deref() == Some(STATELESS_REVISION)
+        && msg
+            .params()
+            .and_then(|p| p.get("_meta"))
+            .and_then(|m| m.get("io.modelcontextprotocol/clientCapabilities"))
+            .and_then(|c| c.get("extensions"))
+            .and_then(|e| e.get(TASKS_EXTENSION))
+            .is_some()
+}
+
+/// One task the broker issued for a held call.
+pub struct HeldTask {
+    pub id: String,
+    subject: String,
+    issuer: String,
+    target: String,
+    created_at: String,
+    ttl_ms: u64,
+    state: Mutex<TaskState>,
+}
+
+struct TaskState {
+    /// The approval it waits on (a new one if an identical call used the
+    /// first).
+    approval: u64,
+    status: &'static str,
+    message: String,
+    result: Option<Value>,
+    error: Option<Value>,
+    updated_at: String,
+    /// Unix seconds of the last change, for pruning.
+    changed: u64,
+}
+
+impl HeldTask {
+    fn state(&self) -> std::sync::MutexGuard<'_, TaskState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set(&self, status: &'static str, message: String) {
+        let mut s = self.state();
+        s.status = status;
+        s.message = message;
+        s.updated_at = now_text();
+        s.changed = now_unix();
+    }
+
+    fn complete(&self, result: Value) {
+        self.state().result = Some(result);
+        self.set("completed", "done".into());
+    }
+
+    fn fail(&self, e: &McpError) {
+        self.state().error = Some(json!({"code": e.code, "message": e.message}));
+        self.set("failed", e.message.clone());
+    }
+
+    fn finished(&self) -> bool {
+        self.state().status != "working"
+    }
+
+    /// The task as the extension's wire shapes have it; `detailed`: with
+    /// the result or error (`tasks/get`).
+    fn wire(&self, detailed: bool) -> Value {
+        let s = self.state();
+        let mut out = json!({
+            "taskId": self.id,
+            "status": s.status,
+            "statusMessage": s.message,
+            "createdAt": self.created_at,
+            "lastUpdatedAt": s.updated_at,
+            "ttlMs": self.ttl_ms,
+            "pollIntervalMs": POLL_INTERVAL_MS,
+            "_meta": {APPROVAL_META: {"id": s.approval}},
+        });
+        if detailed {
+            if let Some(r) = &s.result {
+                out["result"] = r.clone();
+            }
+            if let Some(e) = &s.error {
+                out["error"] = e.clone();
+            }
+        }
+        out
+    }
+}
+
+/// The broker's tasks, by id.
+#[derive(Default)]
+pub struct HeldTasks {
+    tasks: Mutex<HashMap<String, Arc<HeldTask>>>,
+}
+
+impl HeldTasks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<HeldTask>>> {
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<HeldTask>> {
+        if !id.starts_with(TASK_PREFIX) {
+            return None;
+        }
+        self.lock().get(id).cloned()
+    }
+
+    fn insert(&self, task: Arc<HeldTask>) -> Result<(), McpError> {
+        let mut tasks = self.lock();
+        if tasks.len() >= MAX_TASKS {
+            let now = now_unix();
+            tasks.retain(|_, t| {
+                let s = t.state();
+                s.status == "working" || now.saturating_sub(s.changed) < KEEP_FINISHED_SECS
+            });
+        }
+        if tasks.len() >= MAX_TASKS {
+            return Err(McpError::new(
+                codes::APPROVAL_REQUIRED,
+                format!("this call needs approval, and {MAX_TASKS} held calls already wait; try again later"),
+            ));
+        }
+        tasks.insert(task.id.clone(), task);
+        Ok(())
+    }
+}
+
+fn now_text() -> String {
+    crate::audit::event::format_time(crate::audit::event::now_ns())
+}
+
+impl Pipeline {
+    /// Answers a held call with a task, and waits for its decision in the
+    /// background.
+    pub(super) async fn held_as_task(
+        self: &Arc<Self>,
+        caller: &Arc<Caller>,
+        target: Arc<Target>,
+        exchange: &Exchange,
+        headers: &McpHeaders,
+        msg: Arc<McpMessage>,
+        ticket: Ticket,
+    ) -> Reply {
+        let now = now_unix();
+        let request = self.approvals.get(&caller.identity, ticket.id).await;
+        let waits_secs = request
+            .as_ref()
+            .map_or(3_600, |r| r.expires_at.saturating_sub(now));
+        let task = Arc::new(HeldTask {
+            id: format!("{TASK_PREFIX}{:032x}", rand::random::<u128>()),
+            subject: caller.identity.subject.clone(),
+            issuer: caller.identity.issuer.clone(),
+            target: target.name.clone(),
+            created_at: now_text(),
+            // The wait, and an hour to read the answer.
+            ttl_ms: (waits_secs + KEEP_FINISHED_SECS) * 1000,
+            state: Mutex::new(TaskState {
+                approval: ticket.id,
+                status: "working",
+                message: format!("waiting for {}", ticket.waiting_for),
+                result: None,
+                error: None,
+                updated_at: now_text(),
+                changed: now,
+            }),
+        });
+        if let Err(e) = self.held_tasks.insert(task.clone()) {
+            return Reply::error(&e, msg.id.as_ref());
+        }
+        let mut created = task.wire(false);
+        created["resultType"] = json!("task");
+        let body = json!({"jsonrpc": "2.0", "id": msg.id, "result": created});
+        let bytes = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+        let facts = RequestFacts {
+            caller,
+            target: &target.name,
+            exchange,
+            session: None,
+            msg: &msg,
+        };
+        // The answer is recorded before it goes; unrecorded, the task is
+        // not handed out and its request waits on for a later call.
+        if let Err(e) = self
+            .audit
+            .response(&facts, &ServerMessage::parse(bytes.clone()), &bytes, None)
+            .await
+        {
+            self.held_tasks.lock().remove(&task.id);
+            return Reply::error(&e, msg.id.as_ref());
+        }
+        let driver = TaskDriver {
+            pipeline: self.clone(),
+            caller: caller.clone(),
+            target,
+            exchange: exchange.clone(),
+            headers: headers.clone(),
+            msg,
+            ticket,
+            task,
+        };
+        tokio::spawn(driver.run());
+        json_reply(200, bytes)
+    }
+
+    /// `tasks/get`, `tasks/cancel`, `tasks/update` of one of the broker's
+    /// own tasks, answered here; `None` for any other message.
+    pub(super) async fn answer_held_task(
+        &self,
+        caller: &Arc<Caller>,
+        target: &Target,
+        exchange: &Exchange,
+        msg: &McpMessage,
+    ) -> Option<Reply> {
+        let method = msg.method.as_deref()?;
+        if !matches!(method, "tasks/get" | "tasks/cancel" | "tasks/update") {
+            return None;
+        }
+        let task = self.held_tasks.get(msg.name.as_deref()?)?;
+        let facts = RequestFacts {
+            caller,
+            target: &target.name,
+            exchange,
+            session: None,
+            msg,
+        };
+        let who = &caller.identity;
+        if task.subject != who.subject || task.issuer != who.issuer || task.target != target.name {
+            let e = McpError::new(
+                codes::HANDLE_NOT_YOURS,
+                "this task was issued to another identity or for another target",
+            );
+            self.audit
+                .refused(caller, &target.name, exchange, None, Some(msg), None, &e)
+                .await;
+            return Some(Reply::error(&e, msg.id.as_ref()));
+        }
+        let allow = Decision::Allow {
+            rule: TASK_RULE.into(),
+        };
+        let body = msg.to_bytes();
+        let masker = self.masking.default_masker();
+        let approval = Some(task.state().approval);
+        if let Err(e) = self
+            .audit
+            .request(&facts, &body, &allow, masker, approval)
+            .await
+        {
+            return Some(Reply::error(&e, msg.id.as_ref()));
+        }
+        let answer = match method {
+            "tasks/get" => Ok(task.wire(true)),
+            "tasks/cancel" => {
+                let id = task.state().approval;
+                match self.approvals.withdraw(caller, id).await {
+                    Ok(_) => {
+                        if !task.finished() {
+                            task.set("cancelled", format!("approval #{id} withdrawn"));
+                        }
+                        Ok(task.wire(false))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            _ => Err(McpError::invalid_params(
+                "this task waits for an approver and takes no input",
+            )),
+        };
+        let body = match answer {
+            Ok(result) => json!({"jsonrpc": "2.0", "id": msg.id, "result": result}),
+            Err(e) => e.to_response(msg.id.as_ref()),
+        };
+        let bytes = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+        if let Err(e) = self
+            .audit
+            .response(&facts, &ServerMessage::parse(bytes.clone()), &bytes, None)
+            .await
+        {
+            return Some(Reply::error(&e, msg.id.as_ref()));
+        }
+        Some(json_reply(200, bytes))
+    }
+}
+
+/// Waits for a task's approval in the background, then runs the call.
+struct TaskDriver {
+    pipeline: Arc<Pipeline>,
+    caller: Arc<Caller>,
+    target: Arc<Target>,
+    exchange: Exchange,
+    headers: McpHeaders,
+    msg: Arc<McpMessage>,
+    ticket: Ticket,
+    task: Arc<HeldTask>,
+}
+
+impl TaskDriver {
+    /// Bounded: each turn waits for the request to change, and a request
+    /// ends (expiry) within its rule's `expires`.
+    async fn run(mut self) {
+        loop {
+            let changed = self.ticket.changes.changed().await;
+            let state = *self.ticket.changes.borrow_and_update();
+            match (changed, state) {
+                (Ok(()), ApprovalState::Pending) => continue,
+                (Err(_), ApprovalState::Pending) => {
+                    return self.refused(ApprovalState::Expired).await
+                }
+                (_, ApprovalState::Approved | ApprovalState::Released) => {
+                    if let Some(next) = self.release().await {
+                        self.ticket = next;
+                        let mut s = self.task.state();
+                        s.approval = self.ticket.id;
+                        s.message = format!("waiting for {}", self.ticket.waiting_for);
+                        continue;
+                    }
+                    return;
+                }
+                (_, ApprovalState::Cancelled) => {
+                    if !self.task.finished() {
+                        self.task.set(
+                            "cancelled",
+                            format!("approval #{} withdrawn", self.ticket.id),
+                        );
+                    }
+                    return;
+                }
+                (_, state) => return self.refused(state).await,
+            }
+        }
+    }
+
+    async fn refused(&self, state: ApprovalState) {
+        let e = self
+            .pipeline
+            .approval_refusal(&self.caller, self.ticket.id, state)
+            .await;
+        self.refuse(&e).await;
+        self.task.fail(&e);
+    }
+
+    async fn refuse(&self, e: &McpError) {
+        self.pipeline
+            .audit
+            .refused(
+                &self.caller,
+                &self.target.name,
+                &self.exchange,
+                None,
+                Some(&self.msg),
+                None,
+                e,
+            )
+            .await;
+    }
+
+    /// Judged again and forwarded; the task takes the answer. `Some`: an
+    /// identical call used the approval first, so this one waits again.
+    async fn release(&self) -> Option<Ticket> {
+        let p = &self.pipeline;
+        if let Err(e) = p.still_admitted(&self.caller) {
+            self.refuse(&e).await;
+            self.task.fail(&e);
+            return None;
+        }
+        let judged = p
+            .judge(
+                &self.caller,
+                &self.target,
+                &self.exchange,
+                &self.headers,
+                &self.msg,
+            )
+            .await;
+        let judged = match judged {
+            Ok(Judgement::Forward(j)) => j,
+            Ok(Judgement::Held(ticket)) => return Some(ticket),
+            Err(e) => {
+                self.refuse(&e).await;
+                self.task.fail(&e);
+                return None;
+            }
+        };
+        let reply = p
+            .forward(
+                &self.caller,
+                self.target.clone(),
+                &self.exchange,
+                self.msg.clone(),
+                judged,
+            )
+            .await;
+        let mut messages = reply.messages;
+        let mut answer = None;
+        // Bounded by the upstream's answer, which ends the stream.
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(bytes) => {
+                    let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
+                        continue;
+                    };
+                    if v.get("id") == self.msg.id.as_ref() {
+                        answer = Some(v);
+                    }
+                }
+                Err(e) => {
+                    self.task.fail(&e);
+                    return None;
+                }
+            }
+        }
+        match answer {
+            Some(v) => match (v.get("result"), v.get("error")) {
+                (Some(r), _) => self.task.complete(r.clone()),
+                (None, Some(e)) => {
+                    let code = e
+                        .get("code")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(codes::INTERNAL_ERROR);
+                    let message = e
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("the call failed");
+                    self.task.fail(&McpError::new(code, message));
+                }
+                _ => self
+                    .task
+                    .fail(&McpError::upstream("the upstream's answer had no result")),
+            },
+            None => self.task.fail(&McpError::upstream(
+                "the upstream sent no answer to the call",
+            )),
+        }
+        None
+    }
+}
