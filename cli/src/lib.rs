@@ -7,4 +7,5 @@ pub mod commands;
 pub mod demo_server;
 pub mod local;
 pub mod settings;
+pub mod tui;
 pub mod tunnel;

@@ -50,7 +50,7 @@ enum Command {
     Whoami(whoami::WhoamiArgs),
     /// Read the broker's audit log: search, replay, export, verify.
     Audit(audit::AuditArgs),
-    /// Decide calls held for approval: list, show, grant, deny.
+    /// Decide calls held for approval: the live view, or list, show, grant, deny.
     Approve(approve::ApproveArgs),
     /// Token helpers for scripts (`hoop auth token`).
     #[command(hide = true)]

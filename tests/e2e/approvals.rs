@@ -736,3 +736,121 @@ fn a_client_of_the_tasks_extension_gets_a_task_that_completes_or_fails() {
         "the broker's tasks never reach the upstream"
     );
 }
+
+/// tmux on a socket of the test's own, killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> Output {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket]).args(args);
+        run_bounded(c, Duration::from_secs(10))
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "approve"]).stdout
+    }
+
+    /// Waits (every 100 ms, at most 20 s) until the screen shows `text`.
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // Bounded by the deadline.
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the screen never showed {text:?}:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+#[test]
+fn an_approver_releases_a_held_call_from_the_live_view_in_a_real_terminal() {
+    let dir = scratch();
+    let (_demo, broker, record) =
+        demo_behind_demo_policy_with(dir.path(), "[approvals]\nhold_secs = 60\n");
+    let args = r#"{"model":"fraud","version":"30","environment":"staging"}"#;
+    let mut exec = Command::new(bin("hoop"));
+    exec.args([
+        "exec",
+        "mcp",
+        "demo",
+        "--tool",
+        "deploy_model",
+        "--args",
+        args,
+    ])
+    .args(["--reason", "release 30", "--wait", "60s"])
+    .args(broker.connect_args("alice"))
+    .env_remove("HOOP_TOKEN")
+    .env("HOOP_CONFIG", empty_config(dir.path()));
+    let run = std::thread::spawn(move || run_bounded(exec, Duration::from_secs(90)));
+
+    let tmux = Tmux {
+        socket: format!("hoop-e2e-{}", std::process::id()),
+    };
+    let command = format!(
+        "env HOOP_CONFIG={} {} approve {}",
+        empty_config(dir.path()).display(),
+        bin("hoop").display(),
+        broker.connect_args("bob").join(" ")
+    );
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "approve",
+        "-x",
+        "140",
+        "-y",
+        "40",
+        &command,
+    ]);
+    assert_eq!(started.status, Some(0), "{}", started.stderr);
+    let screen = tmux.wait_for("alice@example.com");
+    assert!(screen.contains("demo/deploy_model"), "{screen}");
+    assert!(screen.contains("release 30"), "{screen}");
+    assert_eq!(
+        read_record(&record)
+            .iter()
+            .filter(|r| r["name"] == "deploy_model")
+            .count(),
+        0
+    );
+
+    tmux.run(&["send-keys", "-t", "approve", "a"]);
+    tmux.wait_for("Grant #1, reason (optional)");
+    tmux.run(&["send-keys", "-t", "approve", "-l", "CHG-30"]);
+    tmux.run(&["send-keys", "-t", "approve", "Enter"]);
+    tmux.wait_for("#1 approved: the held call runs once");
+    let out = run.join().unwrap();
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("version 30 to staging"),
+        "{}",
+        out.stdout
+    );
+    // The live view follows: the request leaves the open list.
+    tmux.wait_for("nothing waits for your decision");
+    tmux.run(&["send-keys", "-t", "approve", "q"]);
+    assert_eq!(
+        read_record(&record)
+            .iter()
+            .filter(|r| r["name"] == "deploy_model")
+            .count(),
+        1
+    );
+}

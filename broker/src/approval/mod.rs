@@ -123,6 +123,8 @@ pub struct Approvals {
     store: Option<PathBuf>,
     audit: Arc<Audit>,
     pub hold: HoldSettings,
+    /// Counts changes to any request, so `hoop approve` views can follow.
+    changed: watch::Sender<u64>,
 }
 
 impl Approvals {
@@ -146,7 +148,17 @@ impl Approvals {
             store,
             audit,
             hold,
+            changed: watch::channel(0).0,
         })
+    }
+
+    /// Follows changes to any request (a new one, a decision, an end).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Writes `r` to the store, off the async threads.
@@ -221,6 +233,7 @@ impl Approvals {
         };
         tracing::info!(id = request.id, rule = %request.binding.rule, requester = %request.requester.subject, "approval requested");
         book.open.insert(request.id, Entry { request, changed });
+        self.bump();
         Ok(Admission::Held(ticket))
     }
 
@@ -267,6 +280,7 @@ impl Approvals {
         if let Some(entry) = book.open.remove(&request.id) {
             entry.changed.send_replace(request.state);
         }
+        self.bump();
         if self.store.is_none() {
             book.recent.push_back(request);
             while book.recent.len() > RECENT_KEPT {
@@ -387,6 +401,7 @@ impl Approvals {
                     entry.request = decided.clone();
                     entry.changed.send_replace(state);
                 }
+                self.bump();
             }
         }
         Ok(decided)

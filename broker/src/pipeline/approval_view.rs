@@ -37,11 +37,31 @@ pub enum ApprovalCommand {
         #[serde(default)]
         reason: Option<String>,
     },
+    /// A live view: a [`Snapshot`] now and after every change, until the
+    /// client leaves.
+    Watch,
+}
+
+/// What a `watch` sends, one line each time anything changed: who the
+/// viewer is (to tell their own requests apart) and every request they may
+/// see, open and recent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub you: Viewer,
+    pub requests: Vec<ApprovalRequest>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Viewer {
+    pub sub: String,
+    pub iss: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 impl Pipeline {
     pub(super) async fn approval_view(
-        &self,
+        self: &Arc<Self>,
         caller: &Arc<Caller>,
         exchange: &Exchange,
         body: Option<Bytes>,
@@ -64,12 +84,16 @@ impl Pipeline {
             }
         };
         let who = &caller.identity;
+        if matches!(command, ApprovalCommand::Watch) {
+            return self.watch_approvals(caller);
+        }
         let decides = matches!(
             command,
             ApprovalCommand::Grant { .. } | ApprovalCommand::Deny { .. }
         );
         let answer: Result<Vec<ApprovalRequest>, McpError> = match command {
             ApprovalCommand::List { all } => Ok(self.approvals.list(who, all).await),
+            ApprovalCommand::Watch => Ok(Vec::new()),
             ApprovalCommand::Get { id } => {
                 self.approvals.get(who, id).await.map(|r| vec![r]).ok_or_else(|| {
                     McpError::invalid_params(format!(
@@ -115,6 +139,42 @@ impl Pipeline {
                 }
                 Reply::error(&e, None)
             }
+        }
+    }
+}
+
+impl Pipeline {
+    /// The live view: a snapshot now, then one after each change. Ends
+    /// when the client leaves (the tunnel drops the stream).
+    fn watch_approvals(self: &Arc<Self>, caller: &Arc<Caller>) -> Reply {
+        let changes = self.approvals.subscribe();
+        let state = (self.clone(), caller.clone(), changes, true);
+        let snapshots =
+            futures::stream::unfold(state, |(p, caller, mut changes, first)| async move {
+                if !first {
+                    // The sender lives as long as the broker: an error is its end.
+                    changes.changed().await.ok()?;
+                }
+                changes.borrow_and_update();
+                let who = &caller.identity;
+                let snapshot = Snapshot {
+                    you: Viewer {
+                        sub: who.subject.clone(),
+                        iss: who.issuer.clone(),
+                        groups: who.groups.clone(),
+                    },
+                    requests: p.approvals.list(who, true).await,
+                };
+                let line = Bytes::from(serde_json::to_vec(&snapshot).unwrap_or_default());
+                Some((Ok(line), (p, caller, changes, false)))
+            });
+        Reply {
+            head: ResponseHead {
+                status: 200,
+                body: ResponseBody::EventStream,
+                session_id: None,
+            },
+            messages: Box::pin(snapshots),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `hoop approve`: decide the calls a policy `approve` rule holds, as one
-//! of the approvers the rule names. `list` shows what waits (and, to a
+//! of the approvers the rule names. With no subcommand, the live view
+//! (`crate::tui::approve`); `list` shows what waits (and, to a
 //! requester, their own requests), `show` one request in full, `grant` and
 //! `deny` decide. Every decision is recorded by the broker before it takes
 //! effect; nobody decides their own call.
@@ -15,11 +16,14 @@ use crate::settings::ConnectionArgs;
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  hoop approve list                       # what waits for you\n  hoop approve list --all --json          # with recent decisions, as JSON lines\n  hoop approve show 42                    # arguments (masked), digest, rule, votes\n  hoop approve grant 42 --reason \"change CHG-1234\"\n  hoop approve deny 42 --reason \"not during the freeze\"\n\nOnly members of the groups a rule names as approvers may decide its calls,\nnever the person (or workload) who made the call.\nExit codes: 0 ok, 1 other failure, 2 usage (no such request, a denial without\na reason), 3 authentication failed, 4 broker unreachable, 5 not allowed to decide"
+    after_help = "Examples:\n  hoop approve                             # the live view: a grant, d deny, ? keys\n  hoop approve list                       # what waits for you\n  hoop approve list --all --json          # with recent decisions, as JSON lines\n  hoop approve show 42                    # arguments (masked), digest, rule, votes\n  hoop approve grant 42 --reason \"change CHG-1234\"\n  hoop approve deny 42 --reason \"not during the freeze\"\n\nOnly members of the groups a rule names as approvers may decide its calls,\nnever the person (or workload) who made the call.\nExit codes: 0 ok, 1 other failure, 2 usage (no such request, a denial without\na reason), 3 authentication failed, 4 broker unreachable, 5 not allowed to decide"
 )]
 pub struct ApproveArgs {
     #[command(subcommand)]
-    pub command: ApproveCommand,
+    pub command: Option<ApproveCommand>,
+    /// For the live view (the subcommands take these too).
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -70,7 +74,23 @@ pub enum ApproveCommand {
 }
 
 pub async fn run(args: ApproveArgs) -> Result<(), CommandError> {
-    match args.command {
+    let Some(command) = args.command else {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            return Err(CommandError {
+                code: exit::USAGE,
+                error: anyhow::anyhow!(
+                    "the live view needs a terminal; in scripts use `hoop approve list --json`, `grant ID` or `deny ID --reason R`"
+                ),
+            });
+        }
+        let resolved = args
+            .connection
+            .resolve()
+            .map_err(CommandError::unresolved)?;
+        let tunnel = crate::tunnel::TunnelClient::connect(resolved.tunnel).await?;
+        return crate::tui::approve::run(tunnel).await;
+    };
+    match command {
         ApproveCommand::List {
             all,
             json,
@@ -149,15 +169,41 @@ fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Sends one command; the requests the broker answered with.
+/// Sends one command over a new connection; the requests the broker
+/// answered with.
 async fn ask(
     connection: &ConnectionArgs,
     command: &ApprovalCommand,
 ) -> Result<Vec<ApprovalRequest>, CommandError> {
     let body = Bytes::from(serde_json::to_vec(command).map_err(anyhow::Error::from)?);
     let lines = super::ask_broker(connection, StreamKind::Approvals, Some(body)).await?;
+    answered(&lines)
+}
+
+/// Sends one command over an open connection (the live view's).
+pub async fn send(
+    tunnel: &crate::tunnel::TunnelClient,
+    command: &ApprovalCommand,
+) -> Result<Vec<ApprovalRequest>, CommandError> {
+    let body = Bytes::from(serde_json::to_vec(command).map_err(anyhow::Error::from)?);
+    let open = hoop_proto::OpenStream {
+        target: String::new(),
+        kind: StreamKind::Approvals,
+        headers: hoop_proto::McpHeaders::default(),
+    };
+    let mut ex = tunnel.exchange(open, Some(body)).await?;
+    let mut lines = Vec::new();
+    // Bounded by the broker: the answer ends with Close.
+    while let Some(m) = ex.next_message().await? {
+        lines.push(m.body);
+    }
+    answered(&lines)
+}
+
+/// The requests in the broker's answer, or its refusal.
+fn answered(lines: &[Bytes]) -> Result<Vec<ApprovalRequest>, CommandError> {
     let mut out = Vec::with_capacity(lines.len());
-    for line in &lines {
+    for line in lines {
         let v: Value = serde_json::from_slice(line)
             .map_err(|e| anyhow::anyhow!("the broker sent something that is not JSON: {e}"))?;
         if let Some(e) = v.get("error") {
@@ -172,7 +218,7 @@ async fn ask(
 }
 
 /// The broker's refusal as the exit code the help promises.
-fn refusal(e: &Value) -> CommandError {
+pub fn refusal(e: &Value) -> CommandError {
     let code = e.get("code").and_then(Value::as_i64);
     let message = e
         .get("message")
