@@ -854,3 +854,73 @@ fn an_approver_releases_a_held_call_from_the_live_view_in_a_real_terminal() {
         1
     );
 }
+
+#[test]
+fn a_held_task_of_someone_revoked_meanwhile_does_not_run_when_granted() {
+    let dir = scratch();
+    let (_demo, broker, record) = demo_behind_demo_policy(dir.path());
+    let connect = Connect::start(dir.path(), &broker, "demo", &[]);
+    // A task: it waits in the broker, not on alice's connection.
+    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
+    "name": "deploy_model",
+    "arguments": {"model": "fraud", "version": "40", "environment": "production"},
+    "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}},
+    }}});
+    let auth = format!("Bearer {}", connect.secret.clone().unwrap_or_default());
+    let (_, _, msgs) = post(
+        &connect.url,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "deploy_model"),
+            ("authorization", &auth),
+        ],
+        &body.to_string(),
+    );
+    let created = msgs.into_iter().find(|m| m["id"] == 5).unwrap();
+    assert_eq!(created["result"]["resultType"], "task", "{created}");
+
+    // alice is off-boarded while her call waits; then bob approves it.
+    let mut revoke = Command::new(bin("hoop-broker"));
+    revoke
+        .args([
+            "revoke",
+            "--subject",
+            "alice",
+            "--reason",
+            "off-boarded",
+            "--store",
+        ])
+        .arg(broker.state.join("broker.db"));
+    let out = run_bounded(revoke, Duration::from_secs(20));
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    std::thread::sleep(Duration::from_millis(1500));
+    grant_when_pending(dir.path(), &broker, "bob", "deploy_model");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        read_record(&record)
+            .iter()
+            .filter(|r| r["name"] == "deploy_model")
+            .count(),
+        0,
+        "a revoked requester's call never reaches the upstream"
+    );
+    let refused = host_audit_search(
+        &[
+            "--audit-log".to_owned(),
+            broker.state.join("audit.db").display().to_string(),
+            "--type".to_owned(),
+            "mcp.refused".to_owned(),
+        ],
+        |e| e.iter().any(|e| e["error_code"] == -32054),
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["error_code"] == -32054 && e["name"] == "deploy_model"),
+        "{refused:?}"
+    );
+}

@@ -38,6 +38,9 @@ use crate::store::BrokerStore;
 /// Most requests open at once: a caller making endless distinct calls
 /// cannot grow the broker's memory without bound.
 pub const MAX_OPEN: usize = 10_000;
+/// Most requests one requester may have open: one caller cannot crowd
+/// out everyone else's.
+pub const MAX_OPEN_PER_REQUESTER: usize = 100;
 /// Finished requests kept in memory for `hoop approve list --all` when
 /// there is no store to ask.
 const RECENT_KEPT: usize = 200;
@@ -89,20 +92,37 @@ pub struct Ticket {
 }
 
 /// What a call asks of the approval layer.
-pub struct Ask<'a> {
-    pub caller: &'a Caller,
+pub struct Ask {
+    pub caller: Arc<Caller>,
     pub binding: Binding,
-    pub spec: &'a ApprovalSpec,
+    pub spec: Arc<ApprovalSpec>,
     /// `params._meta["dev.hoop/reason"]`, if the client gave one.
-    pub reason: Option<&'a str>,
+    pub reason: Option<String>,
     /// The arguments as masked, for approvers to read.
     pub arguments: Value,
-    pub exchange: &'a str,
+    pub exchange: String,
 }
 
 struct Entry {
     request: ApprovalRequest,
+    /// `request.binding.key()`, computed once.
+    key: String,
     changed: watch::Sender<ApprovalState>,
+}
+
+impl Entry {
+    fn new(request: ApprovalRequest) -> (Self, watch::Receiver<ApprovalState>) {
+        let (changed, changes) = watch::channel(request.state);
+        let key = request.binding.key();
+        (
+            Self {
+                request,
+                key,
+                changed,
+            },
+            changes,
+        )
+    }
 }
 
 #[derive(Default)]
@@ -139,8 +159,8 @@ impl Approvals {
             let s = BrokerStore::open(path)?;
             book.last_id = s.last_approval_id()?;
             for request in s.open_approvals()? {
-                let (changed, _) = watch::channel(request.state);
-                book.open.insert(request.id, Entry { request, changed });
+                let (entry, _) = Entry::new(request);
+                book.open.insert(entry.request.id, entry);
             }
         }
         Ok(Self {
@@ -172,18 +192,26 @@ impl Approvals {
 
     /// The approval layer for one call an `approve` rule matched: uses up
     /// its approval if granted, else holds it on its request (opening one
-    /// if there is none).
-    pub async fn admit(&self, ask: Ask<'_>) -> Result<Admission, McpError> {
+    /// if there is none). Runs to its end even if the caller goes away
+    /// meanwhile, so the record, the store and memory never part.
+    pub async fn admit(self: &Arc<Self>, ask: Ask) -> Result<Admission, McpError> {
+        let this = self.clone();
+        tokio::spawn(async move { this.admit_now(ask).await })
+            .await
+            .map_err(|e| McpError::internal(format!("approval layer: {e}")))?
+    }
+
+    async fn admit_now(&self, ask: Ask) -> Result<Admission, McpError> {
         let mut book = self.book.lock().await;
         self.expire_due(&mut book).await;
         let key = ask.binding.key();
         let found = book
             .open
             .values()
-            .find(|e| e.request.binding.key() == key)
+            .find(|e| e.key == key)
             .map(|e| e.request.id);
         if let Some(id) = found {
-            return self.admit_existing(&mut book, id, ask.caller).await;
+            return self.admit_existing(&mut book, id, &ask.caller).await;
         }
         if book.open.len() >= MAX_OPEN {
             return Err(McpError::new(
@@ -191,9 +219,22 @@ impl Approvals {
                 format!("this call needs approval, and {MAX_OPEN} requests already wait for one; try again later"),
             ));
         }
-        let reason = match ask.reason.or(ask.spec.default_reason.as_deref()) {
-            Some(r) if !r.trim().is_empty() => r.chars().take(MAX_REASON).collect::<String>(),
-            _ => {
+        let who = &ask.caller.identity;
+        let mine = book
+            .open
+            .values()
+            .filter(|e| e.request.requested_by(&who.subject, &who.issuer))
+            .count();
+        if mine >= MAX_OPEN_PER_REQUESTER {
+            return Err(McpError::new(
+                codes::APPROVAL_REQUIRED,
+                format!("this call needs approval, and {mine} of your requests already wait for one (at most {MAX_OPEN_PER_REQUESTER}); wait for their decisions"),
+            ));
+        }
+        let given = ask.reason.as_deref().filter(|r| !r.trim().is_empty());
+        let reason = match given.or(ask.spec.default_reason.as_deref()) {
+            Some(r) => printable(r),
+            None => {
                 return Err(McpError::new(
                     codes::APPROVAL_REQUIRED,
                     format!(
@@ -204,9 +245,11 @@ impl Approvals {
             }
         };
         let now = now_unix();
-        let who = &ask.caller.identity;
+        // Taken before anything can fail: a number the log has seen is
+        // never given to another request.
+        book.last_id += 1;
         let request = ApprovalRequest {
-            id: book.last_id + 1,
+            id: book.last_id,
             state: ApprovalState::Pending,
             requester: requester(who),
             reason,
@@ -217,22 +260,21 @@ impl Approvals {
             created_at: now,
             expires_at: now + ask.spec.expires_secs,
             decisions: Vec::new(),
-            exchange: ask.exchange.to_owned(),
+            exchange: ask.exchange,
             binding: ask.binding,
         };
         self.audit
-            .approval_by_requester(EventKind::ApprovalRequested, ask.caller, &request)
+            .approval_by_requester(EventKind::ApprovalRequested, &ask.caller, &request)
             .await?;
         self.save(&request).await?;
-        book.last_id = request.id;
-        let (changed, changes) = watch::channel(ApprovalState::Pending);
-        let ticket = Ticket {
-            id: request.id,
-            changes,
-            waiting_for: request.waiting_for(),
-        };
         tracing::info!(id = request.id, rule = %request.binding.rule, requester = %request.requester.subject, "approval requested");
-        book.open.insert(request.id, Entry { request, changed });
+        let (entry, changes) = Entry::new(request);
+        let ticket = Ticket {
+            id: entry.request.id,
+            changes,
+            waiting_for: entry.request.waiting_for(),
+        };
+        book.open.insert(entry.request.id, entry);
         self.bump();
         Ok(Admission::Held(ticket))
     }
@@ -253,22 +295,45 @@ impl Approvals {
                 waiting_for: entry.request.waiting_for(),
             }));
         }
-        let mut released = entry.request.clone();
+        if entry.request.expires_at <= now_unix() {
+            // Its expiry could not be recorded yet: it is over all the same.
+            return Err(McpError::new(
+                codes::APPROVAL_EXPIRED,
+                format!(
+                    "approval #{id} expired before the call was made again; call again to ask anew"
+                ),
+            ));
+        }
+        let approved = entry.request.clone();
+        let mut released = approved.clone();
         released.state = ApprovalState::Released;
-        self.audit
-            .approval_by_requester(EventKind::ApprovalReleased, caller, &released)
-            .await?;
+        // Claimed in the store first (at most once, even across brokers),
+        // then recorded; a claim that cannot be recorded is given back.
         if let Some(path) = self.store.clone() {
             let r = released.clone();
             let took = run_blocking(move || BrokerStore::open(&path)?.release_approval(&r)).await?;
             if !took {
-                // Another broker on the same store used it first.
                 book.open.remove(&id);
+                self.bump();
                 return Err(McpError::new(
                     codes::APPROVAL_REQUIRED,
                     format!("approval #{id} was already used; call again to ask for a new one"),
                 ));
             }
+        }
+        if let Err(e) = self
+            .audit
+            .approval_by_requester(EventKind::ApprovalReleased, caller, &released)
+            .await
+        {
+            if let Err(back) = self.save(&approved).await {
+                tracing::error!(
+                    id,
+                    "approval #{id} was claimed but not recorded, and could not be given back: {}",
+                    back.message
+                );
+            }
+            return Err(e);
         }
         self.finish(book, released);
         Ok(Admission::Released(id))
@@ -320,7 +385,18 @@ impl Approvals {
 
     /// The requester withdraws request `id` (`tasks/cancel` of its task):
     /// recorded, then final. `Ok(false)` when it is no longer open.
-    pub async fn withdraw(&self, caller: &Caller, id: u64) -> Result<bool, McpError> {
+    pub async fn withdraw(
+        self: &Arc<Self>,
+        caller: &Arc<Caller>,
+        id: u64,
+    ) -> Result<bool, McpError> {
+        let (this, caller) = (self.clone(), caller.clone());
+        tokio::spawn(async move { this.withdraw_now(&caller, id).await })
+            .await
+            .map_err(|e| McpError::internal(format!("approval layer: {e}")))?
+    }
+
+    async fn withdraw_now(&self, caller: &Caller, id: u64) -> Result<bool, McpError> {
         let mut book = self.book.lock().await;
         let Some(entry) = book.open.get(&id) else {
             return Ok(false);
@@ -349,8 +425,24 @@ impl Approvals {
         self.expire_due(&mut book).await;
     }
 
-    /// An approver's decision on request `id`.
+    /// An approver's decision on request `id`; runs to its end even if
+    /// the approver goes away meanwhile.
     pub async fn decide(
+        self: &Arc<Self>,
+        approver: &Arc<Caller>,
+        id: u64,
+        verdict: Verdict,
+        reason: Option<String>,
+    ) -> Result<ApprovalRequest, DecideError> {
+        let (this, approver) = (self.clone(), approver.clone());
+        tokio::spawn(async move { this.decide_now(&approver, id, verdict, reason).await })
+            .await
+            .map_err(|e| {
+                DecideError::Unavailable(McpError::internal(format!("approval layer: {e}")))
+            })?
+    }
+
+    async fn decide_now(
         &self,
         approver: &Caller,
         id: u64,
@@ -371,7 +463,9 @@ impl Approvals {
             email: who.email.clone(),
             issuer: who.issuer.clone(),
             verdict,
-            reason: reason.map(|r| r.chars().take(MAX_REASON).collect()),
+            reason: reason
+                .filter(|r| !r.trim().is_empty())
+                .map(|r| printable(&r)),
             at: now_unix(),
         };
         decided.decisions.push(decision.clone());
@@ -421,9 +515,9 @@ impl Approvals {
         let path = self.store.clone()?;
         tokio::task::spawn_blocking(move || {
             BrokerStore::open(&path)
-                .and_then(|s| s.recent_approvals(RECENT_KEPT))
+                .and_then(|s| s.approval(id))
                 .ok()
-                .and_then(|v| v.into_iter().find(|r| r.id == id))
+                .flatten()
         })
         .await
         .ok()
@@ -553,7 +647,9 @@ fn check_approver(
     verdict: Verdict,
     reason: Option<&str>,
 ) -> Result<(), DecideError> {
-    if r.requested_by(&who.subject, &who.issuer) {
+    // The same person through another issuer is still the same person.
+    let same_email = |email: Option<&str>| matches!((email, who.email.as_deref()), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b));
+    if r.requested_by(&who.subject, &who.issuer) || same_email(r.requester.email.as_deref()) {
         return Err(DecideError::NotAllowed(format!(
             "you cannot decide approval request #{} yourself: it is your own call; an approver from {} must",
             r.id,
@@ -593,10 +689,23 @@ fn check_approver(
     if r.state != ApprovalState::Pending {
         return Err(DecideError::Finished(r.id, r.state));
     }
+    if r.expires_at <= now_unix() {
+        return Err(DecideError::Finished(r.id, ApprovalState::Expired));
+    }
     if verdict == Verdict::Denied && reason.is_none_or(|r| r.trim().is_empty()) {
         return Err(DecideError::ReasonRequired);
     }
     Ok(())
+}
+
+/// A reason as it is kept and shown: control characters (which could
+/// redraw an approver's terminal) become spaces; at most [`MAX_REASON`]
+/// characters.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .take(MAX_REASON)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// Runs store work on the blocking pool; a failure is the store's.

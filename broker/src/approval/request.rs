@@ -82,19 +82,46 @@ impl Binding {
         canonical::digest(&v)
     }
 
-    /// The arguments' digest as a binding takes it (see `args_digest`).
+    /// The arguments' digest as a binding takes it (see `args_digest`):
+    /// with the `_meta` the upstream's tool would read too, except what
+    /// only the protocol, the broker or progress read (a retry may carry
+    /// another progress token or reason).
     pub fn digest_of(method: &str, params: Option<&serde_json::Map<String, Value>>) -> String {
         let empty = Value::Object(Default::default());
-        match (crate::mcp::message::has_arguments(method), params) {
-            (true, Some(p)) => canonical::digest(p.get("arguments").unwrap_or(&empty)),
-            (false, Some(p)) => {
+        let Some(p) = params else {
+            return canonical::digest(&empty);
+        };
+        let meta: serde_json::Map<String, Value> = p
+            .get("_meta")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| !volatile_meta(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut bound = match crate::mcp::message::has_arguments(method) {
+            true => p.get("arguments").cloned().unwrap_or(empty),
+            false => {
                 let mut p = p.clone();
                 p.remove("_meta");
-                canonical::digest(&Value::Object(p))
+                Value::Object(p)
             }
-            (_, None) => canonical::digest(&empty),
+        };
+        if !meta.is_empty() {
+            bound = serde_json::json!({"arguments": bound, "_meta": meta});
         }
+        canonical::digest(&bound)
     }
+}
+
+/// `_meta` keys a binding leaves out: the protocol's own, progress, and
+/// the requester's reason.
+fn volatile_meta(key: &str) -> bool {
+    key == "progressToken"
+        || key == "dev.hoop/reason"
+        || key.starts_with("io.modelcontextprotocol/")
 }
 
 /// The person or workload that made the call.
@@ -262,9 +289,25 @@ mod tests {
         assert_ne!(a, c);
         let r1 = Binding::digest_of(
             "resources/read",
-            p(json!({"uri": "x://a", "_meta": {"k": 1}})).as_ref(),
+            p(json!({"uri": "x://a", "_meta": {"progressToken": 1}})).as_ref(),
         );
         let r2 = Binding::digest_of("resources/read", p(json!({"uri": "x://a"})).as_ref());
         assert_eq!(r1, r2);
+        // `_meta` a tool reads is bound; the protocol's and progress are not.
+        let plain = Binding::digest_of("tools/call", p(json!({"arguments": {"a": 1}})).as_ref());
+        let retried = Binding::digest_of(
+            "tools/call",
+            p(
+                json!({"arguments": {"a": 1}, "_meta": {"progressToken": 7, "dev.hoop/reason": "x",
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
+            )
+            .as_ref(),
+        );
+        assert_eq!(plain, retried);
+        let steered = Binding::digest_of(
+            "tools/call",
+            p(json!({"arguments": {"a": 1}, "_meta": {"env": "prod"}})).as_ref(),
+        );
+        assert_ne!(plain, steered);
     }
 }

@@ -59,7 +59,7 @@ impl Pipeline {
     #[allow(clippy::too_many_arguments)] // the call's facts, each read once
     pub(super) async fn admit(
         &self,
-        caller: &Caller,
+        caller: &Arc<Caller>,
         target: &Target,
         exchange: &Exchange,
         msg: &McpMessage,
@@ -92,15 +92,16 @@ impl Pipeline {
         let reason = params
             .and_then(|p| p.get("_meta"))
             .and_then(|m| m.get(REASON_META))
-            .and_then(Value::as_str);
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         self.approvals
             .admit(Ask {
-                caller,
+                caller: caller.clone(),
                 binding,
-                spec,
+                spec: spec.clone(),
                 reason,
                 arguments: masked_arguments(msg, masker),
-                exchange: &exchange.id,
+                exchange: exchange.id.clone(),
             })
             .await
     }
@@ -169,7 +170,7 @@ impl Pipeline {
             None => self.approvals.hold.hold_secs_without_progress,
         };
         let now = Instant::now();
-        let notice = log_message(&ticket.waiting_for);
+        let notice = log_message(&format!("this call waits for {}", ticket.waiting_for));
         let held = Held {
             pipeline: self.clone(),
             caller: caller.clone(),
@@ -283,7 +284,14 @@ impl Held {
                         judged,
                     )
                     .await;
-                (reply.messages, Step::Done)
+                // Said first, so a client that waits on its own clock (hoop
+                // exec --wait) knows the wait is over and the call runs.
+                let granted = format!(
+                    "approval #{} was granted; the call runs now",
+                    self.ticket.id
+                );
+                let messages = one(Ok(log_message(&granted))).chain(reply.messages);
+                (Box::pin(messages), Step::Done)
             }
             Ok(Judgement::Held(ticket)) => {
                 self.ticket = ticket;
@@ -351,11 +359,12 @@ fn masked_arguments(msg: &McpMessage, masker: &Masker) -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn log_message(waiting_for: &str) -> Bytes {
+/// A `notifications/message` from the broker (logger `hoop`).
+fn log_message(text: &str) -> Bytes {
     to_bytes(&json!({
         "jsonrpc": "2.0",
         "method": "notifications/message",
-        "params": {"level": "notice", "logger": "hoop", "data": format!("this call waits for {waiting_for}")}
+        "params": {"level": "notice", "logger": "hoop", "data": text}
     }))
 }
 

@@ -101,7 +101,7 @@ pub struct Pipeline {
     handles: Arc<HandleTable>,
     /// Swapped whole on a reload; each message judges under one version.
     policy: std::sync::RwLock<Arc<Policy>>,
-    approvals: Approvals,
+    approvals: Arc<Approvals>,
     /// The broker's own tasks for held calls (clients of the Tasks
     /// extension).
     held_tasks: held_task::HeldTasks,
@@ -132,7 +132,7 @@ impl Pipeline {
             sessions: SessionTable::default(),
             handles: Arc::new(HandleTable::default()),
             policy: std::sync::RwLock::new(Arc::new(policy)),
-            approvals,
+            approvals: Arc::new(approvals),
             held_tasks: Default::default(),
             audit,
             masking,

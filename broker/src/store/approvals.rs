@@ -65,6 +65,19 @@ impl BrokerStore {
         Ok(out)
     }
 
+    /// One request by its number.
+    pub fn approval(&self, id: u64) -> anyhow::Result<Option<ApprovalRequest>> {
+        let body: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT body FROM approval WHERE id = ?1",
+                [id as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
+    }
+
     /// The highest approval id used so far (0 when none).
     pub fn last_approval_id(&self) -> anyhow::Result<u64> {
         let id: Option<i64> = self

@@ -6,7 +6,7 @@
 //! effect; nobody decides their own call.
 
 use bytes::Bytes;
-use hoop_broker::approval::{clock_time, ApprovalRequest};
+use hoop_broker::approval::{clock_time, printable, ApprovalRequest};
 use hoop_broker::pipeline::approval_view::ApprovalCommand;
 use hoop_proto::StreamKind;
 use serde_json::Value;
@@ -274,7 +274,7 @@ fn span(secs: u64) -> String {
 }
 
 fn who(r: &ApprovalRequest) -> String {
-    let name = r.requester.email.as_deref().unwrap_or(&r.requester.subject);
+    let name = printable(r.requester.email.as_deref().unwrap_or(&r.requester.subject));
     match r.requester.kind.as_str() {
         "workload" => format!("{name} (workload)"),
         _ => name.to_owned(),
@@ -353,7 +353,7 @@ fn detail(r: &ApprovalRequest, now: u64) -> String {
         b.method,
         b.name,
         b.target,
-        r.reason,
+        printable(&r.reason),
         b.rule,
         b.policy_version,
         r.approvers.join(", "),
@@ -386,7 +386,7 @@ fn detail(r: &ApprovalRequest, now: u64) -> String {
             clock_time(d.at),
             d.reason
                 .as_deref()
-                .map(|r| format!(" — {r}"))
+                .map(|r| format!(" — {}", printable(r)))
                 .unwrap_or_default()
         ));
     }

@@ -85,6 +85,12 @@ pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
     );
     let dev = DevConfig::default();
     let names: Vec<String> = dev.identities.iter().map(|i| i.name.clone()).collect();
+    // Who can release the demo's held deploy_model for this run's identity.
+    let approver = dev
+        .identities
+        .iter()
+        .find(|i| i.name != args.identity && i.groups.iter().any(|g| g == "ml-leads"))
+        .map(|i| i.name.clone());
     let identities = Arc::new(DevIdentities::ephemeral(dev)?);
     let token = identities.mint(&args.identity)?;
     let policy = Policy::parse(
@@ -131,9 +137,14 @@ pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
             "audit log: {} — see the calls you make, from another terminal: hoop audit search --profile demo",
             dir.join("audit.db").display()
         );
-        println!(
-            "approvals: deploy_model waits for an approver in ml-leads; as bob, from another terminal: hoop approve list --profile demo-bob, then hoop approve grant ID --profile demo-bob"
-        );
+        match &approver {
+            Some(a) => println!(
+                "approvals: deploy_model waits for an approver in ml-leads; as {a}, from another terminal: hoop approve --profile demo-{a} (or hoop approve list|grant ID --profile demo-{a})"
+            ),
+            None => println!(
+                "approvals: deploy_model waits for an approver in ml-leads, and no other demo identity is in it: run `hoop demo --as alice` to approve as bob"
+            ),
+        }
         if !others.is_empty() {
             let profiles: Vec<String> = others.iter().map(|n| format!("demo-{n}")).collect();
             println!(

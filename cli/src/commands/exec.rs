@@ -109,19 +109,30 @@ pub async fn run(args: ExecArgs) -> Result<(), CommandError> {
         reason: args.reason.as_deref(),
     };
     let deadline = tokio::time::Instant::now() + args.wait;
-    let mut pending: Option<u64> = None;
-    // Bounded by the deadline: each round waits for the broker's hold,
-    // which ends with an answer or a "still pending".
+    let hold = HoldWatch::default();
+    // Bounded by the deadline: each round ends with the call's answer, or
+    // "pending" after the broker's hold; only waiting counts against
+    // --wait, a call that runs is never cut short.
     let outcome = loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let outcome = match tokio::time::timeout(left, call.run()).await {
-            Ok(outcome) => outcome?,
-            Err(_) => return Err(still_pending(pending, args.wait)),
+        let outcome = {
+            let running = call.run(&hold);
+            tokio::pin!(running);
+            let out_of_time = async {
+                tokio::time::sleep_until(deadline).await;
+                // Until the call is known to wait for an approval; the
+                // select drops this when the call ends first.
+                while !hold.held.get() {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            };
+            tokio::select! {
+                outcome = &mut running => outcome?,
+                () = out_of_time => return Err(still_pending(hold.id.get(), args.wait)),
+            }
         };
         match pending_approval(&outcome) {
             Some(id) if tokio::time::Instant::now() < deadline => {
                 eprintln!("approval #{id} is still pending; asking again");
-                pending = Some(id);
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
             Some(id) => return Err(still_pending(Some(id), args.wait)),
@@ -129,6 +140,36 @@ pub async fn run(args: ExecArgs) -> Result<(), CommandError> {
         }
     };
     report(&outcome, args.json)
+}
+
+/// What the broker said of a held call so far: whether it waits for an
+/// approval now, and which one.
+#[derive(Default)]
+struct HoldWatch {
+    held: std::cell::Cell<bool>,
+    id: std::cell::Cell<Option<u64>>,
+}
+
+impl HoldWatch {
+    /// Reads the broker's words: "this call waits for approval #N …" (also
+    /// in progress) and "approval #N was granted; the call runs now".
+    fn hear(&self, text: &str) {
+        let Some(at) = text.find("approval #") else {
+            return;
+        };
+        let digits: String = text[at + "approval #".len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if let Ok(id) = digits.parse() {
+            self.id.set(Some(id));
+        }
+        if text.contains("was granted") {
+            self.held.set(false);
+        } else if text.contains("waits for approval") || text.contains("waiting for approval") {
+            self.held.set(true);
+        }
+    }
 }
 
 /// The approval a "pending, call again" answer names.
@@ -161,13 +202,14 @@ struct Call<'a> {
 }
 
 impl Call<'_> {
-    async fn run(&self) -> Result<Outcome, CommandError> {
+    async fn run(&self, hold: &HoldWatch) -> Result<Outcome, CommandError> {
         call(
             self.tunnel,
             self.target,
             self.tool,
             self.arguments.clone(),
             self.reason,
+            hold,
         )
         .await
     }
@@ -197,6 +239,7 @@ async fn call(
     tool: &str,
     arguments: Value,
     reason: Option<&str>,
+    hold: &HoldWatch,
 ) -> Result<Outcome, CommandError> {
     let meta = json!({
         "io.modelcontextprotocol/protocolVersion": STATELESS,
@@ -210,6 +253,7 @@ async fn call(
         target,
         stateless_headers("server/discover", None),
         &discover,
+        hold,
     )
     .await?;
     match probe.answer {
@@ -221,6 +265,7 @@ async fn call(
                 target,
                 stateless_headers("tools/call", Some(tool)),
                 &body,
+                hold,
             )
             .await?;
             reply.answer.ok_or_else(|| no_answer("tools/call"))
@@ -232,7 +277,7 @@ async fn call(
             Ok(Outcome::Error(e))
         }
         Some(Outcome::Error(_)) | None => {
-            handshake_call(tunnel, target, tool, arguments, reason).await
+            handshake_call(tunnel, target, tool, arguments, reason, hold).await
         }
     }
 }
@@ -257,11 +302,12 @@ async fn handshake_call(
     tool: &str,
     arguments: Value,
     reason: Option<&str>,
+    hold: &HoldWatch,
 ) -> Result<Outcome, CommandError> {
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": HANDSHAKE, "capabilities": {},
         "clientInfo": {"name": "hoop-exec", "version": env!("CARGO_PKG_VERSION")}}});
-    let reply = post(tunnel, target, McpHeaders::default(), &init).await?;
+    let reply = post(tunnel, target, McpHeaders::default(), &init, hold).await?;
     let session = match reply.answer {
         Some(Outcome::Result(r)) => {
             let version = r["protocolVersion"]
@@ -283,11 +329,12 @@ async fn handshake_call(
         target,
         headers.clone(),
         &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        hold,
     )
     .await?;
     let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
         "params": {"name": tool, "arguments": arguments, "_meta": call_meta(json!({}), reason)}});
-    let answer = post(tunnel, target, headers.clone(), &body)
+    let answer = post(tunnel, target, headers.clone(), &body, hold)
         .await?
         .answer
         .ok_or_else(|| no_answer("tools/call"));
@@ -341,6 +388,7 @@ async fn post(
     target: &str,
     headers: McpHeaders,
     body: &Value,
+    hold: &HoldWatch,
 ) -> Result<Reply, CommandError> {
     let id = body.get("id").cloned();
     let open = OpenStream {
@@ -372,6 +420,9 @@ async fn post(
             match method {
                 "notifications/progress" => {
                     let p = &v["params"];
+                    if let Some(m) = p.get("message").and_then(Value::as_str) {
+                        hold.hear(m);
+                    }
                     eprintln!(
                         "progress: {}{}{}",
                         p["progress"],
@@ -382,7 +433,13 @@ async fn post(
                             .unwrap_or_default()
                     );
                 }
-                "notifications/message" => eprintln!("log: {}", v["params"]["data"]),
+                "notifications/message" => {
+                    let data = &v["params"]["data"];
+                    if v["params"]["logger"] == "hoop" {
+                        hold.hear(data.as_str().unwrap_or_default());
+                    }
+                    eprintln!("log: {data}");
+                }
                 _ => tracing::debug!(method, "notification during exec"),
             }
         }
@@ -466,6 +523,18 @@ mod tests {
         assert!(read_arguments("[1]").is_err());
         assert!(read_arguments("{").is_err());
         assert!(read_arguments("@/nonexistent/args.json").is_err());
+    }
+
+    #[test]
+    fn the_brokers_words_say_when_a_call_waits_and_when_it_runs() {
+        let hold = HoldWatch::default();
+        hold.hear("this call waits for approval #42 from ml-leads (expires 14:05 UTC)");
+        assert!(hold.held.get());
+        assert_eq!(hold.id.get(), Some(42));
+        hold.hear("approval #42 was granted; the call runs now");
+        assert!(!hold.held.get());
+        hold.hear("50% done");
+        assert!(!hold.held.get());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! typed. A function of [`App`] alone, so snapshot tests draw it on a
 //! `TestBackend`.
 
-use hoop_broker::approval::{clock_time, ApprovalRequest, ApprovalState, Verdict};
+use hoop_broker::approval::{clock_time, printable, ApprovalRequest, ApprovalState, Verdict};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -96,7 +96,7 @@ fn span(secs: u64) -> String {
 }
 
 fn requester(r: &ApprovalRequest) -> String {
-    let name = r.requester.email.as_deref().unwrap_or(&r.requester.subject);
+    let name = printable(r.requester.email.as_deref().unwrap_or(&r.requester.subject));
     match r.requester.kind.as_str() {
         "workload" => format!("{name} (ci)"),
         _ => name.to_owned(),
@@ -217,7 +217,7 @@ fn render_detail(frame: &mut Frame, app: &App, area: Rect) {
             ),
         ),
         field("call", format!("{} {} on {}", b.method, b.name, b.target)),
-        field("reason", r.reason.clone()),
+        field("reason", printable(&r.reason)),
         field(
             "rule",
             format!(
