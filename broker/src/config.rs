@@ -71,6 +71,9 @@ pub struct ApprovalsConfig {
     /// Progress notifications to a held call (default every 15 s).
     #[serde(default = "default_progress_every_secs")]
     pub progress_every_secs: u64,
+    /// Where new requests and decisions are announced.
+    #[serde(default)]
+    pub webhooks: Vec<crate::approval::webhook::WebhookConfig>,
 }
 
 fn default_hold_secs() -> u64 {
@@ -89,6 +92,7 @@ impl Default for ApprovalsConfig {
             hold_secs: default_hold_secs(),
             hold_secs_without_progress: default_hold_secs_without_progress(),
             progress_every_secs: default_progress_every_secs(),
+            webhooks: Vec::new(),
         }
     }
 }

@@ -153,6 +153,7 @@ async fn start_inner(
             hold_secs_without_progress: config.approvals.hold_secs_without_progress,
             progress_every_secs: config.approvals.progress_every_secs,
         },
+        crate::approval::webhook::Webhooks::start(&config.approvals.webhooks)?,
     )?;
     let pipeline = Arc::new(Pipeline::new(
         targets,

@@ -516,6 +516,13 @@ fn the_python_sdk_hears_progress_while_held_in_both_revisions() {
         .filter(|r| r["method"] == "tools/call" && r["name"] == "deploy_model")
         .count();
     assert_eq!(calls, 2, "each approved call ran once");
+    // The person running `hoop connect` was told on stderr, as it happened.
+    let told = connect.proc.stderr();
+    assert!(
+        told.contains("your call to deploy_model on demo waits for approval #1 from ml-leads"),
+        "{told}"
+    );
+    assert!(told.contains("approval #1 granted"), "{told}");
 }
 
 #[test]
@@ -923,4 +930,140 @@ fn a_held_task_of_someone_revoked_meanwhile_does_not_run_when_granted() {
             .any(|e| e["error_code"] == -32054 && e["name"] == "deploy_model"),
         "{refused:?}"
     );
+}
+
+/// One request a webhook receiver got: its headers (lowercase) and body.
+struct Delivery {
+    headers: std::collections::HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// A tiny HTTP receiver on loopback: answers 500 to the first request (so
+/// the sender must retry) and 200 after; hands each request to the test.
+fn webhook_receiver() -> (String, std::sync::mpsc::Receiver<Delivery>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Bounded: at most 50 requests, and the test's end drops `rx`.
+        for (n, stream) in listener.incoming().take(50).enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut headers = std::collections::HashMap::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                let l = line.trim_end();
+                if l.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = l.split_once(':') {
+                    headers.insert(k.trim().to_lowercase(), v.trim().to_owned());
+                }
+            }
+            let len: usize = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let status = if n == 0 {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            if tx.send(Delivery { headers, body }).is_err() {
+                break;
+            }
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn approvers_hear_of_requests_and_decisions_through_a_signed_webhook() {
+    let dir = scratch();
+    let (url, deliveries) = webhook_receiver();
+    let secret = "hoop-webhook-secret-0123456789abcdef";
+    let secret_file = dir.path().join("webhook.secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    let (_demo, broker, _record) = demo_behind_demo_policy_with(
+        dir.path(),
+        &format!(
+            "[approvals]\nhold_secs = 60\n[[approvals.webhooks]]\nurl = \"{url}\"\nsecret_file = \"{}\"\nevents = [\"requested\", \"decided\"]\n",
+            secret_file.display()
+        ),
+    );
+    let mut exec = Command::new(bin("hoop"));
+    exec.args(["exec", "mcp", "demo", "--tool", "deploy_model"])
+        .args([
+            "--args",
+            r#"{"model":"fraud","version":"50","environment":"staging"}"#,
+        ])
+        .args(["--reason", "release 50", "--wait", "60s"])
+        .args(broker.connect_args("alice"))
+        .env_remove("HOOP_TOKEN")
+        .env("HOOP_CONFIG", empty_config(dir.path()));
+    let run = std::thread::spawn(move || run_bounded(exec, Duration::from_secs(90)));
+
+    let next = || {
+        deliveries
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a webhook delivery")
+    };
+    // The receiver refused the first delivery; the broker tried again.
+    let first = next();
+    let retried = next();
+    assert_eq!(first.body, retried.body, "the same notification, again");
+    let v: Value = serde_json::from_slice(&retried.body).unwrap();
+    assert_eq!(v["hoop"]["event"], "requested");
+    let text = v["text"].as_str().unwrap();
+    assert!(
+        text.contains("Approval #1 needed: alice@example.com wants to call deploy_model on demo"),
+        "{text}"
+    );
+    assert!(text.contains("release 50"), "{text}");
+
+    // The signature, checked with OpenSSL rather than hoop's own code.
+    let ts = &retried.headers["x-hoop-timestamp"];
+    let mut openssl = Command::new("openssl");
+    openssl
+        .args(["dgst", "-sha256", "-hmac", secret])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = openssl.spawn().unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(format!("v1:{ts}:").as_bytes()).unwrap();
+        stdin.write_all(&retried.body).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let hex = String::from_utf8_lossy(&out.stdout)
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(retried.headers["x-hoop-signature"], format!("v1={hex}"));
+
+    grant_when_pending(dir.path(), &broker, "bob", "deploy_model");
+    let decided: Value = serde_json::from_slice(&next().body).unwrap();
+    assert_eq!(decided["hoop"]["event"], "decided");
+    assert!(
+        decided["text"]
+            .as_str()
+            .unwrap()
+            .contains("Approval #1 granted by bob@example.com: looks right"),
+        "{decided}"
+    );
+    let out = run.join().unwrap();
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
 }

@@ -16,6 +16,7 @@
 //! reach this module: an allowed call pays nothing for it.
 
 mod request;
+pub mod webhook;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -145,6 +146,8 @@ pub struct Approvals {
     pub hold: HoldSettings,
     /// Counts changes to any request, so `hoop approve` views can follow.
     changed: watch::Sender<u64>,
+    /// Where changes are announced (`[[approvals.webhooks]]`).
+    webhooks: Option<webhook::Webhooks>,
 }
 
 impl Approvals {
@@ -153,6 +156,7 @@ impl Approvals {
         store: Option<PathBuf>,
         audit: Arc<Audit>,
         hold: HoldSettings,
+        webhooks: Option<webhook::Webhooks>,
     ) -> anyhow::Result<Self> {
         let mut book = Book::default();
         if let Some(path) = &store {
@@ -169,6 +173,7 @@ impl Approvals {
             audit,
             hold,
             changed: watch::channel(0).0,
+            webhooks,
         })
     }
 
@@ -179,6 +184,13 @@ impl Approvals {
 
     fn bump(&self) {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Tells the webhooks (off the call's path: queued).
+    fn announce(&self, event: &str, r: &ApprovalRequest) {
+        if let Some(w) = &self.webhooks {
+            w.notify(event, r);
+        }
     }
 
     /// Writes `r` to the store, off the async threads.
@@ -274,6 +286,7 @@ impl Approvals {
             changes,
             waiting_for: entry.request.waiting_for(),
         };
+        self.announce("requested", &entry.request);
         book.open.insert(entry.request.id, entry);
         self.bump();
         Ok(Admission::Held(ticket))
@@ -335,6 +348,7 @@ impl Approvals {
             }
             return Err(e);
         }
+        self.announce("released", &released);
         self.finish(book, released);
         Ok(Admission::Released(id))
     }
@@ -379,6 +393,7 @@ impl Approvals {
                 tracing::warn!(id, "approval expiry not stored: {}", e.message);
             }
             tracing::info!(id, "approval request expired");
+            self.announce("expired", &expired);
             self.finish(book, expired);
         }
     }
@@ -415,6 +430,7 @@ impl Approvals {
             .await?;
         self.save(&cancelled).await?;
         tracing::info!(id, "approval request withdrawn by its requester");
+        self.announce("cancelled", &cancelled);
         self.finish(&mut book, cancelled);
         Ok(true)
     }
@@ -488,6 +504,7 @@ impl Approvals {
             .await
             .map_err(DecideError::Unavailable)?;
         tracing::info!(id, verdict = verdict.as_str(), approver = %who.subject, state = decided.state.as_str(), "approval decision");
+        self.announce("decided", &decided);
         match decided.state {
             ApprovalState::Denied => self.finish(&mut book, decided.clone()),
             state => {

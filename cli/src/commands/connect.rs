@@ -45,6 +45,8 @@ pub async fn run(args: ConnectArgs) -> Result<(), CommandError> {
         .map_err(CommandError::unresolved)?;
     let launch = StdioLaunch::new(&args.target, &resolved);
     let tunnel = TunnelClient::connect(resolved.tunnel).await?;
+    // Held calls and calls to decide, told on stderr as they happen.
+    tokio::spawn(crate::tui::approve::notices::follow(tunnel.clone()));
     if args.stdio {
         local::stdio::serve(tunnel, args.target).await?;
         return Ok(());

@@ -112,6 +112,8 @@ pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
     })
     .await?;
     write_profile(&dir, &broker, "profile.toml", "token", &token)?;
+    // The held deploy_model and its decision, told on stderr as they happen.
+    tokio::spawn(crate::tui::approve::notices::follow(tunnel.clone()));
     // Every dev identity gets a profile of its own (`demo-bob`), so a
     // second terminal can act as someone else: an approver.
     let mut others = Vec::new();

@@ -5,6 +5,7 @@
 //! [`view`]; this module only wires them to the terminal and the broker.
 
 pub mod app;
+pub mod notices;
 pub mod view;
 
 use std::sync::Arc;
