@@ -41,6 +41,15 @@ quorum = 2
 human_approver = true
 
 [[rules]]
+name = "customer-reads-for-a-while"
+groups = ["ci-deploy"]
+targets = ["demo"]
+tools = ["get_customer"]
+action = "approve"
+approvers = ["ml-leads"]
+grant = "2m"
+
+[[rules]]
 name = "echo-expires-fast"
 groups = ["ci-deploy"]
 targets = ["demo"]
@@ -1066,4 +1075,64 @@ fn approvers_hear_of_requests_and_decisions_through_a_signed_webhook() {
     );
     let out = run.join().unwrap();
     assert_eq!(out.status, Some(0), "{}", out.stderr);
+}
+
+#[test]
+fn a_window_grant_releases_the_requesters_calls_of_the_tool_until_it_ends() {
+    let s = setup();
+    let run = s.exec(
+        &s.ci,
+        "get_customer",
+        json!({"customer_id": "cust-001"}),
+        &["--reason", "incident 7", "--wait", "60s"],
+    );
+    let id = s.pending("get_customer", &json!({"customer_id": "cust-001"}));
+    let shown = s.approve(&s.bob, &["show", &id.to_string()]);
+    assert!(
+        shown
+            .stdout
+            .contains("calls of get_customer on demo for 2m after the decision (any arguments)"),
+        "{}",
+        shown.stdout
+    );
+    let granted = s.approve(
+        &s.bob,
+        &["grant", &id.to_string(), "--reason", "for the incident"],
+    );
+    assert_eq!(granted.status, Some(0), "{}", granted.stderr);
+    assert_eq!(run.finish().status, Some(0));
+    // Within the window, other arguments go through at once, no new request.
+    let out = s
+        .exec(
+            &s.ci,
+            "get_customer",
+            json!({"customer_id": "cust-002"}),
+            &["--wait", "2s"],
+        )
+        .finish();
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    assert_eq!(s.received("get_customer"), 2);
+    let list = s.requests_until(&s.bob, |_| true);
+    let open: Vec<&Value> = list.iter().filter(|r| r["state"] == "pending").collect();
+    assert!(open.is_empty(), "no new request: {open:?}");
+    let released = host_audit_search(
+        &[
+            "--config".to_owned(),
+            s.broker.config.display().to_string(),
+            "--type".to_owned(),
+            "approval.released".to_owned(),
+        ],
+        |e| e.iter().filter(|e| e["approval"] == id).count() >= 2,
+    );
+    let digests: Vec<&Value> = released
+        .iter()
+        .filter(|e| e["approval"] == id)
+        .map(|e| &e["detail"]["args_sha256"])
+        .collect();
+    assert_eq!(
+        digests.len(),
+        2,
+        "each call released is on the record: {released:?}"
+    );
+    assert_ne!(digests[0], digests[1], "with its own arguments");
 }

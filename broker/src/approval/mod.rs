@@ -106,7 +106,7 @@ pub struct Ask {
 
 struct Entry {
     request: ApprovalRequest,
-    /// `request.binding.key()`, computed once.
+    /// `request.match_key()`, computed once.
     key: String,
     changed: watch::Sender<ApprovalState>,
 }
@@ -114,7 +114,7 @@ struct Entry {
 impl Entry {
     fn new(request: ApprovalRequest) -> (Self, watch::Receiver<ApprovalState>) {
         let (changed, changes) = watch::channel(request.state);
-        let key = request.binding.key();
+        let key = request.match_key();
         (
             Self {
                 request,
@@ -216,14 +216,17 @@ impl Approvals {
     async fn admit_now(&self, ask: Ask) -> Result<Admission, McpError> {
         let mut book = self.book.lock().await;
         self.expire_due(&mut book).await;
-        let key = ask.binding.key();
+        let key = match ask.spec.grant_window_secs {
+            Some(_) => ask.binding.grant_key(ask.spec.pin_arguments),
+            None => ask.binding.key(),
+        };
         let found = book
             .open
             .values()
             .find(|e| e.key == key)
             .map(|e| e.request.id);
         if let Some(id) = found {
-            return self.admit_existing(&mut book, id, &ask.caller).await;
+            return self.admit_existing(&mut book, id, &ask).await;
         }
         if book.open.len() >= MAX_OPEN {
             return Err(McpError::new(
@@ -272,8 +275,10 @@ impl Approvals {
             created_at: now,
             expires_at: now + ask.spec.expires_secs,
             decisions: Vec::new(),
-            exchange: ask.exchange,
-            binding: ask.binding,
+            exchange: ask.exchange.clone(),
+            binding: ask.binding.clone(),
+            grant_window_secs: ask.spec.grant_window_secs,
+            pin_arguments: ask.spec.pin_arguments,
         };
         self.audit
             .approval_by_requester(EventKind::ApprovalRequested, &ask.caller, &request)
@@ -296,8 +301,9 @@ impl Approvals {
         &self,
         book: &mut Book,
         id: u64,
-        caller: &Caller,
+        ask: &Ask,
     ) -> Result<Admission, McpError> {
+        let caller = &ask.caller;
         let Some(entry) = book.open.get(&id) else {
             return Err(McpError::internal("approval request vanished"));
         };
@@ -316,6 +322,18 @@ impl Approvals {
                     "approval #{id} expired before the call was made again; call again to ask anew"
                 ),
             ));
+        }
+        if entry.request.grant_window_secs.is_some() {
+            // A window: this call goes through, the grant stays for the
+            // next until the window ends. Recorded with this call's own
+            // arguments.
+            let mut this_call = entry.request.clone();
+            this_call.binding = ask.binding.clone();
+            self.audit
+                .approval_by_requester(EventKind::ApprovalReleased, caller, &this_call)
+                .await?;
+            self.announce("released", &this_call);
+            return Ok(Admission::Released(id));
         }
         let approved = entry.request.clone();
         let mut released = approved.clone();
@@ -490,9 +508,10 @@ impl Approvals {
             Verdict::Denied => decided.state = ApprovalState::Denied,
             Verdict::Granted if decided.grants() >= decided.quorum as usize => {
                 decided.state = ApprovalState::Approved;
-                // The grant lasts as long again as the request could wait,
-                // so a client that gave up has time to call again.
-                decided.expires_at = now_unix() + spec_expiry;
+                // A window lasts its length from now; a one-call grant as
+                // long again as the request could wait, so a client that
+                // gave up has time to call again.
+                decided.expires_at = now_unix() + decided.grant_window_secs.unwrap_or(spec_expiry);
             }
             Verdict::Granted => {}
         }

@@ -68,13 +68,26 @@ pub struct Binding {
 impl Binding {
     /// One text that is equal exactly when the bindings are.
     pub fn key(&self) -> String {
+        self.key_with(&self.args_digest)
+    }
+
+    /// What calls a grant covers are recognised by: [`Self::key`] when the
+    /// arguments are pinned, else the same without them (any arguments).
+    pub fn grant_key(&self, pin_arguments: bool) -> String {
+        match pin_arguments {
+            true => self.key(),
+            false => self.key_with("*"),
+        }
+    }
+
+    fn key_with(&self, args_digest: &str) -> String {
         let v = serde_json::json!([
             self.subject,
             self.issuer,
             self.target,
             self.method,
             self.name,
-            self.args_digest,
+            args_digest,
             self.tool_fingerprint,
             self.rule,
             self.policy_version,
@@ -191,6 +204,14 @@ pub struct ApprovalRequest {
     pub decisions: Vec<ApprovalDecision>,
     /// The exchange of the call that opened it, to find in the audit log.
     pub exchange: String,
+    /// `None`: the approval releases the one call. `Some(secs)`: once
+    /// approved, it releases the requester's calls of the tool on the
+    /// target for that long (`grant` of the rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_window_secs: Option<u64>,
+    /// With a window: only calls with the approved arguments.
+    #[serde(default)]
+    pub pin_arguments: bool,
 }
 
 impl ApprovalRequest {
@@ -214,6 +235,38 @@ impl ApprovalRequest {
             self.approvers.join(" or "),
             clock_time(self.expires_at)
         )
+    }
+
+    /// What calls this request stands for: the exact call, or with an
+    /// unpinned window any arguments (so such calls share one request).
+    pub fn match_key(&self) -> String {
+        match self.grant_window_secs {
+            Some(_) => self.binding.grant_key(self.pin_arguments),
+            None => self.binding.key(),
+        }
+    }
+
+    /// What an approval releases, in words.
+    pub fn grant_scope(&self) -> String {
+        match self.grant_window_secs {
+            None => "the one call".into(),
+            Some(secs) => format!(
+                "{}'s calls of {} on {} for {} after the decision ({})",
+                self.requester.subject,
+                self.binding.name,
+                self.binding.target,
+                match secs {
+                    s if s % 3600 == 0 => format!("{}h", s / 3600),
+                    s if s % 60 == 0 => format!("{}m", s / 60),
+                    s => format!("{s}s"),
+                },
+                if self.pin_arguments {
+                    "these arguments only"
+                } else {
+                    "any arguments"
+                }
+            ),
+        }
     }
 
     /// Whether `subject` of `issuer` made the call.

@@ -66,6 +66,24 @@ struct RuleFile {
     human_approver: Option<bool>,
     /// `approve` rules: the reason recorded when the client gives none.
     default_reason: Option<String>,
+    /// `approve` rules: what an approval releases: `"call"` (the one call,
+    /// the default) or a window (`"15m"`): the requester's calls of the
+    /// tool on the target until it ends.
+    grant: Option<String>,
+    /// `approve` rules with a window: only calls with the approved
+    /// arguments.
+    pin_arguments: Option<bool>,
+}
+
+/// The approval fields of a rule, as written.
+struct ApprovalFields {
+    approvers: Option<Vec<String>>,
+    quorum: Option<u32>,
+    expires: Option<String>,
+    human_approver: Option<bool>,
+    default_reason: Option<String>,
+    grant: Option<String>,
+    pin_arguments: Option<bool>,
 }
 
 /// Most distinct approvers a rule may ask for.
@@ -208,11 +226,15 @@ fn compile_rule(r: RuleFile, line: usize, env: &cel::Env) -> Result<Rule, String
 
     let approval = approval_spec(
         action,
-        r.approvers,
-        r.quorum,
-        r.expires,
-        r.human_approver,
-        r.default_reason,
+        ApprovalFields {
+            approvers: r.approvers,
+            quorum: r.quorum,
+            expires: r.expires,
+            human_approver: r.human_approver,
+            default_reason: r.default_reason,
+            grant: r.grant,
+            pin_arguments: r.pin_arguments,
+        },
     )?;
 
     // Who.
@@ -327,19 +349,17 @@ fn compile_rule(r: RuleFile, line: usize, env: &cel::Env) -> Result<Rule, String
 /// `approve` rule, each within its bounds.
 fn approval_spec(
     action: Action,
-    approvers: Option<Vec<String>>,
-    quorum: Option<u32>,
-    expires: Option<String>,
-    human_approver: Option<bool>,
-    default_reason: Option<String>,
+    f: ApprovalFields,
 ) -> Result<Option<std::sync::Arc<ApprovalSpec>>, String> {
     if action != Action::Approve {
         let given = [
-            ("approvers", approvers.is_some()),
-            ("quorum", quorum.is_some()),
-            ("expires", expires.is_some()),
-            ("human_approver", human_approver.is_some()),
-            ("default_reason", default_reason.is_some()),
+            ("approvers", f.approvers.is_some()),
+            ("quorum", f.quorum.is_some()),
+            ("expires", f.expires.is_some()),
+            ("human_approver", f.human_approver.is_some()),
+            ("default_reason", f.default_reason.is_some()),
+            ("grant", f.grant.is_some()),
+            ("pin_arguments", f.pin_arguments.is_some()),
         ];
         if let Some((field, _)) = given.iter().find(|(_, set)| *set) {
             return Err(format!(
@@ -349,35 +369,49 @@ fn approval_spec(
         }
         return Ok(None);
     }
-    let Some(approvers) = list("approvers", approvers, false)? else {
+    let Some(approvers) = list("approvers", f.approvers, false)? else {
         return Err("an `approve` rule needs `approvers`: the groups whose members may release its calls (for example `approvers = [\"ml-leads\"]`)".into());
     };
-    let quorum = quorum.unwrap_or(1);
+    let quorum = f.quorum.unwrap_or(1);
     if !(1..=MAX_QUORUM).contains(&quorum) {
         return Err(format!(
             "`quorum` must be 1 to {MAX_QUORUM} distinct approvers"
         ));
     }
-    let expires_secs = match expires {
-        None => DEFAULT_EXPIRY_SECS,
-        Some(text) => parse_duration(&text)
+    let duration = |field: &str, text: &str| {
+        parse_duration(text)
             .filter(|s| (1..=MAX_EXPIRY_SECS).contains(s))
             .ok_or_else(|| {
-                format!("`expires`: {text:?} is not a duration from 1s to 7d (write `90s`, `30m`, `2h` or `1d`)")
-            })?,
+                format!("`{field}`: {text:?} is not a duration from 1s to 7d (write `90s`, `30m`, `2h` or `1d`)")
+            })
     };
-    let default_reason = match default_reason {
+    let expires_secs = match &f.expires {
+        None => DEFAULT_EXPIRY_SECS,
+        Some(text) => duration("expires", text)?,
+    };
+    let default_reason = match f.default_reason {
         Some(s) if s.trim().is_empty() || s.len() > MAX_STRING => {
             return Err(format!("`default_reason` must be 1 to {MAX_STRING} bytes"))
         }
         r => r,
     };
+    let grant_window_secs = match f.grant.as_deref() {
+        None | Some("call") => None,
+        Some(text) => Some(
+            duration("grant", text).map_err(|e| format!("{e}, or `\"call\"` for the one call"))?,
+        ),
+    };
+    if f.pin_arguments.is_some() && grant_window_secs.is_none() {
+        return Err("`pin_arguments` only applies to a `grant` window (a one-call approval is always bound to its arguments)".into());
+    }
     Ok(Some(std::sync::Arc::new(ApprovalSpec {
         approvers: sorted(Some(approvers)),
         quorum,
         expires_secs,
-        human_approver: human_approver.unwrap_or(false),
+        human_approver: f.human_approver.unwrap_or(false),
         default_reason,
+        grant_window_secs,
+        pin_arguments: f.pin_arguments.unwrap_or(false),
     })))
 }
 

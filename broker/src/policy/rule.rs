@@ -252,6 +252,12 @@ pub struct ApprovalSpec {
     /// The requester's reason when the client gives none (an MCP client
     /// has nowhere to type one); without it such a call is refused.
     pub default_reason: Option<String>,
+    /// `None`: an approval releases the one call. `Some(secs)`: it
+    /// releases the requester's calls of the tool on the target for that
+    /// long after the decision.
+    pub grant_window_secs: Option<u64>,
+    /// With a window: only calls with the approved arguments.
+    pub pin_arguments: bool,
 }
 
 impl Rule {

@@ -344,7 +344,7 @@ fn table(requests: &[ApprovalRequest], now: u64) -> String {
 fn detail(r: &ApprovalRequest, now: u64) -> String {
     let b = &r.binding;
     let mut out = format!(
-        "approval #{} ({})\n  requester:  {} [{}] groups: {}\n  call:       {} {} on {}\n  reason:     {}\n  rule:       {} (policy {}), approvers: {}, quorum {}{}\n  arguments:  sha256 {}\n",
+        "approval #{} ({})\n  requester:  {} [{}] groups: {}\n  call:       {} {} on {}\n  reason:     {}\n  rule:       {} (policy {}), approvers: {}, quorum {}{}\n  releases:   {}\n  arguments:  sha256 {}\n",
         r.id,
         r.state.as_str(),
         who(r),
@@ -359,6 +359,7 @@ fn detail(r: &ApprovalRequest, now: u64) -> String {
         r.approvers.join(", "),
         r.quorum,
         if r.human_approver { ", a person must decide" } else { "" },
+        r.grant_scope(),
         b.args_digest,
     );
     let pretty = serde_json::to_string_pretty(&r.arguments).unwrap_or_default();
@@ -430,6 +431,8 @@ mod tests {
             expires_at: 4_600,
             decisions: vec![],
             exchange: "e".into(),
+            grant_window_secs: None,
+            pin_arguments: false,
         }
     }
 

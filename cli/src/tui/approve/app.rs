@@ -360,6 +360,8 @@ pub(crate) mod tests {
             expires_at: 4_600,
             decisions: Vec::new(),
             exchange: "e".into(),
+            grant_window_secs: None,
+            pin_arguments: false,
         }
     }
 

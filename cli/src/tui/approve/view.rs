@@ -232,6 +232,7 @@ fn render_detail(frame: &mut Frame, app: &App, area: Rect) {
                 }
             ),
         ),
+        field("releases", r.grant_scope()),
         field(
             "tool",
             b.tool_fingerprint
@@ -389,7 +390,7 @@ mod tests {
     fn history_and_help() {
         let mut app = app();
         press(&mut app, KeyCode::Tab);
-        let history = draw(&app, 120, 24);
+        let history = draw(&app, 120, 30);
         assert!(history.contains("#3"), "{history}");
         assert!(
             history.contains("denied     dave@bank.example"),
