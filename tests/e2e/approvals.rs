@@ -862,6 +862,52 @@ fn an_approver_releases_a_held_call_from_the_live_view_in_a_real_terminal() {
     // The live view follows: the request leaves the open list.
     tmux.wait_for("nothing waits for your decision");
     tmux.run(&["send-keys", "-t", "approve", "q"]);
+    // `hoop audit replay` of the call's exchange tells the whole story.
+    let mut list = Command::new(bin("hoop"));
+    list.args(["approve", "show", "1", "--json"])
+        .args(broker.connect_args("bob"))
+        .env_remove("HOOP_TOKEN")
+        .env("HOOP_CONFIG", empty_config(dir.path()));
+    let shown = run_bounded(list, Duration::from_secs(30));
+    let request: Value = serde_json::from_str(shown.stdout.trim()).unwrap();
+    let exchange = request["exchange"].as_str().unwrap().to_owned();
+    let replay = |found: &dyn Fn(&[String]) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Bounded by the deadline (the file trails the journal a little).
+        loop {
+            let mut c = Command::new(bin("hoop-broker"));
+            c.args(["audit", "replay", &exchange, "--json", "--audit-log"])
+                .arg(broker.state.join("audit.db"));
+            let out = run_bounded(c, Duration::from_secs(20));
+            let types: Vec<String> = out
+                .stdout
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter_map(|e| e["type"].as_str().map(str::to_owned))
+                .collect();
+            if found(&types) || Instant::now() > deadline {
+                return (types, out.stdout);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let (types, v) = replay(&|t: &[String]| t.iter().any(|t| t == "mcp.response"));
+    let at = |kind: &str| {
+        types
+            .iter()
+            .position(|t| t == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {v}"))
+    };
+    assert!(
+        at("approval.requested") < at("approval.decided"),
+        "{types:?}"
+    );
+    assert!(
+        at("approval.decided") < at("approval.released"),
+        "{types:?}"
+    );
+    assert!(at("approval.released") < at("mcp.request"), "{types:?}");
+    assert!(at("mcp.request") < at("mcp.response"), "{types:?}");
     assert_eq!(
         read_record(&record)
             .iter()

@@ -281,7 +281,12 @@ impl Approvals {
             pin_arguments: ask.spec.pin_arguments,
         };
         self.audit
-            .approval_by_requester(EventKind::ApprovalRequested, &ask.caller, &request)
+            .approval_by_requester(
+                EventKind::ApprovalRequested,
+                &ask.caller,
+                &request,
+                &ask.exchange,
+            )
             .await?;
         self.save(&request).await?;
         tracing::info!(id = request.id, rule = %request.binding.rule, requester = %request.requester.subject, "approval requested");
@@ -330,7 +335,12 @@ impl Approvals {
             let mut this_call = entry.request.clone();
             this_call.binding = ask.binding.clone();
             self.audit
-                .approval_by_requester(EventKind::ApprovalReleased, caller, &this_call)
+                .approval_by_requester(
+                    EventKind::ApprovalReleased,
+                    caller,
+                    &this_call,
+                    &ask.exchange,
+                )
                 .await?;
             self.announce("released", &this_call);
             return Ok(Admission::Released(id));
@@ -354,7 +364,12 @@ impl Approvals {
         }
         if let Err(e) = self
             .audit
-            .approval_by_requester(EventKind::ApprovalReleased, caller, &released)
+            .approval_by_requester(
+                EventKind::ApprovalReleased,
+                caller,
+                &released,
+                &ask.exchange,
+            )
             .await
         {
             if let Err(back) = self.save(&approved).await {
@@ -444,7 +459,12 @@ impl Approvals {
         let mut cancelled = entry.request.clone();
         cancelled.state = ApprovalState::Cancelled;
         self.audit
-            .approval_by_requester(EventKind::ApprovalCancelled, caller, &cancelled)
+            .approval_by_requester(
+                EventKind::ApprovalCancelled,
+                caller,
+                &cancelled,
+                &cancelled.exchange,
+            )
             .await?;
         self.save(&cancelled).await?;
         tracing::info!(id, "approval request withdrawn by its requester");

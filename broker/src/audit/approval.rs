@@ -11,17 +11,25 @@ use crate::identity::Caller;
 use crate::mcp::error::McpError;
 
 impl Audit {
-    /// `approval.requested`, `approval.released`: the requester acted.
+    /// `approval.requested`, `approval.released`, `approval.cancelled`:
+    /// the requester acted, in `exchange` (a release happens in the
+    /// exchange of the call it lets through, which may be a later one than
+    /// the call that opened the request: `detail.opened_in` names that).
     pub async fn approval_by_requester(
         &self,
         kind: EventKind,
         caller: &Caller,
         r: &ApprovalRequest,
+        exchange: &str,
     ) -> Result<(), McpError> {
         let mut e = approval_event(kind, r);
+        e.exchange = Some(exchange);
         e.actor = Some(Actor::of(caller));
         e.reason = Some(&r.reason);
-        let detail = detail(r);
+        let mut detail = detail(r);
+        if exchange != r.exchange {
+            detail["opened_in"] = r.exchange.clone().into();
+        }
         e.detail = Some(detail);
         self.record(&e, None).await
     }
