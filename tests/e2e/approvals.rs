@@ -13,13 +13,6 @@ use std::time::{Duration, Instant};
 use hoop_e2e::*;
 use serde_json::{json, Value};
 
-const WORKLOAD_RULES: &str = r#"
-[[issuers.workloads]]
-name = "models-deploy"
-claims = { repository = "bank/models", ref = "refs/heads/main", environment = "prod" }
-groups = ["ci-deploy"]
-"#;
-
 const POLICY: &str = r#"
 [[rules]]
 name = "deploys-need-a-lead"
@@ -80,11 +73,7 @@ fn setup() -> Setup {
     let (demo, url) = demo_server(dir.path(), &record);
     let policy = dir.path().join("policy.toml");
     std::fs::write(&policy, POLICY).unwrap();
-    let issuers = format!(
-        "[[issuers]]\nissuer = \"{}\"\naudience = \"hoop-broker\"\nkind = \"human\"\n\n\
-         [[issuers]]\nissuer = \"{}\"\naudience = \"hoop-broker\"\nkind = \"workload\"\n{WORKLOAD_RULES}",
-        human.issuer, ci.issuer
-    );
+    let issuers = issuers_toml(&human, &ci);
     // Short holds, so the pending-then-call-again path runs in seconds.
     let targets = format!(
         "[approvals]\nhold_secs = 4\nhold_secs_without_progress = 3\nprogress_every_secs = 1\n\n{}",

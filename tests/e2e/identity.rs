@@ -15,21 +15,6 @@ use hoop_e2e::*;
 use hoop_proto::*;
 use serde_json::{json, Value};
 
-const WORKLOAD_RULES: &str = r#"
-[[issuers.workloads]]
-name = "models-deploy"
-claims = { repository = "bank/models", ref = "refs/heads/main", environment = "prod" }
-groups = ["ci-deploy"]
-"#;
-
-fn issuers(human: &OidcProvider, workload: &OidcProvider) -> String {
-    format!(
-        "[[issuers]]\nissuer = \"{}\"\naudience = \"hoop-broker\"\nkind = \"human\"\n\n\
-         [[issuers]]\nissuer = \"{}\"\naudience = \"hoop-broker\"\nkind = \"workload\"\n{WORKLOAD_RULES}",
-        human.issuer, workload.issuer
-    )
-}
-
 /// Connects to `broker`, presents `token` in a Hello on the control stream
 /// and reads the broker's first answer.
 async fn open_control(
@@ -159,7 +144,7 @@ fn trusted_tokens_are_accepted_and_each_bad_one_is_refused_with_its_reason() {
     let dir = scratch();
     let human = OidcProvider::start(dir.path(), "human", &[]);
     let ci = OidcProvider::start(dir.path(), "workload", &[]);
-    let broker = serve_broker(dir.path(), &issuers(&human, &ci), "");
+    let broker = serve_broker(dir.path(), &issuers_toml(&human, &ci), "");
 
     // An engineer, through the real device flow.
     let tokens = human.device_login("alice");
@@ -370,7 +355,7 @@ fn a_revoked_contractor_loses_access_within_two_seconds_until_lifted() {
     let (_demo, upstream) = demo_server(dir.path(), &record);
     let broker = serve_broker(
         dir.path(),
-        &issuers(&human, &ci),
+        &issuers_toml(&human, &ci),
         &http_target("demo", &upstream),
     );
     let store = broker.state.join("broker.db");

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod oidc;
-pub use oidc::{serve_broker, serve_broker_top, serve_broker_with, OidcProvider};
+pub use oidc::{
+    issuers_toml, serve_broker, serve_broker_top, serve_broker_with, OidcProvider, WORKLOAD_RULES,
+};
 
 /// The tests/ directory.
 pub fn tests_dir() -> PathBuf {

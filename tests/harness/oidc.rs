@@ -116,6 +116,25 @@ impl OidcProvider {
 
 /// `hoop-broker serve` with a fresh certificate, trusting `issuers_toml`
 /// (`[[issuers]]` tables), serving `targets_toml`, its store in `dir`.
+/// The workload rule the tests' CI provider's client `ci-deploy` matches:
+/// `workload:models-deploy`, group `ci-deploy`.
+pub const WORKLOAD_RULES: &str = r#"
+[[issuers.workloads]]
+name = "models-deploy"
+claims = { repository = "bank/models", ref = "refs/heads/main", environment = "prod" }
+groups = ["ci-deploy"]
+"#;
+
+/// `[[issuers]]` for a human provider and a workload provider (with
+/// [`WORKLOAD_RULES`]).
+pub fn issuers_toml(human: &OidcProvider, workload: &OidcProvider) -> String {
+    format!(
+        "[[issuers]]\nissuer = \"{}\"\naudience = \"hoop-broker\"\nkind = \"human\"\n\n\
+         [[issuers]]\nissuer = \"{}\"\naudience = \"hoop-broker\"\nkind = \"workload\"\n{WORKLOAD_RULES}",
+        human.issuer, workload.issuer
+    )
+}
+
 pub fn serve_broker(dir: &Path, issuers_toml: &str, targets_toml: &str) -> Broker {
     serve_broker_top(dir, "", issuers_toml, targets_toml)
 }

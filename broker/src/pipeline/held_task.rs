@@ -19,8 +19,9 @@ use futures::StreamExt;
 use hoop_proto::McpHeaders;
 use serde_json::{json, Value};
 
+use super::hold::Release;
 use super::target::{Target, STATELESS_REVISION};
-use super::{json_reply, Judgement, Pipeline, Reply};
+use super::{json_reply, Pipeline, Reply};
 use crate::approval::{ApprovalState, Ticket, APPROVAL_META};
 use crate::audit::{Exchange, RequestFacts};
 use crate::identity::{now_unix, Caller};
@@ -387,14 +388,12 @@ impl TaskDriver {
 
     async fn refuse(&self, e: &McpError) {
         self.pipeline
-            .audit
-            .refused(
+            .refuse_held(
                 &self.caller,
-                &self.target.name,
+                &self.target,
                 &self.exchange,
-                None,
-                Some(&self.msg),
-                None,
+                &self.headers,
+                &self.msg,
                 e,
             )
             .await;
@@ -403,14 +402,9 @@ impl TaskDriver {
     /// Judged again and forwarded; the task takes the answer. `Some`: an
     /// identical call used the approval first, so this one waits again.
     async fn release(&self) -> Option<Ticket> {
-        let p = &self.pipeline;
-        if let Err(e) = p.still_admitted(&self.caller) {
-            self.refuse(&e).await;
-            self.task.fail(&e);
-            return None;
-        }
-        let judged = p
-            .judge(
+        let released = self
+            .pipeline
+            .release_held(
                 &self.caller,
                 &self.target,
                 &self.exchange,
@@ -418,24 +412,14 @@ impl TaskDriver {
                 &self.msg,
             )
             .await;
-        let judged = match judged {
-            Ok(Judgement::Forward(j)) => j,
-            Ok(Judgement::Held(ticket)) => return Some(ticket),
-            Err(e) => {
-                self.refuse(&e).await;
+        let reply = match released {
+            Release::Runs(reply) => reply,
+            Release::HeldAgain(ticket) => return Some(ticket),
+            Release::Refused(e) => {
                 self.task.fail(&e);
                 return None;
             }
         };
-        let reply = p
-            .forward(
-                &self.caller,
-                self.target.clone(),
-                &self.exchange,
-                self.msg.clone(),
-                judged,
-            )
-            .await;
         let mut messages = reply.messages;
         let mut answer = None;
         // Bounded by the upstream's answer, which ends the stream.

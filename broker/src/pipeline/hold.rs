@@ -54,6 +54,17 @@ enum Step {
     Done,
 }
 
+/// What became of a held call once its request was approved.
+pub(super) enum Release {
+    /// It runs: the upstream's answer.
+    Runs(Reply),
+    /// An identical call used the approval first: this one waits again.
+    HeldAgain(Ticket),
+    /// Refused (recorded): revoked or lapsed meanwhile, or the policy
+    /// changed its mind.
+    Refused(McpError),
+}
+
 impl Pipeline {
     /// Layer 6 for a call an `approve` rule matched under `policy`.
     #[allow(clippy::too_many_arguments)] // the call's facts, each read once
@@ -115,6 +126,60 @@ impl Pipeline {
         }
         target.fetch_tools(&self.audit).await;
         target.tool_fingerprint(tool)
+    }
+
+    /// A held call whose request was approved: its caller must still be
+    /// admitted (not revoked, token not lapsed), then it is judged again
+    /// from the top, where the approval layer uses the approval up, and
+    /// forwarded. Shared by held streams and the broker's tasks.
+    pub(super) async fn release_held(
+        self: &Arc<Self>,
+        caller: &Arc<Caller>,
+        target: &Arc<Target>,
+        exchange: &Exchange,
+        headers: &McpHeaders,
+        msg: &Arc<McpMessage>,
+    ) -> Release {
+        if let Err(e) = self.still_admitted(caller) {
+            self.refuse_held(caller, target, exchange, headers, msg, &e)
+                .await;
+            return Release::Refused(e);
+        }
+        match self.judge(caller, target, exchange, headers, msg).await {
+            Ok(Judgement::Forward(judged)) => Release::Runs(
+                self.forward(caller, target.clone(), exchange, msg.clone(), judged)
+                    .await,
+            ),
+            Ok(Judgement::Held(ticket)) => Release::HeldAgain(ticket),
+            Err(e) => {
+                self.refuse_held(caller, target, exchange, headers, msg, &e)
+                    .await;
+                Release::Refused(e)
+            }
+        }
+    }
+
+    /// Records the refusal of a held call.
+    pub(super) async fn refuse_held(
+        &self,
+        caller: &Caller,
+        target: &Target,
+        exchange: &Exchange,
+        headers: &McpHeaders,
+        msg: &McpMessage,
+        e: &McpError,
+    ) {
+        self.audit
+            .refused(
+                caller,
+                &target.name,
+                exchange,
+                headers.session_id.as_deref(),
+                Some(msg),
+                None,
+                e,
+            )
+            .await;
     }
 
     /// What a denied, expired or withdrawn request tells the caller.
@@ -259,31 +324,17 @@ impl Held {
 
     async fn rejudge(mut self: Box<Self>) -> (Messages, Step) {
         let p = self.pipeline.clone();
-        // Revoked, or the token lapsed, while it waited: it does not run.
-        if let Err(e) = p.still_admitted(&self.caller) {
-            self.refuse(&e).await;
-            return (one(Ok(error_body(&e, self.msg.id.as_ref()))), Step::Done);
-        }
-        match p
-            .judge(
+        let released = p
+            .release_held(
                 &self.caller,
                 &self.target,
                 &self.exchange,
                 &self.headers,
                 &self.msg,
             )
-            .await
-        {
-            Ok(Judgement::Forward(judged)) => {
-                let reply = p
-                    .forward(
-                        &self.caller,
-                        self.target.clone(),
-                        &self.exchange,
-                        self.msg.clone(),
-                        judged,
-                    )
-                    .await;
+            .await;
+        match released {
+            Release::Runs(reply) => {
                 // Said first, so a client that waits on its own clock (hoop
                 // exec --wait) knows the wait is over and the call runs.
                 let granted = format!(
@@ -293,27 +344,22 @@ impl Held {
                 let messages = one(Ok(log_message(&granted))).chain(reply.messages);
                 (Box::pin(messages), Step::Done)
             }
-            Ok(Judgement::Held(ticket)) => {
+            Release::HeldAgain(ticket) => {
                 self.ticket = ticket;
                 (empty(), Step::Hold(self))
             }
-            Err(e) => {
-                self.refuse(&e).await;
-                (one(Ok(error_body(&e, self.msg.id.as_ref()))), Step::Done)
-            }
+            Release::Refused(e) => (one(Ok(error_body(&e, self.msg.id.as_ref()))), Step::Done),
         }
     }
 
     async fn refuse(&self, e: &McpError) {
         self.pipeline
-            .audit
-            .refused(
+            .refuse_held(
                 &self.caller,
-                &self.target.name,
+                &self.target,
                 &self.exchange,
-                self.headers.session_id.as_deref(),
-                Some(&self.msg),
-                None,
+                &self.headers,
+                &self.msg,
                 e,
             )
             .await;

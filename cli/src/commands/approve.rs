@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::{exit, CommandError};
 use crate::settings::ConnectionArgs;
+use crate::tui::approve::view::{requester as who, span};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -260,24 +261,6 @@ fn report_decision(requests: &[ApprovalRequest], json: bool) {
             "#{} {} on {}: {what}",
             r.id, r.binding.name, r.binding.target
         );
-    }
-}
-
-/// `3m`, `2h`, `1d`: how long ago or from now.
-fn span(secs: u64) -> String {
-    match secs {
-        0..=119 => format!("{secs}s"),
-        120..=7199 => format!("{}m", secs / 60),
-        7200..=172_799 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86_400),
-    }
-}
-
-fn who(r: &ApprovalRequest) -> String {
-    let name = printable(r.requester.email.as_deref().unwrap_or(&r.requester.subject));
-    match r.requester.kind.as_str() {
-        "workload" => format!("{name} (workload)"),
-        _ => name.to_owned(),
     }
 }
 

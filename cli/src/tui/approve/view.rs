@@ -85,8 +85,8 @@ fn title_line(app: &App) -> Paragraph<'static> {
     Paragraph::new(Line::from(spans))
 }
 
-/// `3m`, `2h`, `1d`.
-fn span(secs: u64) -> String {
+/// `3m`, `2h`, `1d`: how long ago or from now.
+pub fn span(secs: u64) -> String {
     match secs {
         0..=119 => format!("{secs}s"),
         120..=7199 => format!("{}m", secs / 60),
@@ -95,11 +95,12 @@ fn span(secs: u64) -> String {
     }
 }
 
-fn requester(r: &ApprovalRequest) -> String {
+/// Who asked: their e-mail (else subject), and `(workload)` for a job.
+pub fn requester(r: &ApprovalRequest) -> String {
     let name = printable(r.requester.email.as_deref().unwrap_or(&r.requester.subject));
     match r.requester.kind.as_str() {
-        "workload" => format!("{name} (ci)"),
-        _ => name.to_owned(),
+        "workload" => format!("{name} (workload)"),
+        _ => name,
     }
 }
 
