@@ -164,6 +164,8 @@ async fn start_inner(
         masking.clone(),
         approvals,
     ));
+    // Held calls answered with a task before a restart wait on.
+    pipeline.restore_held_tasks().await?;
     // Expiry of approval requests nobody decided; ends with the pipeline.
     let sweeping = Arc::downgrade(&pipeline);
     tokio::spawn(async move {

@@ -1171,3 +1171,66 @@ fn a_window_grant_releases_the_requesters_calls_of_the_tool_until_it_ends() {
     );
     assert_ne!(digests[0], digests[1], "with its own arguments");
 }
+
+#[test]
+fn a_task_outlives_a_broker_restart_and_completes_when_granted() {
+    let dir = scratch();
+    let (_demo, mut broker, record) = demo_behind_demo_policy(dir.path());
+    let call = |connect: &Connect, method: &str, name: &str, params: Value| {
+        let mut params = params;
+        params["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}},
+        });
+        let body = json!({"jsonrpc": "2.0", "id": 5, "method": method, "params": params});
+        let auth = format!("Bearer {}", connect.secret.clone().unwrap_or_default());
+        let (_, _, msgs) = post(
+            &connect.url,
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", method),
+                ("mcp-name", name),
+                ("authorization", &auth),
+            ],
+            &body.to_string(),
+        );
+        msgs.into_iter().find(|m| m["id"] == 5).unwrap()
+    };
+    let task = {
+        let connect = Connect::start(dir.path(), &broker, "demo", &[]);
+        let created = call(
+            &connect,
+            "tools/call",
+            "deploy_model",
+            json!({"name": "deploy_model", "arguments": {"model": "fraud", "version": "60", "environment": "staging"}}),
+        );
+        assert_eq!(created["result"]["status"], "working", "{created}");
+        created["result"]["taskId"].as_str().unwrap().to_owned()
+    };
+    broker.proc.terminate();
+    let broker = Broker::start_with(dir.path(), broker.config.clone(), broker.state.clone());
+    grant_when_pending(dir.path(), &broker, "bob", "deploy_model");
+    let connect = Connect::start(dir.path(), &broker, "demo", &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Bounded by the deadline.
+    let done = loop {
+        let got = call(&connect, "tasks/get", &task, json!({"taskId": task}));
+        if got["result"]["status"] != "working" || Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(done["result"]["status"], "completed", "{done}");
+    let text = done["result"]["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(text.contains("version 60 to staging"), "{text}");
+    assert_eq!(
+        read_record(&record)
+            .iter()
+            .filter(|r| r["method"] == "tools/call" && r["name"] == "deploy_model")
+            .count(),
+        1
+    );
+}

@@ -177,6 +177,23 @@ impl Approvals {
         })
     }
 
+    /// A handle on open request `id`, for a call that waits on it again
+    /// (a task restored after a restart); `None` once it is final.
+    pub async fn ticket(&self, id: u64) -> Option<Ticket> {
+        let book = self.book.lock().await;
+        let e = book.open.get(&id)?;
+        Some(Ticket {
+            id,
+            changes: e.changed.subscribe(),
+            waiting_for: e.request.waiting_for(),
+        })
+    }
+
+    /// The broker store the requests are kept in, if any.
+    pub fn store(&self) -> Option<&std::path::Path> {
+        self.store.as_deref()
+    }
+
     /// Follows changes to any request (a new one, a decision, an end).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()

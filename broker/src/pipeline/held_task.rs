@@ -12,11 +12,14 @@
 //! presents its id is refused as for any other foreign handle.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use futures::StreamExt;
 use hoop_proto::McpHeaders;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::hold::Release;
@@ -24,11 +27,12 @@ use super::target::{Target, STATELESS_REVISION};
 use super::{json_reply, Pipeline, Reply};
 use crate::approval::{ApprovalState, Ticket, APPROVAL_META};
 use crate::audit::{Exchange, RequestFacts};
-use crate::identity::{now_unix, Caller};
+use crate::identity::{now_unix, Caller, IdentityKind};
 use crate::mcp::error::{codes, McpError};
 use crate::mcp::message::McpMessage;
 use crate::mcp::server::ServerMessage;
 use crate::policy::Decision;
+use crate::store::BrokerStore;
 
 /// The extension a client declares to be answered with a task.
 pub const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
@@ -61,12 +65,59 @@ pub fn wants_task(msg: &McpMessage) -> bool {
 /// One task the broker issued for a held call.
 pub struct HeldTask {
     pub id: String,
-    subject: String,
-    issuer: String,
-    target: String,
+    origin: TaskOrigin,
     created_at: String,
     ttl_ms: u64,
     state: Mutex<TaskState>,
+}
+
+/// Who made the held call and the call itself, as the store keeps them:
+/// enough to judge it again and forward it after a restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TaskOrigin {
+    subject: String,
+    #[serde(default)]
+    email: Option<String>,
+    groups: Vec<String>,
+    issuer: String,
+    /// `human` or `workload`.
+    kind: String,
+    /// The caller's token: when it lapses (after that the call does not
+    /// run) and which it was, for the record.
+    expires_at: u64,
+    token_id: String,
+    remote: SocketAddr,
+    client: String,
+    target: String,
+    exchange: String,
+    /// The call's canonical JSON.
+    message: String,
+    headers: StoredHeaders,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredHeaders {
+    protocol_version: Option<String>,
+    session_id: Option<String>,
+    method: Option<String>,
+    name: Option<String>,
+    params: Vec<(String, String)>,
+}
+
+/// A task as the store keeps it.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredTask {
+    id: String,
+    created_at: String,
+    ttl_ms: u64,
+    origin: TaskOrigin,
+    approval: u64,
+    status: String,
+    message: String,
+    result: Option<Value>,
+    error: Option<Value>,
+    updated_at: String,
+    changed: u64,
 }
 
 struct TaskState {
@@ -109,6 +160,47 @@ impl HeldTask {
         self.state().status != "working"
     }
 
+    fn stored(&self) -> StoredTask {
+        let s = self.state();
+        StoredTask {
+            id: self.id.clone(),
+            created_at: self.created_at.clone(),
+            ttl_ms: self.ttl_ms,
+            origin: self.origin.clone(),
+            approval: s.approval,
+            status: s.status.to_owned(),
+            message: s.message.clone(),
+            result: s.result.clone(),
+            error: s.error.clone(),
+            updated_at: s.updated_at.clone(),
+            changed: s.changed,
+        }
+    }
+
+    fn from_stored(t: StoredTask) -> Self {
+        let status = match t.status.as_str() {
+            "working" => "working",
+            "completed" => "completed",
+            "cancelled" => "cancelled",
+            _ => "failed",
+        };
+        Self {
+            id: t.id,
+            origin: t.origin,
+            created_at: t.created_at,
+            ttl_ms: t.ttl_ms,
+            state: Mutex::new(TaskState {
+                approval: t.approval,
+                status,
+                message: t.message,
+                result: t.result,
+                error: t.error,
+                updated_at: t.updated_at,
+                changed: t.changed,
+            }),
+        }
+    }
+
     /// The task as the extension's wire shapes have it; `detailed`: with
     /// the result or error (`tasks/get`).
     fn wire(&self, detailed: bool) -> Value {
@@ -135,13 +227,42 @@ impl HeldTask {
     }
 }
 
-/// The broker's tasks, by id.
+/// The broker's tasks, by id, kept in the broker store when there is one.
 #[derive(Default)]
 pub struct HeldTasks {
     tasks: Mutex<HashMap<String, Arc<HeldTask>>>,
+    store: Option<PathBuf>,
 }
 
 impl HeldTasks {
+    pub fn new(store: Option<PathBuf>) -> Self {
+        Self {
+            tasks: Mutex::default(),
+            store,
+        }
+    }
+
+    /// Writes the task as it is now to the store, off the async threads.
+    async fn persist(&self, task: &HeldTask) -> Result<(), McpError> {
+        let Some(path) = self.store.clone() else {
+            return Ok(());
+        };
+        let t = task.stored();
+        let body = serde_json::to_string(&t).map_err(|e| McpError::internal(e.to_string()))?;
+        let saved = tokio::task::spawn_blocking(move || {
+            BrokerStore::open(&path)?.save_task(&t.id, t.approval, &t.status, t.changed, &body)
+        })
+        .await
+        .map_err(|e| McpError::internal(e.to_string()))?;
+        saved.map_err(|e| {
+            tracing::error!("held task not stored: {e:#}");
+            McpError::new(
+                codes::AUDIT_UNAVAILABLE,
+                "the broker cannot store held tasks now; the call was not held",
+            )
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<HeldTask>>> {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -194,11 +315,33 @@ impl Pipeline {
         let waits_secs = request
             .as_ref()
             .map_or(3_600, |r| r.expires_at.saturating_sub(now));
+        let who = &caller.identity;
         let task = Arc::new(HeldTask {
             id: format!("{TASK_PREFIX}{:032x}", rand::random::<u128>()),
-            subject: caller.identity.subject.clone(),
-            issuer: caller.identity.issuer.clone(),
-            target: target.name.clone(),
+            origin: TaskOrigin {
+                subject: who.subject.clone(),
+                email: who.email.clone(),
+                groups: who.groups.clone(),
+                issuer: who.issuer.clone(),
+                kind: match who.kind {
+                    IdentityKind::Human => "human".into(),
+                    IdentityKind::Workload => "workload".into(),
+                },
+                expires_at: caller.expires_at(),
+                token_id: caller.token_id().to_string(),
+                remote: caller.remote,
+                client: caller.client.clone(),
+                target: target.name.clone(),
+                exchange: exchange.id.clone(),
+                message: String::from_utf8_lossy(&msg.to_bytes()).into_owned(),
+                headers: StoredHeaders {
+                    protocol_version: headers.protocol_version.clone(),
+                    session_id: headers.session_id.clone(),
+                    method: headers.method.clone(),
+                    name: headers.name.clone(),
+                    params: headers.params.clone(),
+                },
+            },
             created_at: now_text(),
             // The wait, and an hour to read the answer.
             ttl_ms: (waits_secs + KEEP_FINISHED_SECS) * 1000,
@@ -213,6 +356,12 @@ impl Pipeline {
             }),
         });
         if let Err(e) = self.held_tasks.insert(task.clone()) {
+            return Reply::error(&e, msg.id.as_ref());
+        }
+        // Stored before the client hears of it: a task it was given
+        // outlives a restart of the broker.
+        if let Err(e) = self.held_tasks.persist(&task).await {
+            self.held_tasks.lock().remove(&task.id);
             return Reply::error(&e, msg.id.as_ref());
         }
         let mut created = task.wire(false);
@@ -272,7 +421,8 @@ impl Pipeline {
             msg,
         };
         let who = &caller.identity;
-        if task.subject != who.subject || task.issuer != who.issuer || task.target != target.name {
+        let o = &task.origin;
+        if o.subject != who.subject || o.issuer != who.issuer || o.target != target.name {
             let e = McpError::new(
                 codes::HANDLE_NOT_YOURS,
                 "this task was issued to another identity or for another target",
@@ -303,6 +453,7 @@ impl Pipeline {
                     Ok(_) => {
                         if !task.finished() {
                             task.set("cancelled", format!("approval #{id} withdrawn"));
+                            let _ = self.held_tasks.persist(&task).await;
                         }
                         Ok(task.wire(false))
                     }
@@ -343,37 +494,51 @@ struct TaskDriver {
 
 impl TaskDriver {
     /// Bounded: each turn waits for the request to change, and a request
-    /// ends (expiry) within its rule's `expires`.
+    /// ends (expiry) within its rule's `expires`. The state is read first,
+    /// so a driver restored after a restart acts on a decision made while
+    /// the broker was down. Each change of the task is stored.
     async fn run(mut self) {
         loop {
-            let changed = self.ticket.changes.changed().await;
             let state = *self.ticket.changes.borrow_and_update();
-            match (changed, state) {
-                (Ok(()), ApprovalState::Pending) => continue,
-                (Err(_), ApprovalState::Pending) => {
-                    return self.refused(ApprovalState::Expired).await
+            match state {
+                ApprovalState::Pending => {
+                    if self.ticket.changes.changed().await.is_err()
+                        && *self.ticket.changes.borrow() == ApprovalState::Pending
+                    {
+                        // Gone without a final state: it cannot be decided.
+                        self.refused(ApprovalState::Expired).await;
+                        break;
+                    }
                 }
-                (_, ApprovalState::Approved | ApprovalState::Released) => {
-                    if let Some(next) = self.release().await {
-                        self.ticket = next;
+                ApprovalState::Approved | ApprovalState::Released => {
+                    let Some(next) = self.release().await else {
+                        break;
+                    };
+                    self.ticket = next;
+                    {
                         let mut s = self.task.state();
                         s.approval = self.ticket.id;
                         s.message = format!("waiting for {}", self.ticket.waiting_for);
-                        continue;
                     }
-                    return;
+                    let _ = self.pipeline.held_tasks.persist(&self.task).await;
                 }
-                (_, ApprovalState::Cancelled) => {
+                ApprovalState::Cancelled => {
                     if !self.task.finished() {
                         self.task.set(
                             "cancelled",
                             format!("approval #{} withdrawn", self.ticket.id),
                         );
                     }
-                    return;
+                    break;
                 }
-                (_, state) => return self.refused(state).await,
+                state => {
+                    self.refused(state).await;
+                    break;
+                }
             }
+        }
+        if let Err(e) = self.pipeline.held_tasks.persist(&self.task).await {
+            tracing::warn!(task = %self.task.id, "the task's end is not stored: {}", e.message);
         }
     }
 
@@ -462,5 +627,120 @@ impl TaskDriver {
             )),
         }
         None
+    }
+}
+
+impl Pipeline {
+    /// After a restart: the broker's tasks from the store, and a driver
+    /// again for each one still working (its call judged again when its
+    /// request is decided, as if the broker had not stopped).
+    pub async fn restore_held_tasks(self: &Arc<Self>) -> anyhow::Result<()> {
+        let Some(path) = self.held_tasks.store.clone() else {
+            return Ok(());
+        };
+        let since = now_unix().saturating_sub(KEEP_FINISHED_SECS);
+        let bodies = tokio::task::spawn_blocking(move || {
+            BrokerStore::open(&path)?.load_tasks(since, MAX_TASKS)
+        })
+        .await??;
+        for body in bodies {
+            let stored: StoredTask = match serde_json::from_str(&body) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!("a held task in the store cannot be read, left out: {e}");
+                    continue;
+                }
+            };
+            let task = Arc::new(HeldTask::from_stored(stored));
+            let _ = self.held_tasks.insert(task.clone());
+            if !task.finished() {
+                self.resume(task).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// A driver for a restored working task, or its end if it cannot run.
+    async fn resume(self: &Arc<Self>, task: Arc<HeldTask>) {
+        let o = &task.origin;
+        let identity = crate::identity::Identity {
+            subject: o.subject.clone(),
+            email: o.email.clone(),
+            groups: o.groups.clone(),
+            issuer: o.issuer.clone(),
+            kind: match o.kind.as_str() {
+                "workload" => IdentityKind::Workload,
+                _ => IdentityKind::Human,
+            },
+        };
+        let caller = Arc::new(Caller::new(
+            crate::identity::VerifiedToken {
+                identity,
+                expires_at: o.expires_at,
+                token_id: o.token_id.clone(),
+            },
+            o.remote,
+            o.client.clone(),
+        ));
+        let approval = task.state().approval;
+        let (target, msg, ticket) = match (
+            self.targets.get(&o.target).cloned(),
+            McpMessage::parse(o.message.as_bytes()),
+            self.approvals.ticket(approval).await,
+        ) {
+            (Some(t), Ok(m), Some(ticket)) => (t, Arc::new(m), ticket),
+            (None, _, _) => {
+                return self
+                    .end_restored(
+                        &task,
+                        McpError::upstream(format!("target {} is no longer configured", o.target)),
+                    )
+                    .await
+            }
+            (_, Err(e), _) => return self.end_restored(&task, e).await,
+            (_, _, None) => {
+                // Decided while the broker was down, or used: what it
+                // became says how the task ends.
+                let state = self
+                    .approvals
+                    .get(&caller.identity, approval)
+                    .await
+                    .map_or(ApprovalState::Expired, |r| r.state);
+                let e = match state {
+                    ApprovalState::Released => McpError::upstream(
+                        "the broker restarted while the approved call ran; its answer is in the audit log",
+                    ),
+                    state => self.approval_refusal(&caller, approval, state).await,
+                };
+                return self.end_restored(&task, e).await;
+            }
+        };
+        let h = &o.headers;
+        let driver = TaskDriver {
+            pipeline: self.clone(),
+            caller,
+            target,
+            exchange: Exchange {
+                id: o.exchange.clone(),
+                started: std::time::Instant::now(),
+            },
+            headers: McpHeaders {
+                protocol_version: h.protocol_version.clone(),
+                session_id: h.session_id.clone(),
+                method: h.method.clone(),
+                name: h.name.clone(),
+                params: h.params.clone(),
+                last_event_id: None,
+            },
+            msg,
+            ticket,
+            task,
+        };
+        tokio::spawn(driver.run());
+    }
+
+    async fn end_restored(&self, task: &HeldTask, e: McpError) {
+        task.fail(&e);
+        let _ = self.held_tasks.persist(task).await;
     }
 }

@@ -132,8 +132,9 @@ impl Pipeline {
             sessions: SessionTable::default(),
             handles: Arc::new(HandleTable::default()),
             policy: std::sync::RwLock::new(Arc::new(policy)),
+            // Beside the requests they wait on.
+            held_tasks: held_task::HeldTasks::new(approvals.store().map(Into::into)),
             approvals: Arc::new(approvals),
-            held_tasks: Default::default(),
             audit,
             masking,
         }

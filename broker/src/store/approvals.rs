@@ -87,4 +87,36 @@ impl BrokerStore {
             .flatten();
         Ok(id.unwrap_or(0).try_into().unwrap_or(0))
     }
+
+    /// Inserts or replaces one of the broker's tasks (`body`: its JSON).
+    pub fn save_task(
+        &self,
+        id: &str,
+        approval: u64,
+        status: &str,
+        changed_at: u64,
+        body: &str,
+    ) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO approval_task (id, approval, status, changed_at, body)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET approval = ?2, status = ?3, changed_at = ?4, body = ?5",
+            params![id, approval as i64, status, changed_at as i64, body],
+        )?;
+        Ok(())
+    }
+
+    /// The tasks still working, and the finished ones changed since
+    /// `since` (unix seconds); older finished ones are removed.
+    pub fn load_tasks(&self, since: u64, limit: usize) -> anyhow::Result<Vec<String>> {
+        self.conn.execute(
+            "DELETE FROM approval_task WHERE status != 'working' AND changed_at < ?1",
+            [since as i64],
+        )?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT body FROM approval_task ORDER BY changed_at DESC LIMIT ?1")?;
+        let rows = stmt.query_map([limit as i64], |r| r.get::<_, String>(0))?;
+        rows.map(|r| r.map_err(anyhow::Error::from)).collect()
+    }
 }

@@ -49,6 +49,15 @@ const MIGRATIONS: &[&str] = &[
         body        TEXT NOT NULL       -- approval::ApprovalRequest as JSON
     );
     CREATE INDEX approval_open ON approval(state) WHERE state IN ('pending', 'approved');",
+    // The broker's own tasks for held calls (pipeline/held_task.rs): what
+    // it needs to run the call after a restart, and the task's state.
+    "CREATE TABLE approval_task (
+        id          TEXT PRIMARY KEY,
+        approval    INTEGER NOT NULL,
+        status      TEXT NOT NULL,      -- working|completed|failed|cancelled
+        changed_at  INTEGER NOT NULL,   -- unix seconds
+        body        TEXT NOT NULL       -- held_task::StoredTask as JSON
+    );",
 ];
 
 /// An open store. Not `Sync`: each thread or task that needs one opens its own.
