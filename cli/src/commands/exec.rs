@@ -148,12 +148,18 @@ pub async fn run(args: ExecArgs) -> Result<(), CommandError> {
 struct HoldWatch {
     held: std::cell::Cell<bool>,
     id: std::cell::Cell<Option<u64>>,
+    /// The broker said the call runs: what follows is the upstream's, and
+    /// its words (even logged as `hoop`) no longer move the deadline.
+    running: std::cell::Cell<bool>,
 }
 
 impl HoldWatch {
     /// Reads the broker's words: "this call waits for approval #N …" (also
     /// in progress) and "approval #N was granted; the call runs now".
     fn hear(&self, text: &str) {
+        if self.running.get() {
+            return;
+        }
         let Some(at) = text.find("approval #") else {
             return;
         };
@@ -166,6 +172,7 @@ impl HoldWatch {
         }
         if text.contains("was granted") {
             self.held.set(false);
+            self.running.set(true);
         } else if text.contains("waits for approval") || text.contains("waiting for approval") {
             self.held.set(true);
         }
@@ -534,6 +541,9 @@ mod tests {
         hold.hear("approval #42 was granted; the call runs now");
         assert!(!hold.held.get());
         hold.hear("50% done");
+        assert!(!hold.held.get());
+        // After the grant the upstream speaks; it cannot restart the wait.
+        hold.hear("this call waits for approval #43");
         assert!(!hold.held.get());
     }
 
