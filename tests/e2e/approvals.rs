@@ -231,7 +231,13 @@ fn a_held_ci_call_runs_once_when_a_second_identity_approves_it() {
 
     let granted = s.approve(&s.bob, &["grant", &id.to_string(), "--reason", "CHG-1"]);
     assert_eq!(granted.status, Some(0), "{}", granted.stderr);
-    assert!(granted.stdout.contains("approved"), "{}", granted.stdout);
+    assert!(
+        granted
+            .stdout
+            .contains("approved: it releases the one call"),
+        "{}",
+        granted.stdout
+    );
     let out = run.finish();
     assert_eq!(out.status, Some(0), "{}", out.stderr);
     assert!(
@@ -840,7 +846,7 @@ fn an_approver_releases_a_held_call_from_the_live_view_in_a_real_terminal() {
     tmux.wait_for("Grant #1, reason (optional)");
     tmux.run(&["send-keys", "-t", "approve", "-l", "CHG-30"]);
     tmux.run(&["send-keys", "-t", "approve", "Enter"]);
-    tmux.wait_for("#1 approved: the held call runs once");
+    tmux.wait_for("#1 approved: it releases the one call");
     let out = run.join().unwrap();
     assert_eq!(out.status, Some(0), "{}", out.stderr);
     assert!(

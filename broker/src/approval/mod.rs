@@ -181,7 +181,10 @@ impl Approvals {
     /// (a task restored after a restart); `None` once it is final.
     pub async fn ticket(&self, id: u64) -> Option<Ticket> {
         let book = self.book.lock().await;
-        let e = book.open.get(&id)?;
+        let e = book
+            .open
+            .get(&id)
+            .filter(|e| e.request.expires_at > now_unix())?;
         Some(Ticket {
             id,
             changes: e.changed.subscribe(),
@@ -351,6 +354,7 @@ impl Approvals {
             // arguments.
             let mut this_call = entry.request.clone();
             this_call.binding = ask.binding.clone();
+            this_call.arguments = ask.arguments.clone();
             self.audit
                 .approval_by_requester(
                     EventKind::ApprovalReleased,
@@ -585,6 +589,11 @@ impl Approvals {
         if let Some(r) = book.recent.iter().find(|r| r.id == id) {
             return Some(r.clone());
         }
+        self.stored(id).await
+    }
+
+    /// Request `id` as the store has it.
+    async fn stored(&self, id: u64) -> Option<ApprovalRequest> {
         let path = self.store.clone()?;
         tokio::task::spawn_blocking(move || {
             BrokerStore::open(&path)
@@ -600,10 +609,16 @@ impl Approvals {
     /// One request, if `who` may see it (an approver it names, or the
     /// requester).
     pub async fn get(&self, who: &Identity, id: u64) -> Option<ApprovalRequest> {
-        let book = self.book.lock().await;
-        let r = match book.open.get(&id) {
-            Some(e) => Some(e.request.clone()),
-            None => self.find_finished(&book, id).await,
+        let held = {
+            let book = self.book.lock().await;
+            book.open
+                .get(&id)
+                .map(|e| e.request.clone())
+                .or_else(|| book.recent.iter().find(|r| r.id == id).cloned())
+        };
+        let r = match held {
+            Some(r) => Some(r),
+            None => self.stored(id).await,
         };
         r.filter(|r| may_see(r, who))
     }
@@ -611,16 +626,22 @@ impl Approvals {
     /// The requests `who` may see: open ones, and with `all` the recent
     /// finished ones too; oldest first.
     pub async fn list(&self, who: &Identity, all: bool) -> Vec<ApprovalRequest> {
-        let book = self.book.lock().await;
-        let mut out: Vec<ApprovalRequest> = book
-            .open
-            .values()
-            .map(|e| e.request.clone())
-            .filter(|r| may_see(r, who))
-            .collect();
+        // Copied out, so the store is read without holding up held calls
+        // and decisions.
+        let (mut out, recent): (Vec<ApprovalRequest>, Vec<ApprovalRequest>) = {
+            let book = self.book.lock().await;
+            (
+                book.open
+                    .values()
+                    .map(|e| e.request.clone())
+                    .filter(|r| may_see(r, who))
+                    .collect(),
+                book.recent.iter().cloned().collect(),
+            )
+        };
         if all {
             let finished: Vec<ApprovalRequest> = match self.store.clone() {
-                None => book.recent.iter().cloned().collect(),
+                None => recent,
                 Some(path) => tokio::task::spawn_blocking(move || {
                     BrokerStore::open(&path)
                         .and_then(|s| s.recent_approvals(RECENT_KEPT))
@@ -638,20 +659,6 @@ impl Approvals {
             out.dedup_by_key(|r| r.id);
         }
         out
-    }
-
-    /// Whether any rule of the policy could make `who` an approver: for
-    /// `hoop connect`, which shows pending requests to those who decide.
-    pub async fn waiting_for(&self, who: &Identity) -> Vec<ApprovalRequest> {
-        let book = self.book.lock().await;
-        book.open
-            .values()
-            .filter(|e| e.request.state == ApprovalState::Pending)
-            .filter(|e| {
-                is_approver(&e.request, who) && !e.request.requested_by(&who.subject, &who.issuer)
-            })
-            .map(|e| e.request.clone())
-            .collect()
     }
 }
 

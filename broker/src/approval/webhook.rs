@@ -52,9 +52,10 @@ struct Hook {
     events: Vec<String>,
 }
 
-/// The sending side: cheap to call from the approval layer.
+/// The sending side: cheap to call from the approval layer. Each hook has
+/// a queue and a task of its own, so one that is down delays no other.
 pub struct Webhooks {
-    queue: mpsc::Sender<(String, Value)>,
+    queues: Vec<(Vec<String>, mpsc::Sender<Value>)>,
 }
 
 impl Webhooks {
@@ -97,29 +98,34 @@ impl Webhooks {
             .connect_timeout(Duration::from_secs(3))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        let (queue, mut changes) = mpsc::channel::<(String, Value)>(QUEUE);
-        tokio::spawn(async move {
-            // Ends when the approval layer (the only sender) goes.
-            while let Some((event, body)) = changes.recv().await {
-                for hook in hooks.iter().filter(|h| h.events.contains(&event)) {
-                    // One at a time, in order: a receiver sees a request
-                    // before its decision.
-                    deliver(&http, hook, &body).await;
+        let mut queues = Vec::new();
+        for hook in hooks {
+            let (queue, mut changes) = mpsc::channel::<Value>(QUEUE);
+            queues.push((hook.events.clone(), queue));
+            let http = http.clone();
+            tokio::spawn(async move {
+                // Ends when the approval layer (the only sender) goes. One
+                // at a time, in order: a receiver sees a request before its
+                // decision.
+                while let Some(body) = changes.recv().await {
+                    deliver(&http, &hook, &body).await;
                 }
-            }
-        });
-        Ok(Some(Self { queue }))
+            });
+        }
+        Ok(Some(Self { queues }))
     }
 
     /// Queues `event` (`requested`, `decided`, …) about `r`.
     pub fn notify(&self, event: &str, r: &ApprovalRequest) {
         let body = payload(event, r);
-        if self.queue.try_send((event.to_owned(), body)).is_err() {
-            tracing::warn!(
-                id = r.id,
-                event,
-                "approval webhook not sent: {QUEUE} notifications already wait (is the endpoint down?)"
-            );
+        for (events, queue) in &self.queues {
+            if events.iter().any(|e| e == event) && queue.try_send(body.clone()).is_err() {
+                tracing::warn!(
+                    id = r.id,
+                    event,
+                    "approval webhook not sent: {QUEUE} notifications already wait (is the endpoint down?)"
+                );
+            }
         }
     }
 }
@@ -140,18 +146,23 @@ async fn deliver(http: &reqwest::Client, hook: &Hook, body: &Value) {
             .body(bytes.clone())
             .send()
             .await;
+        // Never the whole URL: a Slack webhook URL is itself a secret.
+        let host = hook.url.host_str().unwrap_or("?");
         let why = match sent {
             Ok(r) if r.status().is_success() => return,
             Ok(r) => format!("answered {}", r.status()),
-            Err(e) => e.to_string(),
+            Err(e) => e.without_url().to_string(),
         };
-        tracing::warn!(url = %hook.url, attempt, "approval webhook failed: {why}");
+        tracing::warn!(host, attempt, "approval webhook failed: {why}");
         if attempt < ATTEMPTS {
             tokio::time::sleep(wait).await;
             wait *= 2;
         }
     }
-    tracing::error!(url = %hook.url, "approval webhook given up after {ATTEMPTS} attempts");
+    tracing::error!(
+        host = hook.url.host_str().unwrap_or("?"),
+        "approval webhook given up after {ATTEMPTS} attempts"
+    );
 }
 
 /// `v1=` and the hex HMAC-SHA256 of `v1:{timestamp}:{body}`.
@@ -169,13 +180,14 @@ pub fn sign(key: &ring::hmac::Key, timestamp: &str, body: &[u8]) -> String {
 /// Slack's incoming-webhook shape (`text`), with the request itself under
 /// `hoop` for receivers that want more than a line.
 fn payload(event: &str, r: &ApprovalRequest) -> Value {
-    let who = r.requester.email.as_deref().unwrap_or(&r.requester.subject);
-    let call = format!("{} on {}", r.binding.name, r.binding.target);
+    let who = slack_text(r.requester.email.as_deref().unwrap_or(&r.requester.subject));
+    let call = slack_text(&format!("{} on {}", r.binding.name, r.binding.target));
+    let reason = slack_text(&r.reason);
     let text = match (event, r.state) {
         ("requested", _) => format!(
             "Approval #{} needed: {who} wants to call {call} — \"{}\" (rule {}, {} of {} from {}, expires {}). `hoop approve show {}`",
             r.id,
-            r.reason,
+            reason,
             r.binding.rule,
             r.grants(),
             r.quorum,
@@ -190,10 +202,10 @@ fn payload(event: &str, r: &ApprovalRequest) -> Value {
             });
             let reason = last
                 .and_then(|d| d.reason.as_deref())
-                .map(|x| format!(": {x}"))
+                .map(|x| format!(": {}", slack_text(x)))
                 .unwrap_or_default();
             match state {
-                ApprovalState::Approved => format!("Approval #{} granted by {by}{reason}: {who}'s call to {call} may run once", r.id),
+                ApprovalState::Approved => format!("Approval #{} granted by {by}{reason}: it releases {}", r.id, slack_text(&r.grant_scope())),
                 ApprovalState::Denied => format!("Approval #{} denied by {by}{reason}: {who}'s call to {call} will not run", r.id),
                 _ => format!("Approval #{}: {by} granted{reason} ({} of {} so far) for {who}'s call to {call}", r.id, r.grants(), r.quorum),
             }
@@ -205,9 +217,27 @@ fn payload(event: &str, r: &ApprovalRequest) -> Value {
     json!({"text": text, "hoop": {"event": event, "approval": r}})
 }
 
+/// Text as Slack reads it literally: `&`, `<` and `>` escaped (so a
+/// requester's reason cannot mention `<!channel>` or hide a link), control
+/// characters dropped.
+fn slack_text(text: &str) -> String {
+    super::printable(text)
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reason_cannot_ping_a_channel_or_hide_a_link() {
+        assert_eq!(
+            slack_text("<!channel> see <http://x|here> & go\n"),
+            "&lt;!channel&gt; see &lt;http://x|here&gt; &amp; go "
+        );
+    }
 
     #[test]
     fn the_signature_covers_timestamp_and_body() {

@@ -118,6 +118,8 @@ struct StoredTask {
     error: Option<Value>,
     updated_at: String,
     changed: u64,
+    #[serde(default)]
+    running: bool,
 }
 
 struct TaskState {
@@ -131,6 +133,9 @@ struct TaskState {
     updated_at: String,
     /// Unix seconds of the last change, for pruning.
     changed: u64,
+    /// Stored before the call is let through: a task restored with it set
+    /// was running when the broker stopped, and is not run again.
+    running: bool,
 }
 
 impl HeldTask {
@@ -174,6 +179,7 @@ impl HeldTask {
             error: s.error.clone(),
             updated_at: s.updated_at.clone(),
             changed: s.changed,
+            running: s.running,
         }
     }
 
@@ -197,6 +203,7 @@ impl HeldTask {
                 error: t.error,
                 updated_at: t.updated_at,
                 changed: t.changed,
+                running: t.running,
             }),
         }
     }
@@ -353,6 +360,7 @@ impl Pipeline {
                 error: None,
                 updated_at: now_text(),
                 changed: now,
+                running: false,
             }),
         });
         if let Err(e) = self.held_tasks.insert(task.clone()) {
@@ -382,6 +390,10 @@ impl Pipeline {
             .response(&facts, &ServerMessage::parse(bytes.clone()), &bytes, None)
             .await
         {
+            // Stored already: ended there too, so a restart does not run a
+            // task nobody was given.
+            task.fail(&e);
+            let _ = self.held_tasks.persist(&task).await;
             self.held_tasks.lock().remove(&task.id);
             return Reply::error(&e, msg.id.as_ref());
         }
@@ -450,13 +462,16 @@ impl Pipeline {
             "tasks/cancel" => {
                 let id = task.state().approval;
                 match self.approvals.withdraw(caller, id).await {
-                    Ok(_) => {
+                    Ok(true) => {
                         if !task.finished() {
                             task.set("cancelled", format!("approval #{id} withdrawn"));
                             let _ = self.held_tasks.persist(&task).await;
                         }
                         Ok(task.wire(false))
                     }
+                    // Decided already: the call runs (or ran), or was
+                    // refused; the task says which.
+                    Ok(false) => Ok(task.wire(false)),
                     Err(e) => Err(e),
                 }
             }
@@ -567,6 +582,15 @@ impl TaskDriver {
     /// Judged again and forwarded; the task takes the answer. `Some`: an
     /// identical call used the approval first, so this one waits again.
     async fn release(&self) -> Option<Ticket> {
+        // Marked running, and stored so, before anything can let the call
+        // through: after a crash it must not run twice (a window grant
+        // would let it). Unstored, it does not run.
+        self.task.state().running = true;
+        if let Err(e) = self.pipeline.held_tasks.persist(&self.task).await {
+            self.task.state().running = false;
+            self.task.fail(&e);
+            return None;
+        }
         let released = self
             .pipeline
             .release_held(
@@ -579,7 +603,10 @@ impl TaskDriver {
             .await;
         let reply = match released {
             Release::Runs(reply) => reply,
-            Release::HeldAgain(ticket) => return Some(ticket),
+            Release::HeldAgain(ticket) => {
+                self.task.state().running = false;
+                return Some(ticket);
+            }
             Release::Refused(e) => {
                 self.task.fail(&e);
                 return None;
@@ -662,6 +689,12 @@ impl Pipeline {
 
     /// A driver for a restored working task, or its end if it cannot run.
     async fn resume(self: &Arc<Self>, task: Arc<HeldTask>) {
+        if task.state().running {
+            let e = McpError::upstream(
+                "the broker restarted while the approved call ran; its answer, if any, is in the audit log",
+            );
+            return self.end_restored(&task, e).await;
+        }
         let o = &task.origin;
         let identity = crate::identity::Identity {
             subject: o.subject.clone(),

@@ -50,7 +50,7 @@ pub enum ApproveCommand {
         #[command(flatten)]
         connection: ConnectionArgs,
     },
-    /// Grant a request: with a rule's quorum met, the held call runs once.
+    /// Grant a request: with the rule's quorum met, the held call runs (once, or for the rule's window).
     Grant {
         id: u64,
         /// Why (recorded in the audit log).
@@ -249,7 +249,7 @@ fn report_decision(requests: &[ApprovalRequest], json: bool) {
     }
     for r in requests {
         let what = match r.state.as_str() {
-            "approved" => "approved: the held call runs once".to_owned(),
+            "approved" => format!("approved: it releases {}", printable(&r.grant_scope())),
             "denied" => "denied: the requester is told your reason".to_owned(),
             _ => format!(
                 "your grant is recorded: {} of {} approvers so far",
@@ -277,7 +277,7 @@ fn table(requests: &[ApprovalRequest], now: u64) -> String {
                 format!("#{}", r.id),
                 r.state.as_str().to_owned(),
                 who(r),
-                format!("{}/{}", r.binding.target, r.binding.name),
+                printable(&format!("{}/{}", r.binding.target, r.binding.name)),
                 r.binding.rule.clone(),
                 format!("{}/{}", r.grants(), r.quorum),
                 format!(
@@ -334,7 +334,7 @@ fn detail(r: &ApprovalRequest, now: u64) -> String {
         r.requester.issuer,
         r.requester.groups.join(", "),
         b.method,
-        b.name,
+        printable(&b.name),
         b.target,
         printable(&r.reason),
         b.rule,

@@ -92,7 +92,7 @@ async fn drive(
                         };
                         app.status = Some(match send(tunnel, &command).await {
                             Ok(done) => done.first().map_or(format!("#{id}: decided"), |r| match r.state.as_str() {
-                                "approved" => format!("#{id} approved: the held call runs once"),
+                                "approved" => format!("#{id} approved: it releases {}", hoop_broker::approval::printable(&r.grant_scope())),
                                 "denied" => format!("#{id} denied: the requester reads your reason"),
                                 _ => format!("#{id}: your grant is recorded ({} of {})", r.grants(), r.quorum),
                             }),

@@ -57,7 +57,7 @@ pub fn changes(
             continue;
         }
         let own = r.requested_by(&you.sub, &you.iss);
-        let call = format!("{} on {}", r.binding.name, r.binding.target);
+        let call = printable(&format!("{} on {}", r.binding.name, r.binding.target));
         let line = match (own, r.state) {
             (true, ApprovalState::Pending) => format!(
                 "hoop: your call to {call} waits for {}",

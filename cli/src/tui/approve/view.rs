@@ -125,7 +125,7 @@ fn render_list(frame: &mut Frame, app: &App, area: Rect) {
                 span(app.now.saturating_sub(r.created_at)),
                 left,
                 who,
-                format!("{}/{}", r.binding.target, r.binding.name),
+                printable(&format!("{}/{}", r.binding.target, r.binding.name)),
                 format!("{}/{}", r.grants(), r.quorum),
             ]);
             if app.is_own(r) {
@@ -217,7 +217,10 @@ fn render_detail(frame: &mut Frame, app: &App, area: Rect) {
                 r.requester.groups.join(", ")
             ),
         ),
-        field("call", format!("{} {} on {}", b.method, b.name, b.target)),
+        field(
+            "call",
+            printable(&format!("{} {} on {}", b.method, b.name, b.target)),
+        ),
         field("reason", printable(&r.reason)),
         field(
             "rule",
@@ -233,7 +236,7 @@ fn render_detail(frame: &mut Frame, app: &App, area: Rect) {
                 }
             ),
         ),
-        field("releases", r.grant_scope()),
+        field("releases", printable(&r.grant_scope())),
         field(
             "tool",
             b.tool_fingerprint
