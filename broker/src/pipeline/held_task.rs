@@ -41,6 +41,8 @@ pub const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
 const TASK_PREFIX: &str = "hoop-approval-";
 /// Most tasks the broker keeps; finished ones past their TTL go first.
 const MAX_TASKS: usize = 10_000;
+/// Most working tasks one requester may have.
+const MAX_TASKS_PER_REQUESTER: usize = 100;
 /// How often a client is asked to poll.
 const POLL_INTERVAL_MS: u64 = 2_000;
 /// How long a finished task's answer stays readable.
@@ -167,11 +169,18 @@ impl HeldTask {
 
     fn stored(&self) -> StoredTask {
         let s = self.state();
+        let mut origin = self.origin.clone();
+        if s.status != "working" {
+            // The call's raw arguments stay in the store only while the
+            // call may still have to run.
+            origin.message.clear();
+            origin.headers.params.clear();
+        }
         StoredTask {
             id: self.id.clone(),
             created_at: self.created_at.clone(),
             ttl_ms: self.ttl_ms,
-            origin: self.origin.clone(),
+            origin,
             approval: s.approval,
             status: s.status.to_owned(),
             message: s.message.clone(),
@@ -283,6 +292,19 @@ impl HeldTasks {
 
     fn insert(&self, task: Arc<HeldTask>) -> Result<(), McpError> {
         let mut tasks = self.lock();
+        let o = &task.origin;
+        let mine = tasks
+            .values()
+            .filter(|t| {
+                t.origin.subject == o.subject && t.origin.issuer == o.issuer && !t.finished()
+            })
+            .count();
+        if mine >= MAX_TASKS_PER_REQUESTER {
+            return Err(McpError::new(
+                codes::APPROVAL_REQUIRED,
+                format!("this call needs approval, and {mine} of your calls already wait as tasks (at most {MAX_TASKS_PER_REQUESTER})"),
+            ));
+        }
         if tasks.len() >= MAX_TASKS {
             let now = now_unix();
             tasks.retain(|_, t| {
