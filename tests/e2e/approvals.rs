@@ -219,6 +219,7 @@ fn a_held_ci_call_runs_once_when_a_second_identity_approves_it() {
         r["binding"]["tool_fingerprint"].is_string(),
         "bound to the tool's definition: {r}"
     );
+    assert_eq!(r["tool_state"], "accepted", "{r}");
     // Held: past the 4 s hold the exec asks again, and still nothing
     // reached the upstream.
     std::thread::sleep(Duration::from_secs(5));

@@ -102,6 +102,8 @@ pub struct Ask {
     /// The arguments as masked, for approvers to read.
     pub arguments: Value,
     pub exchange: String,
+    /// The tool's definition against the accepted one.
+    pub tool_state: Option<String>,
 }
 
 struct Entry {
@@ -299,6 +301,7 @@ impl Approvals {
             binding: ask.binding.clone(),
             grant_window_secs: ask.spec.grant_window_secs,
             pin_arguments: ask.spec.pin_arguments,
+            tool_state: ask.tool_state.clone(),
         };
         self.audit
             .approval_by_requester(

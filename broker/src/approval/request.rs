@@ -212,6 +212,10 @@ pub struct ApprovalRequest {
     /// With a window: only calls with the approved arguments.
     #[serde(default)]
     pub pin_arguments: bool,
+    /// The tool's definition against the accepted one when the request
+    /// was opened (`accepted`, `changed since it was accepted`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_state: Option<String>,
 }
 
 impl ApprovalRequest {

@@ -322,6 +322,20 @@ impl ToolDrift {
             .cloned()
     }
 
+    /// How `tool` on `target` stands against its accepted definition, in
+    /// words, for approvers: `accepted`, `changed since it was accepted`,
+    /// `not accepted yet`, or `not listed yet`.
+    pub fn state(&self, target: &str, tool: &str) -> &'static str {
+        let k = self.known.read().unwrap_or_else(|p| p.into_inner());
+        let accepted = k.baseline.get(target).and_then(|b| b.get(tool));
+        match (k.reported(target, tool), accepted) {
+            (Some(seen), Some(a)) if seen != a => "changed since it was accepted",
+            (Some(_), None) => "not accepted yet",
+            (_, Some(_)) => "accepted",
+            (None, None) => "not listed yet",
+        }
+    }
+
     /// Records what was seen (and, the first time, the baseline) in the
     /// store, off the async thread.
     fn persist(&self, target: &str, seen: &[(String, String)], baseline: bool) {

@@ -113,6 +113,7 @@ impl Pipeline {
                 reason,
                 arguments: masked_arguments(msg, masker),
                 exchange: exchange.id.clone(),
+                tool_state: (method == "tools/call").then(|| target.tool_state(name).to_owned()),
             })
             .await
     }

@@ -111,6 +111,11 @@ impl Target {
         self.drift.fingerprint(&self.name, tool)
     }
 
+    /// How `tool` stands against its accepted definition (`ToolDrift::state`).
+    pub fn tool_state(&self, tool: &str) -> &'static str {
+        self.drift.state(&self.name, tool)
+    }
+
     pub fn revision(&self) -> Revision {
         self.revision
             .lock()

@@ -416,6 +416,7 @@ mod tests {
             exchange: "e".into(),
             grant_window_secs: None,
             pin_arguments: false,
+            tool_state: None,
         }
     }
 

@@ -362,6 +362,7 @@ pub(crate) mod tests {
             exchange: "e".into(),
             grant_window_secs: None,
             pin_arguments: false,
+            tool_state: Some("accepted".into()),
         }
     }
 

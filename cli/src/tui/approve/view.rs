@@ -237,14 +237,18 @@ fn render_detail(frame: &mut Frame, app: &App, area: Rect) {
             ),
         ),
         field("releases", printable(&r.grant_scope())),
-        field(
-            "tool",
-            b.tool_fingerprint
+        field("tool", {
+            let f = b
+                .tool_fingerprint
                 .as_deref()
                 .map_or("definition not seen yet".to_owned(), |f| {
                     format!("definition sha256 {}…", f.get(..16).unwrap_or(f))
-                }),
-        ),
+                });
+            match &r.tool_state {
+                Some(state) => format!("{f}, {state}"),
+                None => f,
+            }
+        }),
         field("arguments", format!("sha256 {}", b.args_digest)),
     ]);
     let pretty = serde_json::to_string_pretty(&r.arguments).unwrap_or_default();
