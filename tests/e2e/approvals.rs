@@ -1241,3 +1241,47 @@ fn a_task_outlives_a_broker_restart_and_completes_when_granted() {
         1
     );
 }
+
+#[test]
+fn a_quiet_held_stream_says_it_is_alive() {
+    use std::io::Read as _;
+    let dir = scratch();
+    let (_demo, broker, _record) =
+        demo_behind_demo_policy_with(dir.path(), "[approvals]\nhold_secs_without_progress = 40\n");
+    let connect = Connect::start(dir.path(), &broker, "demo", &[]);
+    let body = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+        "name": "deploy_model", "arguments": {"model": "fraud", "version": "70", "environment": "staging"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let mut req = http()
+        .post(&connect.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "deploy_model")
+        .body(body.to_string());
+    if let Some(secret) = &connect.secret {
+        req = req.header("authorization", format!("Bearer {secret}"));
+    }
+    let mut resp = req.send().unwrap();
+    let started = Instant::now();
+    let mut text = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // Bounded: the client's 60 s timeout, and at most 64 KiB.
+    while text.len() < 64 * 1024 {
+        let n = resp.read(&mut chunk).unwrap();
+        assert!(n > 0, "the held answer ended early");
+        text.extend_from_slice(&chunk[..n]);
+        if String::from_utf8_lossy(&text).contains(": keep-alive") {
+            break;
+        }
+    }
+    let seen = String::from_utf8_lossy(&text).into_owned();
+    assert!(seen.contains("waits for approval #1"), "{seen}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(10),
+        "a keep-alive only on a quiet stream: {seen}"
+    );
+}

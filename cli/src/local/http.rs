@@ -24,6 +24,9 @@ use crate::tunnel::{Exchange, TunnelClient, TunnelError};
 /// The path MCP clients use.
 pub const MCP_PATH: &str = "/mcp";
 const MAX_BODY: usize = hoop_proto::limits::DEFAULT_MAX_FRAME_LEN;
+/// An SSE comment this often on a quiet event stream, so the client and
+/// anything between see the answer is alive.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 pub struct LocalHttp {
     pub tunnel: Arc<TunnelClient>,
@@ -136,27 +139,45 @@ async fn respond(mut ex: Exchange, request: Option<Bytes>) -> Response {
             Err(e) => return tunnel_failure(&e, request.as_ref()),
         },
         ResponseBody::EventStream => {
-            let stream = futures::stream::unfold(
-                (ex, request, false),
-                |(mut ex, request, done)| async move {
-                    if done {
-                        return None;
-                    }
-                    match ex.next_message().await {
-                        Ok(Some(m)) => Some((
-                            Ok::<_, std::io::Error>(sse_event(m.event_id.as_deref(), &m.body)),
-                            (ex, request, false),
-                        )),
-                        Ok(None) => None,
-                        // Tell the client why its request ends, with its id.
-                        Err(e) => {
-                            let id = request.as_deref().and_then(request_id);
-                            let body = error_response(id, TUNNEL_ERROR, &e.to_string());
-                            Some((Ok(sse_event(None, &body)), (ex, request, true)))
+            // Messages are read by a task of their own, so the response can
+            // say it is alive (an SSE comment every KEEP_ALIVE) while the
+            // broker holds a call for approval or a tool runs long, without
+            // cutting a message read in half. The task ends with the
+            // exchange, or at once when the client goes (the channel
+            // closes): that drops the exchange, which resets its QUIC
+            // stream and so cancels the work upstream.
+            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+            tokio::spawn(async move {
+                // Bounded by the exchange, which ends with a Close.
+                loop {
+                    tokio::select! {
+                        () = tx.closed() => return,
+                        m = ex.next_message() => {
+                            let event = match m {
+                                Ok(Some(m)) => sse_event(m.event_id.as_deref(), &m.body),
+                                Ok(None) => return,
+                                // Tell the client why its request ends, with its id.
+                                Err(e) => {
+                                    let id = request.as_deref().and_then(request_id);
+                                    let body = error_response(id, TUNNEL_ERROR, &e.to_string());
+                                    let _ = tx.send(sse_event(None, &body)).await;
+                                    return;
+                                }
+                            };
+                            if tx.send(event).await.is_err() {
+                                return;
+                            }
                         }
                     }
-                },
-            );
+                }
+            });
+            let stream = futures::stream::unfold(rx, |mut rx| async move {
+                match tokio::time::timeout(KEEP_ALIVE, rx.recv()).await {
+                    Ok(Some(event)) => Some((Ok::<_, std::io::Error>(event), rx)),
+                    Ok(None) => None,
+                    Err(_) => Some((Ok(Bytes::from_static(b": keep-alive\n\n")), rx)),
+                }
+            });
             builder
                 .header("content-type", "text/event-stream")
                 .header("cache-control", "no-cache")
