@@ -72,3 +72,86 @@ fn demo_serves_both_revisions_to_the_python_client() {
     // Ctrl-C (SIGTERM here) stops everything it started.
     assert_eq!(demo.terminate(), Some(0), "hoop demo should exit cleanly");
 }
+
+/// The README's approval walkthrough: as alice through the demo,
+/// deploy_model waits; bob (`--profile demo-bob`, written by the demo)
+/// lists and grants it; alice cannot grant her own.
+#[test]
+fn the_readme_approval_walkthrough_works_against_hoop_demo() {
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+    let dir = scratch();
+    let record = dir.path().join("received.jsonl");
+    let (mut demo, _url, _banner) = hoop_demo(dir.path(), &record);
+    let hoop = |args: &[&str]| {
+        let mut c = Command::new(bin("hoop"));
+        c.args(args)
+            .env("HOOP_DATA_DIR", dir.path())
+            .env("HOOP_CONFIG", empty_config(dir.path()))
+            .env_remove("HOOP_TOKEN")
+            .env_remove("HOOP_PROFILE");
+        c
+    };
+    let exec = hoop(&[
+        "exec",
+        "mcp",
+        "demo",
+        "--profile",
+        "demo",
+        "--tool",
+        "deploy_model",
+        "--args",
+        r#"{"model":"fraud","version":"7","environment":"production"}"#,
+        "--reason",
+        "release 7",
+    ]);
+    let run = std::thread::spawn(move || run_bounded(exec, Duration::from_secs(90)));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Bounded by the deadline.
+    let listed = loop {
+        let out = run_bounded(
+            hoop(&["approve", "list", "--profile", "demo-bob"]),
+            Duration::from_secs(30),
+        );
+        assert_eq!(out.status, Some(0), "{}", out.stderr);
+        if out.stdout.contains("#1") || Instant::now() > deadline {
+            break out.stdout;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(listed.contains("alice@example.com"), "{listed}");
+    assert!(listed.contains("demo/deploy_model"), "{listed}");
+    let own = run_bounded(
+        hoop(&["approve", "grant", "1", "--profile", "demo"]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(own.status, Some(5), "{}", own.stderr);
+    let granted = run_bounded(
+        hoop(&[
+            "approve",
+            "grant",
+            "1",
+            "--profile",
+            "demo-bob",
+            "--reason",
+            "CHG-1234",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(granted.status, Some(0), "{}", granted.stderr);
+    let out = run.join().unwrap();
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("deployed model fraud version 7 to production"),
+        "{}",
+        out.stdout
+    );
+    // The demo's own terminal was told.
+    demo.terminate();
+    let told = demo.stderr();
+    assert!(
+        told.contains("your call to deploy_model on demo waits for approval #1"),
+        "{told}"
+    );
+}
