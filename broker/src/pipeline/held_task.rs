@@ -579,13 +579,20 @@ impl TaskDriver {
         }
     }
 
+    /// Denied or expired: the task completes with an error result that
+    /// names the approval, the outcome and the approver's reason (a tool
+    /// result, so the client shows it as the call's answer).
     async fn refused(&self, state: ApprovalState) {
         let e = self
             .pipeline
             .approval_refusal(&self.caller, self.ticket.id, state)
             .await;
         self.refuse(&e).await;
-        self.task.fail(&e);
+        self.task.complete(json!({
+            "content": [{"type": "text", "text": e.message}],
+            "isError": true,
+            "_meta": {APPROVAL_META: {"id": self.ticket.id, "state": state.as_str(), "code": e.code}},
+        }));
     }
 
     async fn refuse(&self, e: &McpError) {
