@@ -670,6 +670,12 @@ fn a_client_of_the_tasks_extension_gets_a_task_that_completes_or_fails() {
         "{text}"
     );
     assert!(text.contains("wrong environment"), "{text}");
+    // It completes with an error result, as a tool result the client shows.
+    assert!(
+        o.detail["statuses"].to_string().contains("completed"),
+        "{:?}",
+        o.detail
+    );
 
     // tasks/cancel withdraws the request; the task is bound to its owner.
     let stateless = |url: &str,
