@@ -22,7 +22,7 @@ use hoop_proto::McpHeaders;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::hold::Release;
+use super::hold::{HeldCall, Release};
 use super::target::{Target, STATELESS_REVISION};
 use super::{json_reply, Pipeline, Reply};
 use crate::approval::{ApprovalState, Ticket, APPROVAL_META};
@@ -421,11 +421,13 @@ impl Pipeline {
         }
         let driver = TaskDriver {
             pipeline: self.clone(),
-            caller: caller.clone(),
-            target,
-            exchange: exchange.clone(),
-            headers: headers.clone(),
-            msg,
+            call: HeldCall {
+                caller: caller.clone(),
+                target,
+                exchange: exchange.clone(),
+                headers: headers.clone(),
+                msg,
+            },
             ticket,
             task,
         };
@@ -520,11 +522,7 @@ impl Pipeline {
 /// Waits for a task's approval in the background, then runs the call.
 struct TaskDriver {
     pipeline: Arc<Pipeline>,
-    caller: Arc<Caller>,
-    target: Arc<Target>,
-    exchange: Exchange,
-    headers: McpHeaders,
-    msg: Arc<McpMessage>,
+    call: HeldCall,
     ticket: Ticket,
     task: Arc<HeldTask>,
 }
@@ -585,7 +583,7 @@ impl TaskDriver {
     async fn refused(&self, state: ApprovalState) {
         let e = self
             .pipeline
-            .approval_refusal(&self.caller, self.ticket.id, state)
+            .approval_refusal(&self.call.caller, self.ticket.id, state)
             .await;
         self.refuse(&e).await;
         self.task.complete(json!({
@@ -596,16 +594,7 @@ impl TaskDriver {
     }
 
     async fn refuse(&self, e: &McpError) {
-        self.pipeline
-            .refuse_held(
-                &self.caller,
-                &self.target,
-                &self.exchange,
-                &self.headers,
-                &self.msg,
-                e,
-            )
-            .await;
+        self.pipeline.refuse_held(&self.call, e).await;
     }
 
     /// Judged again and forwarded; the task takes the answer. `Some`: an
@@ -620,16 +609,7 @@ impl TaskDriver {
             self.task.fail(&e);
             return None;
         }
-        let released = self
-            .pipeline
-            .release_held(
-                &self.caller,
-                &self.target,
-                &self.exchange,
-                &self.headers,
-                &self.msg,
-            )
-            .await;
+        let released = self.pipeline.release_held(&self.call).await;
         let reply = match released {
             Release::Runs(reply) => reply,
             Release::HeldAgain(ticket) => {
@@ -650,7 +630,7 @@ impl TaskDriver {
                     let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
                         continue;
                     };
-                    if v.get("id") == self.msg.id.as_ref() {
+                    if v.get("id") == self.call.msg.id.as_ref() {
                         answer = Some(v);
                     }
                 }
@@ -780,21 +760,23 @@ impl Pipeline {
         let h = &o.headers;
         let driver = TaskDriver {
             pipeline: self.clone(),
-            caller,
-            target,
-            exchange: Exchange {
-                id: o.exchange.clone(),
-                started: std::time::Instant::now(),
+            call: HeldCall {
+                caller,
+                target,
+                exchange: Exchange {
+                    id: o.exchange.clone(),
+                    started: std::time::Instant::now(),
+                },
+                headers: McpHeaders {
+                    protocol_version: h.protocol_version.clone(),
+                    session_id: h.session_id.clone(),
+                    method: h.method.clone(),
+                    name: h.name.clone(),
+                    params: h.params.clone(),
+                    last_event_id: None,
+                },
+                msg,
             },
-            headers: McpHeaders {
-                protocol_version: h.protocol_version.clone(),
-                session_id: h.session_id.clone(),
-                method: h.method.clone(),
-                name: h.name.clone(),
-                params: h.params.clone(),
-                last_event_id: None,
-            },
-            msg,
             ticket,
             task,
         };

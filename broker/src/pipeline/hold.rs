@@ -34,14 +34,20 @@ use crate::policy::Policy;
 
 type Messages = BoxStream<'static, Result<Bytes, McpError>>;
 
-/// A held call, all it needs to be judged again and forwarded.
+/// A held call: who made it and the call itself, all a release needs.
+/// Shared by held streams and the broker's tasks.
+pub(super) struct HeldCall {
+    pub caller: Arc<Caller>,
+    pub target: Arc<Target>,
+    pub exchange: Exchange,
+    pub headers: McpHeaders,
+    pub msg: Arc<McpMessage>,
+}
+
+/// A call held on its stream.
 struct Held {
     pipeline: Arc<Pipeline>,
-    caller: Arc<Caller>,
-    target: Arc<Target>,
-    exchange: Exchange,
-    headers: McpHeaders,
-    msg: Arc<McpMessage>,
+    call: HeldCall,
     ticket: Ticket,
     /// When the broker stops holding and answers "pending".
     until: Instant,
@@ -133,17 +139,16 @@ impl Pipeline {
     /// admitted (not revoked, token not lapsed), then it is judged again
     /// from the top, where the approval layer uses the approval up, and
     /// forwarded. Shared by held streams and the broker's tasks.
-    pub(super) async fn release_held(
-        self: &Arc<Self>,
-        caller: &Arc<Caller>,
-        target: &Arc<Target>,
-        exchange: &Exchange,
-        headers: &McpHeaders,
-        msg: &Arc<McpMessage>,
-    ) -> Release {
+    pub(super) async fn release_held(self: &Arc<Self>, call: &HeldCall) -> Release {
+        let HeldCall {
+            caller,
+            target,
+            exchange,
+            headers,
+            msg,
+        } = call;
         if let Err(e) = self.still_admitted(caller) {
-            self.refuse_held(caller, target, exchange, headers, msg, &e)
-                .await;
+            self.refuse_held(call, &e).await;
             return Release::Refused(e);
         }
         match self.judge(caller, target, exchange, headers, msg).await {
@@ -153,30 +158,21 @@ impl Pipeline {
             ),
             Ok(Judgement::Held(ticket)) => Release::HeldAgain(ticket),
             Err(e) => {
-                self.refuse_held(caller, target, exchange, headers, msg, &e)
-                    .await;
+                self.refuse_held(call, &e).await;
                 Release::Refused(e)
             }
         }
     }
 
     /// Records the refusal of a held call.
-    pub(super) async fn refuse_held(
-        &self,
-        caller: &Caller,
-        target: &Target,
-        exchange: &Exchange,
-        headers: &McpHeaders,
-        msg: &McpMessage,
-        e: &McpError,
-    ) {
+    pub(super) async fn refuse_held(&self, call: &HeldCall, e: &McpError) {
         self.audit
             .refused(
-                caller,
-                &target.name,
-                exchange,
-                headers.session_id.as_deref(),
-                Some(msg),
+                &call.caller,
+                &call.target.name,
+                &call.exchange,
+                call.headers.session_id.as_deref(),
+                Some(&call.msg),
                 None,
                 e,
             )
@@ -239,11 +235,13 @@ impl Pipeline {
         let notice = log_message(&format!("this call waits for {}", ticket.waiting_for));
         let held = Held {
             pipeline: self.clone(),
-            caller: caller.clone(),
-            target,
-            exchange,
-            headers: headers.clone(),
-            msg,
+            call: HeldCall {
+                caller: caller.clone(),
+                target,
+                exchange,
+                headers: headers.clone(),
+                msg,
+            },
             ticket,
             until: now + Duration::from_secs(limit),
             next_progress: now,
@@ -271,7 +269,7 @@ impl Held {
     /// Waits for the next thing to say: progress, the decision, or the
     /// end of the hold.
     async fn step(mut self: Box<Self>) -> (Messages, Step) {
-        let token = self.msg.progress_token().cloned();
+        let token = self.call.msg.progress_token().cloned();
         tokio::select! {
             changed = self.ticket.changes.changed() => {
                 // An error: the request left the open set; its last state
@@ -315,25 +313,20 @@ impl Held {
             ApprovalState::Denied | ApprovalState::Expired | ApprovalState::Cancelled => {
                 let e = self
                     .pipeline
-                    .approval_refusal(&self.caller, self.ticket.id, state)
+                    .approval_refusal(&self.call.caller, self.ticket.id, state)
                     .await;
                 self.refuse(&e).await;
-                (one(Ok(error_body(&e, self.msg.id.as_ref()))), Step::Done)
+                (
+                    one(Ok(error_body(&e, self.call.msg.id.as_ref()))),
+                    Step::Done,
+                )
             }
         }
     }
 
     async fn rejudge(mut self: Box<Self>) -> (Messages, Step) {
         let p = self.pipeline.clone();
-        let released = p
-            .release_held(
-                &self.caller,
-                &self.target,
-                &self.exchange,
-                &self.headers,
-                &self.msg,
-            )
-            .await;
+        let released = p.release_held(&self.call).await;
         match released {
             Release::Runs(reply) => {
                 // Said first, so a client that waits on its own clock (hoop
@@ -349,21 +342,15 @@ impl Held {
                 self.ticket = ticket;
                 (empty(), Step::Hold(self))
             }
-            Release::Refused(e) => (one(Ok(error_body(&e, self.msg.id.as_ref()))), Step::Done),
+            Release::Refused(e) => (
+                one(Ok(error_body(&e, self.call.msg.id.as_ref()))),
+                Step::Done,
+            ),
         }
     }
 
     async fn refuse(&self, e: &McpError) {
-        self.pipeline
-            .refuse_held(
-                &self.caller,
-                &self.target,
-                &self.exchange,
-                &self.headers,
-                &self.msg,
-                e,
-            )
-            .await;
+        self.pipeline.refuse_held(&self.call, e).await;
     }
 
     /// The hold ended undecided: a tool call gets a tool result that says
@@ -376,10 +363,10 @@ impl Held {
         );
         let e = McpError::new(codes::APPROVAL_REQUIRED, text.clone());
         self.refuse(&e).await;
-        if self.msg.is_method("tools/call") {
+        if self.call.msg.is_method("tools/call") {
             to_bytes(&json!({
                 "jsonrpc": "2.0",
-                "id": self.msg.id,
+                "id": self.call.msg.id,
                 "result": {
                     "content": [{"type": "text", "text": text}],
                     "isError": true,
@@ -387,7 +374,7 @@ impl Held {
                 }
             }))
         } else {
-            error_body(&e, self.msg.id.as_ref())
+            error_body(&e, self.call.msg.id.as_ref())
         }
     }
 }
