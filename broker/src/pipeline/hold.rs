@@ -232,7 +232,11 @@ impl Pipeline {
             None => self.approvals.hold.hold_secs_without_progress,
         };
         let now = Instant::now();
-        let notice = log_message(&format!("this call waits for {}", ticket.waiting_for));
+        let notice = log_message(
+            &format!("this call waits for {}", ticket.waiting_for),
+            ticket.id,
+            "held",
+        );
         let held = Held {
             pipeline: self.clone(),
             call: HeldCall {
@@ -291,6 +295,7 @@ impl Held {
                         "progressToken": token,
                         "progress": self.progress,
                         "message": format!("waiting for {}", self.ticket.waiting_for),
+                        "_meta": {APPROVAL_META: {"id": self.ticket.id, "state": "held"}},
                     }
                 });
                 (one(Ok(to_bytes(&note))), Step::Hold(self))
@@ -335,7 +340,8 @@ impl Held {
                     "approval #{} was granted; the call runs now",
                     self.ticket.id
                 );
-                let messages = one(Ok(log_message(&granted))).chain(reply.messages);
+                let messages =
+                    one(Ok(log_message(&granted, self.ticket.id, "granted"))).chain(reply.messages);
                 (Box::pin(messages), Step::Done)
             }
             Release::HeldAgain(ticket) => {
@@ -393,12 +399,15 @@ fn masked_arguments(msg: &McpMessage, masker: &Masker) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// A `notifications/message` from the broker (logger `hoop`).
-fn log_message(text: &str) -> Bytes {
+/// A `notifications/message` from the broker (logger `hoop`), marked with
+/// the approval and its state (`held`, `granted`) in `_meta`: upstreams'
+/// messages lose that mark in the relay, so a client can trust it.
+fn log_message(text: &str, id: u64, state: &str) -> Bytes {
     to_bytes(&json!({
         "jsonrpc": "2.0",
         "method": "notifications/message",
-        "params": {"level": "notice", "logger": "hoop", "data": text}
+        "params": {"level": "notice", "logger": "hoop", "data": text,
+            "_meta": {APPROVAL_META: {"id": id, "state": state}}}
     }))
 }
 

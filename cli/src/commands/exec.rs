@@ -26,6 +26,8 @@ const APPROVAL_EXPIRED: i64 = -32043;
 /// The progress token exec sends: a held call then tells it how it waits,
 /// and the broker holds it for its longest period.
 const PROGRESS_TOKEN: &str = "hoop-exec";
+/// Where the broker marks what it says of approvals.
+const APPROVAL_META: &str = hoop_broker::approval::APPROVAL_META;
 const TOKEN_EXPIRED: i64 = -32053;
 const REVOKED: i64 = -32054;
 
@@ -154,27 +156,27 @@ struct HoldWatch {
 }
 
 impl HoldWatch {
-    /// Reads the broker's words: "this call waits for approval #N …" (also
-    /// in progress) and "approval #N was granted; the call runs now".
-    fn hear(&self, text: &str) {
+    /// Reads the broker's mark on a notification's params:
+    /// `_meta["dev.hoop/approval"]` = `{"id": N, "state": "held"|"granted"}`.
+    /// The broker strips that mark from anything an upstream sends, so it
+    /// is the broker's word; words alone are not read.
+    fn hear(&self, params: &Value) {
         if self.running.get() {
             return;
         }
-        let Some(at) = text.find("approval #") else {
+        let Some(mark) = params.get("_meta").and_then(|m| m.get(APPROVAL_META)) else {
             return;
         };
-        let digits: String = text[at + "approval #".len()..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        if let Ok(id) = digits.parse() {
+        if let Some(id) = mark.get("id").and_then(Value::as_u64) {
             self.id.set(Some(id));
         }
-        if text.contains("was granted") {
-            self.held.set(false);
-            self.running.set(true);
-        } else if text.contains("waits for approval") || text.contains("waiting for approval") {
-            self.held.set(true);
+        match mark.get("state").and_then(Value::as_str) {
+            Some("granted") => {
+                self.held.set(false);
+                self.running.set(true);
+            }
+            Some("held") => self.held.set(true),
+            _ => {}
         }
     }
 }
@@ -184,7 +186,7 @@ fn pending_approval(outcome: &Outcome) -> Option<u64> {
     let Outcome::Result(r) = outcome else {
         return None;
     };
-    let a = r.get("_meta")?.get("dev.hoop/approval")?;
+    let a = r.get("_meta")?.get(APPROVAL_META)?;
     (a.get("state")?.as_str()? == "pending").then(|| a.get("id")?.as_u64())?
 }
 
@@ -427,9 +429,7 @@ async fn post(
             match method {
                 "notifications/progress" => {
                     let p = &v["params"];
-                    if let Some(m) = p.get("message").and_then(Value::as_str) {
-                        hold.hear(m);
-                    }
+                    hold.hear(p);
                     eprintln!(
                         "progress: {}{}{}",
                         p["progress"],
@@ -441,11 +441,8 @@ async fn post(
                     );
                 }
                 "notifications/message" => {
-                    let data = &v["params"]["data"];
-                    if v["params"]["logger"] == "hoop" {
-                        hold.hear(data.as_str().unwrap_or_default());
-                    }
-                    eprintln!("log: {data}");
+                    hold.hear(&v["params"]);
+                    eprintln!("log: {}", v["params"]["data"]);
                 }
                 _ => tracing::debug!(method, "notification during exec"),
             }
@@ -533,17 +530,17 @@ mod tests {
     }
 
     #[test]
-    fn the_brokers_words_say_when_a_call_waits_and_when_it_runs() {
+    fn only_the_brokers_mark_says_when_a_call_waits_and_when_it_runs() {
         let hold = HoldWatch::default();
-        hold.hear("this call waits for approval #42 from ml-leads (expires 14:05 UTC)");
+        hold.hear(&json!({"data": "this call waits for approval #9"}));
+        assert!(!hold.held.get(), "words alone are not read");
+        hold.hear(&json!({"_meta": {"dev.hoop/approval": {"id": 42, "state": "held"}}}));
         assert!(hold.held.get());
         assert_eq!(hold.id.get(), Some(42));
-        hold.hear("approval #42 was granted; the call runs now");
+        hold.hear(&json!({"_meta": {"dev.hoop/approval": {"id": 42, "state": "granted"}}}));
         assert!(!hold.held.get());
-        hold.hear("50% done");
-        assert!(!hold.held.get());
-        // After the grant the upstream speaks; it cannot restart the wait.
-        hold.hear("this call waits for approval #43");
+        // After the grant, nothing restarts the wait.
+        hold.hear(&json!({"_meta": {"dev.hoop/approval": {"id": 43, "state": "held"}}}));
         assert!(!hold.held.get());
     }
 
