@@ -49,6 +49,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  source <(hoop-broker completion bash)\n  hoop-broker completion zsh > \"${fpath[1]}/_hoop-broker\"\n  hoop-broker completion fish > ~/.config/fish/completions/hoop-broker.fish"
+    )]
+    Completion { shell: clap_complete::Shell },
     /// Run the broker from a config file.
     Serve {
         /// The broker's TOML config file.
@@ -333,6 +338,16 @@ enum DevAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completion { shell } = cli.command {
+        use clap::CommandFactory as _;
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "hoop-broker",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
     if let Command::Mask(args) = cli.command {
         return match hoop_broker::masking::command::run(args) {
             Ok(code) => code,
@@ -391,7 +406,7 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config } => serve(&config).await,
-        Command::Policy(_) | Command::Mask(_) => Ok(()),
+        Command::Policy(_) | Command::Mask(_) | Command::Completion { .. } => Ok(()),
         Command::Dev(args) => dev(args).await,
         Command::Revoke {
             subject,

@@ -13,7 +13,7 @@ use hoop_cli::commands::{
     name = "hoop",
     version,
     about = "Reach MCP servers through the hoop broker: identity, policy and a tamper-evident audit record on every call",
-    after_help = "Examples:\n  hoop demo                                   # everything local: broker, demo server, endpoint\n  hoop connect mcp payments --port 8931       # serve target payments on 127.0.0.1:8931/mcp\n  hoop connect mcp payments --stdio           # for clients that launch a command\n  hoop login                                  # sign in with the profile's identity provider\n  hoop whoami                                 # who the stored login says you are\n  hoop exec mcp payments --tool get_customer --args '{\"customer_id\":\"c-1001\"}'\n  hoop audit search --user alice --since 1h   # who ran which call (audit readers)\n\nExit codes:\n  0 ok   1 failure   2 usage or configuration error   3 authentication failed\n  4 broker unreachable   5 denied by policy   6 the tool reported an error (exec)"
+    after_help = "Examples:\n  hoop demo                                   # everything local: broker, demo server, endpoint\n  hoop connect mcp payments --port 8931       # serve target payments on 127.0.0.1:8931/mcp\n  hoop connect mcp payments --stdio           # for clients that launch a command\n  hoop login                                  # sign in with the profile's identity provider\n  hoop whoami                                 # who the stored login says you are\n  hoop exec mcp payments --tool get_customer --args '{\"customer_id\":\"c-1001\"}'\n  hoop audit search --user alice --since 1h   # who ran which call (audit readers)\n\nExit codes:\n  0 ok   1 failure   2 usage or configuration error   3 authentication failed\n  4 broker unreachable   5 denied by policy   6 the tool reported an error (exec)\n  7 an approver denied the call (exec)   8 the approval expired or --wait ran out (exec)"
 )]
 struct Cli {
     /// Log filter for messages on stderr (e.g. info, debug).
@@ -55,10 +55,20 @@ enum Command {
     /// Token helpers for scripts (`hoop auth token`).
     #[command(hide = true)]
     Auth(auth::AuthArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  source <(hoop completion bash)             # now, in this shell\n  hoop completion bash > ~/.local/share/bash-completion/completions/hoop\n  hoop completion zsh > \"${fpath[1]}/_hoop\"\n  hoop completion fish > ~/.config/fish/completions/hoop.fish"
+    )]
+    Completion { shell: clap_complete::Shell },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completion { shell } = cli.command {
+        use clap::CommandFactory as _;
+        clap_complete::generate(shell, &mut Cli::command(), "hoop", &mut std::io::stdout());
+        return ExitCode::from(exit::OK);
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // Colour codes only when a person reads stderr at a terminal.
@@ -93,6 +103,8 @@ fn main() -> ExitCode {
             Command::Auth(a) => auth::run(a).await,
             Command::Audit(a) => audit::run(a).await,
             Command::Approve(a) => approve::run(a).await,
+            // Answered before the runtime starts.
+            Command::Completion { .. } => Ok(()),
         }
     });
     match result {
