@@ -143,6 +143,7 @@ pub fn timeline(events: &[Value]) -> String {
                 s(e, "reason")
             ),
             "mcp.upstream_failed" => format!("✗ upstream failed: {}", s(e, "reason")),
+            kind if kind.starts_with("approval.") => approval_line(e),
             other => other.to_owned(),
         };
         out.push_str(&format!(
@@ -300,10 +301,47 @@ fn truncate(text: &str, max: usize) -> String {
     t
 }
 
+/// An `approval.*` event in a timeline: which approval, who, and why.
+fn approval_line(e: &Value) -> String {
+    let id = e.get("approval").map(Value::to_string).unwrap_or_default();
+    let reason = match s(e, "reason") {
+        r if r.is_empty() => String::new(),
+        r => format!(": {r}"),
+    };
+    match s(e, "type").as_str() {
+        "approval.requested" => format!("⏸ approval #{id} requested by {}{reason}", who(e)),
+        "approval.decided" => format!(
+            "✓ approval #{id} {} by {}{reason}",
+            s(e, "decision"),
+            who(e)
+        ),
+        "approval.released" => format!("▶ approval #{id} released the call"),
+        "approval.expired" => format!("✗ approval #{id} expired"),
+        "approval.cancelled" => format!("✗ approval #{id} withdrawn by {}", who(e)),
+        other => format!("{other} #{id}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_timeline_says_who_approved_and_why() {
+        let events = [
+            json!({"seq": 6, "time": "2026-12-03T09:00:00.000000000Z", "type": "approval.requested", "approval": 1, "actor": {"sub": "alice"}, "reason": "release 7"}),
+            json!({"seq": 15, "time": "2026-12-03T09:00:03.000000000Z", "type": "approval.decided", "approval": 1, "actor": {"sub": "bob"}, "decision": "granted", "reason": "CHG-1234"}),
+            json!({"seq": 16, "time": "2026-12-03T09:00:03.001000000Z", "type": "approval.released", "approval": 1, "actor": {"sub": "alice"}}),
+        ];
+        let t = timeline(&events);
+        assert!(
+            t.contains("approval #1 requested by alice: release 7"),
+            "{t}"
+        );
+        assert!(t.contains("approval #1 granted by bob: CHG-1234"), "{t}");
+        assert!(t.contains("approval #1 released the call"), "{t}");
+    }
 
     #[test]
     fn times_are_rfc3339_dates_or_spans_back() {

@@ -84,16 +84,13 @@ impl Pipeline {
             }
         };
         let who = &caller.identity;
-        if matches!(command, ApprovalCommand::Watch) {
-            return self.watch_approvals(caller);
-        }
         let decides = matches!(
             command,
             ApprovalCommand::Grant { .. } | ApprovalCommand::Deny { .. }
         );
         let answer: Result<Vec<ApprovalRequest>, McpError> = match command {
+            ApprovalCommand::Watch => return self.watch_approvals(caller),
             ApprovalCommand::List { all } => Ok(self.approvals.list(who, all).await),
-            ApprovalCommand::Watch => Ok(Vec::new()),
             ApprovalCommand::Get { id } => {
                 self.approvals.get(who, id).await.map(|r| vec![r]).ok_or_else(|| {
                     McpError::invalid_params(format!(
@@ -101,18 +98,12 @@ impl Pipeline {
                     ))
                 })
             }
-            ApprovalCommand::Grant { id, reason } => self
-                .approvals
-                .decide(caller, id, Verdict::Granted, reason)
-                .await
-                .map(|r| vec![r])
-                .map_err(|e| e.to_error()),
-            ApprovalCommand::Deny { id, reason } => self
-                .approvals
-                .decide(caller, id, Verdict::Denied, reason)
-                .await
-                .map(|r| vec![r])
-                .map_err(|e| e.to_error()),
+            ApprovalCommand::Grant { id, reason } => {
+                self.decide(caller, id, Verdict::Granted, reason).await
+            }
+            ApprovalCommand::Deny { id, reason } => {
+                self.decide(caller, id, Verdict::Denied, reason).await
+            }
         };
         match answer {
             Ok(requests) => {
@@ -144,6 +135,20 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    async fn decide(
+        &self,
+        caller: &Arc<Caller>,
+        id: u64,
+        verdict: Verdict,
+        reason: Option<String>,
+    ) -> Result<Vec<ApprovalRequest>, McpError> {
+        self.approvals
+            .decide(caller, id, verdict, reason)
+            .await
+            .map(|r| vec![r])
+            .map_err(|e| e.to_error())
+    }
+
     /// The live view: a snapshot now, then one after each change. Ends
     /// when the client leaves (the tunnel drops the stream).
     fn watch_approvals(self: &Arc<Self>, caller: &Arc<Caller>) -> Reply {

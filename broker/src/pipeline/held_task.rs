@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bytes::Bytes;
 use futures::StreamExt;
 use hoop_proto::McpHeaders;
 use serde::{Deserialize, Serialize};
@@ -30,7 +29,6 @@ use crate::audit::{Exchange, RequestFacts};
 use crate::identity::{now_unix, Caller, IdentityKind};
 use crate::mcp::error::{codes, McpError};
 use crate::mcp::message::McpMessage;
-use crate::mcp::server::ServerMessage;
 use crate::policy::Decision;
 use crate::store::BrokerStore;
 
@@ -397,7 +395,6 @@ impl Pipeline {
         let mut created = task.wire(false);
         created["resultType"] = json!("task");
         let body = json!({"jsonrpc": "2.0", "id": msg.id, "result": created});
-        let bytes = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
         let facts = RequestFacts {
             caller,
             target: &target.name,
@@ -407,18 +404,17 @@ impl Pipeline {
         };
         // The answer is recorded before it goes; unrecorded, the task is
         // not handed out and its request waits on for a later call.
-        if let Err(e) = self
-            .audit
-            .response(&facts, &ServerMessage::parse(bytes.clone()), &bytes, None)
-            .await
-        {
-            // Stored already: ended there too, so a restart does not run a
-            // task nobody was given.
-            task.fail(&e);
-            let _ = self.held_tasks.persist(&task).await;
-            self.held_tasks.lock().remove(&task.id);
-            return Reply::error(&e, msg.id.as_ref());
-        }
+        let bytes = match self.own_answer(&facts, &body).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // Stored already: ended there too, so a restart does not
+                // run a task nobody was given.
+                task.fail(&e);
+                let _ = self.held_tasks.persist(&task).await;
+                self.held_tasks.lock().remove(&task.id);
+                return Reply::error(&e, msg.id.as_ref());
+            }
+        };
         let driver = TaskDriver {
             pipeline: self.clone(),
             call: HeldCall {
@@ -507,15 +503,10 @@ impl Pipeline {
             Ok(result) => json!({"jsonrpc": "2.0", "id": msg.id, "result": result}),
             Err(e) => e.to_response(msg.id.as_ref()),
         };
-        let bytes = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
-        if let Err(e) = self
-            .audit
-            .response(&facts, &ServerMessage::parse(bytes.clone()), &bytes, None)
-            .await
-        {
-            return Some(Reply::error(&e, msg.id.as_ref()));
-        }
-        Some(json_reply(200, bytes))
+        Some(match self.own_answer(&facts, &body).await {
+            Ok(bytes) => json_reply(200, bytes),
+            Err(e) => Reply::error(&e, msg.id.as_ref()),
+        })
     }
 }
 

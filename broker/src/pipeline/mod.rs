@@ -444,8 +444,6 @@ impl Pipeline {
         if msg.is_method("server/discover") && session.is_none() {
             if let Revision::HandshakeOnly { status, error } = target.revision() {
                 let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": error});
-                let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
-                let answer = ServerMessage::parse(body.clone());
                 let facts = RequestFacts {
                     caller,
                     target: &target.name,
@@ -453,10 +451,10 @@ impl Pipeline {
                     session: None,
                     msg: &msg,
                 };
-                if let Err(e) = self.audit.response(&facts, &answer, &body, None).await {
-                    return Reply::error(&e, id.as_ref());
-                }
-                return json_reply(status, body);
+                return match self.own_answer(&facts, &body).await {
+                    Ok(bytes) => json_reply(status, bytes),
+                    Err(e) => Reply::error(&e, id.as_ref()),
+                };
             }
         }
         let opens_session = msg.is_method("initialize") && session.is_none();
@@ -704,6 +702,21 @@ impl Pipeline {
                     .await;
             }
         }
+    }
+}
+
+impl Pipeline {
+    /// An answer the broker gives in the upstream's place (a refusal the
+    /// upstream already taught it, one of its own tasks), recorded as the
+    /// exchange's response before it goes: its bytes, or why the log could
+    /// not take it.
+    async fn own_answer(&self, facts: &RequestFacts<'_>, body: &Value) -> Result<Bytes, McpError> {
+        // Serializing a Value into a Vec cannot fail.
+        let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+        self.audit
+            .response(facts, &ServerMessage::parse(bytes.clone()), &bytes, None)
+            .await?;
+        Ok(bytes)
     }
 }
 
