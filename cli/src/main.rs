@@ -8,12 +8,15 @@ use hoop_cli::commands::{
     whoami,
 };
 
+/// `hoop --help`: what to type first, and where to read on.
+const EXAMPLES: &str = "Examples:\n  hoop demo                                   # everything local: broker, demo server, endpoint\n  hoop connect mcp payments --port 8931       # serve target payments on 127.0.0.1:8931/mcp\n  hoop connect mcp payments --stdio           # for clients that launch a command\n  hoop login                                  # sign in with the profile's identity provider\n  hoop whoami                                 # who the stored login says you are\n  hoop exec mcp payments --tool get_customer --args '{\"customer_id\":\"c-1001\"}'\n  hoop audit search --user alice --since 1h   # who ran which call (audit readers)\n  hoop approve                                # decide calls held for approval\n\nWith --json, a failure is one JSON object on stdout too:\n  {\"error\": {\"code\": NAME, \"exit_code\": N, \"message\": TEXT, \"hint\": TEXT or null}}\nDocs: docs/cli.md (flags, profiles, exit codes), docs/certificates.md (trusting the broker)";
+
 #[derive(Parser)]
 #[command(
     name = "hoop",
     version,
     about = "Reach MCP servers through the hoop broker: identity, policy and a tamper-evident audit record on every call",
-    after_help = "Examples:\n  hoop demo                                   # everything local: broker, demo server, endpoint\n  hoop connect mcp payments --port 8931       # serve target payments on 127.0.0.1:8931/mcp\n  hoop connect mcp payments --stdio           # for clients that launch a command\n  hoop login                                  # sign in with the profile's identity provider\n  hoop whoami                                 # who the stored login says you are\n  hoop exec mcp payments --tool get_customer --args '{\"customer_id\":\"c-1001\"}'\n  hoop audit search --user alice --since 1h   # who ran which call (audit readers)\n\nExit codes:\n  0 ok   1 failure   2 usage or configuration error   3 authentication failed\n  4 broker unreachable   5 denied by policy   6 the tool reported an error (exec)\n  7 an approver denied the call (exec)   8 the approval expired or --wait ran out (exec)"
+    after_help = format!("{EXAMPLES}\n\n{}", commands::exit::help()),
 )]
 struct Cli {
     /// Log filter for messages on stderr (e.g. info, debug).
@@ -62,6 +65,42 @@ enum Command {
     Completion { shell: clap_complete::Shell },
 }
 
+impl Command {
+    /// Whether the command was asked for JSON output, so a failure is
+    /// reported as JSON too.
+    fn json(&self) -> bool {
+        use approve::ApproveCommand as A;
+        use audit::AuditCommand as U;
+        match self {
+            Self::Connect(a) => a.json,
+            Self::Targets(a) => a.json,
+            Self::Exec(a) => a.json,
+            Self::Demo(a) => a.json,
+            Self::Login(a) => a.json,
+            Self::Whoami(a) => a.json,
+            Self::Approve(a) => matches!(
+                a.command,
+                Some(
+                    A::List { json: true, .. }
+                        | A::Show { json: true, .. }
+                        | A::Grant { json: true, .. }
+                        | A::Deny { json: true, .. }
+                )
+            ),
+            Self::Audit(a) => matches!(
+                a.command,
+                U::Search { json: true, .. }
+                    | U::Replay { json: true, .. }
+                    | U::Verify { json: true, .. }
+                    | U::Key { json: true, .. }
+            ),
+            Self::DemoServer(_) | Self::Logout(_) | Self::Auth(_) | Self::Completion { .. } => {
+                false
+            }
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Completion { shell } = cli.command {
@@ -90,6 +129,7 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
+    let json = cli.command.json();
     let result = rt.block_on(async {
         match cli.command {
             Command::Connect(a) => connect::run(a).await,
@@ -109,9 +149,9 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::from(exit::OK),
-        Err(commands::CommandError { code, error }) => {
-            eprintln!("hoop: {error:#}");
-            ExitCode::from(code)
+        Err(e) => {
+            e.report(json);
+            ExitCode::from(e.code)
         }
     }
 }

@@ -220,8 +220,9 @@ pub struct ConnectionArgs {
     /// Profile in config.toml to act as (env HOOP_PROFILE).
     #[arg(long, env = "HOOP_PROFILE")]
     pub profile: Option<String>,
-    /// PEM file of the CA that signed the broker's certificate (env HOOP_CA_FILE).
-    #[arg(long, env = "HOOP_CA_FILE")]
+    /// PEM file of the CA that signed the broker's certificate, or of the
+    /// broker's own self-signed certificate (env HOOP_CA_FILE).
+    #[arg(long, env = "HOOP_CA_FILE", conflicts_with = "pin")]
     pub ca_file: Option<PathBuf>,
     /// Trust exactly this broker certificate: sha256:<hex> (env HOOP_PIN).
     #[arg(long, env = "HOOP_PIN")]
@@ -279,12 +280,17 @@ impl ConnectionArgs {
             anyhow::anyhow!("no broker address: pass --broker HOST:PORT, set HOOP_BROKER, or add broker = \"…\" to a profile (against a running `hoop demo`: --profile demo)")
         })?;
         let addr = resolve_addr(&broker)?;
-        let trust = if let Some(pin) = self.pin.clone().or(profile.pin) {
-            Trust::Pin(pin)
-        } else if let Some(ca) = self.ca_file.clone().or(profile.ca_file) {
-            Trust::CaFile(ca)
-        } else {
-            anyhow::bail!("no way to trust the broker: pass --pin sha256:… or --ca-file FILE (or set them in a profile)");
+        // Flags (and their environment variables) beat the profile as a
+        // whole: `--ca-file` replaces a profile's `pin`, not only its
+        // `ca_file`.
+        let trust = match (&self.pin, &self.ca_file, profile.pin, profile.ca_file) {
+            (Some(pin), _, _, _) => Trust::Pin(pin.clone()),
+            (None, Some(ca), _, _) => Trust::CaFile(ca.clone()),
+            (None, None, Some(pin), _) => Trust::Pin(pin),
+            (None, None, None, Some(ca)) => Trust::CaFile(ca),
+            (None, None, None, None) => anyhow::bail!(
+                "no way to trust the broker: pass --pin sha256:… (the broker prints its fingerprint at start) or --ca-file FILE (or set pin or ca_file in a profile); see docs/certificates.md"
+            ),
         };
         let env_token = std::env::var("HOOP_TOKEN").ok();
         let login_profile = profile_name.as_deref().unwrap_or(DEFAULT_PROFILE);
@@ -294,6 +300,7 @@ impl ConnectionArgs {
             .or(profile.resource.clone())
             .unwrap_or_else(|| "hoop-broker".into());
         let token = token_source(
+            login_profile,
             self.token_file.clone(),
             env_token,
             github_actions(&audience),
@@ -390,6 +397,7 @@ fn default_server_name(broker: &str, trust: &Trust) -> String {
 /// given, since it may touch the OS keyring). An explicit file beats an
 /// ambient variable; the file is read on connect.
 fn token_source(
+    profile: &str,
     flag_file: Option<PathBuf>,
     env_token: Option<String>,
     ci: Option<TokenSource>,
@@ -413,7 +421,10 @@ fn token_source(
     if let Some(session) = login()? {
         return Ok(session);
     }
-    anyhow::bail!("no token: run `hoop login` (or pass --token-file / set HOOP_TOKEN)")
+    Err(AuthError::NotLoggedIn {
+        profile: profile.to_owned(),
+    }
+    .into())
 }
 
 /// Inside a GitHub Actions job with `permissions: id-token: write`, the
@@ -453,29 +464,42 @@ mod tests {
         let unasked = || -> Result<Option<TokenSource>, AuthError> {
             panic!("the login store must not be opened when a token is given")
         };
-        let t = token_source(flag.clone(), env.clone(), None, profile.clone(), unasked).unwrap();
+        let t = token_source(
+            "p",
+            flag.clone(),
+            env.clone(),
+            None,
+            profile.clone(),
+            unasked,
+        )
+        .unwrap();
         assert_eq!(file(&t), Some("/flag.token".as_ref()));
 
-        let t = token_source(None, env.clone(), None, profile.clone(), unasked).unwrap();
+        let t = token_source("p", None, env.clone(), None, profile.clone(), unasked).unwrap();
         assert!(matches!(&t, TokenSource::Static(s) if s == "from-env"));
 
-        let t = token_source(None, Some("  \n".into()), None, profile.clone(), unasked).unwrap();
+        let t = token_source(
+            "p",
+            None,
+            Some("  \n".into()),
+            None,
+            profile.clone(),
+            unasked,
+        )
+        .unwrap();
         assert_eq!(file(&t), Some("/profile.token".as_ref()));
 
-        let t = token_source(None, None, None, profile, unasked).unwrap();
+        let t = token_source("p", None, None, None, profile, unasked).unwrap();
         assert_eq!(file(&t), Some("/profile.token".as_ref()));
 
-        let t = token_source(None, None, None, None, || {
+        let t = token_source("p", None, None, None, None, || {
             Ok(Some(TokenSource::Static("l".into())))
         });
         assert!(matches!(t, Ok(TokenSource::Static(s)) if s == "l"));
 
-        let e = token_source(None, None, None, None, || Ok(None)).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "no token: run `hoop login` (or pass --token-file / set HOOP_TOKEN)"
-        );
-        assert!(token_source(None, Some(" ".into()), None, None, || Ok(None)).is_err());
+        let e = token_source("p", None, None, None, None, || Ok(None)).unwrap_err();
+        assert_eq!(e.to_string(), "not logged in (profile p)");
+        assert!(token_source("p", None, Some(" ".into()), None, None, || Ok(None)).is_err());
     }
 
     #[test]

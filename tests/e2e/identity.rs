@@ -28,7 +28,7 @@ async fn open_control(
     Frame,
 ) {
     let mut endpoint = quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).unwrap();
-    endpoint.set_default_client_config(client_config(&Trust::Pin(broker.pin.clone())).unwrap());
+    endpoint.set_default_client_config(client_config(&Trust::Pin(broker.pin.clone())).unwrap().0);
     let conn = endpoint
         .connect(broker.addr.parse().unwrap(), "localhost")
         .unwrap()
@@ -253,9 +253,13 @@ fn trusted_tokens_are_accepted_and_each_bad_one_is_refused_with_its_reason() {
             broker.proc.stderr()
         );
     }
-    // A 1 MiB token never reaches the verifier: the Hello itself is too big.
+    // A 1 MiB token never reaches the verifier: the Hello itself is too
+    // big, and the client is told that its token is the problem.
     match hello(&broker, &huge) {
-        Frame::ControlError(e) => assert_eq!(e.code, ErrorCode::MALFORMED_FRAME, "{e:?}"),
+        Frame::ControlError(e) => {
+            assert_eq!(e.code, ErrorCode::UNAUTHENTICATED, "{e:?}");
+            assert!(e.message.contains("token is too large"), "{e:?}");
+        }
         other => panic!("1 MiB token: expected a refusal, got {other:?}"),
     }
     assert!(logged(&broker, "authentication failed: unreadable Hello"));

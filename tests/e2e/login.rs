@@ -271,6 +271,11 @@ fn a_denied_sign_in_exits_3_and_says_so() {
         "{stderr}"
     );
     assert!(!env.token_file().exists());
+    // …and what to do next.
+    assert!(
+        stderr.contains("hint: if you denied it, run `hoop login` again"),
+        "{stderr}"
+    );
     let who = env.run(&["whoami"]);
     assert_eq!(who.status, Some(3), "{}", who.stderr);
 }
@@ -287,6 +292,21 @@ fn a_profile_issuer_that_differs_from_discovery_is_refused() {
     assert!(out.stderr.contains("wrong issuer"), "{}", out.stderr);
     assert!(out.stderr.contains(&issuer), "{}", out.stderr);
     assert!(!out.stderr.contains("To sign in"), "{}", out.stderr);
+
+    // The provider reached at a URL where it is not (404 at discovery) is
+    // a configuration error, as a wrong issuer is, not "unreachable".
+    let out = env.run(&[
+        "login",
+        "--no-browser",
+        "--issuer",
+        &format!("{issuer}/no-such-realm"),
+    ]);
+    assert_eq!(out.status, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("404") && out.stderr.contains("fix `issuer`"),
+        "{}",
+        out.stderr
+    );
 
     // An unreachable provider is exit 4.
     let out = env.run(&["login", "--no-browser", "--issuer", "http://127.0.0.1:9"]);
@@ -328,11 +348,47 @@ fn logout_revokes_at_the_provider_and_wipes_locally() {
     let v: Value = resp.json().unwrap();
     assert_eq!(v["error"], "invalid_grant", "{v}");
 
+    // One condition, one message, one code, one hint that keeps the
+    // profile: whoami, exec and auth token agree.
     let who = env.run(&["whoami"]);
     assert_eq!(who.status, Some(3), "{}", who.stderr);
-    assert!(who.stderr.contains("not logged in"), "{}", who.stderr);
+    let said = "hoop: not logged in (profile dev)\nhint: run `hoop login --profile dev`";
+    assert!(who.stderr.contains(said), "{}", who.stderr);
+    let exec = env.run(&[
+        "exec",
+        "mcp",
+        "demo",
+        "--tool",
+        "echo",
+        "--broker",
+        "127.0.0.1:9",
+        "--pin",
+        &format!("sha256:{}", "0".repeat(64)),
+    ]);
+    assert_eq!(exec.status, Some(3), "{}", exec.stderr);
+    assert!(exec.stderr.contains(said), "{}", exec.stderr);
     let token = env.run(&["auth", "token"]);
     assert_eq!(token.status, Some(3), "{}", token.stderr);
+    assert!(token.stderr.contains(said), "{}", token.stderr);
+    // With --json, the failure is JSON on stdout too.
+    let who = env.run(&["whoami", "--json"]);
+    assert_eq!(who.status, Some(3), "{}", who.stderr);
+    let e = &json_of(&who)["error"];
+    assert_eq!(e["code"], "auth_failed", "{e}");
+    assert_eq!(e["exit_code"], 3, "{e}");
+    assert_eq!(e["message"], "not logged in (profile dev)", "{e}");
+    assert!(
+        e["hint"].as_str().unwrap().contains("hoop login --profile dev"),
+        "{e}"
+    );
+    // A profile that is not in config.toml says which ones are.
+    let typo = env.run(&["whoami", "--profile", "typo"]);
+    assert_eq!(typo.status, Some(2), "{}", typo.stderr);
+    assert!(
+        typo.stderr.contains("no profile \"typo\"") && typo.stderr.contains("dev"),
+        "{}",
+        typo.stderr
+    );
 
     // Logging out again is fine.
     let again = env.run(&["logout"]);
@@ -547,6 +603,17 @@ fn without_a_reachable_keyring_login_falls_back_to_the_file_and_says_so_once() {
     assert_eq!(v["token_store"], file.as_str(), "{v}");
     // Said once, at login; later commands stay quiet about it.
     assert!(!who.stderr.contains("no OS keyring"), "{}", who.stderr);
+
+    // Signing in again: hoop says whose session it replaces, and does not
+    // repeat the note about the file store (once per store, as promised).
+    let (code, _, stderr) = env.login("alice", false);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("Profile dev is logged in as alice")
+            && stderr.contains("signing in again replaces that session"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("no OS keyring"), "{stderr}");
 }
 
 /// A login kept in the OS keyring cannot be wiped while the keyring cannot

@@ -14,6 +14,7 @@ mod conformance;
 mod demo;
 mod exec;
 mod failures;
+mod first_use;
 mod identity;
 mod login;
 mod masking;

@@ -30,8 +30,11 @@ async fn fixture() -> Fixture {
         .await
         .unwrap();
     let mut endpoint = quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).unwrap();
-    endpoint
-        .set_default_client_config(client_config(&Trust::Pin(broker.fingerprint.clone())).unwrap());
+    endpoint.set_default_client_config(
+        client_config(&Trust::Pin(broker.fingerprint.clone()))
+            .unwrap()
+            .0,
+    );
     Fixture {
         broker,
         _dir: dir,

@@ -24,6 +24,8 @@ pub mod codes {
     /// hoop: a task id or request state presented by an identity it was
     /// not issued to (or one the broker never saw issued).
     pub const HANDLE_NOT_YOURS: i64 = -32055;
+    /// hoop: the broker has no target of the name the client asked for.
+    pub const UNKNOWN_TARGET: i64 = -32056;
     /// hoop: the call needs an approver's decision.
     pub const APPROVAL_REQUIRED: i64 = -32040;
     /// hoop: a policy rule denied the call.

@@ -250,7 +250,7 @@ impl Pipeline {
             let e = McpError {
                 http_status: 404,
                 ..McpError::new(
-                    codes::INVALID_PARAMS,
+                    codes::UNKNOWN_TARGET,
                     format!(
                         "no target named {:?} on this broker; targets: {}",
                         open.target,

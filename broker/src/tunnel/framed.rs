@@ -55,6 +55,13 @@ impl FrameReader {
         }
     }
 
+    /// The type byte of the frame waiting in the buffer, when its length
+    /// prefix and type have arrived: what a frame refused as too large
+    /// claimed to be.
+    pub fn buffered_frame_type(&self) -> Option<u8> {
+        self.buf.get(4).copied()
+    }
+
     pub fn into_inner(self) -> quinn::RecvStream {
         self.recv
     }

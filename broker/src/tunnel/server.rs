@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use hoop_proto::{
-    CloseCode, CloseStream, ControlError, ErrorCode, Frame, McpMessage, StreamKind, Welcome,
+    frame_type, CloseCode, CloseStream, ControlError, DecodeError, ErrorCode, Frame, McpMessage,
+    StreamKind, Welcome,
 };
 
 use super::framed::{FrameError, FrameReader, FrameWriter};
@@ -192,9 +193,20 @@ impl TunnelServer {
                     .audit()
                     .auth_failure(remote, "", None, &format!("unreadable Hello: {e}"))
                     .await;
-                let _ = writer
-                    .send(&refuse(ErrorCode::MALFORMED_FRAME, format!("{e}")))
-                    .await;
+                let refusal = match &e {
+                    // A Hello over the limit: the token is what is too big,
+                    // and the client is told so (it is its own token).
+                    FrameError::Decode(DecodeError::FrameTooLarge { len, max })
+                        if reader.buffered_frame_type() == Some(frame_type::HELLO) =>
+                    {
+                        refuse(
+                            ErrorCode::UNAUTHENTICATED,
+                            format!("authentication failed: the token is too large (the Hello frame that carries it is {len} bytes; this broker reads at most {max})"),
+                        )
+                    }
+                    _ => refuse(ErrorCode::MALFORMED_FRAME, format!("{e}")),
+                };
+                let _ = writer.send(&refusal).await;
                 return close(conn, writer).await;
             }
             _ => return close(conn, writer).await,

@@ -38,9 +38,16 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<ProviderMe
         .await
         .map_err(|e| AuthError::Unreachable(format!("{url}: {}", error_chain(&e))))?;
     let status = resp.status();
+    // A 4xx is the provider reached at a wrong URL: fixing the issuer, not
+    // retrying, is what helps. A 5xx is the provider in trouble.
+    if status.is_client_error() {
+        return Err(AuthError::Config(format!(
+            "{url} answered HTTP {status}: no OpenID provider there; fix `issuer` in the profile (or --issuer) to the provider's exact issuer URL"
+        )));
+    }
     if !status.is_success() {
         return Err(AuthError::Unreachable(format!(
-            "{url} answered HTTP {status}; is the issuer URL right?"
+            "{url} answered HTTP {status}"
         )));
     }
     let body = resp
@@ -48,8 +55,8 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<ProviderMe
         .await
         .map_err(|e| AuthError::Unreachable(format!("{url}: {}", error_chain(&e))))?;
     let meta: ProviderMetadata = serde_json::from_slice(&body).map_err(|e| {
-        AuthError::Unreachable(format!(
-            "{url} is not an OpenID discovery document ({e}); is the issuer URL right?"
+        AuthError::Config(format!(
+            "{url} is not an OpenID discovery document ({e}); fix `issuer` in the profile (or --issuer) to the provider's exact issuer URL"
         ))
     })?;
     check(issuer, meta, &url)

@@ -49,8 +49,10 @@ pub enum AuthError {
     },
     #[error("cannot reach the identity provider: {0}")]
     Unreachable(String),
-    #[error("not logged in{0}: run `hoop login`")]
-    NotLoggedIn(String),
+    /// No token of any kind for this profile: no `hoop login`, no token
+    /// file, no `HOOP_TOKEN`.
+    #[error("not logged in (profile {profile})")]
+    NotLoggedIn { profile: String },
     /// The provider answered but refused (e.g. a refresh token that was
     /// revoked or expired).
     #[error("{0}")]
@@ -71,9 +73,26 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// The next step, where the message does not already say it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::NotLoggedIn { profile } => Some(format!(
+                "run `{}`, or pass --token-file FILE / set HOOP_TOKEN",
+                login_command(profile)
+            )),
+            Self::Denied => Some(
+                "if you denied it, run `hoop login` again and approve the code; if the identity provider refused you, ask its administrators to give you access to the hoop-cli client".into(),
+            ),
+            Self::Unreachable(_) => Some(
+                "check the issuer URL (--issuer or the profile's issuer) and that this machine can reach it".into(),
+            ),
+            _ => None,
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Denied | Self::Expired | Self::NotLoggedIn(_) | Self::Rejected(_) => {
+            Self::Denied | Self::Expired | Self::NotLoggedIn { .. } | Self::Rejected(_) => {
                 exit::AUTH_FAILED
             }
             Self::WrongIssuer { .. } | Self::Config(_) => exit::USAGE,
@@ -87,8 +106,19 @@ impl From<AuthError> for CommandError {
     fn from(e: AuthError) -> Self {
         Self {
             code: e.exit_code(),
+            hint: e.hint(),
             error: e.into(),
+            details: serde_json::Map::new(),
         }
+    }
+}
+
+/// `hoop login`, with `--profile NAME` unless it is the default profile.
+pub fn login_command(profile: &str) -> String {
+    if profile == crate::settings::DEFAULT_PROFILE {
+        "hoop login".into()
+    } else {
+        format!("hoop login --profile {profile}")
     }
 }
 
@@ -130,7 +160,11 @@ mod tests {
         assert_eq!(AuthError::Denied.exit_code(), 3);
         assert_eq!(AuthError::Expired.exit_code(), 3);
         assert_eq!(AuthError::Unreachable("x".into()).exit_code(), 4);
-        assert_eq!(AuthError::NotLoggedIn(String::new()).exit_code(), 3);
+        let not_in = AuthError::NotLoggedIn {
+            profile: "typo".into(),
+        };
+        assert_eq!(not_in.exit_code(), 3);
+        assert!(not_in.hint().unwrap().contains("hoop login --profile typo"));
         assert_eq!(
             AuthError::WrongIssuer {
                 configured: "a".into(),

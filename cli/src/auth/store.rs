@@ -143,6 +143,18 @@ impl TokenStore {
         &self.profile
     }
 
+    /// Whether the "no OS keyring" note is news here: true the first time
+    /// it is asked in this store (a marker file beside the tokens records
+    /// that it was said), so a person reads it once, not at every login.
+    pub fn first_file_note(&self) -> bool {
+        let marker = self.dir.join(".file-store-noted");
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        // Any error but "already there" says the note again: better twice
+        // than never.
+        !matches!(opts.open(&marker), Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists)
+    }
+
     /// The fallback file of this profile.
     pub fn file_path(&self) -> PathBuf {
         self.dir.join(format!("{}.json", self.profile))

@@ -30,6 +30,9 @@ pub struct ApproveArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum ApproveCommand {
     /// Requests waiting for a decision that you may make, and your own.
+    #[command(
+        after_help = "Examples:\n  hoop approve list\n  hoop approve list --all --json | jq 'select(.state == \"pending\")'"
+    )]
     List {
         /// Recent finished requests too (approved, denied, expired, used).
         #[arg(long)]
@@ -42,6 +45,7 @@ pub enum ApproveCommand {
     },
     /// One request in full: the arguments (masked), their digest, the
     /// rule, the tool's fingerprint, the decisions so far.
+    #[command(after_help = "Examples:\n  hoop approve show 42\n  hoop approve show 42 --json")]
     Show {
         /// The request's number (`#42` in `hoop approve list`).
         id: u64,
@@ -51,6 +55,9 @@ pub enum ApproveCommand {
         connection: ConnectionArgs,
     },
     /// Grant a request: with the rule's quorum met, the held call runs (once, or for the rule's window).
+    #[command(
+        after_help = "Examples:\n  hoop approve grant 42\n  hoop approve grant 42 --reason \"change CHG-1234\" --profile work"
+    )]
     Grant {
         id: u64,
         /// Why (recorded in the audit log).
@@ -62,6 +69,7 @@ pub enum ApproveCommand {
         connection: ConnectionArgs,
     },
     /// Deny a request: the held call is refused with your reason.
+    #[command(after_help = "Examples:\n  hoop approve deny 42 --reason \"not during the freeze\"")]
     Deny {
         id: u64,
         /// Why: the requester reads it (required).
@@ -77,12 +85,9 @@ pub enum ApproveCommand {
 pub async fn run(args: ApproveArgs) -> Result<(), CommandError> {
     let Some(command) = args.command else {
         if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-            return Err(CommandError {
-                code: exit::USAGE,
-                error: anyhow::anyhow!(
+            return Err(CommandError::new(exit::USAGE, anyhow::anyhow!(
                     "the live view needs a terminal; in scripts use `hoop approve list --json`, `grant ID` or `deny ID --reason R`"
-                ),
-            });
+                )));
         }
         let resolved = args
             .connection
@@ -146,12 +151,12 @@ pub async fn run(args: ApproveArgs) -> Result<(), CommandError> {
             connection,
         } => {
             if reason.trim().is_empty() {
-                return Err(CommandError {
-                    code: exit::USAGE,
-                    error: anyhow::anyhow!(
+                return Err(CommandError::new(
+                    exit::USAGE,
+                    anyhow::anyhow!(
                         "a denial needs a reason the requester can read: --reason TEXT"
                     ),
-                });
+                ));
             }
             let command = ApprovalCommand::Deny {
                 id,
@@ -208,7 +213,7 @@ fn answered(lines: &[Bytes]) -> Result<Vec<ApprovalRequest>, CommandError> {
         let v: Value = serde_json::from_slice(line)
             .map_err(|e| anyhow::anyhow!("the broker sent something that is not JSON: {e}"))?;
         if let Some(e) = v.get("error") {
-            return Err(refusal(e));
+            return Err(super::broker_refusal(e));
         }
         out.push(
             serde_json::from_value(v)
@@ -216,24 +221,6 @@ fn answered(lines: &[Bytes]) -> Result<Vec<ApprovalRequest>, CommandError> {
         );
     }
     Ok(out)
-}
-
-/// The broker's refusal as the exit code the help promises.
-pub fn refusal(e: &Value) -> CommandError {
-    let code = e.get("code").and_then(Value::as_i64);
-    let message = e
-        .get("message")
-        .and_then(Value::as_str)
-        .unwrap_or("refused");
-    CommandError {
-        code: match code {
-            Some(-32041) => exit::DENIED,
-            Some(-32053 | -32054) => exit::AUTH_FAILED,
-            Some(-32602 | -32600) => exit::USAGE,
-            _ => exit::FAILURE,
-        },
-        error: anyhow::anyhow!("{message}"),
-    }
 }
 
 fn print_json(requests: &[ApprovalRequest]) {

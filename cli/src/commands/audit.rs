@@ -27,6 +27,9 @@ pub struct AuditArgs {
 pub enum AuditCommand {
     /// Events matching every filter given, oldest first (page on with
     /// --after, as the note on stderr says when more match).
+    #[command(
+        after_help = "Examples:\n  hoop audit search --user alice --since 1h\n  hoop audit search --target payments --tool get_customer --since 2026-12-01\n  hoop audit search --decision deny --json | jq .actor.subject"
+    )]
     Search {
         #[command(flatten)]
         filters: SearchFlags,
@@ -37,6 +40,9 @@ pub enum AuditCommand {
         connection: ConnectionArgs,
     },
     /// The timeline of one exchange or one MCP session.
+    #[command(
+        after_help = "Examples:\n  hoop audit replay 5f0c2a1b00000007      # an exchange id from `hoop audit search`\n  hoop audit replay 9b1e…                 # an MCP session id: the whole session\n  hoop audit replay 5f0c2a1b00000007 --json"
+    )]
     Replay {
         /// An exchange id or an MCP session id (from `search`).
         id: String,
@@ -48,6 +54,9 @@ pub enum AuditCommand {
     },
     /// Events with the checkpoints and proofs they need, to a file that
     /// verifies on its own (`--format jsonl`), or as OCSF API Activity.
+    #[command(
+        after_help = "Examples:\n  hoop audit export --since 2026-12-01 --out dec.jsonl\n  hoop audit export --since 7d --format ocsf --out week.ocsf.jsonl\n  hoop audit verify dec.jsonl --key \"$(hoop audit key)\"    # then check it offline"
+    )]
     Export {
         #[command(flatten)]
         export: ExportFlags,
@@ -56,6 +65,9 @@ pub enum AuditCommand {
     },
     /// Prove an export unaltered (FILE, offline: no broker), or have the
     /// broker check its whole log (no FILE).
+    #[command(
+        after_help = "Examples:\n  hoop audit verify dec.jsonl --key \"$(hoop audit key)\"\n  hoop audit verify dec.jsonl --key OLD_KEY --key NEW_KEY   # across a key rotation\n  hoop audit verify                    # the broker checks its whole log\n\nExit codes: 0 verified, 1 verification failed, 2 usage, 3 authentication failed,\n4 broker unreachable, 5 not allowed to read the log"
+    )]
     Verify {
         /// An export written by `hoop audit export --format jsonl`.
         file: Option<PathBuf>,
@@ -70,6 +82,7 @@ pub enum AuditCommand {
         connection: ConnectionArgs,
     },
     /// The broker's audit verifier key (`name+id+base64`).
+    #[command(after_help = "Examples:\n  hoop audit key > broker.vkey\n  hoop audit key --json")]
     Key {
         /// The key and its origin as JSON.
         #[arg(long)]
@@ -98,12 +111,9 @@ pub async fn run(args: AuditArgs) -> Result<(), CommandError> {
         } => {
             let lines = ask(&connection, &AuditRequest::Replay { id: id.clone() }).await?;
             if lines.is_empty() && !json {
-                return Err(CommandError {
-                    code: exit::FAILURE,
-                    error: anyhow::anyhow!(
+                return Err(CommandError::new(exit::FAILURE, anyhow::anyhow!(
                         "no exchange or session {id:?} in the audit log (ids come from `hoop audit search`)"
-                    ),
-                });
+                    )));
             }
             print_events(&lines, json, view::timeline)
         }
@@ -146,10 +156,10 @@ pub async fn run(args: AuditArgs) -> Result<(), CommandError> {
             if report["ok"] == Value::Bool(true) {
                 Ok(())
             } else {
-                Err(CommandError {
-                    code: exit::FAILURE,
-                    error: anyhow::anyhow!("the audit log does not verify"),
-                })
+                Err(CommandError::new(
+                    exit::FAILURE,
+                    anyhow::anyhow!("the audit log does not verify"),
+                ))
             }
         }
         AuditCommand::Key { json, connection } => {
@@ -169,10 +179,7 @@ pub async fn run(args: AuditArgs) -> Result<(), CommandError> {
 }
 
 fn usage(message: String) -> CommandError {
-    CommandError {
-        code: exit::USAGE,
-        error: anyhow::anyhow!(message),
-    }
+    CommandError::new(exit::USAGE, anyhow::anyhow!(message))
 }
 
 /// Offline: no broker, no network; the key decides.
@@ -210,16 +217,16 @@ fn verify_file(file: &std::path::Path, keys: &[String], json: bool) -> Result<()
             } else {
                 println!("FAIL {e}");
             }
-            Err(CommandError {
-                code: exit::FAILURE,
-                error: anyhow::anyhow!(
+            Err(CommandError::new(
+                exit::FAILURE,
+                anyhow::anyhow!(
                     "{} does not verify{}",
                     file.display(),
                     e.seq
                         .map(|s| format!(": first bad event is seq {s}"))
                         .unwrap_or_default()
                 ),
-            })
+            ))
         }
     }
 }
@@ -234,20 +241,7 @@ async fn ask(connection: &ConnectionArgs, req: &AuditRequest) -> Result<Vec<Byte
     for line in ends.into_iter().flatten() {
         if let Ok(v) = serde_json::from_slice::<Value>(line) {
             if let Some(e) = v.get("error") {
-                let code = e.get("code").and_then(Value::as_i64);
-                let message = e
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .or(e.as_str())
-                    .unwrap_or("refused");
-                return Err(CommandError {
-                    code: match code {
-                        Some(-32041) => exit::DENIED,
-                        Some(-32053 | -32054) => exit::AUTH_FAILED,
-                        _ => exit::FAILURE,
-                    },
-                    error: anyhow::anyhow!("{message}"),
-                });
+                return Err(super::broker_refusal(e));
             }
         }
     }

@@ -39,15 +39,18 @@ pub async fn run(args: AuthArgs) -> Result<(), CommandError> {
 }
 
 async fn token(args: TokenArgs) -> Result<(), CommandError> {
-    let (name, profile) = args.profile.select().map_err(|e| CommandError {
-        code: super::exit::USAGE,
-        error: e,
-    })?;
+    let (name, profile) = args
+        .profile
+        .select()
+        .map_err(|e| CommandError::new(super::exit::USAGE, e))?;
     let data_dir = settings::data_dir()?;
     let issuer = profile.issuer.clone();
     let session = tokio::task::spawn_blocking(move || {
-        LoginSession::open(&name, &data_dir, issuer.as_deref())
-            .and_then(|s| s.ok_or_else(|| AuthError::NotLoggedIn(format!(" (profile {name})"))))
+        LoginSession::open(&name, &data_dir, issuer.as_deref()).and_then(|s| {
+            s.ok_or_else(|| AuthError::NotLoggedIn {
+                profile: name.clone(),
+            })
+        })
     })
     .await
     .map_err(|e| AuthError::Store(e.to_string()))??;

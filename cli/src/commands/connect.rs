@@ -59,6 +59,7 @@ pub async fn run(args: ConnectArgs) -> Result<(), CommandError> {
         secret,
         Some(launch),
         args.json,
+        None,
     )
     .await
 }
@@ -101,6 +102,7 @@ pub async fn serve_http(
     secret: Option<String>,
     launch: Option<StdioLaunch>,
     json_out: bool,
+    extra: Option<serde_json::Value>,
 ) -> Result<(), CommandError> {
     let listener = local::http::bind(port).await?;
     let addr = listener.local_addr().map_err(anyhow::Error::from)?;
@@ -116,6 +118,7 @@ pub async fn serve_http(
         secret.as_deref(),
         launch.as_ref(),
         json_out,
+        extra,
     );
     let state = Arc::new(local::http::LocalHttp {
         tunnel,
@@ -134,6 +137,7 @@ fn print_endpoint(
     secret: Option<&str>,
     launch: Option<&StdioLaunch>,
     json_out: bool,
+    extra: Option<serde_json::Value>,
 ) {
     let name = format!("hoop-{target}");
     let headers = secret.map(|s| json!({"Authorization": format!("Bearer {s}")}));
@@ -142,10 +146,13 @@ fn print_endpoint(
     let claude =
         launch.map(|l| json!({"mcpServers": {&name: {"command": l.command, "args": l.args}}}));
     if json_out {
-        let out = json!({
+        let mut out = json!({
             "url": url, "target": target, "identity": who, "secret": secret,
             "config": {"vscode": vscode, "cursor": cursor, "claude_desktop": claude},
         });
+        if let (Some(o), Some(serde_json::Value::Object(more))) = (out.as_object_mut(), extra) {
+            o.extend(more);
+        }
         println!("{out}");
         return;
     }

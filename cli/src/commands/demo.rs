@@ -155,10 +155,51 @@ pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
                 profiles.join(", ")
             );
         }
+        // The identity features against the same broker, from a second
+        // terminal: the profiles carry all of this, and here it is spelled
+        // out for `--broker --pin --token-file` (and for other machines'
+        // habits, a token file per identity).
+        println!(
+            "broker: {} (QUIC), certificate pin {}",
+            broker.addr, broker.fingerprint
+        );
+        let tokens: Vec<String> = names
+            .iter()
+            .map(|n| format!("{n} {}", dir.join(format!("token-{n}")).display()))
+            .collect();
+        println!("tokens (valid while this demo runs): {}", tokens.join(", "));
+        println!(
+            "try, from another terminal:\n  hoop exec mcp demo --tool get_customer --args '{{\"customer_id\":\"c-1001\"}}' --profile demo\n  hoop connect mcp demo --port 8931 --broker {} --pin {} --token-file {}",
+            broker.addr,
+            broker.fingerprint,
+            dir.join(format!("token-{}", args.identity)).display()
+        );
     }
+    let extra = serde_json::json!({
+        "broker": {
+            "addr": broker.addr.to_string(),
+            "pin": broker.fingerprint,
+            "tokens": names
+                .iter()
+                .map(|n| (n.clone(), dir.join(format!("token-{n}")).display().to_string().into()))
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
+            "profiles": std::iter::once("demo".to_owned())
+                .chain(others.iter().map(|n| format!("demo-{n}")))
+                .collect::<Vec<_>>(),
+        }
+    });
     // No Claude Desktop snippet: a `hoop` it launched could not reach this
     // process's in-memory broker.
-    let result = super::connect::serve_http(tunnel, "demo", args.port, None, None, args.json).await;
+    let result = super::connect::serve_http(
+        tunnel,
+        "demo",
+        args.port,
+        None,
+        None,
+        args.json,
+        Some(extra),
+    )
+    .await;
     broker.shutdown().await;
     // The profiles pointed at this run; no demo answers there any more.
     let _ = std::fs::remove_file(dir.join("profile.toml"));

@@ -28,6 +28,7 @@ const APPROVAL_EXPIRED: i64 = -32043;
 const PROGRESS_TOKEN: &str = "hoop-exec";
 /// Where the broker marks what it says of approvals.
 const APPROVAL_META: &str = hoop_broker::approval::APPROVAL_META;
+const UNKNOWN_TARGET: i64 = -32056;
 const TOKEN_EXPIRED: i64 = -32053;
 const REVOKED: i64 = -32054;
 
@@ -63,10 +64,7 @@ pub struct ExecArgs {
 }
 
 fn usage(e: anyhow::Error) -> CommandError {
-    CommandError {
-        code: exit::USAGE,
-        error: e,
-    }
+    CommandError::new(exit::USAGE, e)
 }
 
 fn read_arguments(spec: &str) -> anyhow::Result<Value> {
@@ -103,8 +101,21 @@ pub async fn run(args: ExecArgs) -> Result<(), CommandError> {
         .resolve()
         .map_err(CommandError::unresolved)?;
     let tunnel = TunnelClient::connect(resolved.tunnel).await?;
+    let result = call_and_wait(&tunnel, &args, arguments).await;
+    // The broker sees the job leave now, not at its idle timeout: a CI job
+    // making many calls must not pile connections up there.
+    tunnel.close().await;
+    result
+}
+
+/// The call, asked again while its approval is pending, until `--wait`.
+async fn call_and_wait(
+    tunnel: &Arc<TunnelClient>,
+    args: &ExecArgs,
+    arguments: Value,
+) -> Result<(), CommandError> {
     let call = Call {
-        tunnel: &tunnel,
+        tunnel,
         target: &args.target,
         tool: &args.tool,
         arguments,
@@ -192,13 +203,10 @@ fn pending_approval(outcome: &Outcome) -> Option<u64> {
 
 fn still_pending(id: Option<u64>, wait: std::time::Duration) -> CommandError {
     let which = id.map_or("its approval".to_owned(), |id| format!("approval #{id}"));
-    CommandError {
-        code: exit::APPROVAL_EXPIRED,
-        error: anyhow::anyhow!(
+    CommandError::new(exit::APPROVAL_EXPIRED, anyhow::anyhow!(
             "the call still waits for {which} after --wait {}s; run the same command again to pick it up (or wait longer with --wait)",
             wait.as_secs()
-        ),
-    }
+        ))
 }
 
 /// One tools/call as exec makes it.
@@ -301,6 +309,7 @@ fn broker_refusal(code: i64) -> bool {
             | TOKEN_EXPIRED
             | REVOKED
             | UPSTREAM_UNAVAILABLE
+            | UNKNOWN_TARGET
     )
 }
 
@@ -456,45 +465,53 @@ fn tunnel_error(e: TunnelError) -> CommandError {
 }
 
 fn no_answer(method: &str) -> CommandError {
-    CommandError {
-        code: exit::FAILURE,
-        error: anyhow::anyhow!("the target sent no answer to {method}"),
-    }
+    CommandError::new(
+        exit::FAILURE,
+        anyhow::anyhow!("the target sent no answer to {method}"),
+    )
 }
 
 fn report(outcome: &Outcome, json: bool) -> Result<(), CommandError> {
     match outcome {
+        Outcome::Result(r) if r["isError"] == Value::Bool(true) => {
+            // With --json the result goes out once, inside the error object.
+            if !json {
+                print_content(r);
+            }
+            Err(CommandError::new(
+                exit::TOOL_ERROR,
+                anyhow::anyhow!("the tool reported an error"),
+            )
+            .with_detail("result", r.clone()))
+        }
         Outcome::Result(r) => {
             if json {
                 println!("{r}");
             } else {
                 print_content(r);
             }
-            if r["isError"] == Value::Bool(true) {
-                return Err(CommandError {
-                    code: exit::TOOL_ERROR,
-                    error: anyhow::anyhow!("the tool reported an error"),
-                });
-            }
             Ok(())
         }
         Outcome::Error(e) => {
-            if json {
-                println!("{}", json!({ "error": e }));
-            }
             let code = e["code"].as_i64().unwrap_or(0);
             let message = e["message"].as_str().unwrap_or("(no message)");
-            let exit_code = match code {
-                DENIED | APPROVAL_REQUIRED => exit::DENIED,
-                APPROVAL_DENIED => exit::APPROVAL_DENIED,
-                APPROVAL_EXPIRED => exit::APPROVAL_EXPIRED,
-                TOKEN_EXPIRED | REVOKED => exit::AUTH_FAILED,
-                -32099..=-32000 => exit::FAILURE,
-                _ => exit::TOOL_ERROR,
+            let failed = |exit_code| {
+                CommandError::new(
+                    exit_code,
+                    anyhow::anyhow!("{message} (JSON-RPC error {code})"),
+                )
+                .with_detail("jsonrpc_error", e.clone())
             };
-            Err(CommandError {
-                code: exit_code,
-                error: anyhow::anyhow!("{message} (JSON-RPC error {code})"),
+            Err(match code {
+                DENIED | APPROVAL_REQUIRED => failed(exit::DENIED),
+                APPROVAL_DENIED => failed(exit::APPROVAL_DENIED),
+                APPROVAL_EXPIRED => failed(exit::APPROVAL_EXPIRED),
+                TOKEN_EXPIRED | REVOKED => failed(exit::AUTH_FAILED),
+                UNKNOWN_TARGET => CommandError::usage(anyhow::anyhow!("{message}"))
+                    .with_hint("`hoop targets` lists the targets you may use")
+                    .with_detail("jsonrpc_error", e.clone()),
+                -32099..=-32000 => failed(exit::FAILURE),
+                _ => failed(exit::TOOL_ERROR),
             })
         }
     }

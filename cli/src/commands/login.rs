@@ -41,15 +41,35 @@ pub struct LoginArgs {
 }
 
 pub async fn run(args: LoginArgs) -> Result<(), CommandError> {
-    let (name, profile) = args.profile.select().map_err(|e| CommandError {
-        code: super::exit::USAGE,
-        error: e,
-    })?;
+    let (name, profile) = args
+        .profile
+        .select()
+        .map_err(|e| CommandError::new(super::exit::USAGE, e))?;
     let cfg = profile.auth_config(&name, args.issuer, args.client_id)?;
     let groups_claim = profile.groups_claim(&name)?.to_owned();
     // Opened before the person signs in, so a store that cannot work
     // fails first.
     let store = TokenStore::open(&cfg.profile, &settings::data_dir()?)?;
+    let reader = store.clone();
+    // Who is signed in now, if anyone: signing in again replaces them, and
+    // the person should know before they approve the code. A store that
+    // cannot be read now says nothing here; saving will tell.
+    if let Ok(Ok(Some((current, _)))) = tokio::task::spawn_blocking(move || reader.load()).await {
+        let c = claims::shown(
+            &current.access_token,
+            current.id_token.as_deref(),
+            &groups_claim,
+        );
+        let who = match (&c.sub, &c.email) {
+            (Some(s), Some(e)) => format!("{s} <{e}>"),
+            (Some(s), None) => s.clone(),
+            _ => "someone".into(),
+        };
+        eprintln!(
+            "Profile {} is logged in as {who} ({}); signing in again replaces that session.",
+            cfg.profile, current.issuer
+        );
+    }
     let http = crate::auth::http::client()?;
     let meta = discovery::discover(&http, &cfg.issuer).await?;
     let browser = !args.no_browser;
@@ -61,6 +81,7 @@ pub async fn run(args: LoginArgs) -> Result<(), CommandError> {
     .await?;
 
     let to_save = tokens.clone();
+    let noter = store.clone();
     // Under the profile's lock, so a refresh another hoop process is in
     // the middle of cannot save the old login over this one.
     let saved = tokio::task::spawn_blocking(move || {
@@ -70,7 +91,9 @@ pub async fn run(args: LoginArgs) -> Result<(), CommandError> {
     .await
     .map_err(|e| AuthError::Store(format!("cannot save the tokens: {e}")))??;
     if let Some(note) = saved.note() {
-        eprintln!("hoop: {note}");
+        if noter.first_file_note() {
+            eprintln!("hoop: {note}");
+        }
     }
 
     let c = claims::shown(

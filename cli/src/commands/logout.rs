@@ -17,10 +17,10 @@ pub struct LogoutArgs {
 }
 
 pub async fn run(args: LogoutArgs) -> Result<(), CommandError> {
-    let (name, _) = args.profile.select().map_err(|e| CommandError {
-        code: super::exit::USAGE,
-        error: e,
-    })?;
+    let (name, _) = args
+        .profile
+        .select()
+        .map_err(|e| CommandError::new(super::exit::USAGE, e))?;
     let store = TokenStore::open(&name, &settings::data_dir()?)?;
     // Under the profile's lock from reading the tokens to deleting them: the
     // refresh token revoked is the live one, and a refresh in another hoop

@@ -23,16 +23,18 @@ pub struct WhoamiArgs {
 }
 
 pub async fn run(args: WhoamiArgs) -> Result<(), CommandError> {
-    let (name, profile) = args.profile.select().map_err(|e| CommandError {
-        code: super::exit::USAGE,
-        error: e,
-    })?;
+    let (name, profile) = args
+        .profile
+        .select()
+        .map_err(|e| CommandError::new(super::exit::USAGE, e))?;
     let groups_claim = profile.groups_claim(&name)?.to_owned();
     let store = TokenStore::open(&name, &settings::data_dir()?)?;
     let (tokens, location) = tokio::task::spawn_blocking(move || store.load())
         .await
         .map_err(|e| AuthError::Store(e.to_string()))??
-        .ok_or_else(|| AuthError::NotLoggedIn(format!(" (profile {name})")))?;
+        .ok_or(AuthError::NotLoggedIn {
+            profile: name.clone(),
+        })?;
     let c = claims::shown(
         &tokens.access_token,
         tokens.id_token.as_deref(),

@@ -68,10 +68,7 @@ impl TokenSource {
     pub async fn read(&self) -> Result<String, TunnelError> {
         match self {
             Self::Static(t) => Ok(t.clone()),
-            Self::Login(session) => session
-                .access_token()
-                .await
-                .map_err(|e| TunnelError::Token(e.to_string())),
+            Self::Login(session) => session.access_token().await.map_err(TunnelError::Login),
             Self::GithubActions {
                 request_url,
                 request_token,
@@ -164,6 +161,13 @@ impl std::fmt::Debug for TokenSource {
 pub enum TunnelError {
     #[error("cannot reach the broker at {addr}: {reason}")]
     Unreachable { addr: SocketAddr, reason: String },
+    /// The broker answered, but its certificate failed the trust check:
+    /// retrying cannot help, fixing the trust settings (or the broker) can.
+    #[error("the broker at {addr} is not trusted: {}", untrusted.why)]
+    Untrusted {
+        addr: SocketAddr,
+        untrusted: tls::Untrusted,
+    },
     #[error("the broker refused the connection ({}): {message}", code.name())]
     Refused { code: ErrorCode, message: String },
     #[error("the tunnel to the broker was lost during the call: {0}; retry the call")]
@@ -181,9 +185,28 @@ pub enum TunnelError {
     /// not retrying, is what helps.
     #[error("{0}")]
     Token(String),
+    /// The profile's `hoop login` cannot give a token now (refresh refused,
+    /// identity provider down, keyring unreadable).
+    #[error("{0}")]
+    Login(crate::auth::AuthError),
 }
 
 impl TunnelError {
+    /// The next step for the person, where the message alone does not say it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Unreachable { addr, .. } => Some(format!(
+                "check that a broker runs at {addr} and that UDP to it is not blocked (QUIC); --broker or the profile's broker sets the address"
+            )),
+            Self::Untrusted { untrusted, .. } => Some(untrusted.hint.clone()),
+            Self::Login(e) => e.hint(),
+            Self::Refused { .. } if self.is_auth() => Some(
+                "get a new token: run `hoop login` again, or check the token file (--token-file) or HOOP_TOKEN".into(),
+            ),
+            _ => None,
+        }
+    }
+
     pub fn is_auth(&self) -> bool {
         matches!(self, Self::Refused { code, .. }
             if [ErrorCode::UNAUTHENTICATED, ErrorCode::REVOKED, ErrorCode::SESSION_EXPIRED].contains(code))
@@ -214,6 +237,8 @@ type WelcomeSlot = Arc<std::sync::Mutex<Option<Welcome>>>;
 pub struct TunnelClient {
     endpoint: quinn::Endpoint,
     settings: TunnelSettings,
+    /// Where the certificate check says why it refused the broker.
+    trust_failure: tls::TrustFailure,
     live: Mutex<Option<Live>>,
     welcome: WelcomeSlot,
     streams: Arc<StreamPool>,
@@ -287,7 +312,7 @@ impl TunnelClient {
             addr: settings.broker,
             reason,
         };
-        let client_config = tls::client_config(&settings.trust)
+        let (client_config, trust_failure) = tls::client_config(&settings.trust)
             .map_err(|e| TunnelError::Token(format!("{e:#}")))?;
         let bind: SocketAddr = if settings.broker.is_ipv6() {
             "[::]:0"
@@ -310,6 +335,7 @@ impl TunnelClient {
         let this = Arc::new(Self {
             endpoint,
             settings,
+            trust_failure,
             live: Mutex::new(None),
             welcome: Arc::new(std::sync::Mutex::new(None)),
             streams: Arc::new(StreamPool::default()),
@@ -351,7 +377,13 @@ impl TunnelClient {
         let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
             .await
             .map_err(|_| unreachable("no answer within 10 s (is the broker running?)".into()))?
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|e| match self.trust_failure.take() {
+                Some(untrusted) => TunnelError::Untrusted {
+                    addr: s.broker,
+                    untrusted,
+                },
+                None => unreachable(e.to_string()),
+            })?;
         let (send, recv) = conn
             .open_bi()
             .await
@@ -426,8 +458,11 @@ impl TunnelClient {
                     *live = Some(l);
                     return Ok(conn);
                 }
-                // A refusal will not change by retrying.
-                Err(e @ TunnelError::Refused { .. }) => return Err(e),
+                // A refusal or a distrusted certificate will not change by
+                // retrying.
+                Err(e @ (TunnelError::Refused { .. } | TunnelError::Untrusted { .. })) => {
+                    return Err(e)
+                }
                 Err(e) => last = Some(e),
             }
         }

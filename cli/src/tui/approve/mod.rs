@@ -113,7 +113,7 @@ fn parse(line: &[u8]) -> Result<Snapshot, CommandError> {
     let v: serde_json::Value = serde_json::from_slice(line)
         .map_err(|e| anyhow::anyhow!("the broker sent something that is not JSON: {e}"))?;
     if let Some(e) = v.get("error") {
-        return Err(crate::commands::approve::refusal(e));
+        return Err(crate::commands::broker_refusal(e));
     }
     serde_json::from_value(v).map_err(|e| {
         anyhow::anyhow!("the broker's live view is in a form this hoop cannot read ({e}); is hoop older than the broker?").into()
