@@ -38,6 +38,9 @@ pub struct ConfigFile {
     pub default_profile: Option<String>,
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
+    /// Where this was read from (for messages); none when no file exists.
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -197,8 +200,12 @@ fn select_profile(
         Some(n) if is_demo_profile(n) && !file.profiles.contains_key(n) => demo_profile(n)?,
         Some(n) => file.profiles.get(n).cloned().ok_or_else(|| {
             let known: Vec<&str> = file.profiles.keys().map(String::as_str).collect();
+            let file_name = file
+                .path
+                .as_ref()
+                .map_or("config.toml".to_owned(), |p| p.display().to_string());
             anyhow::anyhow!(
-                "no profile {n:?} in config.toml (profiles: {})",
+                "no profile {n:?} in {file_name} (profiles: {}); add [profiles.{n}] there, or name one of those",
                 if known.is_empty() {
                     "none".into()
                 } else {
@@ -252,10 +259,16 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<ConfigFile> {
         },
     };
     match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
-            Ok(ConfigFile::default())
+        Ok(text) => {
+            let mut file: ConfigFile =
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            file.path = Some(path);
+            Ok(file)
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(ConfigFile {
+            path: Some(path),
+            ..ConfigFile::default()
+        }),
         Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
     }
 }

@@ -589,3 +589,151 @@ fn hoop_demo_prints_its_pin_and_tokens_and_they_work() {
     assert_eq!(out.stdout.trim(), "from the banner");
     demo.terminate();
 }
+
+/// Every command that takes `--json` answers a failure with one JSON error
+/// object on stdout (and the words on stderr), whatever failed.
+#[test]
+fn every_json_command_fails_in_json() {
+    let dir = scratch();
+    let empty = empty_config(dir.path());
+    let data = dir.path().join("data");
+    let pin = format!("sha256:{}", "0".repeat(64));
+    let nowhere = ["--broker", "127.0.0.1:9", "--pin", pin.as_str()];
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let missing = dir.path().join("missing.jsonl");
+    let missing = missing.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["whoami", "--json"], "auth_failed"),
+        (vec!["targets", "--json"], "auth_failed"),
+        (
+            vec!["exec", "mcp", "demo", "--tool", "echo", "--json"],
+            "auth_failed",
+        ),
+        (vec!["connect", "mcp", "demo", "--json"], "auth_failed"),
+        (vec!["approve", "list", "--json"], "auth_failed"),
+        (vec!["approve", "show", "1", "--json"], "auth_failed"),
+        (vec!["approve", "grant", "1", "--json"], "auth_failed"),
+        (
+            vec!["approve", "deny", "1", "--reason", "no", "--json"],
+            "auth_failed",
+        ),
+        (vec!["audit", "search", "--json"], "auth_failed"),
+        (vec!["audit", "replay", "x", "--json"], "auth_failed"),
+        (vec!["audit", "key", "--json"], "auth_failed"),
+        (vec!["audit", "verify", "--json"], "auth_failed"),
+        (
+            vec!["audit", "verify", missing, "--key", "k", "--json"],
+            "usage",
+        ),
+        (vec!["login", "--json", "--no-browser"], "usage"),
+        (vec!["demo", "--json", "--port", &port], "failure"),
+    ];
+    for (args, code) in cases {
+        let mut all = args.clone();
+        let needs_broker = !matches!(args[0], "whoami" | "login" | "demo")
+            && !(args[0] == "audit" && args.len() > 2 && args[2] == missing);
+        if needs_broker {
+            all.extend_from_slice(&nowhere);
+        }
+        let out = hoop(&empty, &data, &all);
+        assert_ne!(out.status, Some(0), "{args:?}: {}", out.stderr);
+        let e = json_error(&out);
+        assert_eq!(e["code"], code, "{args:?}: {e}\n{}", out.stderr);
+        assert_eq!(e["exit_code"], out.status.unwrap(), "{args:?}: {e}");
+        assert!(
+            out.stderr.contains(e["message"].as_str().unwrap()),
+            "{args:?}: the words are on stderr too: {}",
+            out.stderr
+        );
+        assert_eq!(
+            out.stdout.lines().filter(|l| l.starts_with('{')).count(),
+            1,
+            "{args:?}: one JSON object: {}",
+            out.stdout
+        );
+    }
+    drop(taken);
+}
+
+/// A token too large for the Hello frame (the broker reads at most 64 KiB
+/// there) is an authentication failure that names the token, not a
+/// "malformed frame".
+#[test]
+fn a_token_too_large_for_the_broker_is_an_authentication_failure() {
+    let dir = scratch();
+    let broker = Broker::start(dir.path(), "");
+    let big = dir.path().join("big.token");
+    std::fs::write(&big, "e".repeat(1 << 20)).unwrap();
+    let out = hoop(
+        &empty_config(dir.path()),
+        &dir.path().join("data"),
+        &[
+            "targets",
+            "--broker",
+            &broker.addr,
+            "--pin",
+            &broker.pin,
+            "--token-file",
+            big.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status, Some(3), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the token is too large"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("malformed"), "{}", out.stderr);
+}
+
+/// The subcommands `hoop --help` lists, and theirs.
+fn subcommands(path: &[&str]) -> Vec<String> {
+    let mut args = path.to_vec();
+    args.push("--help");
+    let out = hoop(Path::new("/nonexistent"), Path::new("/nonexistent"), &args);
+    assert_eq!(out.status, Some(0), "{args:?}: {}", out.stderr);
+    let Some(list) = out.stdout.split("Commands:\n").nth(1) else {
+        return Vec::new();
+    };
+    list.lines()
+        .take_while(|l| l.starts_with(' '))
+        // A description's wrapped lines are indented further.
+        .filter_map(|l| l.strip_prefix("  ").filter(|r| !r.starts_with(' ')))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every subcommand's `--help` shows examples.
+#[test]
+fn every_subcommand_has_examples_in_its_help() {
+    let mut checked = 0;
+    let top = subcommands(&[]);
+    assert!(top.len() >= 10, "{top:?}");
+    for c in &top {
+        let mut paths = vec![vec![c.clone()]];
+        for sub in subcommands(&[c]) {
+            paths.push(vec![c.clone(), sub]);
+        }
+        for p in paths {
+            let mut args: Vec<&str> = p.iter().map(String::as_str).collect();
+            args.push("--help");
+            let out = hoop(Path::new("/nonexistent"), Path::new("/nonexistent"), &args);
+            assert_eq!(out.status, Some(0), "{p:?}: {}", out.stderr);
+            assert!(
+                out.stdout.contains("Examples:\n  ")
+                    && out
+                        .stdout
+                        .split("Examples:")
+                        .nth(1)
+                        .is_some_and(|e| e.contains("hoop ")),
+                "hoop {p:?} --help has no examples:\n{}",
+                out.stdout
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 19, "{checked}");
+}

@@ -378,7 +378,10 @@ fn logout_revokes_at_the_provider_and_wipes_locally() {
     assert_eq!(e["exit_code"], 3, "{e}");
     assert_eq!(e["message"], "not logged in (profile dev)", "{e}");
     assert!(
-        e["hint"].as_str().unwrap().contains("hoop login --profile dev"),
+        e["hint"]
+            .as_str()
+            .unwrap()
+            .contains("hoop login --profile dev"),
         "{e}"
     );
     // A profile that is not in config.toml says which ones are.

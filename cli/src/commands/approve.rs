@@ -17,7 +17,7 @@ use crate::tui::approve::view::{requester as who, span};
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  hoop approve                             # the live view: a grant, d deny, ? keys\n  hoop approve list                       # what waits for you\n  hoop approve list --all --json          # with recent decisions, as JSON lines\n  hoop approve show 42                    # arguments (masked), digest, rule, votes\n  hoop approve grant 42 --reason \"change CHG-1234\"\n  hoop approve deny 42 --reason \"not during the freeze\"\n\nOnly members of the groups a rule names as approvers may decide its calls,\nnever the person (or workload) who made the call.\nExit codes: 0 ok, 1 other failure, 2 usage (no such request, a denial without\na reason), 3 authentication failed, 4 broker unreachable, 5 not allowed to decide"
+    after_help = "Examples:\n  hoop approve                             # the live view: a grant, d deny, ? keys\n  hoop approve list                       # what waits for you\n  hoop approve list --all --json          # with recent decisions, as JSON lines\n  hoop approve show 42                    # arguments (masked), digest, rule, votes\n  hoop approve grant 42 --reason \"change CHG-1234\"\n  hoop approve deny 42 --reason \"not during the freeze\"\n\nOnly members of the groups a rule names as approvers may decide its calls,\nnever the person (or workload) who made the call.\nExit codes (the table: hoop --help): 0 ok, 1 other failure, 2 usage (no such request,\na denial without a reason), 3 not logged in or the token was refused, 4 broker\nunreachable, 5 not allowed to decide, 9 the broker's certificate is not trusted"
 )]
 pub struct ApproveArgs {
     #[command(subcommand)]

@@ -16,7 +16,7 @@ use crate::settings::ConnectionArgs;
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  hoop audit search --user alice --since 1h\n  hoop audit search --tool delete_model --decision deny --json\n  hoop audit replay 5f0c2a1b00000007          # an exchange id or an MCP session id\n  hoop audit export --since 2026-12-01 --out dec.jsonl\n  hoop audit export --since 7d --format ocsf --out week.ocsf.jsonl\n  hoop audit verify dec.jsonl --key \"$(hoop audit key)\"   # offline, no broker\n  hoop audit verify                            # the broker checks its whole log\n\nReading the log needs membership in one of the broker's [audit] readers groups.\nExit codes: 0 ok, 1 verification failed or other failure, 2 usage, 3 authentication\nfailed, 4 broker unreachable, 5 not allowed to read the log"
+    after_help = "Examples:\n  hoop audit search --user alice --since 1h\n  hoop audit search --tool delete_model --decision deny --json\n  hoop audit replay 5f0c2a1b00000007          # an exchange id or an MCP session id\n  hoop audit export --since 2026-12-01 --out dec.jsonl\n  hoop audit export --since 7d --format ocsf --out week.ocsf.jsonl\n  hoop audit verify dec.jsonl --key \"$(hoop audit key)\"   # offline, no broker\n  hoop audit verify                            # the broker checks its whole log\n\nReading the log needs membership in one of the broker's [audit] readers groups.\nExit codes (the table: hoop --help): 0 ok, 1 verification failed or other failure,\n2 usage, 3 not logged in or the token was refused, 4 broker unreachable, 5 not allowed\nto read the log, 9 the broker's certificate is not trusted"
 )]
 pub struct AuditArgs {
     #[command(subcommand)]
