@@ -531,6 +531,33 @@ fn exec_leaves_the_broker_at_once_when_done() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(!left.contains("timed out"), "{left}");
+
+    // `hoop connect --stdio` whose client went away (end of stdin) too.
+    let mut args = vec![
+        "connect".to_owned(),
+        "mcp".into(),
+        "demo".into(),
+        "--stdio".into(),
+    ];
+    args.extend(broker.connect_args("bob"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = hoop(&empty_config(dir.path()), &dir.path().join("data"), &args);
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // Bounded by the deadline.
+    while !broker
+        .proc
+        .stderr()
+        .lines()
+        .any(|l| l.contains("client disconnected") && l.contains("subject=bob"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the broker did not see connect leave within 5 s:\n{}",
+            broker.proc.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// `hoop demo` says how to reach its broker from a second terminal with

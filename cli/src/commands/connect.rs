@@ -47,21 +47,26 @@ pub async fn run(args: ConnectArgs) -> Result<(), CommandError> {
     let tunnel = TunnelClient::connect(resolved.tunnel).await?;
     // Held calls and calls to decide, told on stderr as they happen.
     tokio::spawn(crate::tui::approve::notices::follow(tunnel.clone()));
-    if args.stdio {
-        local::stdio::serve(tunnel, args.target).await?;
-        return Ok(());
-    }
-    let secret = (!args.no_local_auth).then(new_secret);
-    serve_http(
-        tunnel,
-        &args.target,
-        args.port,
-        secret,
-        Some(launch),
-        args.json,
-        None,
-    )
-    .await
+    let served = if args.stdio {
+        local::stdio::serve(tunnel.clone(), args.target)
+            .await
+            .map_err(CommandError::from)
+    } else {
+        let secret = (!args.no_local_auth).then(new_secret);
+        serve_http(
+            tunnel.clone(),
+            &args.target,
+            args.port,
+            secret,
+            Some(launch),
+            args.json,
+            None,
+        )
+        .await
+    };
+    // The broker sees this client leave now, not at its idle timeout.
+    tunnel.close().await;
+    served
 }
 
 /// How a client that launches its servers as commands (Claude Desktop)

@@ -245,12 +245,17 @@ pub async fn ask_broker(
         kind,
         headers: hoop_proto::McpHeaders::default(),
     };
-    let mut ex = tunnel.exchange(open, body).await?;
-    let mut messages = Vec::new();
-    // Bounded by the broker: the answer ends with Close.
-    while let Some(m) = ex.next_message().await? {
-        messages.push(m.body);
+    let answer = async {
+        let mut ex = tunnel.exchange(open, body).await?;
+        let mut messages = Vec::new();
+        // Bounded by the broker: the answer ends with Close.
+        while let Some(m) = ex.next_message().await? {
+            messages.push(m.body);
+        }
+        Ok::<_, crate::tunnel::TunnelError>(messages)
     }
+    .await;
+    // Whatever the answer, the broker sees this client leave now.
     tunnel.close().await;
-    Ok(messages)
+    Ok(answer?)
 }
