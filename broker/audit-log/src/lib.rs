@@ -31,6 +31,7 @@ mod test_support;
 pub use checkpoint::{open_checkpoint, KeyError, LogSigner, OpenedCheckpoint, TrustedKeys};
 pub use entry::{EntryError, MAX_ENTRY_BYTES, MAX_FIELDS_BYTES};
 pub use export::{export_jsonl, ExportError, ExportRange, ExportSummary};
+pub use store::postgres::PostgresStore;
 pub use store::sqlite::SqliteStore;
 pub use store::{
     AuditStore, Durability, EntryIndex, PendingEntry, SearchQuery, StoreError, StoreErrorKind,

@@ -1,6 +1,7 @@
 //! The audit log's storage interface: one small trait, one folder per
-//! backend (`sqlite/` today, PostgreSQL next), one shared test suite every
-//! backend must pass (`tests.rs`).
+//! backend (`sqlite/`, the embedded default; `postgres/`, for several
+//! broker replicas), one shared test suite every backend must pass
+//! (`tests.rs`).
 //!
 //! A store keeps four things: the entries (the bytes the tree commits to,
 //! with the columns search uses), the tree's stored hashes (the layout of
@@ -12,6 +13,7 @@
 //! backend builds the same tree.
 
 mod error;
+pub mod postgres;
 pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod tests;
