@@ -55,6 +55,9 @@ enum Command {
     )]
     Completion { shell: clap_complete::Shell },
     /// Run the broker from a config file.
+    #[command(
+        after_help = "Examples:\n  hoop-broker serve --config /etc/hoop/broker.toml\n  HOOP_LOG=info hoop-broker serve -c broker.toml\n\nIt prints its certificate fingerprint (what clients --pin), its targets and\nissuers; /healthz on the admin listener (127.0.0.1:9478 unless [admin] listen)."
+    )]
     Serve {
         /// The broker's TOML config file.
         #[arg(long, short)]
@@ -62,6 +65,9 @@ enum Command {
     },
     /// Run a loopback-only dev broker with a self-signed certificate and
     /// built-in dev identities (never for production).
+    #[command(
+        after_help = "Examples:\n  hoop-broker dev\n  hoop-broker dev --config broker.toml --state-dir ./state\n  hoop-broker dev --state-dir ./state token alice     # a fresh token for alice"
+    )]
     Dev(DevArgs),
     /// Cut a subject off now: its live connections end within 2 seconds and
     /// new ones are refused until the revocation expires or is lifted.
@@ -88,12 +94,21 @@ enum Command {
         store: StoreArgs,
     },
     /// Tool definitions the upstreams listed, and accepting changed ones.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  hoop-broker tools list --config broker.toml\n  hoop-broker tools accept --target payments --tool transfer --config broker.toml"
+    )]
     Tools(ToolsCommand),
     /// Check a policy file, or explain a decision, without a running broker.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  hoop-broker policy check policy.toml\n  hoop-broker policy explain policy.toml --subject alice --groups eng --target demo --tool delete_model"
+    )]
     Policy(hoop_broker::policy::command::PolicyCommand),
     /// List revocations (those in force, or --all).
+    #[command(
+        after_help = "Examples:\n  hoop-broker revocations --config /etc/hoop/broker.toml\n  hoop-broker revocations --all --json --dev"
+    )]
     Revocations {
         /// Include lifted and expired ones.
         #[arg(long)]
@@ -106,12 +121,18 @@ enum Command {
     },
     /// Read the audit log on this host: its key, search, replay, export,
     /// verify. Every read is itself recorded.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  hoop-broker audit search --user alice --since 1h --config broker.toml\n  hoop-broker audit verify --config broker.toml\n  hoop-broker audit pubkey --dev"
+    )]
     Audit(AuditCommand),
     /// Mask a document (JSON or text) with a masking profile, offline:
     /// what the broker would deliver and record.
     Mask(hoop_broker::masking::command::MaskArgs),
     /// Lift a revocation by its id (see `revocations`).
+    #[command(
+        after_help = "Examples:\n  hoop-broker unrevoke 3 --config /etc/hoop/broker.toml\n  hoop-broker unrevoke 1 --dev"
+    )]
     Unrevoke {
         id: i64,
         #[command(flatten)]
@@ -122,6 +143,9 @@ enum Command {
 #[derive(Subcommand)]
 enum ToolsCommand {
     /// Tools whose latest definition is not the accepted one (or --all).
+    #[command(
+        after_help = "Examples:\n  hoop-broker tools list --config broker.toml\n  hoop-broker tools list --all --json --dev"
+    )]
     List {
         /// Only this target's tools.
         #[arg(long)]
@@ -177,6 +201,9 @@ enum AuditCommand {
         log: LogArgs,
     },
     /// The timeline of one exchange or one MCP session.
+    #[command(
+        after_help = "Examples:\n  hoop-broker audit replay 5f0c2a1b00000007 --config broker.toml\n  hoop-broker audit replay 5f0c2a1b00000007 --json --dev"
+    )]
     Replay {
         /// An exchange id or an MCP session id (from `search`).
         id: String,
@@ -188,6 +215,9 @@ enum AuditCommand {
     },
     /// Events with the checkpoints and proofs they need, to a file that
     /// verifies on its own; signed to the last event with the log's key.
+    #[command(
+        after_help = "Examples:\n  hoop-broker audit export --since 2026-12-01 --out dec.jsonl --config broker.toml\n  hoop-broker audit export --since 7d --format ocsf --out week.ocsf.jsonl --dev"
+    )]
     Export {
         #[command(flatten)]
         export: hoop_broker::audit::reader::ExportFlags,
@@ -196,6 +226,9 @@ enum AuditCommand {
     },
     /// Check the whole log (every leaf, stored hash and checkpoint), or an
     /// export (FILE; offline, with --key).
+    #[command(
+        after_help = "Examples:\n  hoop-broker audit verify --config broker.toml\n  hoop-broker audit verify dec.jsonl --key \"$(hoop-broker audit pubkey --config broker.toml)\""
+    )]
     Verify {
         /// An export (`audit export --format jsonl`); without it, the whole log.
         file: Option<PathBuf>,
@@ -330,6 +363,9 @@ struct DevArgs {
 #[derive(Subcommand)]
 enum DevAction {
     /// Print a fresh token for a dev identity.
+    #[command(
+        after_help = "Examples:\n  hoop-broker dev token alice\n  hoop-broker dev --state-dir ./state token bob > bob.token"
+    )]
     Token {
         /// The dev identity, e.g. alice.
         name: String,
@@ -740,10 +776,12 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
             config.listen
         );
     }
-    let state = match args.state_dir {
+    let state = match args.state_dir.clone() {
         Some(d) => d,
         None => dev_state_dir()?,
     };
+    // What it prints is pasted into other terminals, other directories.
+    let state = std::path::absolute(&state).unwrap_or(state);
     if !config.issuers.is_empty() {
         eprintln!("note: dev mode ignores [[issuers]]; it trusts only its own dev identities");
     }
@@ -776,7 +814,10 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     println!(
         "targets: {}",
         if targets.is_empty() {
-            "(none: pass --config)".to_string()
+            match &args.config {
+                Some(c) => format!("(none in {}: add [targets.NAME] tables)", c.display()),
+                None => "(none: pass --config)".to_string(),
+            }
         } else {
             targets.join(", ")
         }

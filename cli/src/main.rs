@@ -101,14 +101,86 @@ impl Command {
     }
 }
 
+/// clap's own usage error, exit 2; with `--json` among the arguments, also
+/// as the JSON error object every failure prints then.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(exit::USAGE));
+    }
+    if std::env::args_os().any(|a| a == "--json") {
+        let text = e.to_string();
+        // The first paragraph: "the following required arguments were
+        // not provided:" and the arguments under it.
+        let message = text
+            .lines()
+            .take_while(|l| !l.trim().is_empty())
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ")
+            .trim_start_matches("error: ")
+            .to_owned();
+        let hint = text
+            .lines()
+            .find(|l| l.starts_with("For more information"))
+            .map(|l| l.trim_start_matches("For more information, ").to_owned());
+        println!(
+            "{}",
+            serde_json::json!({"error": {
+                "code": exit::name(exit::USAGE),
+                "exit_code": exit::USAGE,
+                "message": message,
+                "hint": hint,
+            }})
+        );
+    }
+    let _ = e.print();
+    ExitCode::from(exit::USAGE)
+}
+
+/// A reader that stops reading (`hoop … | head`) ends hoop quietly with
+/// 141, as the SIGPIPE a C program dies of would, instead of a panic:
+/// Rust ignores SIGPIPE, so `println!` panics on the closed pipe.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    quiet_on_closed_stdout();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     if let Command::Completion { shell } = cli.command {
         use clap::CommandFactory as _;
         clap_complete::generate(shell, &mut Cli::command(), "hoop", &mut std::io::stdout());
         return ExitCode::from(exit::OK);
     }
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+    // The platform verifier logs its own ERROR for a certificate it
+    // refuses, which hoop already explains; only a chosen filter shows it.
+    let log = match cli.log.as_str() {
+        "warn" => "warn,rustls_platform_verifier=off",
+        other => other,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // Colour codes only when a person reads stderr at a terminal.
     tracing_subscriber::fmt()

@@ -229,10 +229,12 @@ pub struct ConnectionArgs {
     pub profile: Option<String>,
     /// PEM file of the CA that signed the broker's certificate, or of the
     /// broker's own self-signed certificate (env HOOP_CA_FILE).
-    #[arg(long, env = "HOOP_CA_FILE", conflicts_with = "pin")]
+    // Trust is read from the environment by `resolve`, not by clap, so
+    // that a flag of one kind replaces a variable of the other.
+    #[arg(long, conflicts_with = "pin")]
     pub ca_file: Option<PathBuf>,
     /// Trust exactly this broker certificate: sha256:<hex> (env HOOP_PIN).
-    #[arg(long, env = "HOOP_PIN")]
+    #[arg(long)]
     pub pin: Option<String>,
     /// TLS name to expect in the broker's certificate (env HOOP_SERVER_NAME).
     #[arg(long, env = "HOOP_SERVER_NAME")]
@@ -269,6 +271,10 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<ConfigFile> {
             path: Some(path),
             ..ConfigFile::default()
         }),
+        Err(e) if explicit => Err(anyhow::anyhow!(
+            "cannot read the config file {} named by --config or HOOP_CONFIG: {e}; create it (it may be empty), or unset HOOP_CONFIG",
+            path.display()
+        )),
         Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
     }
 }
@@ -282,6 +288,8 @@ pub struct Resolved {
     /// shell's environment: `--profile` when a profile was used, plus every
     /// value given by flag or environment. Never a literal token.
     pub launch_args: Vec<String>,
+    /// `hoop login` for this profile and config, for hints.
+    pub login: String,
 }
 
 impl ConnectionArgs {
@@ -293,17 +301,37 @@ impl ConnectionArgs {
             anyhow::anyhow!("no broker address: pass --broker HOST:PORT, set HOOP_BROKER, or add broker = \"…\" to a profile (against a running `hoop demo`: --profile demo)")
         })?;
         let addr = resolve_addr(&broker)?;
-        // Flags (and their environment variables) beat the profile as a
-        // whole: `--ca-file` replaces a profile's `pin`, not only its
-        // `ca_file`.
-        let trust = match (&self.pin, &self.ca_file, profile.pin, profile.ca_file) {
-            (Some(pin), _, _, _) => Trust::Pin(pin.clone()),
-            (None, Some(ca), _, _) => Trust::CaFile(ca.clone()),
-            (None, None, Some(pin), _) => Trust::Pin(pin),
-            (None, None, None, Some(ca)) => Trust::CaFile(ca),
-            (None, None, None, None) => anyhow::bail!(
-                "no way to trust the broker: pass --pin sha256:… (the broker prints its fingerprint at start) or --ca-file FILE (or set pin or ca_file in a profile); see docs/certificates.md"
+        // Trust is one setting: flags, then environment, then profile, each
+        // level as a whole, so `--ca-file` replaces HOOP_PIN or a profile's
+        // `pin`, not only a `ca_file`.
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let levels = [
+            ("flags", self.pin.clone(), self.ca_file.clone()),
+            (
+                "environment",
+                env("HOOP_PIN"),
+                env("HOOP_CA_FILE").map(PathBuf::from),
             ),
+            ("profile", profile.pin, profile.ca_file),
+        ];
+        let mut trust = None;
+        let mut trust_from_profile = false;
+        for (level, pin, ca) in levels {
+            trust_from_profile = level == "profile";
+            trust = match (pin, ca) {
+                (Some(_), Some(_)) => anyhow::bail!(
+                    "both a pin and a CA file are set in the {level} (HOOP_PIN and HOOP_CA_FILE, or pin and ca_file): keep one"
+                ),
+                (Some(pin), None) => Some(Trust::Pin(pin)),
+                (None, Some(ca)) => Some(Trust::CaFile(ca)),
+                (None, None) => continue,
+            };
+            break;
+        }
+        let Some(trust) = trust else {
+            anyhow::bail!(
+                "no way to trust the broker: pass --pin sha256:… (the broker prints its fingerprint at start) or --ca-file FILE (or set pin or ca_file in a profile); see docs/certificates.md"
+            );
         };
         let env_token = std::env::var("HOOP_TOKEN").ok();
         let login_profile = profile_name.as_deref().unwrap_or(DEFAULT_PROFILE);
@@ -314,6 +342,7 @@ impl ConnectionArgs {
             .unwrap_or_else(|| "hoop-broker".into());
         let token = token_source(
             login_profile,
+            self.config.as_deref(),
             self.token_file.clone(),
             env_token,
             github_actions(&audience),
@@ -344,9 +373,9 @@ impl ConnectionArgs {
             arg("--broker", b.clone());
         }
         match &trust {
-            Trust::Pin(p) if self.pin.is_some() => arg("--pin", p.clone()),
-            Trust::CaFile(c) if self.ca_file.is_some() => arg("--ca-file", absolute(c)),
-            _ => {}
+            _ if trust_from_profile => {}
+            Trust::Pin(p) => arg("--pin", p.clone()),
+            Trust::CaFile(c) => arg("--ca-file", absolute(c)),
         }
         if let Some(n) = &self.server_name {
             arg("--server-name", n.clone());
@@ -362,6 +391,7 @@ impl ConnectionArgs {
                 token,
             },
             launch_args,
+            login: crate::auth::login_command(login_profile, self.config.as_deref()),
         })
     }
 }
@@ -376,6 +406,14 @@ fn absolute(path: &std::path::Path) -> String {
 }
 
 fn resolve_addr(broker: &str) -> anyhow::Result<SocketAddr> {
+    let has_port = broker
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !has_port {
+        anyhow::bail!(
+            "broker address {broker:?} has no port: write HOST:PORT, e.g. 127.0.0.1:4433 or [::1]:4433"
+        );
+    }
     broker
         .to_socket_addrs()
         .map_err(|e| {
@@ -411,6 +449,7 @@ fn default_server_name(broker: &str, trust: &Trust) -> String {
 /// ambient variable; the file is read on connect.
 fn token_source(
     profile: &str,
+    config: Option<&std::path::Path>,
     flag_file: Option<PathBuf>,
     env_token: Option<String>,
     ci: Option<TokenSource>,
@@ -436,6 +475,8 @@ fn token_source(
     }
     Err(AuthError::NotLoggedIn {
         profile: profile.to_owned(),
+        login: crate::auth::login_command(profile, config),
+        other_ways: true,
     }
     .into())
 }
@@ -479,6 +520,7 @@ mod tests {
         };
         let t = token_source(
             "p",
+            None,
             flag.clone(),
             env.clone(),
             None,
@@ -488,11 +530,12 @@ mod tests {
         .unwrap();
         assert_eq!(file(&t), Some("/flag.token".as_ref()));
 
-        let t = token_source("p", None, env.clone(), None, profile.clone(), unasked).unwrap();
+        let t = token_source("p", None, None, env.clone(), None, profile.clone(), unasked).unwrap();
         assert!(matches!(&t, TokenSource::Static(s) if s == "from-env"));
 
         let t = token_source(
             "p",
+            None,
             None,
             Some("  \n".into()),
             None,
@@ -502,17 +545,17 @@ mod tests {
         .unwrap();
         assert_eq!(file(&t), Some("/profile.token".as_ref()));
 
-        let t = token_source("p", None, None, None, profile, unasked).unwrap();
+        let t = token_source("p", None, None, None, None, profile, unasked).unwrap();
         assert_eq!(file(&t), Some("/profile.token".as_ref()));
 
-        let t = token_source("p", None, None, None, None, || {
+        let t = token_source("p", None, None, None, None, None, || {
             Ok(Some(TokenSource::Static("l".into())))
         });
         assert!(matches!(t, Ok(TokenSource::Static(s)) if s == "l"));
 
-        let e = token_source("p", None, None, None, None, || Ok(None)).unwrap_err();
+        let e = token_source("p", None, None, None, None, None, || Ok(None)).unwrap_err();
         assert_eq!(e.to_string(), "not logged in (profile p)");
-        assert!(token_source("p", None, Some(" ".into()), None, None, || Ok(None)).is_err());
+        assert!(token_source("p", None, None, Some(" ".into()), None, None, || Ok(None)).is_err());
     }
 
     #[test]

@@ -764,3 +764,300 @@ fn every_subcommand_has_examples_in_its_help() {
     }
     assert!(checked >= 19, "{checked}");
 }
+
+/// What a first-time user met next, each mended: trust flags beat trust
+/// variables, clap's own errors answer `--json` in JSON, a closed pipe is
+/// not a panic, a missing id is a usage error, an unknown target is caught
+/// by `connect` at start, hints keep the profile and name the real next
+/// step, and a few messages say what is wrong instead of something near.
+#[test]
+fn the_rough_edges_a_first_user_met_are_mended() {
+    let dir = scratch();
+    let record = dir.path().join("demo.jsonl");
+    let (_demo, url) = demo_server(dir.path(), &record);
+    let broker = Broker::start(
+        dir.path(),
+        &format!(
+            "[audit]\nreaders = [\"eng\"]\n{}",
+            http_target("demo", &url)
+        ),
+    );
+    let data = dir.path().join("data");
+    let empty = empty_config(dir.path());
+    let alice = broker.token_file("alice");
+    let cert = broker.state.join("broker-cert.pem");
+    let wrong_pin = format!("sha256:{}", "0".repeat(64));
+    let with_env = |env: &[(&str, &str)], args: &[&str]| {
+        let mut c = Command::new(bin("hoop"));
+        c.args(args)
+            .env("HOOP_CONFIG", &empty)
+            .env("HOOP_DATA_DIR", &data)
+            .env_remove("HOOP_TOKEN")
+            .env_remove("HOOP_PIN")
+            .env_remove("HOOP_CA_FILE");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        run_bounded(c, Duration::from_secs(60))
+    };
+    let targets = [
+        "targets",
+        "--broker",
+        &broker.addr,
+        "--token-file",
+        alice.to_str().unwrap(),
+    ];
+
+    // A trust flag replaces a trust variable of the other kind.
+    let out = with_env(
+        &[("HOOP_PIN", &wrong_pin)],
+        &[&targets[..], &["--ca-file", cert.to_str().unwrap()]].concat(),
+    );
+    assert_eq!(
+        out.status,
+        Some(0),
+        "HOOP_PIN then --ca-file: {}",
+        out.stderr
+    );
+    let out = with_env(
+        &[("HOOP_CA_FILE", "/nonexistent/ca.pem")],
+        &[&targets[..], &["--pin", &broker.pin]].concat(),
+    );
+    assert_eq!(
+        out.status,
+        Some(0),
+        "HOOP_CA_FILE then --pin: {}",
+        out.stderr
+    );
+    // A profile with both is an error, not the pin chosen silently.
+    let both = dir.path().join("both.toml");
+    std::fs::write(
+        &both,
+        format!(
+            "[profiles.x]\nbroker = \"{}\"\npin = \"{}\"\nca_file = \"{}\"\n",
+            broker.addr,
+            broker.pin,
+            cert.display()
+        ),
+    )
+    .unwrap();
+    let out = with_env(
+        &[],
+        &[
+            "targets",
+            "--config",
+            both.to_str().unwrap(),
+            "--profile",
+            "x",
+            "--token-file",
+            alice.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("both a pin and a CA file"),
+        "{}",
+        out.stderr
+    );
+
+    // clap's own errors, with --json: JSON too.
+    let out = with_env(&[], &["exec", "mcp", "demo", "--json"]);
+    assert_eq!(out.status, Some(2), "{}", out.stderr);
+    let e = json_error(&out);
+    assert_eq!(e["code"], "usage", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("--tool"), "{e}");
+
+    // A reader that stops reading: no panic.
+    let script = format!(
+        "set -o pipefail; '{}' exec mcp demo --tool big_payload --args '{{\"bytes\":200000}}' --broker {} --pin {} --token-file {} | head -c 10 >/dev/null",
+        bin("hoop").display(),
+        broker.addr,
+        broker.pin,
+        alice.display()
+    );
+    let mut sh = Command::new("bash");
+    sh.args(["-c", &script])
+        .env("HOOP_CONFIG", &empty)
+        .env("HOOP_DATA_DIR", &data);
+    let out = run_bounded(sh, Duration::from_secs(60));
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert_eq!(out.status, Some(141), "{}", out.stderr);
+
+    // An id that does not exist: exit 2, in JSON with --json.
+    let out = with_env(
+        &[],
+        &[
+            "audit",
+            "replay",
+            "feedfacefeedface",
+            "--json",
+            "--broker",
+            &broker.addr,
+            "--pin",
+            &broker.pin,
+            "--token-file",
+            alice.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status, Some(2), "{}", out.stderr);
+    assert_eq!(json_error(&out)["code"], "usage");
+
+    // `connect` to a target the broker does not have: exit 2 at start.
+    let out = with_env(
+        &[],
+        &[
+            "connect",
+            "mcp",
+            "nosuch",
+            "--broker",
+            &broker.addr,
+            "--pin",
+            &broker.pin,
+            "--token-file",
+            alice.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no target named \"nosuch\""),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("MCP endpoint"), "{}", out.stdout);
+
+    // A refused token's hint keeps the profile and config in use.
+    let work = dir.path().join("work.toml");
+    let bad = dir.path().join("bad.token");
+    std::fs::write(&bad, "not-a-token").unwrap();
+    std::fs::write(
+        &work,
+        format!(
+            "[profiles.work]\nbroker = \"{}\"\npin = \"{}\"\ntoken_file = \"{}\"\n",
+            broker.addr,
+            broker.pin,
+            bad.display()
+        ),
+    )
+    .unwrap();
+    let out = with_env(
+        &[],
+        &[
+            "targets",
+            "--config",
+            work.to_str().unwrap(),
+            "--profile",
+            "work",
+        ],
+    );
+    assert_eq!(out.status, Some(3), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "`hoop login --profile work --config {}`",
+            work.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    // Revoked: a new token does not help, and the hint says so.
+    let mut revoke = Command::new(bin("hoop-broker"));
+    revoke
+        .args([
+            "revoke",
+            "--subject",
+            "alice",
+            "--reason",
+            "test",
+            "--store",
+        ])
+        .arg(broker.state.join("broker.db"));
+    let out = run_bounded(revoke, Duration::from_secs(20));
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Bounded by the deadline: the broker polls its store.
+    let out = loop {
+        let out = with_env(&[], &[&targets[..], &["--pin", &broker.pin]].concat());
+        if out.status == Some(3) || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(out.status, Some(3), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("a new token does not help"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("get a new token"), "{}", out.stderr);
+
+    // Words that say what is wrong.
+    let out = with_env(
+        &[],
+        &["targets", "--broker", "127.0.0.1", "--pin", &broker.pin],
+    );
+    assert_eq!(out.status, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("has no port"), "{}", out.stderr);
+    let out = with_env(
+        &[("HOOP_CONFIG", "/nonexistent/hoop/config.toml")],
+        &["whoami"],
+    );
+    assert_eq!(out.status, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("unset HOOP_CONFIG"), "{}", out.stderr);
+    let out = with_env(
+        &[],
+        &[
+            "demo",
+            "--as",
+            "carol",
+            "--port",
+            &free_tcp_port().to_string(),
+        ],
+    );
+    assert_eq!(out.status, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no demo identity \"carol\""),
+        "{}",
+        out.stderr
+    );
+}
+
+/// An identity provider whose certificate this machine does not trust is
+/// an untrusted provider (exit 9), not an unreachable one.
+#[test]
+fn an_identity_provider_with_an_untrusted_certificate_is_named_so() {
+    let dir = scratch();
+    let (cert, key) = openssl_self_signed(dir.path(), "idp", "DNS:localhost,IP:127.0.0.1");
+    let port = free_tcp_port();
+    let mut server = Command::new("openssl");
+    server
+        .args(["s_server", "-quiet", "-www", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key);
+    let _idp = Proc::spawn("openssl-s-server", server, dir.path());
+    wait_tcp(port, Duration::from_secs(10));
+    let out = hoop(
+        &empty_config(dir.path()),
+        &dir.path().join("data"),
+        &[
+            "login",
+            "--no-browser",
+            "--issuer",
+            &format!("https://127.0.0.1:{port}/realm"),
+        ],
+    );
+    assert_eq!(out.status, Some(9), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("the identity provider's certificate is not trusted"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("cannot reach"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("ERROR"),
+        "no library log line: {}",
+        out.stderr
+    );
+}

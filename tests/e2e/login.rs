@@ -352,7 +352,7 @@ fn logout_revokes_at_the_provider_and_wipes_locally() {
     // profile: whoami, exec and auth token agree.
     let who = env.run(&["whoami"]);
     assert_eq!(who.status, Some(3), "{}", who.stderr);
-    let said = "hoop: not logged in (profile dev)\nhint: run `hoop login --profile dev`";
+    let said = "hoop: not logged in (profile dev)\nhint: run `hoop login --profile dev";
     assert!(who.stderr.contains(said), "{}", who.stderr);
     let exec = env.run(&[
         "exec",

@@ -578,14 +578,17 @@ fn outcome_of(m: &ServerMessage) -> (Outcome, Option<i64>) {
 
 /// The refusal a caller outside the reader groups gets.
 pub fn not_a_reader(readers: &[String]) -> McpError {
-    let groups = if readers.is_empty() {
-        "no group may (the broker's [audit] readers is empty)".to_owned()
+    let who = if readers.is_empty() {
+        "nobody may read the audit log through the broker (its [audit] readers is empty)".to_owned()
     } else {
-        format!("members of {}", readers.join(", "))
+        format!(
+            "reading the audit log is for members of {}",
+            readers.join(", ")
+        )
     };
     McpError::new(
         codes::DENIED,
-        format!("denied by rule builtin:audit-readers: reading the audit log is for {groups}; ask the broker's operator"),
+        format!("denied by rule builtin:audit-readers: {who}; ask the broker's operator"),
     )
 }
 

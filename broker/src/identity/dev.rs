@@ -127,7 +127,7 @@ impl DevIdentities {
         let data = jsonwebtoken::decode::<DevClaims>(token, &self.decoding, &v).map_err(|e| {
             AuthError {
                 reason: format!("dev token rejected: {e}"),
-                hint: "mint a fresh token with `hoop-broker dev token NAME`",
+                hint: "mint a fresh token with `hoop-broker dev --state-dir DIR token NAME`, DIR being the dev broker's state dir (the directory of the token files its banner lists)",
             }
         })?;
         let c = data.claims;

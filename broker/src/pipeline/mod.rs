@@ -93,6 +93,33 @@ impl Reply {
     }
 }
 
+/// What a message that reached no target asked to be answered by.
+enum RequestId {
+    Id(Value),
+    Notification,
+    Unreadable,
+}
+
+/// The JSON-RPC id of `body`, read without judging anything else in it (a
+/// message to a target that does not exist goes no further).
+fn request_id(body: &[u8]) -> RequestId {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(default)]
+        id: Option<Value>,
+        #[serde(default)]
+        method: Option<serde::de::IgnoredAny>,
+    }
+    match serde_json::from_slice::<Head>(body) {
+        Ok(Head { id: Some(id), .. }) => RequestId::Id(id),
+        Ok(Head {
+            id: None,
+            method: Some(_),
+        }) => RequestId::Notification,
+        _ => RequestId::Unreadable,
+    }
+}
+
 /// The request path and the state it needs.
 pub struct Pipeline {
     targets: BTreeMap<String, Arc<Target>>,
@@ -260,7 +287,13 @@ impl Pipeline {
             };
             self.refuse_stream(caller, &open, &exchange, body.as_deref(), &e)
                 .await;
-            return Reply::error(&e, None);
+            // Answered to the request it refuses; a notification gets no
+            // answer, only the status (JSON-RPC answers no notification).
+            return match body.as_deref().map(request_id) {
+                Some(RequestId::Notification) => Reply::empty(e.http_status),
+                Some(RequestId::Id(id)) => Reply::error(&e, Some(&id)),
+                _ => Reply::error(&e, None),
+            };
         };
         match (open.kind, body) {
             (StreamKind::Post, Some(body)) => {

@@ -39,6 +39,9 @@ pub enum KindArg {
 pub enum PolicyCommand {
     /// Validate a policy file and report rules that cannot do what they say
     /// (exit 0 clean, 1 findings, 2 invalid).
+    #[command(
+        after_help = "Examples:\n  hoop-broker policy check policy.toml\n  hoop-broker policy check policy.toml --config broker.toml --json"
+    )]
     Check {
         file: PathBuf,
         /// The broker's config: the masking profiles rules name must be
@@ -52,7 +55,10 @@ pub enum PolicyCommand {
     /// Print the decision for one identity and message, the rule that made
     /// it and every rule that applied (exit 0 allow, 5 deny, 6 approve, 2
     /// invalid file or input).
-    #[command(group(ArgGroup::new("item").args(["tool", "resource", "prompt"])))]
+    #[command(
+        group(ArgGroup::new("item").args(["tool", "resource", "prompt"])),
+        after_help = "Examples:\n  hoop-broker policy explain policy.toml --subject alice --groups eng --target demo --tool delete_model\n  hoop-broker policy explain policy.toml --subject workload:ci --target models --tool deploy_model --json"
+    )]
     Explain {
         file: PathBuf,
         /// The caller's subject (`workload:NAME` for a workload).

@@ -64,9 +64,9 @@ pub async fn sign_in(
                 cfg.scopes.join(" ")
             )),
             RequestTokenError::Request(e) => {
-                AuthError::Unreachable(format!("{device_endpoint}: {}", error_chain(&e)))
+                AuthError::reaching(format!("{device_endpoint}: {}", error_chain(&e)))
             }
-            e => AuthError::Unreachable(format!(
+            e => AuthError::reaching(format!(
                 "{device_endpoint} gave an answer hoop cannot read: {}",
                 error_chain(&e)
             )),
@@ -123,9 +123,9 @@ pub async fn sign_in(
                 )),
             },
             RequestTokenError::Request(e) => {
-                AuthError::Unreachable(format!("{}: {}", meta.token_endpoint, error_chain(&e)))
+                AuthError::reaching(format!("{}: {}", meta.token_endpoint, error_chain(&e)))
             }
-            e => AuthError::Unreachable(format!(
+            e => AuthError::reaching(format!(
                 "{} gave an answer hoop cannot read: {}",
                 meta.token_endpoint,
                 error_chain(&e)

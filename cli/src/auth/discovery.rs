@@ -36,7 +36,7 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<ProviderMe
         .header(reqwest::header::ACCEPT, "application/json")
         .send()
         .await
-        .map_err(|e| AuthError::Unreachable(format!("{url}: {}", error_chain(&e))))?;
+        .map_err(|e| AuthError::reaching(format!("{url}: {}", error_chain(&e))))?;
     let status = resp.status();
     // A 4xx is the provider reached at a wrong URL: fixing the issuer, not
     // retrying, is what helps. A 5xx is the provider in trouble.
@@ -46,14 +46,12 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<ProviderMe
         )));
     }
     if !status.is_success() {
-        return Err(AuthError::Unreachable(format!(
-            "{url} answered HTTP {status}"
-        )));
+        return Err(AuthError::reaching(format!("{url} answered HTTP {status}")));
     }
     let body = resp
         .bytes()
         .await
-        .map_err(|e| AuthError::Unreachable(format!("{url}: {}", error_chain(&e))))?;
+        .map_err(|e| AuthError::reaching(format!("{url}: {}", error_chain(&e))))?;
     let meta: ProviderMetadata = serde_json::from_slice(&body).map_err(|e| {
         AuthError::Config(format!(
             "{url} is not an OpenID discovery document ({e}); fix `issuer` in the profile (or --issuer) to the provider's exact issuer URL"

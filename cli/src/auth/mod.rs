@@ -49,10 +49,21 @@ pub enum AuthError {
     },
     #[error("cannot reach the identity provider: {0}")]
     Unreachable(String),
+    /// The provider answered, but this machine does not trust its TLS
+    /// certificate.
+    #[error("the identity provider's certificate is not trusted: {0}")]
+    Untrusted(String),
     /// No token of any kind for this profile: no `hoop login`, no token
     /// file, no `HOOP_TOKEN`.
     #[error("not logged in (profile {profile})")]
-    NotLoggedIn { profile: String },
+    NotLoggedIn {
+        profile: String,
+        /// `hoop login` with the flags that pick this profile and config.
+        login: String,
+        /// A command that could take a token another way (`--token-file`,
+        /// `HOOP_TOKEN`), so the hint names those too.
+        other_ways: bool,
+    },
     /// The provider answered but refused (e.g. a refresh token that was
     /// revoked or expired).
     #[error("{0}")]
@@ -73,18 +84,33 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// A failed exchange with the provider: untrusted when TLS refused its
+    /// certificate (reqwest says so only in its message), else unreachable.
+    pub fn reaching(what: String) -> Self {
+        if what.contains("invalid peer certificate") || what.contains("certificate verify failed") {
+            Self::Untrusted(what)
+        } else {
+            Self::Unreachable(what)
+        }
+    }
+
     /// The next step, where the message does not already say it.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::NotLoggedIn { profile } => Some(format!(
-                "run `{}`, or pass --token-file FILE / set HOOP_TOKEN",
-                login_command(profile)
-            )),
+            Self::NotLoggedIn {
+                login, other_ways, ..
+            } => Some(match other_ways {
+                true => format!("run `{login}`, or pass --token-file FILE / set HOOP_TOKEN"),
+                false => format!("run `{login}`"),
+            }),
             Self::Denied => Some(
                 "if you denied it, run `hoop login` again and approve the code; if the identity provider refused you, ask its administrators to give you access to the hoop-cli client".into(),
             ),
             Self::Unreachable(_) => Some(
                 "check the issuer URL (--issuer or the profile's issuer) and that this machine can reach it".into(),
+            ),
+            Self::Untrusted(_) => Some(
+                "the provider's certificate must chain to a CA this machine trusts: add its CA to the system's trust store (or point SSL_CERT_FILE at a PEM file holding it)".into(),
             ),
             _ => None,
         }
@@ -97,6 +123,7 @@ impl AuthError {
             }
             Self::WrongIssuer { .. } | Self::Config(_) => exit::USAGE,
             Self::Unreachable(_) => exit::BROKER_UNREACHABLE,
+            Self::Untrusted(_) => exit::UNTRUSTED,
             Self::Store(_) | Self::Keyring(_) | Self::KeyringUnreadable { .. } => exit::FAILURE,
         }
     }
@@ -113,13 +140,17 @@ impl From<AuthError> for CommandError {
     }
 }
 
-/// `hoop login`, with `--profile NAME` unless it is the default profile.
-pub fn login_command(profile: &str) -> String {
-    if profile == crate::settings::DEFAULT_PROFILE {
-        "hoop login".into()
-    } else {
-        format!("hoop login --profile {profile}")
+/// `hoop login`, with `--profile NAME` unless it is the default profile,
+/// and `--config FILE` when one was given: what the person types next.
+pub fn login_command(profile: &str, config: Option<&std::path::Path>) -> String {
+    let mut c = String::from("hoop login");
+    if profile != crate::settings::DEFAULT_PROFILE {
+        c.push_str(&format!(" --profile {profile}"));
     }
+    if let Some(config) = config {
+        c.push_str(&format!(" --config {}", config.display()));
+    }
+    c
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -162,6 +193,8 @@ mod tests {
         assert_eq!(AuthError::Unreachable("x".into()).exit_code(), 4);
         let not_in = AuthError::NotLoggedIn {
             profile: "typo".into(),
+            login: login_command("typo", None),
+            other_ways: false,
         };
         assert_eq!(not_in.exit_code(), 3);
         assert!(not_in.hint().unwrap().contains("hoop login --profile typo"));

@@ -233,12 +233,12 @@ impl LoginSession {
                     self.profile(),
                     describe_refusal(&r)
                 )),
-                RequestTokenError::Request(e) => AuthError::Unreachable(format!(
+                RequestTokenError::Request(e) => AuthError::reaching(format!(
                     "{}: {}",
                     current.token_endpoint,
                     error_chain(&e)
                 )),
-                e => AuthError::Unreachable(format!(
+                e => AuthError::reaching(format!(
                     "{} gave an answer hoop cannot read: {}",
                     current.token_endpoint,
                     error_chain(&e)

@@ -85,15 +85,26 @@ pub enum ApproveCommand {
 pub async fn run(args: ApproveArgs) -> Result<(), CommandError> {
     let Some(command) = args.command else {
         if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-            return Err(CommandError::new(exit::USAGE, anyhow::anyhow!(
-                    "the live view needs a terminal; in scripts use `hoop approve list --json`, `grant ID` or `deny ID --reason R`"
-                )));
+            let profile = args
+                .connection
+                .profile
+                .as_deref()
+                .map(|p| format!(" --profile {p}"))
+                .unwrap_or_default();
+            return Err(CommandError::usage(anyhow::anyhow!(
+                "the live view needs a terminal"
+            ))
+            .with_hint(format!(
+                "in scripts use `hoop approve list --json{profile}`, `hoop approve grant ID{profile}` or `hoop approve deny ID --reason R{profile}`"
+            )));
         }
         let resolved = args
             .connection
             .resolve()
             .map_err(CommandError::unresolved)?;
-        let tunnel = crate::tunnel::TunnelClient::connect(resolved.tunnel).await?;
+        let tunnel = crate::tunnel::TunnelClient::connect(resolved.tunnel)
+            .await
+            .map_err(|e| CommandError::from(e).for_login(&resolved.login))?;
         return crate::tui::approve::run(tunnel).await;
     };
     match command {

@@ -28,7 +28,7 @@ pub enum AuditCommand {
     /// Events matching every filter given, oldest first (page on with
     /// --after, as the note on stderr says when more match).
     #[command(
-        after_help = "Examples:\n  hoop audit search --user alice --since 1h\n  hoop audit search --target payments --tool get_customer --since 2026-12-01\n  hoop audit search --decision deny --json | jq .actor.subject"
+        after_help = "Examples:\n  hoop audit search --user alice --since 1h\n  hoop audit search --target payments --tool get_customer --since 2026-12-01\n  hoop audit search --decision deny --json | jq .actor.sub"
     )]
     Search {
         #[command(flatten)]
@@ -66,7 +66,7 @@ pub enum AuditCommand {
     /// Prove an export unaltered (FILE, offline: no broker), or have the
     /// broker check its whole log (no FILE).
     #[command(
-        after_help = "Examples:\n  hoop audit verify dec.jsonl --key \"$(hoop audit key)\"\n  hoop audit verify dec.jsonl --key OLD_KEY --key NEW_KEY   # across a key rotation\n  hoop audit verify                    # the broker checks its whole log\n\nExit codes: 0 verified, 1 verification failed, 2 usage, 3 authentication failed,\n4 broker unreachable, 5 not allowed to read the log"
+        after_help = "Examples:\n  hoop audit verify dec.jsonl --key \"$(hoop audit key)\"\n  hoop audit verify dec.jsonl --key OLD_KEY --key NEW_KEY   # across a key rotation\n  hoop audit verify                    # the broker checks its whole log\n\nExit codes: 0 verified, 1 verification failed, 2 usage, 3 not logged in or the token\nwas refused, 4 broker unreachable, 5 not allowed to read the log, 9 the broker's\ncertificate is not trusted"
     )]
     Verify {
         /// An export written by `hoop audit export --format jsonl`.
@@ -110,10 +110,14 @@ pub async fn run(args: AuditArgs) -> Result<(), CommandError> {
             connection,
         } => {
             let lines = ask(&connection, &AuditRequest::Replay { id: id.clone() }).await?;
-            if lines.is_empty() && !json {
-                return Err(CommandError::new(exit::FAILURE, anyhow::anyhow!(
-                        "no exchange or session {id:?} in the audit log (ids come from `hoop audit search`)"
-                    )));
+            if lines.is_empty() {
+                // Not found is a wrong argument, as `hoop approve show 99` is.
+                return Err(CommandError::usage(anyhow::anyhow!(
+                    "no exchange or session {id:?} in the audit log"
+                ))
+                .with_hint(
+                    "ids come from `hoop audit search` (its exchange and session columns)",
+                ));
             }
             print_events(&lines, json, view::timeline)
         }

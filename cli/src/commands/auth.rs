@@ -45,10 +45,13 @@ async fn token(args: TokenArgs) -> Result<(), CommandError> {
         .map_err(|e| CommandError::new(super::exit::USAGE, e))?;
     let data_dir = settings::data_dir()?;
     let issuer = profile.issuer.clone();
+    let login = crate::auth::login_command(&name, args.profile.config.as_deref());
     let session = tokio::task::spawn_blocking(move || {
         LoginSession::open(&name, &data_dir, issuer.as_deref()).and_then(|s| {
-            s.ok_or_else(|| AuthError::NotLoggedIn {
+            s.ok_or(AuthError::NotLoggedIn {
                 profile: name.clone(),
+                login,
+                other_ways: false,
             })
         })
     })

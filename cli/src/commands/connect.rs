@@ -44,7 +44,26 @@ pub async fn run(args: ConnectArgs) -> Result<(), CommandError> {
         .resolve()
         .map_err(CommandError::unresolved)?;
     let launch = StdioLaunch::new(&args.target, &resolved);
-    let tunnel = TunnelClient::connect(resolved.tunnel).await?;
+    let tunnel = TunnelClient::connect(resolved.tunnel)
+        .await
+        .map_err(|e| CommandError::from(e).for_login(&resolved.login))?;
+    // A target the broker does not have is a typo to say now, not an
+    // endpoint that answers every request with an error.
+    if let Some(names) = super::targets::target_names(&tunnel).await {
+        if !names.contains(&args.target) {
+            tunnel.close().await;
+            return Err(CommandError::usage(anyhow::anyhow!(
+                "no target named {:?} on this broker (targets: {})",
+                args.target,
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            ))
+            .with_hint("`hoop targets` lists them with the tools you may use"));
+        }
+    }
     // Held calls and calls to decide, told on stderr as they happen.
     tokio::spawn(crate::tui::approve::notices::follow(tunnel.clone()));
     let served = if args.stdio {
@@ -219,6 +238,7 @@ mod tests {
                 trust: Trust::Pin("sha256:00".into()),
                 token,
             },
+            login: "hoop login".into(),
             launch_args: launch_args.iter().map(|s| s.to_string()).collect(),
         }
     }

@@ -85,6 +85,14 @@ pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
     );
     let dev = DevConfig::default();
     let names: Vec<String> = dev.identities.iter().map(|i| i.name.clone()).collect();
+    if !names.contains(&args.identity) {
+        let _ = stop_tx.send(());
+        return Err(CommandError::usage(anyhow::anyhow!(
+            "no demo identity {:?} (the demo has: {})",
+            args.identity,
+            names.join(", ")
+        )));
+    }
     // Who can release the demo's held deploy_model for this run's identity.
     let approver = dev
         .identities
@@ -203,6 +211,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
     broker.shutdown().await;
     // The profiles pointed at this run; no demo answers there any more.
     let _ = std::fs::remove_file(dir.join("profile.toml"));
+    let _ = std::fs::remove_file(dir.join("token"));
     for name in &names {
         let _ = std::fs::remove_file(dir.join(format!("profile-{name}.toml")));
         let _ = std::fs::remove_file(dir.join(format!("token-{name}")));
@@ -236,10 +245,15 @@ fn write_profile(
     token: &str,
 ) -> anyhow::Result<()> {
     let token_file = dir.join(token_name);
+    let profile_name = match file.strip_prefix("profile-") {
+        Some(rest) => format!("demo-{}", rest.trim_end_matches(".toml")),
+        None => "demo".to_owned(),
+    };
     tls::write_private(&token_file, token.as_bytes())?;
     let quoted = |v: String| toml::Value::String(v).to_string();
     let profile = format!(
-        "# written by `hoop demo` for this run; read as the profile `demo`\nbroker = {}\npin = {}\ntoken_file = {}\n",
+        "# written by `hoop demo` for this run; read as the profile `{}`\nbroker = {}\npin = {}\ntoken_file = {}\n",
+        profile_name,
         quoted(broker.addr.to_string()),
         quoted(broker.fingerprint.clone()),
         quoted(token_file.display().to_string())

@@ -34,7 +34,7 @@ const REVOKED: i64 = -32054;
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  hoop exec mcp payments --tool get_customer --args '{\"customer_id\":\"c-1001\"}'\n  hoop exec mcp models --tool deploy_model --args @deploy.json --json\n  echo '{\"text\":\"hi\"}' | hoop exec mcp demo --tool echo --args -\n\nIn CI, the token comes from --token-file, HOOP_TOKEN, or the GitHub Actions\nOIDC variables (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN, with `permissions: id-token: write`).\n  hoop exec mcp models --tool deploy_model --args @deploy.json --reason \"release 7\" --wait 30m\n\nA call a policy holds for approval waits up to --wait for an approver\n(`hoop approve grant ID`), showing progress on stderr; run the same command\nagain later to pick up the same request.\n\nExit codes (the table: hoop --help, docs/cli.md): 0 the tool succeeded, 1 other failure\n(upstream down, protocol error), 2 usage or configuration error (an unknown target),\n3 not logged in or the token was refused, 4 broker unreachable, 5 denied by policy,\n6 the tool reported an error, 7 an approver denied the call, 8 the approval expired\nor --wait ran out first, 9 the broker's certificate is not trusted.\nWith --json a failure is {\"error\": {code, exit_code, message, hint, jsonrpc_error | result}}."
+    after_help = "Examples:\n  hoop exec mcp payments --tool get_customer --args '{\"customer_id\":\"c-1001\"}'\n  hoop exec mcp models --tool deploy_model --args @deploy.json --json\n  echo '{\"text\":\"hi\"}' | hoop exec mcp demo --tool echo --args -\n  hoop exec mcp models --tool deploy_model --args @deploy.json --reason \"release 7\" --wait 30m\n\nIn CI, the token comes from --token-file, HOOP_TOKEN, or the GitHub Actions\nOIDC variables (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN, with `permissions: id-token: write`).\n\nA call a policy holds for approval waits up to --wait for an approver\n(`hoop approve grant ID`), showing progress on stderr; run the same command\nagain later to pick up the same request.\n\nExit codes (the table: hoop --help, docs/cli.md): 0 the tool succeeded, 1 other failure\n(upstream down, protocol error), 2 usage or configuration error (an unknown target),\n3 not logged in or the token was refused, 4 broker unreachable, 5 denied by policy,\n6 the tool reported an error, 7 an approver denied the call, 8 the approval expired\nor --wait ran out first, 9 the broker's certificate is not trusted.\nWith --json a failure is {\"error\": {code, exit_code, message, hint, jsonrpc_error | result}}."
 )]
 pub struct ExecArgs {
     /// What to call (only `mcp` for now).
@@ -100,8 +100,13 @@ pub async fn run(args: ExecArgs) -> Result<(), CommandError> {
         .connection
         .resolve()
         .map_err(CommandError::unresolved)?;
-    let tunnel = TunnelClient::connect(resolved.tunnel).await?;
-    let result = call_and_wait(&tunnel, &args, arguments).await;
+    let login = resolved.login.clone();
+    let tunnel = TunnelClient::connect(resolved.tunnel)
+        .await
+        .map_err(|e| CommandError::from(e).for_login(&login))?;
+    let result = call_and_wait(&tunnel, &args, arguments)
+        .await
+        .map_err(|e| e.for_login(&login));
     // The broker sees the job leave now, not at its idle timeout: a CI job
     // making many calls must not pile connections up there.
     tunnel.close().await;

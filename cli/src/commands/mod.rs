@@ -56,7 +56,11 @@ pub mod exit {
             "unreachable",
             "the broker or the identity provider cannot be reached",
         ),
-        (DENIED, "denied", "a policy denied the call (exec)"),
+        (
+            DENIED,
+            "denied",
+            "denied: the call by policy (exec), or the action (approve, audit)",
+        ),
         (
             TOOL_ERROR,
             "tool_error",
@@ -143,6 +147,15 @@ impl CommandError {
     /// Adds `key` to the `--json` error object.
     pub fn with_detail(mut self, key: &str, value: serde_json::Value) -> Self {
         self.details.insert(key.to_owned(), value);
+        self
+    }
+
+    /// Makes a hint's `hoop login` the one for the profile and config in
+    /// use (`hoop login --profile work`).
+    pub fn for_login(mut self, login: &str) -> Self {
+        if let Some(h) = &mut self.hint {
+            *h = h.replace("`hoop login`", &format!("`{login}`"));
+        }
         self
     }
 
@@ -239,7 +252,9 @@ pub async fn ask_broker(
     body: Option<bytes::Bytes>,
 ) -> Result<Vec<bytes::Bytes>, CommandError> {
     let resolved = connection.resolve().map_err(CommandError::unresolved)?;
-    let tunnel = crate::tunnel::TunnelClient::connect(resolved.tunnel).await?;
+    let tunnel = crate::tunnel::TunnelClient::connect(resolved.tunnel)
+        .await
+        .map_err(|e| CommandError::from(e).for_login(&resolved.login))?;
     let open = hoop_proto::OpenStream {
         target: String::new(),
         kind,

@@ -79,3 +79,27 @@ pub async fn run(args: TargetsArgs) -> Result<(), CommandError> {
     }
     Ok(())
 }
+
+/// The broker's target names, as its catalog lists them to this caller;
+/// `None` when the catalog cannot be read (then nothing is concluded).
+pub async fn target_names(tunnel: &crate::tunnel::TunnelClient) -> Option<Vec<String>> {
+    let open = hoop_proto::OpenStream {
+        target: String::new(),
+        kind: StreamKind::Catalog,
+        headers: hoop_proto::McpHeaders::default(),
+    };
+    let mut ex = tunnel.exchange(open, None).await.ok()?;
+    let mut last = None;
+    // Bounded by the broker: the answer ends with Close.
+    while let Ok(Some(m)) = ex.next_message().await {
+        last = Some(m.body);
+    }
+    let v: Value = serde_json::from_slice(&last?).ok()?;
+    Some(
+        v.get("targets")?
+            .as_array()?
+            .iter()
+            .filter_map(|t| t["name"].as_str().map(str::to_owned))
+            .collect(),
+    )
+}

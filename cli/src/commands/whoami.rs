@@ -22,6 +22,27 @@ pub struct WhoamiArgs {
     pub json: bool,
 }
 
+/// No `hoop login` session for the profile; a profile that takes its
+/// token from a file is told apart, since logging in is not its way.
+fn not_logged_in(
+    name: &str,
+    profile: &crate::settings::Profile,
+    config: Option<&std::path::Path>,
+) -> CommandError {
+    let e = CommandError::from(AuthError::NotLoggedIn {
+        profile: name.to_owned(),
+        login: crate::auth::login_command(name, config),
+        other_ways: false,
+    });
+    match &profile.token_file {
+        Some(file) if profile.issuer.is_none() => e.with_hint(format!(
+            "profile {name} takes its token from token_file {} rather than `hoop login`; `hoop targets --profile {name}` shows who the broker says you are",
+            file.display()
+        )),
+        _ => e,
+    }
+}
+
 pub async fn run(args: WhoamiArgs) -> Result<(), CommandError> {
     let (name, profile) = args
         .profile
@@ -32,9 +53,7 @@ pub async fn run(args: WhoamiArgs) -> Result<(), CommandError> {
     let (tokens, location) = tokio::task::spawn_blocking(move || store.load())
         .await
         .map_err(|e| AuthError::Store(e.to_string()))??
-        .ok_or(AuthError::NotLoggedIn {
-            profile: name.clone(),
-        })?;
+        .ok_or_else(|| not_logged_in(&name, &profile, args.profile.config.as_deref()))?;
     let c = claims::shown(
         &tokens.access_token,
         tokens.id_token.as_deref(),

@@ -200,6 +200,9 @@ impl TunnelError {
             )),
             Self::Untrusted { untrusted, .. } => Some(untrusted.hint.clone()),
             Self::Login(e) => e.hint(),
+            Self::Refused { code, .. } if *code == ErrorCode::REVOKED => Some(
+                "an administrator revoked this identity's access: a new token does not help; ask them (they list revocations with `hoop-broker revocations`)".into(),
+            ),
             Self::Refused { .. } if self.is_auth() => Some(
                 "get a new token: run `hoop login` again, or check the token file (--token-file) or HOOP_TOKEN".into(),
             ),

@@ -231,8 +231,8 @@ impl BrokerCertVerifier {
             rustls::Error::InvalidCertificate(
                 CertificateError::Expired | CertificateError::ExpiredContext { .. },
             ) => (
-                "the broker's certificate has expired".into(),
-                "ask the broker's operator to renew it (docs/certificates.md)".into(),
+                "the broker's certificate has expired, or this machine's clock is wrong".into(),
+                "check the clock here; if it is right, the broker's operator renews the certificate (docs/certificates.md); a certificate from another CA than --ca-file's can show this too".into(),
             ),
             rustls::Error::InvalidCertificate(
                 CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
@@ -287,7 +287,7 @@ impl ServerCertVerifier for BrokerCertVerifier {
                 }
                 Err(self.refuse(
                     format!("the broker's certificate is {print}, not the pinned fingerprint"),
-                    "if the broker's certificate was replaced, get its fingerprint from the operator (`hoop-broker serve` prints `certificate fingerprint: sha256:…` at start) and update --pin or the profile's pin; if not, this may not be your broker".into(),
+                    "if the broker's certificate was replaced, get its fingerprint from the operator (`hoop-broker serve` prints `certificate fingerprint: sha256:…` at start, `hoop-broker dev` `certificate: PATH (sha256:…)`, `hoop demo` `certificate pin sha256:…`) and update --pin or the profile's pin; if not, this may not be your broker".into(),
                     rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure),
                 ))
             }
