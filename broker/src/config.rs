@@ -37,11 +37,12 @@ pub struct BrokerConfig {
     /// under a named built-in rule, which `serve` warns about.
     #[serde(default)]
     pub policy: Option<PathBuf>,
-    /// The broker's SQLite store (revocations, accepted tool definitions).
-    /// Default: `broker.db` in the broker's data directory (`serve`) or
-    /// state directory (`dev`).
+    /// The broker's store (revocations, accepted tool definitions,
+    /// approvals): an SQLite file, default `broker.db` in the broker's data
+    /// directory (`serve`) or state directory (`dev`); or a PostgreSQL
+    /// schema shared by several replicas (`{ postgres = "postgres://…" }`).
     #[serde(default)]
-    pub store: Option<PathBuf>,
+    pub store: Option<crate::store::StoreLocation>,
     /// The audit log (docs/audit.md).
     #[serde(default)]
     pub audit: AuditConfig,
@@ -465,7 +466,7 @@ impl BrokerConfig {
                 *p = base.join(&*p);
             }
         };
-        if let Some(s) = config.store.as_mut() {
+        if let Some(crate::store::StoreLocation::Sqlite(s)) = config.store.as_mut() {
             anchor(s);
         }
         if let Some(a) = config.audit.path.as_mut() {

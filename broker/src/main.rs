@@ -11,7 +11,7 @@ use hoop_broker::config::BrokerConfig;
 use hoop_broker::identity::dev::DevIdentities;
 use hoop_broker::identity::now_unix;
 use hoop_broker::identity::oidc::OidcVerifier;
-use hoop_broker::store::{BrokerStore, NewRevocation};
+use hoop_broker::store::{BrokerStore, NewRevocation, StoreLocation};
 use hoop_broker::tunnel::tls::{self, TlsMaterial};
 
 #[derive(Parser)]
@@ -256,7 +256,7 @@ impl LogArgs {
         use hoop_broker::audit::local::LocalLog;
         if let Some(p) = &self.audit_log {
             return Ok(LocalLog::new(
-                p.clone(),
+                hoop_broker::audit::AuditLocation::Sqlite(p.clone()),
                 p.with_file_name("audit-signing.key"),
             ));
         }
@@ -265,7 +265,7 @@ impl LogArgs {
             None => BrokerConfig::empty(),
         };
         if config.store.is_none() {
-            config.store = Some(self.store.path()?);
+            config.store = Some(self.store.location()?);
         }
         let (path, key) = hoop_broker::run::audit_paths(&config)?;
         Ok(LocalLog::new(path, key))
@@ -290,23 +290,23 @@ struct StoreArgs {
 }
 
 impl StoreArgs {
-    fn path(&self) -> anyhow::Result<PathBuf> {
+    fn location(&self) -> anyhow::Result<StoreLocation> {
         if let Some(p) = &self.store {
-            return Ok(p.clone());
+            return Ok(StoreLocation::Sqlite(p.clone()));
         }
         if let Some(c) = &self.config {
             return match BrokerConfig::load(c)?.store {
-                Some(p) => Ok(p),
-                None => serve_store(),
+                Some(l) => Ok(l),
+                None => Ok(StoreLocation::Sqlite(serve_store()?)),
             };
         }
         if let Some(d) = &self.state_dir {
-            return Ok(d.join("broker.db"));
+            return Ok(StoreLocation::Sqlite(d.join("broker.db")));
         }
         if self.dev {
-            return Ok(dev_state_dir()?.join("broker.db"));
+            return Ok(StoreLocation::Sqlite(dev_state_dir()?.join("broker.db")));
         }
-        serve_store()
+        Ok(StoreLocation::Sqlite(serve_store()?))
     }
 }
 
@@ -442,8 +442,21 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config } => serve(&config).await,
-        Command::Policy(_) | Command::Mask(_) | Command::Completion { .. } => Ok(()),
         Command::Dev(args) => dev(args).await,
+        // The admin commands block on their stores, off the runtime's
+        // thread: PostgreSQL's client runs a runtime of its own, which
+        // cannot start on a thread that drives this one.
+        other => tokio::task::spawn_blocking(move || admin(other))
+            .await
+            .map_err(|e| anyhow::anyhow!("the command did not finish: {e}"))?,
+    }
+}
+
+/// The commands that read or change the store and the audit log.
+fn admin(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { .. } | Command::Dev(_) => Ok(()),
+        Command::Policy(_) | Command::Mask(_) | Command::Completion { .. } => Ok(()),
         Command::Revoke {
             subject,
             issuer,
@@ -463,8 +476,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     );
                 }
             }
-            let path = store.path()?;
-            let s = BrokerStore::open_existing(&path)?;
+            let s = BrokerStore::open_existing(&store.location()?)?;
             record_admin(
                 &store,
                 serde_json::json!({"command": "revoke", "subject": subject, "issuer": issuer, "reason": reason, "for_secs": duration}),
@@ -493,13 +505,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                         Some(e) => format!(", until {} (unix)", e),
                         None => ", until lifted with `hoop-broker unrevoke`".into(),
                     },
-                    path.display()
+                    s.location()
                 );
             }
             Ok(())
         }
         Command::Revocations { all, json, store } => {
-            let s = BrokerStore::open_existing(&store.path()?)?;
+            let s = BrokerStore::open_existing(&store.location()?)?;
             let list = s.revocations(all, now_unix())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -534,7 +546,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             json,
             store,
         }) => {
-            let s = BrokerStore::open_existing(&store.path()?)?;
+            let s = BrokerStore::open_existing(&store.location()?)?;
             let rows: Vec<_> = s
                 .tool_status(target.as_deref())?
                 .into_iter()
@@ -569,7 +581,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             tool,
             store,
         }) => {
-            let s = BrokerStore::open_existing(&store.path()?)?;
+            let s = BrokerStore::open_existing(&store.location()?)?;
             record_admin(
                 &store,
                 serde_json::json!({"command": "tools accept", "target": target, "tool": tool}),
@@ -587,7 +599,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Audit(cmd) => audit_command(cmd),
         Command::Unrevoke { id, store } => {
-            let s = BrokerStore::open_existing(&store.path()?)?;
+            let s = BrokerStore::open_existing(&store.location()?)?;
             record_admin(&store, serde_json::json!({"command": "unrevoke", "id": id}))?;
             if s.lift_revocation(id, now_unix())? {
                 println!("revocation {id} lifted");
@@ -643,7 +655,7 @@ fn audit_command(cmd: AuditCommand) -> anyhow::Result<()> {
                 }
                 None => anyhow::bail!(
                     "no audit log with a key at {}: the broker makes both when it starts",
-                    local.path().display()
+                    local.location()
                 ),
             }
         }
@@ -724,7 +736,7 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
         );
     }
     if config.store.is_none() {
-        config.store = Some(serve_store()?);
+        config.store = Some(StoreLocation::Sqlite(serve_store()?));
     }
     if config.admin.listen.is_none() {
         config.admin.listen = Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_ADMIN_PORT)));
@@ -749,7 +761,7 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
         );
     }
     if let Some(s) = &config.store {
-        println!("store: {}", s.display());
+        println!("store: {s}");
     }
     if let Some(p) = &config.policy {
         println!(
@@ -786,7 +798,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         eprintln!("note: dev mode ignores [[issuers]]; it trusts only its own dev identities");
     }
     if config.store.is_none() {
-        config.store = Some(state.join("broker.db"));
+        config.store = Some(StoreLocation::Sqlite(state.join("broker.db")));
     }
     let identities =
         DevIdentities::load_or_create(&state.join("signing-key.pem"), config.dev.clone())?;

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 
 use hoop_audit_log::{AuditLog, Durability, LogConfig};
 
-use crate::approval::{Approvals, HoldSettings};
+use crate::approval::{Approvals, HoldSettings, StoredApprovals};
 use crate::audit::event::{Actor, Event, EventKind};
-use crate::audit::Audit;
+use crate::audit::{Audit, AuditLocation};
 use crate::config::{AuditDurability, BrokerConfig};
 use crate::identity::revocation::{self, RevocationList};
 use crate::identity::TokenVerifier;
@@ -21,7 +21,7 @@ use crate::masking::Masking;
 use crate::pipeline::drift::ToolDrift;
 use crate::pipeline::Pipeline;
 use crate::policy::Policy;
-use crate::store::BrokerStore;
+use crate::store::{BrokerStore, StoreLocation};
 use crate::tunnel::server::TunnelServer;
 use crate::tunnel::tls::{quic_server_config, TlsMaterial};
 use crate::upstream::Upstream;
@@ -127,14 +127,28 @@ async fn start_inner(
             (Upstream::from_config(name, t)?, t.tool_drift),
         );
     }
-    let drift = Arc::new(ToolDrift::new(config.store.clone())?);
     let revocations = Arc::new(RevocationList::default());
-    if let Some(path) = &config.store {
-        // Read before the listener opens, so no revoked subject slips in.
-        let store = BrokerStore::open(path)?;
-        revocations.load(&store)?;
-    }
-    let log = open_audit_log(config)?;
+    // What blocks on the stores runs off the runtime's threads (the
+    // PostgreSQL client runs a runtime of its own, which cannot start on a
+    // thread that drives this one).
+    let (drift, log, stored_approvals) = {
+        let config = config.clone();
+        let revocations = revocations.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let drift = Arc::new(ToolDrift::new(config.store.clone())?);
+            if let Some(location) = &config.store {
+                // Read before the listener opens, so no revoked subject
+                // slips in.
+                let store = BrokerStore::open(location)?;
+                revocations.load(&store)?;
+            }
+            let log = open_audit_log(&config)?;
+            let stored = StoredApprovals::read(config.store.as_ref())?;
+            Ok((drift, log, stored))
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("the broker's start did not finish: {e}"))??
+    };
     let masking = Arc::new(masking_layer(config)?);
     masking
         .check_policy(&policy)
@@ -147,6 +161,7 @@ async fn start_inner(
     ));
     let approvals = Approvals::new(
         config.store.clone(),
+        stored_approvals,
         audit.clone(),
         HoldSettings {
             hold_secs: config.approvals.hold_secs,
@@ -347,21 +362,33 @@ async fn start_inner(
     })
 }
 
-/// Where the audit log lives: `[audit] path`, else `audit.db` beside the
-/// store; its key `[audit] signing_key`, else beside the log.
-pub fn audit_paths(config: &BrokerConfig) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let path = match (&config.audit.path, &config.store) {
-        (Some(p), _) => p.clone(),
-        (None, Some(store)) => store.with_file_name("audit.db"),
+/// Where the audit log lives: `[audit] path`; else `audit.db` beside an
+/// SQLite store, or the schema `<store schema>_audit` (`hoop_audit`) of a
+/// PostgreSQL store (every replica writes one log). Its key: `[audit] signing_key`, else beside an
+/// SQLite log; with PostgreSQL it must be named, since every replica signs
+/// with the same key.
+pub fn audit_paths(config: &BrokerConfig) -> anyhow::Result<(AuditLocation, PathBuf)> {
+    let location = match (&config.audit.path, &config.store) {
+        (Some(p), _) => AuditLocation::Sqlite(p.clone()),
+        (None, Some(StoreLocation::Sqlite(store))) => {
+            AuditLocation::Sqlite(store.with_file_name("audit.db"))
+        }
+        (None, Some(StoreLocation::Postgres { url, schema })) => AuditLocation::Postgres {
+            url: url.clone(),
+            schema: format!("{schema}_audit"),
+        },
         (None, None) => anyhow::bail!(
             "the broker needs a place for its audit log: set `store` or [audit] path in the config"
         ),
     };
-    let key = match &config.audit.signing_key {
-        Some(k) => k.clone(),
-        None => path.with_file_name("audit-signing.key"),
+    let key = match (&config.audit.signing_key, &location) {
+        (Some(k), _) => k.clone(),
+        (None, AuditLocation::Sqlite(path)) => path.with_file_name("audit-signing.key"),
+        (None, AuditLocation::Postgres { .. }) => anyhow::bail!(
+            "with the store in PostgreSQL, the audit log is one log for every replica: set [audit] signing_key to a key file every replica shares (made 0600 on the first start if missing; see docs/operations.md)"
+        ),
     };
-    Ok((path, key))
+    Ok((location, key))
 }
 
 /// The masking layer the config asks for, its key made on first start.
@@ -372,37 +399,61 @@ pub fn masking_layer(config: &BrokerConfig) -> anyhow::Result<Masking> {
     }
     let key = match &config.masking.key {
         Some(k) => k.clone(),
-        None => audit_paths(config)?.0.with_file_name("masking.key"),
+        None => default_masking_key(config)?,
     };
     let key = crate::masking::load_or_create_key(&key)?;
     Ok(Masking::from_config(&config.masking.profiles, key)?)
 }
 
+/// The masking key beside the audit log's file, or beside the signing key
+/// when the log is in PostgreSQL (the replicas share both).
+pub fn default_masking_key(config: &BrokerConfig) -> anyhow::Result<PathBuf> {
+    let (location, key) = audit_paths(config)?;
+    Ok(match location {
+        AuditLocation::Sqlite(path) => path.with_file_name("masking.key"),
+        AuditLocation::Postgres { .. } => key.with_file_name("masking.key"),
+    })
+}
+
 fn open_audit_log(config: &BrokerConfig) -> anyhow::Result<AuditLog> {
-    let (path, key) = audit_paths(config)?;
+    let (location, key) = audit_paths(config)?;
     let durability = match config.audit.durability {
         Some(AuditDurability::Os) => Durability::Os,
         Some(AuditDurability::Fsync) | None => Durability::Fsync,
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot create the audit log's directory {}: {e}",
-                dir.display()
-            )
-        })?;
-    }
-    let log = AuditLog::open_sqlite(
-        &path,
-        &key,
-        LogConfig {
-            durability,
-            origin: config.audit.origin.clone(),
-            checkpoint_every: config.audit.checkpoint_every,
-            checkpoint_interval: Duration::from_secs(config.audit.checkpoint_interval_secs),
-            ..LogConfig::default()
-        },
-    )?;
+    let log_config = LogConfig {
+        durability,
+        origin: config.audit.origin.clone(),
+        checkpoint_every: config.audit.checkpoint_every,
+        checkpoint_interval: Duration::from_secs(config.audit.checkpoint_interval_secs),
+        ..LogConfig::default()
+    };
+    let log = match &location {
+        AuditLocation::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot create the audit log's directory {}: {e}",
+                        dir.display()
+                    )
+                })?;
+            }
+            AuditLog::open_sqlite(path, &key, log_config)?
+        }
+        // No local journal in front: the database is the durable place
+        // every replica shares, and a batch is durable once it commits.
+        AuditLocation::Postgres { .. } => {
+            let store = location.open(durability)?;
+            AuditLog::open(
+                store,
+                &key,
+                LogConfig {
+                    journal: false,
+                    ..log_config
+                },
+            )?
+        }
+    };
     Ok(log)
 }
 

@@ -22,6 +22,7 @@ mod policy;
 mod policy_bypass;
 mod policy_reload;
 mod relay_notifications;
+mod replicas;
 mod revisions;
 mod stdio_local;
 mod tool_drift;

@@ -19,7 +19,6 @@ mod request;
 pub mod webhook;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -34,7 +33,7 @@ use crate::audit::Audit;
 use crate::identity::{now_unix, Caller, Identity, IdentityKind};
 use crate::mcp::error::{codes, McpError};
 use crate::policy::ApprovalSpec;
-use crate::store::BrokerStore;
+use crate::store::{BrokerStore, StoreLocation};
 
 /// Most requests open at once: a caller making endless distinct calls
 /// cannot grow the broker's memory without bound.
@@ -136,6 +135,28 @@ struct Book {
     last_id: u64,
 }
 
+/// What the store holds of approvals when the broker starts: the open
+/// requests, and the highest number used (never given again).
+#[derive(Debug, Default)]
+pub struct StoredApprovals {
+    pub last_id: u64,
+    pub open: Vec<ApprovalRequest>,
+}
+
+impl StoredApprovals {
+    /// Reads them (blocking).
+    pub fn read(store: Option<&StoreLocation>) -> anyhow::Result<Self> {
+        let Some(location) = store else {
+            return Ok(Self::default());
+        };
+        let s = BrokerStore::open(location)?;
+        Ok(Self {
+            last_id: s.last_approval_id()?,
+            open: s.open_approvals()?,
+        })
+    }
+}
+
 /// The requests, held in memory for the calls that wait on them and kept
 /// in the broker store.
 pub struct Approvals {
@@ -143,7 +164,7 @@ pub struct Approvals {
     /// changes to the requests happen one at a time and in the order the
     /// log has them. Approvals are rare; allowed calls never take it.
     book: tokio::sync::Mutex<Book>,
-    store: Option<PathBuf>,
+    store: Option<StoreLocation>,
     audit: Arc<Audit>,
     pub hold: HoldSettings,
     /// Counts changes to any request, so `hoop approve` views can follow.
@@ -153,21 +174,22 @@ pub struct Approvals {
 }
 
 impl Approvals {
-    /// Loads the open requests from `store` (if any).
+    /// The engine over `store`, starting from what [`StoredApprovals`]
+    /// read of it (read off the runtime's threads: it blocks).
     pub fn new(
-        store: Option<PathBuf>,
+        store: Option<StoreLocation>,
+        stored: StoredApprovals,
         audit: Arc<Audit>,
         hold: HoldSettings,
         webhooks: Option<webhook::Webhooks>,
     ) -> anyhow::Result<Self> {
-        let mut book = Book::default();
-        if let Some(path) = &store {
-            let s = BrokerStore::open(path)?;
-            book.last_id = s.last_approval_id()?;
-            for request in s.open_approvals()? {
-                let (entry, _) = Entry::new(request);
-                book.open.insert(entry.request.id, entry);
-            }
+        let mut book = Book {
+            last_id: stored.last_id,
+            ..Book::default()
+        };
+        for request in stored.open {
+            let (entry, _) = Entry::new(request);
+            book.open.insert(entry.request.id, entry);
         }
         Ok(Self {
             book: tokio::sync::Mutex::new(book),
@@ -195,8 +217,8 @@ impl Approvals {
     }
 
     /// The broker store the requests are kept in, if any.
-    pub fn store(&self) -> Option<&std::path::Path> {
-        self.store.as_deref()
+    pub fn store(&self) -> Option<&StoreLocation> {
+        self.store.as_ref()
     }
 
     /// Follows changes to any request (a new one, a decision, an end).
@@ -283,10 +305,18 @@ impl Approvals {
         };
         let now = now_unix();
         // Taken before anything can fail: a number the log has seen is
-        // never given to another request.
-        book.last_id += 1;
+        // never given to another request. With a store, the store hands
+        // it out, so replicas sharing one never give the same number.
+        let id = match self.store.clone() {
+            Some(location) => {
+                let floor = book.last_id + 1;
+                run_blocking(move || BrokerStore::open(&location)?.next_approval_id(floor)).await?
+            }
+            None => book.last_id + 1,
+        };
+        book.last_id = book.last_id.max(id);
         let request = ApprovalRequest {
-            id: book.last_id,
+            id,
             state: ApprovalState::Pending,
             requester: requester(who),
             reason,

@@ -6,32 +6,34 @@
 //! command appending here and the broker's writer never hand out the same
 //! one. A command whose action cannot be recorded does not act.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use hoop_audit_log::{AuditStore, Durability, LogSigner, SqliteStore};
+use hoop_audit_log::{AuditStore, Durability, LogSigner};
 
 use super::event::{Actor, Event, EventKind};
 use super::reader::{self, AuditRequest};
+use super::AuditLocation;
 
-/// The log's files on this host.
+/// The log as this host reaches it, and its signing key's file.
 pub struct LocalLog {
-    pub path: PathBuf,
+    pub location: AuditLocation,
     pub key_path: PathBuf,
 }
 
 impl LocalLog {
-    pub fn new(path: PathBuf, key_path: PathBuf) -> Self {
-        Self { path, key_path }
+    pub fn new(location: AuditLocation, key_path: PathBuf) -> Self {
+        Self { location, key_path }
     }
 
     fn must_exist(&self) -> anyhow::Result<()> {
-        if self.path.exists() {
-            return Ok(());
+        match self.location.sqlite_path() {
+            Some(path) if !path.exists() => anyhow::bail!(
+                "no audit log at {}: the broker creates it when it starts; point at the broker's own with --config FILE (its [audit] path or store) or --audit-log FILE (`hoop demo` prints where its log is: `audit log: …`)",
+                path.display()
+            ),
+            // A PostgreSQL log without its tables says so when opened.
+            _ => Ok(()),
         }
-        anyhow::bail!(
-            "no audit log at {}: the broker creates it when it starts; point at the broker's own with --config FILE (its [audit] path or store) or --audit-log FILE (`hoop demo` prints where its log is: `audit log: …`)",
-            self.path.display()
-        )
     }
 
     /// Records an event an administrator caused, as the operating-system
@@ -42,7 +44,7 @@ impl LocalLog {
         let mut e = Event::now(kind);
         e.actor = Some(Actor::local(&user));
         e.detail = Some(detail);
-        let mut store = SqliteStore::open(&self.path, Durability::Fsync)?;
+        let mut store = self.location.open(Durability::Fsync)?;
         let size = store.append_batch(&[e.entry(None)]).map_err(|err| {
             anyhow::anyhow!("cannot record this in the audit log, so nothing was done: {err}")
         })?;
@@ -64,30 +66,32 @@ impl LocalLog {
         e.actor = Some(Actor::local(&user));
         e.method = Some(req.op());
         e.detail = Some(detail);
-        let mut store = SqliteStore::open(&self.path, Durability::Fsync)?;
+        let mut store = self.location.open(Durability::Fsync)?;
         store.append_batch(&[e.entry(None)]).map_err(|err| {
             anyhow::anyhow!("cannot record this read in the audit log, so it is not served: {err}")
         })?;
-        match hoop_audit_log::journal_unapplied(&self.path, &store) {
-            Ok(0) => {}
-            Ok(n) => eprintln!(
-                "note: the broker's journal holds {n} more event(s) not yet in {}: a broker that stopped without applying them applies them when it starts",
-                self.path.display()
-            ),
-            Err(e) => eprintln!("note: cannot read the broker's journal: {e}"),
+        if let Some(path) = self.location.sqlite_path() {
+            match hoop_audit_log::journal_unapplied(path, store.as_ref()) {
+                Ok(0) => {}
+                Ok(n) => eprintln!(
+                    "note: the broker's journal holds {n} more event(s) not yet in {}: a broker that stopped without applying them applies them when it starts",
+                    path.display()
+                ),
+                Err(e) => eprintln!("note: cannot read the broker's journal: {e}"),
+            }
         }
         // The key signs an export's last checkpoint on the spot; without
         // it (another user's file) the export ends at a stored checkpoint.
-        let signer = self.signer(&store).ok();
+        let signer = self.signer(store.as_ref()).ok();
         let keys: Vec<String> = if keys.is_empty() {
             self.verifier_key().into_iter().collect()
         } else {
             keys.to_vec()
         };
-        reader::run(&store, req, signer.as_ref(), &keys, out)
+        reader::run(store.as_ref(), req, signer.as_ref(), &keys, out)
     }
 
-    fn signer(&self, store: &SqliteStore) -> anyhow::Result<LogSigner> {
+    fn signer(&self, store: &dyn AuditStore) -> anyhow::Result<LogSigner> {
         let origin = store
             .meta(hoop_audit_log::store::meta_keys::ORIGIN)?
             .ok_or_else(|| anyhow::anyhow!("the audit log has no origin yet"))?;
@@ -97,8 +101,8 @@ impl LocalLog {
     /// The verifier key: from the signing key itself when it is readable
     /// here (the source of truth), else as the log records it.
     pub fn verifier_key(&self) -> Option<String> {
-        let store = SqliteStore::open_read_only(&self.path).ok()?;
-        if let Ok(s) = self.signer(&store) {
+        let store = self.location.open_read_only().ok()?;
+        if let Ok(s) = self.signer(store.as_ref()) {
             return Some(s.verifier_key().to_owned());
         }
         store
@@ -107,8 +111,8 @@ impl LocalLog {
             .flatten()
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn location(&self) -> &AuditLocation {
+        &self.location
     }
 }
 

@@ -14,6 +14,7 @@
 mod approval;
 pub mod event;
 pub mod local;
+pub mod location;
 pub mod ocsf;
 pub mod reader;
 pub mod retention;
@@ -33,6 +34,7 @@ use crate::mcp::message::McpMessage;
 use crate::mcp::server::ServerMessage;
 use crate::policy::Decision;
 use event::{Actor, Event, EventKind, Outcome};
+pub use location::AuditLocation;
 
 /// One exchange as the record knows it: its id (shared by the request's
 /// and the response's events) and when it began.
@@ -68,8 +70,8 @@ pub struct ListenFacts<'a> {
 
 pub struct Audit {
     log: AuditLog,
-    /// The log's file, for reads (`hoop audit`).
-    path: std::path::PathBuf,
+    /// Where the log is, for reads (`hoop audit`).
+    location: AuditLocation,
     /// Groups whose members may read the log.
     readers: Vec<String>,
     /// Client messages are masked with it before they are recorded: the
@@ -83,13 +85,13 @@ pub struct Audit {
 impl Audit {
     pub fn new(
         log: AuditLog,
-        path: std::path::PathBuf,
+        location: AuditLocation,
         readers: Vec<String>,
         masking: Arc<Masking>,
     ) -> Self {
         Self {
             log,
-            path,
+            location,
             readers,
             masking,
             next_exchange: AtomicU64::new(rand::random::<u64>() & !0xffff_ffff),
@@ -100,8 +102,8 @@ impl Audit {
         &self.log
     }
 
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
+    pub fn location(&self) -> &AuditLocation {
+        &self.location
     }
 
     /// Refuses a caller outside the reader groups.

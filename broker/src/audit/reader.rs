@@ -10,9 +10,7 @@
 
 use std::io::Write;
 
-use hoop_audit_log::{
-    export_jsonl, verify_store, AuditStore, ExportRange, LogSigner, SearchQuery, SqliteStore,
-};
+use hoop_audit_log::{export_jsonl, verify_store, AuditStore, ExportRange, LogSigner, SearchQuery};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -209,7 +207,7 @@ fn flag_time(t: Option<&str>, flag: &str, now_ns: i64) -> Result<Option<i64>, St
 /// `signer`: the log's key, where it is at hand (the broker host), so an
 /// export ends at exactly the last event asked for.
 pub fn run(
-    store: &SqliteStore,
+    store: &dyn AuditStore,
     req: &AuditRequest,
     signer: Option<&LogSigner>,
     keys: &[String],
@@ -311,14 +309,14 @@ pub fn run(
 }
 
 /// The verifier key the log keeps for readers without the private key.
-fn store_key(store: &SqliteStore) -> anyhow::Result<Option<String>> {
+fn store_key(store: &dyn AuditStore) -> anyhow::Result<Option<String>> {
     Ok(store.meta(hoop_audit_log::store::meta_keys::VERIFIER_KEY)?)
 }
 
 /// The matching entries, then, if more match than were asked for, a last
 /// line `{"more":true,"after_seq":N}` (N: the last seq sent).
 fn write_entries(
-    store: &SqliteStore,
+    store: &dyn AuditStore,
     query: &SearchQuery,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
@@ -329,7 +327,7 @@ fn write_entries(
 /// The entries `query` asks for and one more (to tell whether more match),
 /// with the number asked.
 fn search_page(
-    store: &SqliteStore,
+    store: &dyn AuditStore,
     query: &SearchQuery,
 ) -> anyhow::Result<(Vec<hoop_audit_log::StoredEntry>, usize)> {
     let mut page = query.clone();
@@ -342,7 +340,7 @@ fn search_page(
 /// session its id, so it carries none, but it shares its exchange with
 /// the session's first event (that answer).
 fn write_session(
-    store: &SqliteStore,
+    store: &dyn AuditStore,
     query: &SearchQuery,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {

@@ -5,14 +5,13 @@
 //! itself an event, recorded before anything is removed; a cut that cannot
 //! be recorded is not made.
 
-use std::path::Path;
 use std::time::Duration;
 
 use hoop_audit_log::store::MAX_CHECKPOINTS_PER_READ;
-use hoop_audit_log::{AuditStore, Durability, SqliteStore};
+use hoop_audit_log::{AuditStore, Durability};
 
 use super::event::{Actor, Event, EventKind};
-use super::Audit;
+use super::{Audit, AuditLocation};
 
 /// How often the broker looks for expired events.
 pub const EVERY: Duration = Duration::from_secs(3600);
@@ -45,11 +44,11 @@ pub async fn enforce(audit: &Audit, days: u64) -> anyhow::Result<Option<u64>> {
             .unwrap_or(i64::MAX)
             .saturating_mul(86_400_000_000_000),
     );
-    let path = audit.path().to_owned();
-    let find = path.clone();
+    let location = audit.location().clone();
+    let find = location.clone();
     let cut = tokio::task::spawn_blocking(move || -> anyhow::Result<(Option<u64>, u64)> {
-        let store = SqliteStore::open_read_only(&find)?;
-        Ok((cut_for(&store, before_ns)?, store.first_seq()?))
+        let store = find.open_read_only()?;
+        Ok((cut_for(store.as_ref(), before_ns)?, store.first_seq()?))
     })
     .await??;
     let (Some(cut), first) = cut else {
@@ -66,7 +65,7 @@ pub async fn enforce(audit: &Audit, days: u64) -> anyhow::Result<Option<u64>> {
         .record(&e, None)
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
-    let removed = tokio::task::spawn_blocking(move || expire(&path, cut)).await??;
+    let removed = tokio::task::spawn_blocking(move || expire(&location, cut)).await??;
     tracing::info!(
         cut,
         removed,
@@ -79,8 +78,8 @@ pub async fn enforce(audit: &Audit, days: u64) -> anyhow::Result<Option<u64>> {
 /// the broker's writer waits for, so each is kept short.
 const CHUNK: u64 = 5_000;
 
-fn expire(path: &Path, cut: u64) -> anyhow::Result<u64> {
-    let mut store = SqliteStore::open(path, Durability::Fsync)?;
+fn expire(location: &AuditLocation, cut: u64) -> anyhow::Result<u64> {
+    let mut store = location.open(Durability::Fsync)?;
     let mut removed = 0;
     let mut upto = store.first_seq()?;
     // Bounded: `upto` moves by CHUNK towards `cut`.
@@ -94,7 +93,7 @@ fn expire(path: &Path, cut: u64) -> anyhow::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hoop_audit_log::{verify_store, AuditLog, LogConfig};
+    use hoop_audit_log::{verify_store, AuditLog, LogConfig, SqliteStore};
 
     #[tokio::test]
     async fn old_events_go_at_a_checkpoint_and_the_rest_still_verifies() {
@@ -114,7 +113,12 @@ mod tests {
             },
         )
         .unwrap();
-        let audit = Audit::new(log.clone(), path.clone(), Vec::new(), Default::default());
+        let audit = Audit::new(
+            log.clone(),
+            AuditLocation::Sqlite(path.clone()),
+            Vec::new(),
+            Default::default(),
+        );
         for i in 0..10 {
             let mut e = Event::now(EventKind::AdminCommand);
             e.time_ns = 1_000 + i; // 1970: long expired

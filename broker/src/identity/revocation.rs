@@ -5,12 +5,11 @@
 //! message (the stateless MCP revision has no session to end), and the
 //! watcher ends live connections of a newly revoked subject.
 
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::now_unix;
-use crate::store::{BrokerStore, Revocation};
+use crate::store::{BrokerStore, Revocation, StoreLocation};
 
 /// How often the watcher looks for changes: well inside the promised 2 s.
 pub const POLL: Duration = Duration::from_millis(400);
@@ -80,7 +79,7 @@ impl RevocationList {
 /// the blocking pool, never on the runtime's own thread.
 pub async fn watch(
     list: Arc<RevocationList>,
-    path: PathBuf,
+    path: StoreLocation,
     changed: impl Fn(Vec<Revocation>, Vec<Revocation>) + Send + 'static,
 ) {
     let mut last_version = None;
@@ -126,7 +125,7 @@ pub async fn watch(
 /// since `last_version` (or `due`), else `None`.
 fn poll_store(
     store: &mut Option<BrokerStore>,
-    path: &std::path::Path,
+    path: &StoreLocation,
     last_version: Option<i64>,
     due: bool,
 ) -> anyhow::Result<Option<(i64, Vec<Revocation>)>> {
@@ -135,7 +134,7 @@ fn poll_store(
         None => store.insert(BrokerStore::open(path)?),
     };
     let result = (|| {
-        let version = s.data_version()?;
+        let version = s.admin_version()?;
         if Some(version) == last_version && !due {
             return Ok(None);
         }

@@ -122,10 +122,9 @@ pub fn run(args: MaskArgs) -> anyhow::Result<ExitCode> {
 /// the audit log is) and it exists; else a throwaway key. Never creates
 /// the broker's key file.
 fn key_of(config: &BrokerConfig) -> anyhow::Result<(HashKey, bool)> {
-    let path = match (&config.masking.key, crate::run::audit_paths(config)) {
-        (Some(k), _) => Some(k.clone()),
-        (None, Ok((log, _))) => Some(log.with_file_name("masking.key")),
-        (None, Err(_)) => None,
+    let path = match &config.masking.key {
+        Some(k) => Some(k.clone()),
+        None => crate::run::default_masking_key(config).ok(),
     };
     match path {
         Some(p) if p.exists() => Ok((load_or_create_key(&p)?, true)),

@@ -62,7 +62,7 @@ impl Pipeline {
             // first, so a search finds the call made a moment ago.
             return Reply::error(&crate::audit::unavailable(&e.to_string()), None);
         }
-        let path = self.audit.path().to_owned();
+        let location = self.audit.location().clone();
         let key = self.audit.log().verifier_key().to_owned();
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, McpError>>(LINES_IN_FLIGHT);
         tokio::task::spawn_blocking(move || {
@@ -70,9 +70,10 @@ impl Pipeline {
                 tx: tx.clone(),
                 line: Vec::new(),
             };
-            let result = hoop_audit_log::SqliteStore::open_read_only(&path)
+            let result = location
+                .open_read_only()
                 .map_err(anyhow::Error::from)
-                .and_then(|store| reader::run(&store, &req, None, &[key], &mut out))
+                .and_then(|store| reader::run(store.as_ref(), &req, None, &[key], &mut out))
                 .and_then(|()| out.flush().map_err(anyhow::Error::from));
             if let Err(e) = result {
                 let line = serde_json::json!({"error": format!("{e:#}")}).to_string();

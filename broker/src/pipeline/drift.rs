@@ -12,14 +12,13 @@
 //! them.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::RwLock;
 
 use serde_json::Value;
 
 use crate::config::DriftMode;
 use crate::mcp::canonical;
-use crate::store::BrokerStore;
+use crate::store::{BrokerStore, StoreLocation};
 
 /// The rule name a drift refusal carries.
 pub const DRIFT_RULE: &str = "builtin:tool-drift";
@@ -118,7 +117,7 @@ pub type DriftReport = (String, String, DriftKind);
 /// The baselines of every target, and the store that keeps them.
 pub struct ToolDrift {
     known: RwLock<Known>,
-    store: Option<PathBuf>,
+    store: Option<StoreLocation>,
     /// Where each drift goes once reported (the audit log). Unbounded, but
     /// each drift is reported once and reports are capped (`MAX_REPORTED`).
     sink: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<DriftReport>>>,
@@ -136,7 +135,7 @@ impl ToolDrift {
 
     /// Loads the baselines from `store` (none without a store: then every
     /// start trusts the first list it sees).
-    pub fn new(store: Option<PathBuf>) -> anyhow::Result<Self> {
+    pub fn new(store: Option<StoreLocation>) -> anyhow::Result<Self> {
         let mut known = Known::default();
         if let Some(path) = &store {
             let s = BrokerStore::open(path)?;

@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
@@ -30,7 +29,7 @@ use crate::identity::{now_unix, Caller, IdentityKind};
 use crate::mcp::error::{codes, McpError};
 use crate::mcp::message::McpMessage;
 use crate::policy::Decision;
-use crate::store::BrokerStore;
+use crate::store::{BrokerStore, StoreLocation};
 
 /// The extension a client declares to be answered with a task.
 pub const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
@@ -245,11 +244,11 @@ impl HeldTask {
 #[derive(Default)]
 pub struct HeldTasks {
     tasks: Mutex<HashMap<String, Arc<HeldTask>>>,
-    store: Option<PathBuf>,
+    store: Option<StoreLocation>,
 }
 
 impl HeldTasks {
-    pub fn new(store: Option<PathBuf>) -> Self {
+    pub fn new(store: Option<StoreLocation>) -> Self {
         Self {
             tasks: Mutex::default(),
             store,

@@ -160,7 +160,7 @@ impl Pipeline {
             handles: Arc::new(HandleTable::default()),
             policy: std::sync::RwLock::new(Arc::new(policy)),
             // Beside the requests they wait on.
-            held_tasks: held_task::HeldTasks::new(approvals.store().map(Into::into)),
+            held_tasks: held_task::HeldTasks::new(approvals.store().cloned()),
             approvals: Arc::new(approvals),
             audit,
             masking,

@@ -1,17 +1,32 @@
-//! The broker's own SQLite database: revocations, accepted tool
-//! definitions and approval requests (the audit log has a file of its
-//! own). One file, opened by the running broker and by the admin commands (`hoop-broker revoke`), which talk to the broker through it:
-//! a row committed by `revoke` is seen by the broker's watcher within a
-//! fraction of a second (`PRAGMA data_version`).
+//! The broker's own store: revocations, accepted tool definitions,
+//! approval requests and held tasks (the audit log has a store of its
+//! own). Two backends behind one set of queries (`sql.rs`):
+//!
+//! - SQLite, the embedded default: one file, opened by the running broker
+//!   and by the admin commands (`hoop-broker revoke`), which talk to the
+//!   broker through it;
+//! - PostgreSQL, for several broker replicas sharing one truth
+//!   (`store = { postgres = "postgres://…" }`), in a schema of its own.
+//!
+//! A revocation or an accepted tool definition committed by an admin
+//! command (against any replica's store) bumps a counter the brokers'
+//! watchers poll, so it takes effect within a fraction of a second.
 
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use sql::{Db, Row};
 
 mod approvals;
+pub mod sql;
+#[cfg(test)]
+mod tests;
 
-/// Schema migrations, applied in order; the index is the version reached.
-const MIGRATIONS: &[&str] = &[
+/// SQLite's schema migrations, applied in order (`PRAGMA user_version`);
+/// the index is the version reached.
+const SQLITE_MIGRATIONS: &[&str] = &[
     "CREATE TABLE revocation (
         id          INTEGER PRIMARY KEY,
         subject     TEXT NOT NULL,
@@ -58,12 +73,220 @@ const MIGRATIONS: &[&str] = &[
         changed_at  INTEGER NOT NULL,   -- unix seconds
         body        TEXT NOT NULL       -- held_task::StoredTask as JSON
     );",
+    // Change counters the brokers poll (`admin`: revocations, accepted
+    // tool definitions).
+    "CREATE TABLE store_state (
+        key         TEXT PRIMARY KEY,
+        version     INTEGER NOT NULL
+    );",
 ];
+
+/// PostgreSQL's schema, the same tables as SQLite's after all of its
+/// migrations; later changes append here and to the SQLite list alike.
+const POSTGRES_MIGRATIONS: &[&str] = &["
+    CREATE TABLE revocation (
+        id          BIGSERIAL PRIMARY KEY,
+        subject     TEXT NOT NULL,
+        issuer      TEXT,
+        reason      TEXT NOT NULL,
+        created_at  BIGINT NOT NULL,
+        expires_at  BIGINT,
+        lifted_at   BIGINT,
+        created_by  TEXT NOT NULL
+    );
+    CREATE INDEX revocation_subject ON revocation(subject);
+    CREATE TABLE tool_baseline (
+        target      TEXT NOT NULL,
+        tool        TEXT NOT NULL,
+        hash        TEXT NOT NULL,
+        accepted_at BIGINT NOT NULL,
+        accepted_by TEXT NOT NULL,
+        PRIMARY KEY (target, tool)
+    );
+    CREATE TABLE tool_seen (
+        target      TEXT NOT NULL,
+        tool        TEXT NOT NULL,
+        hash        TEXT NOT NULL,
+        seen_at     BIGINT NOT NULL,
+        PRIMARY KEY (target, tool)
+    );
+    CREATE TABLE approval (
+        id          BIGINT PRIMARY KEY,
+        state       TEXT NOT NULL,
+        binding     TEXT NOT NULL,
+        created_at  BIGINT NOT NULL,
+        expires_at  BIGINT NOT NULL,
+        body        TEXT NOT NULL
+    );
+    CREATE INDEX approval_open ON approval(state) WHERE state IN ('pending', 'approved');
+    CREATE TABLE approval_task (
+        id          TEXT PRIMARY KEY,
+        approval    BIGINT NOT NULL,
+        status      TEXT NOT NULL,
+        changed_at  BIGINT NOT NULL,
+        body        TEXT NOT NULL
+    );
+    CREATE TABLE store_state (
+        key         TEXT PRIMARY KEY,
+        version     BIGINT NOT NULL
+    );
+"];
+
+/// The schema the broker store's tables live in on PostgreSQL unless the
+/// config names another (the audit log has `hoop_audit`).
+pub const DEFAULT_POSTGRES_SCHEMA: &str = "hoop";
+
+/// Where the broker store is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// One SQLite file (created 0600).
+    Sqlite(PathBuf),
+    /// A schema in a PostgreSQL database, shared by every replica.
+    Postgres { url: String, schema: String },
+}
+
+impl From<PathBuf> for StoreLocation {
+    fn from(p: PathBuf) -> Self {
+        Self::Sqlite(p)
+    }
+}
+
+impl From<&Path> for StoreLocation {
+    fn from(p: &Path) -> Self {
+        Self::Sqlite(p.to_owned())
+    }
+}
+
+/// `store = "/var/lib/hoop/broker.db"` or `store = { postgres =
+/// "postgres://hoop@db:5432/hoop", schema = "hoop" }` in the config.
+impl<'de> serde::Deserialize<'de> for StoreLocation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Postgres {
+            postgres: String,
+            #[serde(default)]
+            schema: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(
+            untagged,
+            expecting = "a file path, or { postgres = \"postgres://USER@HOST:5432/DB\", schema = \"hoop\" }"
+        )]
+        enum Spec {
+            Path(PathBuf),
+            Postgres(Postgres),
+        }
+        Ok(match Spec::deserialize(d)? {
+            Spec::Path(p) => Self::Sqlite(p),
+            Spec::Postgres(p) => {
+                let schema = p.schema.unwrap_or_else(|| DEFAULT_POSTGRES_SCHEMA.into());
+                if !hoop_audit_log::store::postgres::valid_schema_name(&schema) {
+                    return Err(serde::de::Error::custom(format!(
+                        "store schema {schema:?}: use lower-case letters, digits and _ (at most 63)"
+                    )));
+                }
+                Self::Postgres {
+                    url: p.postgres,
+                    schema,
+                }
+            }
+        })
+    }
+}
+
+impl StoreLocation {
+    /// The file, for SQLite.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            Self::Sqlite(p) => Some(p),
+            Self::Postgres { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Display for StoreLocation {
+    /// The file, or `postgres://user@host:port/db (schema S)`: never a
+    /// password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(p) => write!(f, "{}", p.display()),
+            Self::Postgres { url, schema } => match url.parse::<postgres::Config>() {
+                Ok(c) => {
+                    use postgres::config::Host;
+                    let host = match c.get_hosts().first() {
+                        Some(Host::Tcp(h)) => h.clone(),
+                        #[cfg(unix)]
+                        Some(Host::Unix(p)) => p.display().to_string(),
+                        None => "localhost".into(),
+                    };
+                    let port = c.get_ports().first().copied().unwrap_or(5432);
+                    let user = c.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+                    let db = c.get_dbname().unwrap_or("");
+                    write!(f, "postgres://{user}{host}:{port}/{db} (schema {schema})")
+                }
+                Err(_) => write!(f, "PostgreSQL (an unreadable URL; schema {schema})"),
+            },
+        }
+    }
+}
+
+/// The database behind one open store.
+enum Backend {
+    Sqlite(sql::Sqlite),
+    Postgres(sql::Postgres),
+}
+
+impl Backend {
+    fn db(&mut self) -> &mut dyn Db {
+        match self {
+            Self::Sqlite(d) => d,
+            Self::Postgres(d) => d,
+        }
+    }
+}
+
+/// PostgreSQL connections kept between uses, per URL and schema: the
+/// store is opened for each change (as the SQLite file is), and a new
+/// connection costs a TCP and authentication round trip each time.
+static POSTGRES_POOL: Mutex<Option<Pool>> = Mutex::new(None);
+/// Idle connections by (URL, schema).
+type Pool = HashMap<(String, String), Vec<postgres::Client>>;
+/// Connections a location keeps idle at most.
+const POOL_IDLE: usize = 8;
+/// Locations whose schema this process already brought up to date.
+static POSTGRES_MIGRATED: Mutex<Option<HashSet<(String, String)>>> = Mutex::new(None);
 
 /// An open store. Not `Sync`: each thread or task that needs one opens its own.
 pub struct BrokerStore {
-    conn: Connection,
-    path: PathBuf,
+    backend: RefCell<Backend>,
+    location: StoreLocation,
+}
+
+impl Drop for BrokerStore {
+    fn drop(&mut self) {
+        let StoreLocation::Postgres { url, schema } = &self.location else {
+            return;
+        };
+        let placeholder =
+            Backend::Sqlite(sql::Sqlite(match rusqlite::Connection::open_in_memory() {
+                Ok(c) => c,
+                Err(_) => return,
+            }));
+        if let Backend::Postgres(sql::Postgres(client)) = self.backend.replace(placeholder) {
+            if client.is_closed() {
+                return;
+            }
+            let mut pool = POSTGRES_POOL.lock().unwrap_or_else(|p| p.into_inner());
+            let idle = pool
+                .get_or_insert_with(HashMap::new)
+                .entry((url.clone(), schema.clone()))
+                .or_default();
+            if idle.len() < POOL_IDLE {
+                idle.push(client);
+            }
+        }
+    }
 }
 
 /// One revocation as stored.
@@ -103,126 +326,271 @@ pub struct NewRevocation<'a> {
 impl BrokerStore {
     /// Opens a store that must exist already: the admin commands, which
     /// would otherwise write a revocation to a new file no broker reads.
-    pub fn open_existing(path: &Path) -> anyhow::Result<Self> {
-        if !path.exists() {
-            anyhow::bail!(
-                "no broker store at {}: the broker creates it when it starts; point at the broker's own with --config FILE (its `store`) or --store FILE",
-                path.display()
-            );
+    pub fn open_existing(location: &StoreLocation) -> anyhow::Result<Self> {
+        if let StoreLocation::Sqlite(path) = location {
+            if !path.exists() {
+                anyhow::bail!(
+                    "no broker store at {}: the broker creates it when it starts; point at the broker's own with --config FILE (its `store`) or --store FILE",
+                    path.display()
+                );
+            }
         }
-        Self::open(path)
+        Self::open(location)
     }
 
-    /// Opens (creating, 0600, and migrating) the store at `path`.
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                anyhow::anyhow!("cannot create the store's directory {}: {e}", dir.display())
-            })?;
-        }
-        if !path.exists() {
-            create_private(path)?;
-        }
-        let conn = Connection::open(path)
-            .map_err(|e| anyhow::anyhow!("cannot open the broker store {}: {e}", path.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // WAL lets `revoke` write while the broker reads.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        let mut store = Self {
-            conn,
-            path: path.to_owned(),
+    /// Opens (creating, 0600, and migrating) the store.
+    pub fn open(location: &StoreLocation) -> anyhow::Result<Self> {
+        let backend = match location {
+            StoreLocation::Sqlite(path) => Backend::Sqlite(open_sqlite(path)?),
+            StoreLocation::Postgres { url, schema } => {
+                Backend::Postgres(open_postgres(url, schema, location)?)
+            }
         };
-        store.migrate()?;
-        Ok(store)
+        Ok(Self {
+            backend: RefCell::new(backend),
+            location: location.clone(),
+        })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn location(&self) -> &StoreLocation {
+        &self.location
     }
 
-    fn migrate(&mut self) -> anyhow::Result<()> {
-        let have: usize = self
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))?
-            .try_into()
-            .unwrap_or(0);
-        if have > MIGRATIONS.len() {
-            anyhow::bail!(
-                "the broker store {} was written by a newer hoop-broker (schema {have}, this one knows {}); upgrade hoop-broker",
-                self.path.display(),
-                MIGRATIONS.len()
-            );
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(have) {
-            let tx = self.conn.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()?;
-        }
-        Ok(())
+    /// Runs `f` against the database.
+    fn with<T>(&self, f: impl FnOnce(&mut dyn Db) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let mut backend = self.backend.borrow_mut();
+        f(backend.db())
     }
 
-    /// Changes whenever another connection commits to the database.
-    pub fn data_version(&self) -> anyhow::Result<i64> {
-        Ok(self
-            .conn
-            .pragma_query_value(None, "data_version", |r| r.get(0))?)
+    /// Runs `f` in one transaction: all of it, or none of it.
+    fn in_tx<T>(&self, f: impl FnOnce(&mut dyn Db) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        self.with(|db| {
+            db.batch("BEGIN")?;
+            match f(db) {
+                Ok(v) => {
+                    db.batch("COMMIT")?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    let _ = db.batch("ROLLBACK");
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    /// Changes whenever an administrator changes what the brokers enforce
+    /// (a revocation added or lifted, a tool definition accepted), from any
+    /// process or replica: what the brokers' watchers poll.
+    pub fn admin_version(&self) -> anyhow::Result<i64> {
+        self.with(|db| {
+            Ok(db
+                .query_opt("SELECT version FROM store_state WHERE key = 'admin'", &[])?
+                .map(|r| r.int(0))
+                .transpose()?
+                .unwrap_or(0))
+        })
     }
 
     pub fn add_revocation(&self, r: &NewRevocation<'_>, now: u64) -> anyhow::Result<Revocation> {
-        self.conn.execute(
-            "INSERT INTO revocation (subject, issuer, reason, created_at, expires_at, created_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                r.subject,
-                r.issuer,
-                r.reason,
-                now as i64,
-                r.expires_at.map(|e| e as i64),
-                r.created_by
-            ],
-        )?;
-        let id = self.conn.last_insert_rowid();
+        let id = self.in_tx(|db| {
+            let row = db
+                .query_opt(
+                    "INSERT INTO revocation (subject, issuer, reason, created_at, expires_at, created_by)
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                    &[
+                        r.subject.into(),
+                        r.issuer.into(),
+                        r.reason.into(),
+                        now.into(),
+                        r.expires_at.into(),
+                        r.created_by.into(),
+                    ],
+                )?
+                .ok_or_else(|| anyhow::anyhow!("the revocation was not stored"))?;
+            bump_admin_version(db)?;
+            row.int(0)
+        })?;
         self.revocation(id)?
             .ok_or_else(|| anyhow::anyhow!("revocation {id} vanished after insert"))
     }
 
     /// Lifts a revocation; `false` when there is no such active one.
     pub fn lift_revocation(&self, id: i64, now: u64) -> anyhow::Result<bool> {
-        let n = self.conn.execute(
-            "UPDATE revocation SET lifted_at = ?2 WHERE id = ?1 AND lifted_at IS NULL",
-            params![id, now as i64],
-        )?;
-        Ok(n == 1)
+        self.in_tx(|db| {
+            let n = db.execute(
+                "UPDATE revocation SET lifted_at = $2 WHERE id = $1 AND lifted_at IS NULL",
+                &[id.into(), now.into()],
+            )?;
+            if n == 1 {
+                bump_admin_version(db)?;
+            }
+            Ok(n == 1)
+        })
     }
 
     pub fn revocation(&self, id: i64) -> anyhow::Result<Option<Revocation>> {
-        Ok(self
-            .conn
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM revocation WHERE id = ?1"),
-                [id],
-                row_to_revocation,
-            )
-            .optional()?)
+        self.with(|db| {
+            db.query_opt(
+                &format!("SELECT {COLUMNS} FROM revocation WHERE id = $1"),
+                &[id.into()],
+            )?
+            .map(|r| row_to_revocation(&r))
+            .transpose()
+        })
     }
 
     /// Every revocation, newest first; only those in force unless `all`.
     pub fn revocations(&self, all: bool, now: u64) -> anyhow::Result<Vec<Revocation>> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM revocation ORDER BY id DESC"
-        ))?;
-        let rows = stmt.query_map([], row_to_revocation)?;
+        let rows = self.with(|db| {
+            db.query(
+                &format!("SELECT {COLUMNS} FROM revocation ORDER BY id DESC"),
+                &[],
+            )
+        })?;
         let mut out = Vec::new();
-        for r in rows {
-            let r = r?;
+        for row in rows {
+            let r = row_to_revocation(&row)?;
             if all || r.active(now) {
                 out.push(r);
             }
         }
         Ok(out)
     }
+}
+
+fn bump_admin_version(db: &mut dyn Db) -> anyhow::Result<()> {
+    db.execute(
+        "INSERT INTO store_state (key, version) VALUES ('admin', 1)
+         ON CONFLICT (key) DO UPDATE SET version = store_state.version + 1",
+        &[],
+    )?;
+    Ok(())
+}
+
+fn open_sqlite(path: &Path) -> anyhow::Result<sql::Sqlite> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            anyhow::anyhow!("cannot create the store's directory {}: {e}", dir.display())
+        })?;
+    }
+    if !path.exists() {
+        create_private(path)?;
+    }
+    let mut conn = rusqlite::Connection::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open the broker store {}: {e}", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // WAL lets `revoke` write while the broker reads.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let have: usize = conn
+        .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))?
+        .try_into()
+        .unwrap_or(0);
+    if have > SQLITE_MIGRATIONS.len() {
+        anyhow::bail!(
+            "the broker store {} was written by a newer hoop-broker (schema {have}, this one knows {}); upgrade hoop-broker",
+            path.display(),
+            SQLITE_MIGRATIONS.len()
+        );
+    }
+    for (i, sql) in SQLITE_MIGRATIONS.iter().enumerate().skip(have) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(sql::Sqlite(conn))
+}
+
+/// A pooled connection, or a new one (migrating the schema the first time
+/// this process meets it).
+fn open_postgres(
+    url: &str,
+    schema: &str,
+    location: &StoreLocation,
+) -> anyhow::Result<sql::Postgres> {
+    if !hoop_audit_log::store::postgres::valid_schema_name(schema) {
+        anyhow::bail!("store schema {schema:?}: use lower-case letters, digits and _ (at most 63)");
+    }
+    let key = (url.to_owned(), schema.to_owned());
+    let pooled = POSTGRES_POOL
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_mut()
+        .and_then(|pool| pool.get_mut(&key))
+        .and_then(Vec::pop);
+    if let Some(client) = pooled.filter(|c| !c.is_closed()) {
+        return Ok(sql::Postgres(client));
+    }
+    let mut config: postgres::Config = url.parse().map_err(|e| {
+        anyhow::anyhow!("the store URL is not a PostgreSQL connection string ({e}): write postgres://USER@HOST:5432/DATABASE")
+    })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("hoop-broker");
+    }
+    let mut client = config.connect(postgres::NoTls).map_err(|e| {
+        anyhow::anyhow!("cannot connect to the broker store {location}: {e}; check that PostgreSQL runs there and accepts the broker (the URL, its role and password, pg_hba.conf)")
+    })?;
+    let migrated = POSTGRES_MIGRATED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .is_some_and(|m| m.contains(&key));
+    if !migrated {
+        migrate_postgres(&mut client, schema, location)?;
+        POSTGRES_MIGRATED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(HashSet::new)
+            .insert(key);
+    }
+    client.batch_execute(&format!("SET search_path TO {schema}"))?;
+    Ok(sql::Postgres(client))
+}
+
+/// Brings the schema up to date under an advisory lock, so two replicas
+/// starting at once do not both create it.
+fn migrate_postgres(
+    client: &mut postgres::Client,
+    schema: &str,
+    location: &StoreLocation,
+) -> anyhow::Result<()> {
+    let mut tx = client.transaction()?;
+    // "hoop" and "stor" in ASCII.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&0x686f_6f70_i32, &0x7374_6f72_i32],
+    )?;
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE IF NOT EXISTS {schema}.schema_version (version BIGINT NOT NULL);"
+    ))?;
+    let have: i64 = tx
+        .query_one(
+            &format!("SELECT COALESCE(MAX(version), 0) FROM {schema}.schema_version"),
+            &[],
+        )?
+        .get(0);
+    let have = usize::try_from(have).unwrap_or(usize::MAX);
+    if have > POSTGRES_MIGRATIONS.len() {
+        anyhow::bail!(
+            "the broker store {location} was written by a newer hoop-broker (schema {have}, this one knows {}); upgrade hoop-broker",
+            POSTGRES_MIGRATIONS.len()
+        );
+    }
+    for (i, sql) in POSTGRES_MIGRATIONS.iter().enumerate().skip(have) {
+        tx.batch_execute(&format!("SET LOCAL search_path TO {schema};{sql}"))?;
+        tx.execute(
+            &format!("INSERT INTO {schema}.schema_version (version) VALUES ($1)"),
+            &[&((i + 1) as i64)],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// One tool of one target: what was accepted and what was seen last.
@@ -237,11 +605,12 @@ pub struct ToolStatus {
 impl BrokerStore {
     /// Every accepted tool definition: (target, tool, hash).
     pub fn tool_baselines(&self) -> anyhow::Result<Vec<(String, String, String)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT target, tool, hash FROM tool_baseline")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.with(|db| {
+            db.query("SELECT target, tool, hash FROM tool_baseline", &[])?
+                .iter()
+                .map(|r| Ok((r.text(0)?, r.text(1)?, r.text(2)?)))
+                .collect()
+        })
     }
 
     /// Records the definitions seen; `baseline` also accepts them (the
@@ -253,23 +622,24 @@ impl BrokerStore {
         baseline: bool,
         now: u64,
     ) -> anyhow::Result<()> {
-        let tx = self.conn.unchecked_transaction()?;
-        for (tool, hash) in seen {
-            tx.execute(
-                "INSERT INTO tool_seen (target, tool, hash, seen_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (target, tool) DO UPDATE SET hash = ?3, seen_at = ?4",
-                params![target, tool, hash, now as i64],
-            )?;
-            if baseline {
-                tx.execute(
-                    "INSERT OR IGNORE INTO tool_baseline (target, tool, hash, accepted_at, accepted_by)
-                     VALUES (?1, ?2, ?3, ?4, 'first list seen')",
-                    params![target, tool, hash, now as i64],
+        self.in_tx(|db| {
+            for (tool, hash) in seen {
+                db.execute(
+                    "INSERT INTO tool_seen (target, tool, hash, seen_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (target, tool) DO UPDATE SET hash = EXCLUDED.hash, seen_at = EXCLUDED.seen_at",
+                    &[target.into(), tool.as_str().into(), hash.as_str().into(), now.into()],
                 )?;
+                if baseline {
+                    db.execute(
+                        "INSERT INTO tool_baseline (target, tool, hash, accepted_at, accepted_by)
+                         VALUES ($1, $2, $3, $4, 'first list seen')
+                         ON CONFLICT (target, tool) DO NOTHING",
+                        &[target.into(), tool.as_str().into(), hash.as_str().into(), now.into()],
+                    )?;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Accepts the latest seen definition of `tool` (or of every drifted
@@ -281,51 +651,66 @@ impl BrokerStore {
         by: &str,
         now: u64,
     ) -> anyhow::Result<usize> {
-        let n = self.conn.execute(
-            "INSERT INTO tool_baseline (target, tool, hash, accepted_at, accepted_by)
-             SELECT target, tool, hash, ?3, ?4 FROM tool_seen
-             WHERE target = ?1 AND (?2 IS NULL OR tool = ?2)
-             ON CONFLICT (target, tool) DO UPDATE SET hash = excluded.hash,
-                 accepted_at = excluded.accepted_at, accepted_by = excluded.accepted_by
-             WHERE tool_baseline.hash != excluded.hash",
-            params![target, tool, now as i64, by],
-        )?;
-        Ok(n)
+        let n = self.in_tx(|db| {
+            let n = db.execute(
+                "INSERT INTO tool_baseline (target, tool, hash, accepted_at, accepted_by)
+                 SELECT target, tool, hash, $3, $4 FROM tool_seen
+                 WHERE target = $1 AND ($2 = '' OR tool = $2)
+                 ON CONFLICT (target, tool) DO UPDATE SET hash = EXCLUDED.hash,
+                     accepted_at = EXCLUDED.accepted_at, accepted_by = EXCLUDED.accepted_by
+                 WHERE tool_baseline.hash != EXCLUDED.hash",
+                &[
+                    target.into(),
+                    tool.unwrap_or("").into(),
+                    now.into(),
+                    by.into(),
+                ],
+            )?;
+            if n > 0 {
+                bump_admin_version(db)?;
+            }
+            Ok(n)
+        })?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     /// Accepted and seen definitions, by target and tool.
     pub fn tool_status(&self, target: Option<&str>) -> anyhow::Result<Vec<ToolStatus>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT s.target, s.tool, b.hash, s.hash FROM tool_seen s
-             LEFT JOIN tool_baseline b ON b.target = s.target AND b.tool = s.tool
-             WHERE ?1 IS NULL OR s.target = ?1
-             ORDER BY s.target, s.tool",
-        )?;
-        let rows = stmt.query_map([target], |r| {
-            Ok(ToolStatus {
-                target: r.get(0)?,
-                tool: r.get(1)?,
-                accepted: r.get(2)?,
-                seen: r.get(3)?,
+        self.with(|db| {
+            db.query(
+                "SELECT s.target, s.tool, b.hash, s.hash FROM tool_seen s
+                 LEFT JOIN tool_baseline b ON b.target = s.target AND b.tool = s.tool
+                 WHERE $1 = '' OR s.target = $1
+                 ORDER BY s.target, s.tool",
+                &[target.unwrap_or("").into()],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(ToolStatus {
+                    target: r.text(0)?,
+                    tool: r.text(1)?,
+                    accepted: r.opt_text(2)?,
+                    seen: r.opt_text(3)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect()
+        })
     }
 }
 
 const COLUMNS: &str = "id, subject, issuer, reason, created_at, expires_at, lifted_at, created_by";
 
-fn row_to_revocation(row: &rusqlite::Row<'_>) -> rusqlite::Result<Revocation> {
+fn row_to_revocation(row: &Row) -> anyhow::Result<Revocation> {
     let secs = |v: Option<i64>| v.map(|v| u64::try_from(v).unwrap_or(0));
     Ok(Revocation {
-        id: row.get(0)?,
-        subject: row.get(1)?,
-        issuer: row.get(2)?,
-        reason: row.get(3)?,
-        created_at: secs(row.get(4)?).unwrap_or(0),
-        expires_at: secs(row.get(5)?),
-        lifted_at: secs(row.get(6)?),
-        created_by: row.get(7)?,
+        id: row.int(0)?,
+        subject: row.text(1)?,
+        issuer: row.opt_text(2)?,
+        reason: row.text(3)?,
+        created_at: secs(row.opt_int(4)?).unwrap_or(0),
+        expires_at: secs(row.opt_int(5)?),
+        lifted_at: secs(row.opt_int(6)?),
+        created_by: row.text(7)?,
     })
 }
 
@@ -346,86 +731,5 @@ fn create_private(path: &Path) -> anyhow::Result<()> {
             "cannot create the broker store {}: {e}",
             path.display()
         )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn revocations_round_trip_expire_and_lift() {
-        let dir = tempdir();
-        let path = dir.join("broker.db");
-        let s = BrokerStore::open(&path).unwrap();
-        let v0 = s.data_version().unwrap();
-        let carol = s
-            .add_revocation(
-                &NewRevocation {
-                    subject: "carol",
-                    issuer: None,
-                    reason: "off-boarded",
-                    expires_at: None,
-                    created_by: "test",
-                },
-                1000,
-            )
-            .unwrap();
-        let temp = s
-            .add_revocation(
-                &NewRevocation {
-                    subject: "bob",
-                    issuer: Some("https://idp"),
-                    reason: "incident",
-                    expires_at: Some(2000),
-                    created_by: "test",
-                },
-                1000,
-            )
-            .unwrap();
-        assert!(carol.covers("carol", "https://any"));
-        assert!(temp.covers("bob", "https://idp"));
-        assert!(!temp.covers("bob", "https://other"));
-        assert_eq!(s.revocations(false, 1500).unwrap().len(), 2);
-        assert_eq!(
-            s.revocations(false, 2000).unwrap().len(),
-            1,
-            "bob's expired"
-        );
-        assert!(s.lift_revocation(carol.id, 1600).unwrap());
-        assert!(
-            !s.lift_revocation(carol.id, 1601).unwrap(),
-            "already lifted"
-        );
-        assert!(s
-            .revocations(false, 1700)
-            .unwrap()
-            .iter()
-            .all(|r| r.subject == "bob"));
-        assert_eq!(s.revocations(true, 3000).unwrap().len(), 2);
-        // Another connection's commit moves data_version for this one.
-        let other = BrokerStore::open(&path).unwrap();
-        other.lift_revocation(temp.id, 1800).unwrap();
-        assert_ne!(s.data_version().unwrap(), v0);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    fn tempdir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "hoop-store-test-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
     }
 }
