@@ -194,6 +194,39 @@ async fn start_inner(
             pipeline.approvals().sweep().await;
         }
     });
+    if let Some(location @ StoreLocation::Postgres { .. }) = config.store.clone() {
+        // Other brokers share this store: follow their approval requests
+        // and decisions (a grant made through any of them releases a call
+        // held here). Polled like the admin counter; ends with the broker.
+        let following = Arc::downgrade(&pipeline);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(revocation::POLL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut seen = None;
+            loop {
+                tick.tick().await;
+                let Some(pipeline) = following.upgrade() else {
+                    break;
+                };
+                let location = location.clone();
+                let version = tokio::task::spawn_blocking(move || {
+                    BrokerStore::open(&location)?.approvals_version()
+                })
+                .await;
+                match version {
+                    Ok(Ok(v)) if seen != Some(v) => {
+                        match pipeline.approvals().sync_from_store().await {
+                            Ok(()) => seen = Some(v),
+                            Err(e) => tracing::error!("approvals: cannot follow the store: {e:#}"),
+                        }
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!("approvals: cannot read the store: {e:#}"),
+                    Err(e) => tracing::error!("approvals: the store poll failed: {e}"),
+                }
+            }
+        });
+    }
     let (drift_tx, mut drift_rx) = tokio::sync::mpsc::unbounded_channel();
     drift.report_to(drift_tx);
     let drift_audit = pipeline.audit().clone();

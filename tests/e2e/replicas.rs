@@ -40,9 +40,10 @@ fn replica(dir: &Path, schema: &str, key: &Path, targets: &str) -> Broker {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:{}\"\nstore = {{ postgres = \"{}\", schema = \"{schema}\" }}\n[audit]\nsigning_key = \"{}\"\nreaders = [\"eng\"]\ncheckpoint_every = 5\n{targets}",
+            "listen = \"127.0.0.1:{}\"\nstore = {{ postgres = \"{}\", schema = \"{schema}\" }}\npolicy = \"{}\"\n[audit]\nsigning_key = \"{}\"\nreaders = [\"eng\"]\ncheckpoint_every = 5\n{targets}",
             free_udp_port(),
             postgres_url(),
+            tests_dir().join("../cli/src/demo_server/policy.toml").display(),
             key.display()
         ),
     )
@@ -62,7 +63,7 @@ fn echoed(msgs: &[Value]) -> bool {
 }
 
 #[test]
-fn two_brokers_on_postgres_share_revocations_and_one_audit_log() {
+fn two_brokers_on_postgres_share_approvals_revocations_and_one_audit_log() {
     let dir = scratch();
     let schema = Schemas(format!(
         "e2e_{}_{}",
@@ -83,6 +84,76 @@ fn two_brokers_on_postgres_share_revocations_and_one_audit_log() {
     let echo = |url: &str, id: u64| call_tool(url, id, "echo", r#"{"text":"through a replica"}"#);
     assert!(echoed(&echo(&via_a.url, 1).1), "through a");
     assert!(echoed(&echo(&via_b.url, 2).1), "through b");
+
+    // A call held for approval on A, granted by bob through B: it runs on
+    // A, once.
+    let hoop = |broker: &Broker, who: &str, args: &[&str]| {
+        let mut c = Command::new(bin("hoop"));
+        c.args(args)
+            .args(broker.connect_args(who))
+            .env("HOOP_CONFIG", empty_config(dir.path()))
+            .env_remove("HOOP_TOKEN");
+        c
+    };
+    let held = hoop(
+        &a,
+        "alice",
+        &[
+            "exec",
+            "mcp",
+            "demo",
+            "--tool",
+            "deploy_model",
+            "--args",
+            r#"{"model":"fraud","version":"9","environment":"production"}"#,
+            "--reason",
+            "release 9",
+            "--wait",
+            "60s",
+        ],
+    );
+    let run = std::thread::spawn(move || run_bounded(held, Duration::from_secs(90)));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Bounded by the deadline: B learns of A's request from the store.
+    let id = loop {
+        let out = run_bounded(
+            hoop(&b, "bob", &["approve", "list", "--json"]),
+            Duration::from_secs(30),
+        );
+        assert_eq!(out.status, Some(0), "{}", out.stderr);
+        let pending = out
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|r| r["state"] == "pending");
+        if let Some(r) = pending {
+            break r["id"].as_u64().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "b never listed a's request");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let granted = run_bounded(
+        hoop(&b, "bob", &["approve", "grant", &id, "--reason", "CHG-9"]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(granted.status, Some(0), "{}", granted.stderr);
+    let out = run.join().unwrap();
+    assert_eq!(
+        out.status,
+        Some(0),
+        "the held call ran on a: {}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("deployed model fraud version 9"),
+        "{}",
+        out.stdout
+    );
+    let deployed = read_record(&record)
+        .iter()
+        .filter(|r| r["method"] == "tools/call" && r["name"] == "deploy_model")
+        .count();
+    assert_eq!(deployed, 1, "the approval released the call once");
 
     // Revoked through A's store: B cuts alice's live session within 2 s.
     let out = admin(

@@ -237,6 +237,61 @@ impl Approvals {
         }
     }
 
+    /// Takes in what other brokers sharing the store did: requests they
+    /// opened (so approvers here see and decide them), decisions they
+    /// recorded (a call held here runs once its request is approved,
+    /// whichever broker the approver used), and ends (released, denied,
+    /// expired). The store is the truth; the book is each broker's copy.
+    pub async fn sync_from_store(&self) -> anyhow::Result<()> {
+        let Some(location) = self.store.clone() else {
+            return Ok(());
+        };
+        let mut book = self.book.lock().await;
+        let held: Vec<u64> = book.open.keys().copied().collect();
+        let (open, ended) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let s = BrokerStore::open(&location)?;
+            let open = s.open_approvals()?;
+            let mut ended = Vec::new();
+            for id in held {
+                if !open.iter().any(|r| r.id == id) {
+                    if let Some(r) = s.approval(id)? {
+                        ended.push(r);
+                    }
+                }
+            }
+            Ok((open, ended))
+        })
+        .await??;
+        let mut changed = false;
+        for stored in open {
+            book.last_id = book.last_id.max(stored.id);
+            match book.open.get_mut(&stored.id) {
+                None => {
+                    let (entry, _) = Entry::new(stored);
+                    book.open.insert(entry.request.id, entry);
+                    changed = true;
+                }
+                Some(entry) if entry.request != stored => {
+                    let state = stored.state;
+                    entry.request = stored;
+                    entry.changed.send_replace(state);
+                    changed = true;
+                }
+                Some(_) => {}
+            }
+        }
+        for stored in ended.into_iter().filter(|r| !r.state.is_open()) {
+            if let Some(entry) = book.open.remove(&stored.id) {
+                entry.changed.send_replace(stored.state);
+                changed = true;
+            }
+        }
+        if changed {
+            self.bump();
+        }
+        Ok(())
+    }
+
     /// Writes `r` to the store, off the async threads.
     async fn save(&self, r: &ApprovalRequest) -> Result<(), McpError> {
         let Some(path) = self.store.clone() else {
@@ -558,6 +613,31 @@ impl Approvals {
         reason: Option<String>,
     ) -> Result<ApprovalRequest, DecideError> {
         let mut book = self.book.lock().await;
+        // The store's copy first: another broker sharing it may have
+        // opened the request, or recorded votes, since this one looked.
+        if let Some(stored) = self.stored(id).await {
+            match book.open.get_mut(&id) {
+                Some(entry) if entry.request != stored => {
+                    let state = stored.state;
+                    entry.request = stored;
+                    entry.changed.send_replace(state);
+                }
+                None if stored.state.is_open() => {
+                    let (entry, _) = Entry::new(stored);
+                    book.open.insert(id, entry);
+                }
+                _ => {}
+            }
+            if book
+                .open
+                .get(&id)
+                .is_some_and(|e| !e.request.state.is_open())
+            {
+                if let Some(entry) = book.open.remove(&id) {
+                    entry.changed.send_replace(entry.request.state);
+                }
+            }
+        }
         self.expire_due(&mut book).await;
         let Some(entry) = book.open.get(&id) else {
             return Err(self.not_open(&book, id).await);

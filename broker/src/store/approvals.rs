@@ -7,10 +7,27 @@ use super::BrokerStore;
 use crate::approval::{ApprovalRequest, ApprovalState};
 
 impl BrokerStore {
+    /// Changes whenever any broker sharing the store saves or releases
+    /// an approval request: what the brokers poll to follow each other's
+    /// requests and decisions.
+    pub fn approvals_version(&self) -> anyhow::Result<i64> {
+        self.with(|db| {
+            Ok(db
+                .query_opt(
+                    "SELECT version FROM store_state WHERE key = 'approvals'",
+                    &[],
+                )?
+                .map(|r| r.int(0))
+                .transpose()?
+                .unwrap_or(0))
+        })
+    }
+
     /// Inserts or replaces `r`.
     pub fn save_approval(&self, r: &ApprovalRequest) -> anyhow::Result<()> {
         let body = serde_json::to_string(r)?;
-        self.with(|db| {
+        self.in_tx(|db| {
+            bump_approvals(db)?;
             db.execute(
                 "INSERT INTO approval (id, state, binding, created_at, expires_at, body)
                  VALUES ($1, $2, $3, $4, $5, $6)
@@ -33,15 +50,19 @@ impl BrokerStore {
     /// `false` if it was no longer `approved`.
     pub fn release_approval(&self, r: &ApprovalRequest) -> anyhow::Result<bool> {
         let body = serde_json::to_string(r)?;
-        let changed = self.with(|db| {
-            db.execute(
+        let changed = self.in_tx(|db| {
+            let n = db.execute(
                 "UPDATE approval SET state = $2, body = $3 WHERE id = $1 AND state = 'approved'",
                 &[
                     r.id.into(),
                     ApprovalState::Released.as_str().into(),
                     body.into(),
                 ],
-            )
+            )?;
+            if n == 1 {
+                bump_approvals(db)?;
+            }
+            Ok(n)
         })?;
         Ok(changed == 1)
     }
@@ -156,4 +177,13 @@ impl BrokerStore {
             .collect()
         })
     }
+}
+
+fn bump_approvals(db: &mut dyn super::sql::Db) -> anyhow::Result<()> {
+    db.execute(
+        "INSERT INTO store_state (key, version) VALUES ('approvals', 1)
+         ON CONFLICT (key) DO UPDATE SET version = store_state.version + 1",
+        &[],
+    )?;
+    Ok(())
 }
