@@ -217,4 +217,26 @@ fn two_brokers_on_postgres_share_approvals_revocations_and_one_audit_log() {
         let out = admin(&broker.config, &["audit", "verify"]);
         assert_eq!(out.status, Some(0), "{}{}", out.stdout, out.stderr);
     }
+    // And by an implementation hoop did not write: Go's sumdb/note and
+    // sumdb/tlog check the export of both replicas' events as one log.
+    let export = dir.path().join("both.jsonl");
+    let out = admin(
+        &a.config,
+        &["audit", "export", "--out", export.to_str().unwrap()],
+    );
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    let key = admin(&b.config, &["audit", "pubkey"])
+        .stdout
+        .trim()
+        .to_owned();
+    let mut go = Command::new(tests_dir().join("verifier-go/run.sh"));
+    go.arg("-key").arg(&key).arg(&export);
+    let go = run_bounded(go, Duration::from_secs(300));
+    assert_eq!(
+        go.status,
+        Some(0),
+        "Go verifier: {}{}",
+        go.stdout,
+        go.stderr
+    );
 }
