@@ -237,6 +237,19 @@ pub trait AuditStore: Send {
     /// how many entries were removed.
     fn expire_before(&mut self, cut: u64) -> Result<u64, StoreError>;
 
+    /// Takes or renews, for `ttl`, the right to sign the log's regular
+    /// checkpoints, when several writers (broker replicas) share the store:
+    /// `true` while `holder` has it, `false` while another holder's lease
+    /// runs (it signs; this one takes over once that lease lapses). A
+    /// store with one writer has nothing to share: always `true`.
+    fn take_signing_lease(
+        &mut self,
+        _holder: &str,
+        _ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
     /// Drops and reopens the connection after a failure that may have left
     /// it unusable; checks the store again as opening does.
     fn reopen(&mut self) -> Result<(), StoreError> {

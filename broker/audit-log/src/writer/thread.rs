@@ -79,6 +79,8 @@ pub(super) struct Writer {
     checkpoint_failing: bool,
     /// The last write failed: reopen the store before the next.
     needs_reopen: bool,
+    /// Who this writer is to a store shared by several (its signing lease).
+    lease_holder: String,
 }
 
 impl Drop for Writer {
@@ -143,6 +145,11 @@ impl Writer {
             checkpoint_at: uncovered.then(|| Instant::now() + config.checkpoint_interval),
             checkpoint_failing: false,
             needs_reopen: false,
+            lease_holder: format!(
+                "{}-{:016x}",
+                std::process::id(),
+                rand_core::RngCore::next_u64(&mut rand_core::OsRng)
+            ),
         }
     }
 
@@ -441,8 +448,32 @@ impl Writer {
     }
 
     fn checkpoint_if_due(&mut self) {
-        if self.checkpoint_due() {
-            let _ = self.checkpoint();
+        if !self.checkpoint_due() {
+            return;
+        }
+        // Several writers on one store (broker replicas): the one holding
+        // the lease signs; the others take stock of what it signed and look
+        // again later. A lease is renewed only by signing, so a holder that
+        // stops writing lets another cover the events it does not see.
+        let ttl = (self.checkpoint_interval * 2).max(Duration::from_secs(2));
+        match self.store.take_signing_lease(&self.lease_holder, ttl) {
+            Ok(true) => {
+                let _ = self.checkpoint();
+            }
+            Ok(false) => {
+                if let Ok(Some(latest)) = self.store.latest_checkpoint() {
+                    let signed = latest.size.max(self.checkpointed.unwrap_or(0));
+                    self.checkpointed = Some(signed);
+                    self.state
+                        .last_checkpoint_size
+                        .store(signed, Ordering::Release);
+                }
+                self.checkpoint_at = Some(Instant::now() + self.checkpoint_interval);
+            }
+            Err(e) => {
+                tracing::warn!("audit log: cannot take the checkpoint lease: {e}");
+                self.checkpoint_at = Some(Instant::now() + CHECKPOINT_RETRY);
+            }
         }
     }
 

@@ -755,6 +755,30 @@ impl AuditStore for PostgresStore {
         Ok(removed)
     }
 
+    fn take_signing_lease(
+        &mut self,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        self.writable()?;
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        // Taken when free or lapsed, renewed by its holder; one statement,
+        // so two replicas asking at once cannot both get it.
+        let row = self
+            .client
+            .get_mut()
+            .query_opt(
+                "INSERT INTO lease (name, holder, expires_at)
+                 VALUES ('checkpoints', $1, now() + $2 * interval '1 millisecond')
+                 ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+                 WHERE lease.holder = EXCLUDED.holder OR lease.expires_at < now()
+                 RETURNING holder",
+                &[&holder, &(ms as f64)],
+            )
+            .map_err(|e| pg_error(&self.location, "taking the checkpoint lease", e))?;
+        Ok(row.is_some())
+    }
+
     fn reopen(&mut self) -> Result<(), StoreError> {
         let client = open_client(
             &self.config,

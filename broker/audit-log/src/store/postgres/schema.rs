@@ -8,7 +8,7 @@ use postgres::Client;
 use crate::store::{StoreError, StoreErrorKind};
 
 /// The schema version this code writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Version 1, the same layout as the SQLite file (store/sqlite/schema.rs)
 /// plus `log_state`: the one coordination row every batch locks, so
@@ -64,6 +64,15 @@ CREATE TABLE meta (
 );
 ";
 
+/// Version 2: the lease one replica holds to sign the regular checkpoints.
+const SCHEMA_V2: &str = "
+CREATE TABLE lease (
+    name       TEXT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+";
+
 /// Keys `pg_advisory_xact_lock` takes while a schema is set up, so two
 /// replicas starting at once do not both create it: "hoop" and "audit" in
 /// ASCII.
@@ -106,14 +115,17 @@ pub fn migrate(client: &mut Client, schema: &str, location: &str) -> Result<(), 
         .map_err(err("reading the schema version"))?
         .and_then(|r| r.get(0));
     match version.unwrap_or(0) {
-        0 => {
-            tx.batch_execute(&format!("SET LOCAL search_path TO {schema};{SCHEMA_V1}"))
-                .map_err(err("creating the tables"))?;
-            tx.execute(
-                &format!("INSERT INTO {schema}.schema_version (version) VALUES ($1)"),
-                &[&SCHEMA_VERSION],
-            )
-            .map_err(err("setting the schema version"))?;
+        have @ 0..SCHEMA_VERSION => {
+            let steps = [SCHEMA_V1, SCHEMA_V2];
+            for (i, step) in steps.iter().enumerate().skip(have as usize) {
+                tx.batch_execute(&format!("SET LOCAL search_path TO {schema};{step}"))
+                    .map_err(err("creating the tables"))?;
+                tx.execute(
+                    &format!("INSERT INTO {schema}.schema_version (version) VALUES ($1)"),
+                    &[&(i as i64 + 1)],
+                )
+                .map_err(err("setting the schema version"))?;
+            }
         }
         SCHEMA_VERSION => {}
         newer if newer > SCHEMA_VERSION => return Err(newer_version(location, newer)),

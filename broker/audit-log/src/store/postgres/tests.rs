@@ -196,3 +196,99 @@ fn sync_flushes_asynchronous_commits() {
     assert_eq!(s.meta("synced_at_size").unwrap().as_deref(), Some("4"));
     assert_eq!(s.schema(), guard.0[0]);
 }
+
+/// One writer at a time signs the regular checkpoints: the lease is taken
+/// when free, renewed by its holder, refused to others while it runs, and
+/// taken over once it lapses.
+#[test]
+fn one_replica_at_a_time_holds_the_signing_lease() {
+    use std::time::Duration;
+    let guard = SchemaGuard(vec![scratch_schema()]);
+    let mut a = PostgresStore::open(&test_url(), &guard.0[0], Durability::Os).unwrap();
+    let mut b = PostgresStore::open(&test_url(), &guard.0[0], Durability::Os).unwrap();
+    let long = Duration::from_secs(60);
+    assert!(a.take_signing_lease("a", long).unwrap());
+    assert!(!b.take_signing_lease("b", long).unwrap());
+    assert!(a.take_signing_lease("a", long).unwrap(), "renewed");
+    // A holder whose lease lapses (here: renewed for no time) loses it.
+    assert!(a.take_signing_lease("a", Duration::ZERO).unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // Bounded: the lease lapses at once; now() moves on within a moment.
+    while !b.take_signing_lease("b", long).unwrap() {
+        assert!(std::time::Instant::now() < deadline, "b never took over");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!a.take_signing_lease("a", long).unwrap());
+    let mut reader = PostgresStore::open_read_only(&test_url(), &guard.0[0]).unwrap();
+    assert_eq!(
+        reader.take_signing_lease("r", long).unwrap_err().kind(),
+        StoreErrorKind::ReadOnly
+    );
+}
+
+/// Two writers (replicas) on one log: the one holding the lease signs the
+/// regular checkpoints, the other does not sign over it, and the holder's
+/// next checkpoint covers the other's events too.
+#[test]
+fn the_lease_holder_signs_for_every_replica() {
+    use crate::test_support::TestDir;
+    use crate::{AuditLog, LogConfig};
+    let guard = SchemaGuard(vec![scratch_schema()]);
+    let schema = &guard.0[0];
+    let dir = TestDir::new("lease");
+    let key = dir.path().join("audit-signing.key");
+    let config = || LogConfig {
+        durability: Durability::Os,
+        checkpoint_every: 1,
+        checkpoint_interval: std::time::Duration::from_secs(3600),
+        journal: false,
+        ..LogConfig::default()
+    };
+    // Stores are opened outside the runtime: the blocking client runs
+    // its own.
+    let store_a = PostgresStore::open(&test_url(), schema, Durability::Os).unwrap();
+    let store_b = PostgresStore::open(&test_url(), schema, Durability::Os).unwrap();
+    let reader = || PostgresStore::open_read_only(&test_url(), schema).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let a = AuditLog::open(Box::new(store_a), &key, config()).unwrap();
+    let b = AuditLog::open(Box::new(store_b), &key, config()).unwrap();
+    let sizes = || -> Vec<u64> {
+        reader()
+            .checkpoints(0..u64::MAX, 100)
+            .unwrap()
+            .iter()
+            .map(|c| c.size)
+            .collect()
+    };
+    rt.block_on(async {
+        for e in events(0..3) {
+            a.append(e).await.unwrap();
+        }
+        // A flush is answered after the writer's checkpoint decision.
+        a.flush().await.unwrap();
+    });
+    assert_eq!(sizes().last(), Some(&3), "a took the lease and signed");
+    rt.block_on(async {
+        for e in events(3..6) {
+            b.append(e).await.unwrap();
+        }
+        b.flush().await.unwrap();
+    });
+    assert!(
+        !sizes().contains(&6),
+        "b does not sign while a holds the lease: {:?}",
+        sizes()
+    );
+    rt.block_on(async {
+        a.append(events(6..7).remove(0)).await.unwrap();
+        a.flush().await.unwrap();
+    });
+    assert_eq!(sizes().last(), Some(&7), "a's checkpoint covers b's events");
+    rt.block_on(async {
+        a.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
+    });
+}
