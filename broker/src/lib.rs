@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod identity;
 pub mod masking;
 pub mod mcp;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod run;

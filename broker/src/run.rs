@@ -241,13 +241,6 @@ async fn start_inner(
             drift_audit.note(&e, None).await;
         }
     });
-    let (admin_addr, admin) = match config.admin.listen {
-        Some(addr) => {
-            let (bound, task) = crate::admin::start(addr, Arc::new(BrokerHealth { log })).await?;
-            (Some(bound), Some(task))
-        }
-        None => (None, None),
-    };
     let reset = tls.reset_secret();
     let server_config = quic_server_config(tls)?;
     let socket = std::net::UdpSocket::bind(config.listen).map_err(|e| {
@@ -270,6 +263,18 @@ async fn start_inner(
         max_frame_len: config.limits.max_message_bytes,
         live: Default::default(),
     });
+    let (admin_addr, admin) = match config.admin.listen {
+        Some(addr) => {
+            let health = BrokerHealth {
+                log,
+                pipeline: Arc::downgrade(&pipeline),
+                server: Arc::downgrade(&server),
+            };
+            let (bound, task) = crate::admin::start(addr, Arc::new(health)).await?;
+            (Some(bound), Some(task))
+        }
+        None => (None, None),
+    };
     let policy_watch = reload.map(|(path, text)| {
         let pipeline = pipeline.clone();
         let file = path.display().to_string();
@@ -499,9 +504,11 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// What `/healthz` reports.
+/// What `/healthz`, `/readyz` and `/metrics` report.
 struct BrokerHealth {
     log: AuditLog,
+    pipeline: std::sync::Weak<Pipeline>,
+    server: std::sync::Weak<TunnelServer>,
 }
 
 impl crate::admin::HealthSource for BrokerHealth {
@@ -520,5 +527,21 @@ impl crate::admin::HealthSource for BrokerHealth {
             audit["error"] = serde_json::Value::from(why.clone());
         }
         (h.degraded.is_none(), serde_json::json!({ "audit": audit }))
+    }
+
+    fn metrics(&self) -> String {
+        let Some(pipeline) = self.pipeline.upgrade() else {
+            return String::new();
+        };
+        let h = self.log.health();
+        let snapshot = crate::metrics::Snapshot {
+            audit_events: h.tree_size,
+            audit_batches: h.batches,
+            audit_queued: h.queued as u64,
+            audit_degraded: h.degraded.is_some(),
+            approvals_pending: pipeline.approvals().pending(),
+            connections: self.server.upgrade().map_or(0, |s| s.live.len()),
+        };
+        pipeline.audit().metrics().scrape(&snapshot)
     }
 }

@@ -32,6 +32,48 @@ impl Drop for Schemas {
     }
 }
 
+/// `/metrics` of the admin listener at `port`, read by the Prometheus
+/// project's own parser (Python `prometheus_client`, OpenMetrics): every
+/// sample as `[name, labels, value]`.
+fn scrape(port: u16) -> Vec<Value> {
+    let r = http()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let kind = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+    let text = r.text().unwrap();
+    let file = std::env::temp_dir().join(format!("hoop-metrics-{}-{port}.txt", std::process::id()));
+    std::fs::write(&file, &text).unwrap();
+    let mut py = Command::new(python());
+    py.args([
+        "-c",
+        "import json, sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\nout = [[s.name, s.labels, s.value] for f in parse(open(sys.argv[1]).read()) for s in f.samples]\nprint(json.dumps(out))",
+    ])
+    .arg(&file);
+    let out = run_bounded(py, Duration::from_secs(30));
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(
+        out.status,
+        Some(0),
+        "the parser refused it: {}\n{text}",
+        out.stderr
+    );
+    serde_json::from_str::<Vec<Value>>(out.stdout.trim()).unwrap()
+}
+
+/// The sum of the samples `name` whose labels include `labels`; `None`
+/// when there is none.
+fn sample(samples: &[Value], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let found: Vec<f64> = samples
+        .iter()
+        .filter(|s| s[0] == name && labels.iter().all(|(k, v)| s[1][*k] == *v))
+        .filter_map(|s| s[2].as_f64())
+        .collect();
+    (!found.is_empty()).then(|| found.iter().sum())
+}
+
 /// A dev broker in `dir` on the shared store, signing the one audit log
 /// with the shared key.
 fn replica(dir: &Path, schema: &str, key: &Path, targets: &str) -> Broker {
@@ -40,15 +82,28 @@ fn replica(dir: &Path, schema: &str, key: &Path, targets: &str) -> Broker {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:{}\"\nstore = {{ postgres = \"{}\", schema = \"{schema}\" }}\npolicy = \"{}\"\n[audit]\nsigning_key = \"{}\"\nreaders = [\"eng\"]\ncheckpoint_every = 5\n{targets}",
+            "listen = \"127.0.0.1:{}\"\nstore = {{ postgres = \"{}\", schema = \"{schema}\" }}\npolicy = \"{}\"\n[admin]\nlisten = \"127.0.0.1:{}\"\n[audit]\nsigning_key = \"{}\"\nreaders = [\"eng\"]\ncheckpoint_every = 5\n{targets}",
             free_udp_port(),
             postgres_url(),
             tests_dir().join("../cli/src/demo_server/policy.toml").display(),
+            admin_port(dir),
             key.display()
         ),
     )
     .unwrap();
     Broker::start_with(dir, config, dir.join("state"))
+}
+
+/// The admin port a replica in `dir` listens on (kept in a file there, so
+/// the test finds it again).
+fn admin_port(dir: &Path) -> u16 {
+    let file = dir.join("admin-port");
+    if let Ok(p) = std::fs::read_to_string(&file) {
+        return p.trim().parse().unwrap();
+    }
+    let port = free_tcp_port();
+    std::fs::write(&file, port.to_string()).unwrap();
+    port
 }
 
 fn admin(config: &Path, args: &[&str]) -> Output {
@@ -155,6 +210,50 @@ fn two_brokers_on_postgres_share_approvals_revocations_and_one_audit_log() {
         .count();
     assert_eq!(deployed, 1, "the approval released the call once");
 
+    // What A counted, read by Prometheus' own parser: its calls, the
+    // approval it waited for, its audit appends; and it is ready.
+    let a_admin = admin_port(&dir.path().join("a"));
+    let m = scrape(a_admin);
+    let calls = sample(
+        &m,
+        "hoop_calls_total",
+        &[("target", "demo"), ("method", "tools/call")],
+    );
+    assert!(calls.unwrap_or(0.0) >= 2.0, "{m:?}");
+    assert!(
+        sample(
+            &m,
+            "hoop_answers_total",
+            &[("target", "demo"), ("outcome", "ok")]
+        )
+        .unwrap_or(0.0)
+            >= 2.0,
+        "{m:?}"
+    );
+    assert!(
+        sample(&m, "hoop_audit_append_duration_seconds_count", &[]).unwrap_or(0.0) >= 4.0,
+        "{m:?}"
+    );
+    assert!(
+        sample(&m, "hoop_audit_events", &[]).unwrap_or(0.0) >= 4.0,
+        "{m:?}"
+    );
+    assert_eq!(sample(&m, "hoop_audit_degraded", &[]), Some(0.0), "{m:?}");
+    assert_eq!(
+        sample(&m, "hoop_approvals_pending", &[]),
+        Some(0.0),
+        "{m:?}"
+    );
+    assert!(
+        sample(&m, "hoop_connections", &[]).unwrap_or(0.0) >= 1.0,
+        "{m:?}"
+    );
+    let ready = http()
+        .get(format!("http://127.0.0.1:{a_admin}/readyz"))
+        .send()
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+
     // Revoked through A's store: B cuts alice's live session within 2 s.
     let out = admin(
         &a.config,
@@ -185,6 +284,10 @@ fn two_brokers_on_postgres_share_approvals_revocations_and_one_audit_log() {
         "cut off only after {after:?}"
     );
     assert!(format!("{msgs:?}").contains("revoked"), "{msgs:?}");
+    // B counted alice's refused comeback, by its kind.
+    let m = scrape(admin_port(&dir.path().join("b")));
+    let revoked = sample(&m, "hoop_auth_failures_total", &[("reason", "revoked")]);
+    assert!(revoked.unwrap_or(0.0) >= 1.0, "{m:?}");
     // And B lists the revocation A's admin made.
     let out = admin(&b.config, &["revocations", "--json"]);
     assert_eq!(out.status, Some(0), "{}", out.stderr);

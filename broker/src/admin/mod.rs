@@ -4,7 +4,11 @@
 //! - `GET /healthz`: `200 {"status":"ok",…}` while every part the broker
 //!   needs to enforce and record works, `503 {"status":"degraded",…}` with
 //!   the reason when one does not (the audit log cannot be written, so calls
-//!   are being refused).
+//!   are being refused). Liveness: the process answers.
+//! - `GET /readyz`: `200` while the broker takes new connections and can
+//!   record them, `503` (with the reason) while it cannot, or drains before
+//!   it stops: what a load balancer routes by.
+//! - `GET /metrics`: Prometheus / OpenMetrics text (`crate::metrics`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,6 +25,16 @@ use serde_json::{json, Value};
 /// description of each part.
 pub trait HealthSource: Send + Sync + 'static {
     fn health(&self) -> (bool, Value);
+
+    /// Whether new connections should come here; by default, healthy.
+    fn ready(&self) -> (bool, Value) {
+        self.health()
+    }
+
+    /// The `/metrics` text.
+    fn metrics(&self) -> String {
+        String::new()
+    }
 }
 
 /// Listens on `addr` and serves until the task is dropped; returns the
@@ -57,6 +71,16 @@ pub async fn start(
 }
 
 fn answer(req: &Request<Incoming>, source: &dyn HealthSource) -> Response<Full<Bytes>> {
+    if (req.method().as_str(), req.uri().path()) == ("GET", "/metrics") {
+        let mut r = Response::new(Full::new(Bytes::from(source.metrics())));
+        r.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+        );
+        return r;
+    }
     let (status, body) = match (req.method().as_str(), req.uri().path()) {
         ("GET", "/healthz") => {
             let (ok, parts) = source.health();
@@ -66,9 +90,17 @@ fn answer(req: &Request<Incoming>, source: &dyn HealthSource) -> Response<Full<B
             }
             (if ok { 200 } else { 503 }, body)
         }
+        ("GET", "/readyz") => {
+            let (ok, parts) = source.ready();
+            let mut body = json!({"status": if ok { "ready" } else { "not ready" }});
+            if let (Some(b), Some(p)) = (body.as_object_mut(), parts.as_object()) {
+                b.extend(p.clone());
+            }
+            (if ok { 200 } else { 503 }, body)
+        }
         ("GET", _) => (
             404,
-            json!({"error": "not found; this listener serves GET /healthz"}),
+            json!({"error": "not found; this listener serves GET /healthz, /readyz and /metrics"}),
         ),
         _ => (405, json!({"error": "only GET"})),
     };

@@ -171,6 +171,8 @@ pub struct Approvals {
     changed: watch::Sender<u64>,
     /// Where changes are announced (`[[approvals.webhooks]]`).
     webhooks: Option<webhook::Webhooks>,
+    /// The last count [`Approvals::pending`] took.
+    pending_seen: std::sync::atomic::AtomicUsize,
 }
 
 impl Approvals {
@@ -198,6 +200,7 @@ impl Approvals {
             hold,
             changed: watch::channel(0).0,
             webhooks,
+            pending_seen: Default::default(),
         })
     }
 
@@ -219,6 +222,24 @@ impl Approvals {
     /// The broker store the requests are kept in, if any.
     pub fn store(&self) -> Option<&StoreLocation> {
         self.store.as_ref()
+    }
+
+    /// Requests waiting for a decision now (for `/metrics`): read without
+    /// waiting for the book; the last count when it is busy.
+    pub fn pending(&self) -> usize {
+        use std::sync::atomic::Ordering;
+        match self.book.try_lock() {
+            Ok(book) => {
+                let n = book
+                    .open
+                    .values()
+                    .filter(|e| e.request.state == ApprovalState::Pending)
+                    .count();
+                self.pending_seen.store(n, Ordering::Relaxed);
+                n
+            }
+            Err(_) => self.pending_seen.load(Ordering::Relaxed),
+        }
     }
 
     /// Follows changes to any request (a new one, a decision, an end).

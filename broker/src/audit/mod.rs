@@ -77,6 +77,8 @@ pub struct Audit {
     /// Client messages are masked with it before they are recorded: the
     /// log never holds a raw value (answers arrive masked already).
     masking: Arc<Masking>,
+    /// What `/metrics` counts, bumped where the same facts are recorded.
+    metrics: Arc<crate::metrics::Metrics>,
     /// Exchange ids: a random start, then one after another, so ids from
     /// two runs of the broker do not collide and ids within one sort.
     next_exchange: AtomicU64,
@@ -94,6 +96,7 @@ impl Audit {
             location,
             readers,
             masking,
+            metrics: Arc::default(),
             next_exchange: AtomicU64::new(rand::random::<u64>() & !0xffff_ffff),
         }
     }
@@ -104,6 +107,10 @@ impl Audit {
 
     pub fn location(&self) -> &AuditLocation {
         &self.location
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// Refuses a caller outside the reader groups.
@@ -149,7 +156,10 @@ impl Audit {
         if cfg!(feature = "bench-unrecorded") {
             return Ok(());
         }
-        self.log.append(event.entry(message)).await.map_err(|e| {
+        let started = Instant::now();
+        let appended = self.log.append(event.entry(message)).await;
+        self.metrics.audit_append(started.elapsed().as_secs_f64());
+        appended.map_err(|e| {
             // The caller learns what kind of failure it is; the file and
             // SQLite's words stay in the broker's log and /healthz.
             tracing::error!(event = event.kind, "audit log: {e}");
@@ -181,6 +191,11 @@ impl Audit {
         let mut e = self.exchange_event(EventKind::Request, f);
         e.approval = approval;
         e.decision = Some(decision_name(decision));
+        self.metrics.call(
+            f.target,
+            f.msg.method.as_deref().unwrap_or("response"),
+            decision_name(decision),
+        );
         e.rule = Some(decision.rule());
         e.masking = masker.name();
         e.bytes = Some(body.len());
@@ -226,6 +241,7 @@ impl Audit {
         e.outcome = Some(Outcome::Refused.as_str());
         e.error_code = Some(why.code);
         e.reason = Some(&why.message);
+        self.metrics.refusal(target, why.code);
         e.latency_us = Some(exchange.latency_us());
         // Masked as any client message: a refused call's arguments are as
         // sensitive as a forwarded one's.
@@ -271,6 +287,8 @@ impl Audit {
             let (outcome, code) = outcome_of(m);
             e.outcome = Some(outcome.as_str());
             e.error_code = code;
+            self.metrics
+                .answer(f.target, outcome.as_str(), f.exchange.latency_us());
         }
         e.bytes = Some(bytes.len());
         e.masked = masked;
@@ -412,6 +430,7 @@ impl Audit {
         e.actor = Some(actor);
         e.outcome = Some(Outcome::Refused.as_str());
         e.reason = Some(reason);
+        self.metrics.auth_failure(reason);
         self.note(&e, None).await;
     }
 
