@@ -55,7 +55,18 @@ pub struct BrokerConfig {
     /// Holding calls for approval (docs/approvals.md).
     #[serde(default)]
     pub approvals: ApprovalsConfig,
+    /// On SIGTERM, how long the broker lets exchanges in flight finish
+    /// before it ends the connections (docs/operations.md); default 25 s
+    /// for `serve` (under Kubernetes' 30 s grace period), 2 s for `dev` and
+    /// `hoop demo`.
+    #[serde(default)]
+    pub drain_secs: Option<u64>,
 }
+
+/// `drain_secs` unless the config says otherwise, for `serve`.
+pub const DEFAULT_DRAIN_SECS: u64 = 25;
+/// The same for a dev broker or the demo: a person at a terminal.
+pub const DEV_DRAIN_SECS: u64 = 2;
 
 /// `[approvals]`: how long a held call's request stays open before the
 /// broker answers "pending, call again", and how often it says it waits.
@@ -509,6 +520,7 @@ impl BrokerConfig {
             admin: AdminConfig::default(),
             masking: MaskingConfig::default(),
             approvals: ApprovalsConfig::default(),
+            drain_secs: None,
         }
     }
 

@@ -800,6 +800,9 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     if config.store.is_none() {
         config.store = Some(StoreLocation::Sqlite(state.join("broker.db")));
     }
+    if config.drain_secs.is_none() {
+        config.drain_secs = Some(hoop_broker::config::DEV_DRAIN_SECS);
+    }
     let identities =
         DevIdentities::load_or_create(&state.join("signing-key.pem"), config.dev.clone())?;
     if let Some(DevAction::Token { name }) = args.action {

@@ -38,14 +38,20 @@ pub struct RunningBroker {
     /// Where `/healthz` answers, when the admin listener is on.
     pub admin_addr: Option<SocketAddr>,
     endpoint: quinn::Endpoint,
+    server: Arc<TunnelServer>,
+    /// How long a drain waits for exchanges in flight.
+    drain: Duration,
     task: tokio::task::JoinHandle<()>,
     admin: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningBroker {
-    /// Stops accepting, closes every connection and waits for the listener,
-    /// then signs a last checkpoint over everything recorded.
+    /// Drains (no new connections, `/readyz` 503, the exchanges in flight
+    /// finish within `drain_secs`, then every connection is ended with a
+    /// reason that tells clients to reconnect at once), closes the
+    /// listener, then signs a last checkpoint over everything recorded.
     pub async fn shutdown(self) {
+        self.server.drain(self.drain).await;
         self.endpoint.close(0u32.into(), b"broker shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         self.task.abort();
@@ -262,6 +268,8 @@ async fn start_inner(
         verifier,
         max_frame_len: config.limits.max_message_bytes,
         live: Default::default(),
+        in_flight: Default::default(),
+        draining: Default::default(),
     });
     let (admin_addr, admin) = match config.admin.listen {
         Some(addr) => {
@@ -360,6 +368,7 @@ async fn start_inner(
     };
     let ep = endpoint.clone();
     let reaper = pipeline.clone();
+    let serving = server.clone();
     let task = tokio::spawn(async move {
         let sweep = async {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -382,7 +391,7 @@ async fn start_inner(
         };
         let _drift_events = AbortOnDrop(drift_events);
         tokio::select! {
-            _ = server.run(ep) => {}
+            _ = serving.run(ep) => {}
             _ = sweep => {}
             _ = retention => {}
             _ = watch => {}
@@ -395,6 +404,12 @@ async fn start_inner(
         pipeline,
         admin_addr,
         endpoint,
+        server,
+        drain: Duration::from_secs(
+            config
+                .drain_secs
+                .unwrap_or(crate::config::DEFAULT_DRAIN_SECS),
+        ),
         task,
         admin,
     })
@@ -527,6 +542,17 @@ impl crate::admin::HealthSource for BrokerHealth {
             audit["error"] = serde_json::Value::from(why.clone());
         }
         (h.degraded.is_none(), serde_json::json!({ "audit": audit }))
+    }
+
+    fn ready(&self) -> (bool, serde_json::Value) {
+        let draining = self
+            .server
+            .upgrade()
+            .is_none_or(|s| s.draining.load(std::sync::atomic::Ordering::Acquire));
+        if draining {
+            return (false, serde_json::json!({"draining": true}));
+        }
+        self.health()
     }
 
     fn metrics(&self) -> String {

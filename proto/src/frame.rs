@@ -135,6 +135,9 @@ impl ErrorCode {
     pub const SESSION_EXPIRED: Self = Self(5);
     pub const REVOKED: Self = Self(6);
     pub const INTERNAL: Self = Self(7);
+    /// The broker is stopping (draining): the connection ends once what it
+    /// carries is done; reconnect at once (to another replica).
+    pub const DRAINING: Self = Self(8);
 
     pub fn name(self) -> &'static str {
         match self {
@@ -145,6 +148,7 @@ impl ErrorCode {
             Self::SESSION_EXPIRED => "session_expired",
             Self::REVOKED => "revoked",
             Self::INTERNAL => "internal",
+            Self::DRAINING => "draining",
             _ => "unknown",
         }
     }

@@ -343,3 +343,68 @@ fn two_brokers_on_postgres_share_approvals_revocations_and_one_audit_log() {
         go.stderr
     );
 }
+
+/// SIGTERM drains a broker: `/readyz` turns 503 at once, new connections
+/// are refused, the call in flight finishes and is answered, and the
+/// broker exits cleanly (then its clients' connections end with the
+/// "draining" reason, which tells them to reconnect).
+#[test]
+fn sigterm_drains_the_calls_in_flight_before_the_broker_stops() {
+    let dir = scratch();
+    let record = dir.path().join("demo.jsonl");
+    let (_demo, url) = demo_server(dir.path(), &record);
+    let admin = free_tcp_port();
+    let mut broker = Broker::start(
+        dir.path(),
+        &format!(
+            "drain_secs = 20\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n{}",
+            http_target("demo", &url)
+        ),
+    );
+    let exec = |tool: &str, args: &str| {
+        let mut c = Command::new(bin("hoop"));
+        c.args(["exec", "mcp", "demo", "--tool", tool, "--args", args])
+            .args(broker.connect_args("alice"))
+            .env("HOOP_CONFIG", empty_config(dir.path()))
+            .env_remove("HOOP_TOKEN");
+        c
+    };
+    let slow = exec("slow_count", r#"{"steps":4,"delay_ms":600}"#);
+    let run = std::thread::spawn(move || run_bounded(slow, Duration::from_secs(60)));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Bounded by the deadline: the call reached the upstream.
+    while !read_record(&record)
+        .iter()
+        .any(|r| r["method"] == "tools/call" && r["name"] == "slow_count")
+    {
+        assert!(Instant::now() < deadline, "the slow call never arrived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut kill = Command::new("kill");
+    kill.args(["-TERM", &broker.proc.pid().to_string()]);
+    assert_eq!(run_bounded(kill, Duration::from_secs(5)).status, Some(0));
+    let readyz = || {
+        http()
+            .get(format!("http://127.0.0.1:{admin}/readyz"))
+            .send()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    // Bounded by the deadline.
+    while readyz() != 503 {
+        assert!(Instant::now() < deadline, "/readyz never said not ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A newcomer is turned away while the broker drains.
+    let late = run_bounded(
+        exec("echo", r#"{"text":"too late"}"#),
+        Duration::from_secs(60),
+    );
+    assert_eq!(late.status, Some(4), "{}", late.stderr);
+    // The call in flight is answered in full.
+    let out = run.join().unwrap();
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("counted 4"), "{}", out.stdout);
+    assert_eq!(broker.proc.wait_exit(Duration::from_secs(30)), Some(0));
+}

@@ -51,6 +51,26 @@ pub struct TunnelServer {
     pub max_frame_len: usize,
     /// Authenticated connections, so a revocation can end them.
     pub live: LiveConnections,
+    /// Exchanges between their Open and their Close, for draining.
+    pub in_flight: std::sync::atomic::AtomicUsize,
+    /// Set when the broker stops: no new connections, `/readyz` says so.
+    pub draining: std::sync::atomic::AtomicBool,
+}
+
+/// Counts an exchange as in flight for as long as it lives.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(n: &'a std::sync::atomic::AtomicUsize) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// The authenticated connections of this broker, by connection id.
@@ -85,6 +105,15 @@ impl LiveConnections {
         }
     }
 
+    /// Ends every connection with `code` and `reason`.
+    pub fn close_all(&self, code: ErrorCode, reason: &str) {
+        if let Ok(m) = self.inner.lock() {
+            for (_, conn) in m.values() {
+                conn.close(u32::from(code.0).into(), reason.as_bytes());
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.inner.lock().map(|m| m.len()).unwrap_or(0)
     }
@@ -101,9 +130,40 @@ fn close_revoked(conn: &quinn::Connection, reason: &str) {
 }
 
 impl TunnelServer {
+    /// Stops the broker gently: refuses new connections, lets the
+    /// exchanges in flight finish (for `grace` at most), then ends every
+    /// connection with [`ErrorCode::DRAINING`], which tells a client to
+    /// reconnect at once (to another replica).
+    pub async fn drain(&self, grace: Duration) {
+        use std::sync::atomic::Ordering;
+        self.draining.store(true, Ordering::Release);
+        let deadline = tokio::time::Instant::now() + grace;
+        // Bounded by the deadline.
+        while self.in_flight.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.in_flight.load(Ordering::Acquire);
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "drain: exchanges still in flight at the deadline are cut"
+            );
+        }
+        self.live.close_all(
+            ErrorCode::DRAINING,
+            "the broker is stopping: reconnect (to another replica)",
+        );
+    }
+
     /// Accepts connections until the endpoint is closed.
     pub async fn run(self: Arc<Self>, endpoint: quinn::Endpoint) {
         while let Some(incoming) = endpoint.accept().await {
+            // Draining: turned away at once (CONNECTION_REFUSED), so the
+            // client tries elsewhere rather than waiting out a timeout.
+            if self.draining.load(std::sync::atomic::Ordering::Acquire) {
+                incoming.refuse();
+                continue;
+            }
             let this = self.clone();
             tokio::spawn(async move {
                 let remote = incoming.remote_address();
@@ -448,6 +508,7 @@ impl TunnelServer {
         } else {
             None
         };
+        let _in_flight = InFlight::new(&self.in_flight);
         // The client sends nothing more until it has the whole reply, and
         // resets the stream when its own client goes away. From here on that
         // reset drops the exchange, which cancels the upstream work, also

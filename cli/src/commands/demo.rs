@@ -55,6 +55,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
 
     let mut config = BrokerConfig::empty();
     config.listen = ([127, 0, 0, 1], 0).into();
+    config.drain_secs = Some(hoop_broker::config::DEV_DRAIN_SECS);
     // The demo's audit log outlives the demo, in hoop's data dir; handed
     // to the OS rather than fsync-ed per batch (a laptop, not a bank), and
     // readable by the demo's own identities.
