@@ -221,7 +221,8 @@ fn select_profile(
 /// Connection options as given on the command line (all optional).
 #[derive(Debug, Default, Clone, clap::Args)]
 pub struct ConnectionArgs {
-    /// Broker address, host:port (env HOOP_BROKER).
+    /// Broker address, host:port; replicas as a comma-separated list, or a
+    /// name that resolves to several, tried in turn (env HOOP_BROKER).
     #[arg(long, env = "HOOP_BROKER")]
     pub broker: Option<String>,
     /// Profile in config.toml to act as (env HOOP_PROFILE).
@@ -300,7 +301,7 @@ impl ConnectionArgs {
         let broker = self.broker.clone().or(profile.broker).ok_or_else(|| {
             anyhow::anyhow!("no broker address: pass --broker HOST:PORT, set HOOP_BROKER, or add broker = \"…\" to a profile (against a running `hoop demo`: --profile demo)")
         })?;
-        let addr = resolve_addr(&broker)?;
+        let addrs = resolve_addrs(&broker)?;
         // Trust is one setting: flags, then environment, then profile, each
         // level as a whole, so `--ca-file` replaces HOOP_PIN or a profile's
         // `pin`, not only a `ca_file`.
@@ -385,7 +386,8 @@ impl ConnectionArgs {
         }
         Ok(Resolved {
             tunnel: TunnelSettings {
-                broker: addr,
+                broker: addrs[0],
+                fallbacks: addrs[1..].to_vec(),
                 server_name,
                 trust,
                 token,
@@ -405,7 +407,25 @@ fn absolute(path: &std::path::Path) -> String {
         .to_string()
 }
 
-fn resolve_addr(broker: &str) -> anyhow::Result<SocketAddr> {
+/// Every address of `broker`: `HOST:PORT`, or several separated by commas
+/// (replicas), each name giving every address it resolves to; in order,
+/// without repeats. The first is tried first.
+fn resolve_addrs(broker: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for one in broker.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+        for addr in resolve_addr(one)? {
+            if !out.contains(&addr) {
+                out.push(addr);
+            }
+        }
+    }
+    if out.is_empty() {
+        anyhow::bail!("broker address {broker:?} names no address (expected HOST:PORT)");
+    }
+    Ok(out)
+}
+
+fn resolve_addr(broker: &str) -> anyhow::Result<Vec<SocketAddr>> {
     let has_port = broker
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
@@ -414,13 +434,16 @@ fn resolve_addr(broker: &str) -> anyhow::Result<SocketAddr> {
             "broker address {broker:?} has no port: write HOST:PORT, e.g. 127.0.0.1:4433 or [::1]:4433"
         );
     }
-    broker
+    let addrs: Vec<SocketAddr> = broker
         .to_socket_addrs()
         .map_err(|e| {
             anyhow::anyhow!("broker address {broker:?} does not resolve: {e} (expected host:port)")
         })?
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("broker address {broker:?} resolves to nothing"))
+        .collect();
+    if addrs.is_empty() {
+        anyhow::bail!("broker address {broker:?} resolves to nothing");
+    }
+    Ok(addrs)
 }
 
 /// The TLS name to expect when none is configured: the host part of
@@ -430,6 +453,8 @@ fn resolve_addr(broker: &str) -> anyhow::Result<SocketAddr> {
 /// with a CA, the IP itself, so that a certificate the CA issued for
 /// `localhost` (or any other host) is not accepted for every address.
 fn default_server_name(broker: &str, trust: &Trust) -> String {
+    // Replicas share one certificate name: the first one's host.
+    let broker = broker.split(',').next().unwrap_or(broker).trim();
     let host = broker.rsplit_once(':').map_or(broker, |(h, _)| h);
     let host = host.trim_start_matches('[').trim_end_matches(']');
     match host.parse::<std::net::IpAddr>() {

@@ -234,6 +234,7 @@ mod tests {
         Resolved {
             tunnel: TunnelSettings {
                 broker: ([127, 0, 0, 1], 4433).into(),
+                fallbacks: Vec::new(),
                 server_name: "localhost".into(),
                 trust: Trust::Pin("sha256:00".into()),
                 token,

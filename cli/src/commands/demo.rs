@@ -115,6 +115,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CommandError> {
     .await?;
     let tunnel = TunnelClient::connect(TunnelSettings {
         broker: broker.addr,
+        fallbacks: Vec::new(),
         server_name: "localhost".into(),
         trust: Trust::Pin(broker.fingerprint.clone()),
         token: TokenSource::Static(token.clone()),

@@ -28,6 +28,9 @@ pub use tls::Trust;
 #[derive(Clone)]
 pub struct TunnelSettings {
     pub broker: SocketAddr,
+    /// More addresses of the same broker service (replicas), tried in turn
+    /// when one cannot be reached; the last that answered is tried first.
+    pub fallbacks: Vec<SocketAddr>,
     /// TLS server name to expect (the dev certificate is for `localhost`).
     pub server_name: String,
     pub trust: Trust,
@@ -39,6 +42,7 @@ impl std::fmt::Debug for TunnelSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TunnelSettings")
             .field("broker", &self.broker)
+            .field("fallbacks", &self.fallbacks)
             .field("server_name", &self.server_name)
             .field("trust", &self.trust)
             .field("token", &self.token)
@@ -242,6 +246,9 @@ pub struct TunnelClient {
     settings: TunnelSettings,
     /// Where the certificate check says why it refused the broker.
     trust_failure: tls::TrustFailure,
+    /// Which of the broker's addresses answered last (an index into the
+    /// broker and its fallbacks).
+    preferred: std::sync::atomic::AtomicUsize,
     live: Mutex<Option<Live>>,
     welcome: WelcomeSlot,
     streams: Arc<StreamPool>,
@@ -339,6 +346,7 @@ impl TunnelClient {
             endpoint,
             settings,
             trust_failure,
+            preferred: Default::default(),
             live: Mutex::new(None),
             welcome: Arc::new(std::sync::Mutex::new(None)),
             streams: Arc::new(StreamPool::default()),
@@ -365,26 +373,66 @@ impl TunnelClient {
             .clone()
     }
 
+    /// Connects to the broker, or with replicas to the first of them that
+    /// answers, starting from the one that answered last.
     async fn dial(&self) -> Result<Live, TunnelError> {
         let s = &self.settings;
         // Read before connecting: a bad token file fails without a round trip.
         let token = s.token.read().await?;
-        let unreachable = |reason: String| TunnelError::Unreachable {
-            addr: s.broker,
-            reason,
+        let all: Vec<SocketAddr> = std::iter::once(s.broker)
+            .chain(s.fallbacks.iter().copied())
+            .collect();
+        // With replicas to turn to, a silent one is given up on sooner.
+        let wait = if all.len() > 1 {
+            Duration::from_secs(3)
+        } else {
+            Duration::from_secs(10)
         };
+        let start = self.preferred.load(std::sync::atomic::Ordering::Relaxed);
+        let mut last = None;
+        for i in 0..all.len() {
+            let at = (start + i) % all.len();
+            match self.dial_one(all[at], &token, wait).await {
+                Ok(live) => {
+                    self.preferred
+                        .store(at, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(live);
+                }
+                // Another replica may answer; a refusal or a distrusted
+                // certificate would be the same everywhere.
+                Err(e @ TunnelError::Unreachable { .. }) => last = Some(e),
+                Err(e @ TunnelError::Refused { code, .. }) if code == ErrorCode::DRAINING => {
+                    last = Some(e)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| TunnelError::Lost("no broker address to try".into())))
+    }
+
+    async fn dial_one(
+        &self,
+        addr: SocketAddr,
+        token: &str,
+        wait: Duration,
+    ) -> Result<Live, TunnelError> {
+        let s = &self.settings;
+        let token = token.to_owned();
+        let unreachable = |reason: String| TunnelError::Unreachable { addr, reason };
         let connecting = self
             .endpoint
-            .connect(s.broker, &s.server_name)
+            .connect(addr, &s.server_name)
             .map_err(|e| unreachable(e.to_string()))?;
-        let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
+        let conn = tokio::time::timeout(wait, connecting)
             .await
-            .map_err(|_| unreachable("no answer within 10 s (is the broker running?)".into()))?
+            .map_err(|_| {
+                unreachable(format!(
+                    "no answer within {} s (is the broker running?)",
+                    wait.as_secs()
+                ))
+            })?
             .map_err(|e| match self.trust_failure.take() {
-                Some(untrusted) => TunnelError::Untrusted {
-                    addr: s.broker,
-                    untrusted,
-                },
+                Some(untrusted) => TunnelError::Untrusted { addr, untrusted },
                 None => unreachable(e.to_string()),
             })?;
         let (send, recv) = conn
@@ -444,6 +492,12 @@ impl TunnelClient {
         if let Some(l) = live.as_ref() {
             if !force_new && l.conn.close_reason().is_none() {
                 return Ok((l.conn.clone(), l.version));
+            }
+            // The broker that answered last is gone (or going): another
+            // replica, if there is one, is asked first.
+            if l.conn.close_reason().is_some() && !self.settings.fallbacks.is_empty() {
+                self.preferred
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
         *live = None;
@@ -858,6 +912,7 @@ mod tests {
     fn settings(token: TokenSource) -> TunnelSettings {
         TunnelSettings {
             broker: ([127, 0, 0, 1], 4433).into(),
+            fallbacks: Vec::new(),
             server_name: "localhost".into(),
             trust: Trust::Pin("sha256:00".into()),
             token,
@@ -955,6 +1010,7 @@ mod tests {
         std::fs::write(&path, "first\n").unwrap();
         let client = TunnelClient::connect(TunnelSettings {
             broker: addr,
+            fallbacks: Vec::new(),
             server_name: "localhost".into(),
             trust: Trust::Pin(pin),
             token: TokenSource::File(path.clone()),
@@ -1041,6 +1097,7 @@ mod tests {
         });
         let client = TunnelClient::connect(TunnelSettings {
             broker: addr,
+            fallbacks: Vec::new(),
             server_name: "localhost".into(),
             trust: Trust::Pin(pin),
             token: TokenSource::Static("t".into()),
