@@ -670,6 +670,42 @@ impl CredentialSource {
 mod tests {
     use super::*;
 
+    /// The configs shipped for Compose and Kubernetes are configs this
+    /// broker reads: replicas on PostgreSQL, keys shared, admin listener
+    /// reachable by probes.
+    #[test]
+    fn the_deployment_configs_parse() {
+        for (name, text) in [
+            (
+                "deploy/broker.toml",
+                include_str!("../../deploy/broker.toml"),
+            ),
+            (
+                "deploy/kubernetes/broker.toml",
+                include_str!("../../deploy/kubernetes/broker.toml"),
+            ),
+        ] {
+            let c = BrokerConfig::parse(text).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert!(
+                matches!(c.store, Some(crate::store::StoreLocation::Postgres { .. })),
+                "{name}"
+            );
+            assert!(
+                c.audit.signing_key.is_some(),
+                "{name}: one key for every replica"
+            );
+            assert!(
+                c.admin.listen.is_some_and(|a| a.ip().is_unspecified()),
+                "{name}"
+            );
+            assert_eq!(c.drain_secs, Some(25), "{name}");
+            assert!(
+                c.tls.is_some() && !c.issuers.is_empty(),
+                "{name}: serve needs both"
+            );
+        }
+    }
+
     #[test]
     fn parses_targets_of_both_transports() {
         let c = BrokerConfig::parse(

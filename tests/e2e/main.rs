@@ -12,6 +12,7 @@ mod audit;
 mod completion;
 mod conformance;
 mod demo;
+mod deploy;
 mod exec;
 mod failures;
 mod first_use;
