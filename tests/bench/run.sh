@@ -21,6 +21,10 @@
 #                built with the Cargo feature bench-unrecorded (its audit
 #                layer records nothing): hoop-demo-nomask minus this is
 #                what recording costs, in the same run
+#   hoop-demo-pg config b with the broker's store and audit log in
+#                PostgreSQL (BENCH_POSTGRES, default the machine's own at
+#                127.0.0.1:5432, database test; a schema of this run);
+#                only when asked for with --only
 #   proxy2-demo  config a behind two do-nothing hyper proxies in a row
 #                (hoop-bench-floor --forward, one thread each): the floor
 #                of any design with two process hops on this machine
@@ -119,6 +123,7 @@ floor_port=$((base + 0)); node_floor_port=$((base + 1)); demo_port=$((base + 2))
 hoop_demo_port=$((base + 4)); hoop_every_port=$((base + 5)); broker_port=$((base + 33))
 nomask_demo_port=$((base + 10)); nomask_broker_port=$((base + 34))
 unrec_demo_port=$((base + 11)); unrec_broker_port=$((base + 35))
+pg_demo_port=$((base + 12)); pg_broker_port=$((base + 36))
 nd_demo_port=$((base + 6)); nd_every_port=$((base + 7))
 proxy_a_port=$((base + 8)); proxy_b_port=$((base + 9))
 
@@ -256,7 +261,7 @@ require("node:http").createServer((req, res) => {
   req.on("end", () => { res.writeHead(200, {"content-type": "application/json"}); res.end(body); });
 }).listen(Number(process.argv[1]), "127.0.0.1");' "$node_floor_port"
 fi
-if wants demo || wants hoop-demo || wants hoop-demo-nomask || wants hoop-demo-unrecorded || wants proxy2-demo; then
+if wants demo || wants hoop-demo || wants hoop-demo-nomask || wants hoop-demo-unrecorded || wants hoop-demo-pg || wants proxy2-demo; then
   start demo "$bin/hoop" demo-server --port "$demo_port"
 fi
 if wants proxy2-demo; then
@@ -274,11 +279,12 @@ fi
 # server-everything, EXTRA appended to its config; sets pin[NAME] and
 # token[NAME] (its alice token file) once it is up.
 declare -A pin=() token=()
-start_broker() { # name port extra-config [binary]
-  local name="$1" port="$2" extra="$3" broker_bin="${4:-$bin/hoop-broker}" audit_section="" p=""
+start_broker() { # name port extra-config [binary] [more [audit] keys]
+  local name="$1" port="$2" extra="$3" broker_bin="${4:-$bin/hoop-broker}" audit_more="${5:-}" audit_section="" p=""
   case "${BENCH_AUDIT:-fsync}" in
     fsync|os) audit_section="[audit]
-durability = \"${BENCH_AUDIT:-fsync}\"" ;;
+durability = \"${BENCH_AUDIT:-fsync}\"
+$audit_more" ;;
     none) ;;
     *) die "BENCH_AUDIT must be fsync, os or none" ;;
   esac
@@ -315,7 +321,7 @@ EOF
 via() {
   echo "--broker $host:$2 --pin ${pin[$1]} --token-file ${token[$1]} --no-local-auth"
 }
-if wants hoop-demo || wants hoop-every || wants hoop-demo-nomask || wants hoop-demo-unrecorded; then
+if wants hoop-demo || wants hoop-every || wants hoop-demo-nomask || wants hoop-demo-unrecorded || wants hoop-demo-pg; then
   # An empty config file, so no user profile leaks in.
   : >"$scratch/hoop-config.toml"
   export HOOP_CONFIG="$scratch/hoop-config.toml"
@@ -347,6 +353,16 @@ if wants hoop-demo-nomask; then
 enabled = false"
   read -r -a nomask_args <<<"$(via broker-nomask "$nomask_broker_port")"
   start hoop-demo-nomask "$bin/hoop" connect mcp demo --port "$nomask_demo_port" "${nomask_args[@]}"
+fi
+if wants hoop-demo-pg; then
+  # The same broker as hoop-demo, its store and audit log in PostgreSQL
+  # (BENCH_POSTGRES, default the machine's own), in a schema of this run.
+  pg_url="${BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}"
+  pg_schema="bench_$$"
+  start_broker broker-pg "$pg_broker_port" "store = { postgres = \"$pg_url\", schema = \"$pg_schema\" }" \
+    "$bin/hoop-broker" "signing_key = \"$scratch/pg-audit-signing.key\""
+  read -r -a pg_args <<<"$(via broker-pg "$pg_broker_port")"
+  start hoop-demo-pg "$bin/hoop" connect mcp demo --port "$pg_demo_port" "${pg_args[@]}"
 fi
 if wants hoop-demo-unrecorded; then
   # Masking off as well: hoop-demo-nomask minus this is the audit layer.
@@ -408,6 +424,12 @@ if wants hoop-demo-nomask; then
   r="$(post "$u" "$demo_body" "${stateless_hdrs[@]}")"; echo "    ${r:0:300}" >&2
   expect_echo hoop-demo-nomask "$r" "$demo_expect"
   add hoop-demo-nomask "$u" "$demo_body" 2026-07-28 "" tools/call "$demo_tool" "${pid[demo]}"
+fi
+if wants hoop-demo-pg; then
+  u="http://$host:$pg_demo_port/mcp"; wait_http "$u" "${pid[hoop-demo-pg]}"
+  r="$(post "$u" "$demo_body" "${stateless_hdrs[@]}")"; echo "    ${r:0:300}" >&2
+  expect_echo hoop-demo-pg "$r" "$demo_expect"
+  add hoop-demo-pg "$u" "$demo_body" 2026-07-28 "" tools/call "$demo_tool" "${pid[demo]}"
 fi
 if wants hoop-demo-unrecorded; then
   u="http://$host:$unrec_demo_port/mcp"; wait_http "$u" "${pid[hoop-demo-unrecorded]}"
@@ -494,6 +516,7 @@ for name in "${configs[@]}"; do
       hoop-demo-nd) hoop_pid="${pid[hoop-demo-nd]}"; broker_pid="${pid[broker]}" ;;
       hoop-demo-nomask) hoop_pid="${pid[hoop-demo-nomask]}"; broker_pid="${pid[broker-nomask]}" ;;
       hoop-demo-unrecorded) hoop_pid="${pid[hoop-demo-unrecorded]}"; broker_pid="${pid[broker-unrecorded]}" ;;
+      hoop-demo-pg) hoop_pid="${pid[hoop-demo-pg]}"; broker_pid="${pid[broker-pg]}" ;;
       hoop-every-nd) hoop_pid="${pid[hoop-every-nd]}"; broker_pid="${pid[broker]}" ;;
       # The two proxies stand where hoop connect and the broker stand.
       proxy2-demo) hoop_pid="${pid[proxy-a]}"; broker_pid="${pid[proxy-b]}" ;;
@@ -551,6 +574,8 @@ for c in $conns; do
   added hoop-demo hoop-demo-nomask "$c" "the masking layer"
   added hoop-demo-nomask hoop-demo-unrecorded "$c" "the audit layer, at BENCH_AUDIT=${BENCH_AUDIT:-fsync}"
   added hoop-every every "$c"
+  added hoop-demo-pg demo "$c" "one broker, store and audit log in PostgreSQL"
+  added hoop-demo-pg hoop-demo "$c" "PostgreSQL instead of SQLite"
   if [ "$diag_nodelay" = 1 ]; then
     added hoop-demo-nd demo "$c"
     added hoop-every-nd every "$c"
