@@ -290,8 +290,8 @@ $audit_more" ;;
   esac
   cat >"$scratch/$name.toml" <<EOF
 listen = "$host:$port"
-$audit_section
 $extra
+$audit_section
 
 [targets.demo]
 transport = "http"

@@ -34,8 +34,49 @@ enum Access {
     ReadOnly,
 }
 
+/// The statements every batch runs, prepared once per connection: each
+/// then costs one round trip to the server, not two (parse, then run).
+struct Prepared {
+    lock: postgres::Statement,
+    hashes: postgres::Statement,
+    write: postgres::Statement,
+}
+
+impl Prepared {
+    fn on(client: &mut Client, location: &str) -> Result<Self, StoreError> {
+        let err = |e| pg_error(location, "preparing the log's statements", e);
+        Ok(Self {
+            lock: client
+                .prepare("SELECT size FROM log_state WHERE id = 1 FOR UPDATE")
+                .map_err(err)?,
+            hashes: client
+                .prepare("SELECT idx, hash FROM hashes WHERE idx = ANY($1::bigint[])")
+                .map_err(err)?,
+            // The whole batch in one statement, whatever its length.
+            write: client
+                .prepare(
+                    "WITH e AS (
+                         INSERT INTO entries (seq, time_ns, kind, subject, target, name, decision, exchange, session, entry)
+                         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[])),
+                     b AS (
+                         INSERT INTO bodies (sha256, data) SELECT * FROM UNNEST($11::bytea[], $12::bytea[])
+                         ON CONFLICT (sha256) DO NOTHING),
+                     l AS (
+                         INSERT INTO entry_bodies (seq, sha256) SELECT * FROM UNNEST($13::bigint[], $11::bytea[])
+                         ON CONFLICT (seq, sha256) DO NOTHING),
+                     h AS (
+                         INSERT INTO hashes (idx, hash) SELECT * FROM UNNEST($14::bigint[], $15::bytea[]))
+                     UPDATE log_state SET size = $16 WHERE id = 1",
+                )
+                .map_err(err)?,
+        })
+    }
+}
+
 /// An audit log in a PostgreSQL schema.
 pub struct PostgresStore {
+    /// Prepared on the current connection (writers only).
+    prepared: Option<Prepared>,
     /// Reads take `&self` in [`AuditStore`]; the client needs `&mut` for
     /// every query. One thread uses a store at a time (the trait is `Send`,
     /// not `Sync`), so a `RefCell` is all the sharing there is.
@@ -80,8 +121,13 @@ impl PostgresStore {
                 format!("schema {schema:?}: use lower-case letters, digits and _ (at most 63)"),
             ));
         }
-        let client = open_client(&config, schema, durability, access, &location)?;
+        let mut client = open_client(&config, schema, durability, access, &location)?;
+        let prepared = match access {
+            Access::ReadWrite => Some(Prepared::on(&mut client, &location)?),
+            Access::ReadOnly => None,
+        };
         let store = Self {
+            prepared,
             client: RefCell::new(client),
             config,
             schema: schema.to_owned(),
@@ -158,18 +204,23 @@ impl PostgresStore {
         }
         let location = self.location.as_str();
         let err = |doing: &'static str| move |e| pg_error(location, doing, e);
+        let prepared = self
+            .prepared
+            .as_ref()
+            .ok_or_else(|| StoreError::new(StoreErrorKind::ReadOnly, location, "not a writer"))?;
         let client = self.client.get_mut();
         let mut tx = client.transaction().map_err(err("starting a write"))?;
         // The coordination row, locked until commit: a replica's batch
         // waits here for another's, then sees the size it left.
         let size: i64 = tx
-            .query_one("SELECT size FROM log_state WHERE id = 1 FOR UPDATE", &[])
+            .query_one(&prepared.lock, &[])
             .and_then(|r| r.try_get(0))
             .map_err(err("locking the log"))?;
         let size = to_u64(location, "the tree size", size)?;
         let sequenced = {
             let hashes = TxHashes {
                 tx: RefCell::new(&mut tx),
+                statement: Some(&prepared.hashes),
                 location,
                 failure: RefCell::new(None),
             };
@@ -215,26 +266,6 @@ impl PostgresStore {
                 link_seqs.push(seq);
             }
         }
-        tx.execute(
-            "INSERT INTO entries (seq, time_ns, kind, subject, target, name, decision, exchange, session, entry)
-             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[])",
-            &[&seqs, &times, &kinds, &subjects, &targets, &names, &decisions, &exchanges, &sessions, &entries],
-        )
-        .map_err(err("writing entries"))?;
-        if !body_shas.is_empty() {
-            tx.execute(
-                "INSERT INTO bodies (sha256, data) SELECT * FROM UNNEST($1::bytea[], $2::bytea[])
-                 ON CONFLICT (sha256) DO NOTHING",
-                &[&body_shas, &body_data],
-            )
-            .map_err(err("writing bodies"))?;
-            tx.execute(
-                "INSERT INTO entry_bodies (seq, sha256) SELECT * FROM UNNEST($1::bigint[], $2::bytea[])
-                 ON CONFLICT (seq, sha256) DO NOTHING",
-                &[&link_seqs, &body_shas],
-            )
-            .map_err(err("writing bodies"))?;
-        }
         let first = sequenced.first_hash_index;
         let mut idxs = Vec::with_capacity(sequenced.hashes.len());
         let mut hashes: Vec<&[u8]> = Vec::with_capacity(sequenced.hashes.len());
@@ -242,14 +273,15 @@ impl PostgresStore {
             idxs.push(sql_int(location, "hash index", first + i as u64)?);
             hashes.push(&h.0[..]);
         }
-        tx.execute(
-            "INSERT INTO hashes (idx, hash) SELECT * FROM UNNEST($1::bigint[], $2::bytea[])",
-            &[&idxs, &hashes],
-        )
-        .map_err(err("writing stored hashes"))?;
         let new_size = sql_int(location, "tree size", sequenced.new_size)?;
-        tx.execute("UPDATE log_state SET size = $1 WHERE id = 1", &[&new_size])
-            .map_err(err("recording the tree size"))?;
+        tx.execute(
+            &prepared.write,
+            &[
+                &seqs, &times, &kinds, &subjects, &targets, &names, &decisions, &exchanges,
+                &sessions, &entries, &body_shas, &body_data, &link_seqs, &idxs, &hashes, &new_size,
+            ],
+        )
+        .map_err(err("writing the batch"))?;
         if let Some((key, value)) = mark {
             upsert_meta(&mut tx, key, value).map_err(err("writing metadata"))?;
         }
@@ -355,6 +387,7 @@ fn to_u64(location: &str, what: &str, v: i64) -> Result<u64, StoreError> {
 /// round trip; or an error naming the first one missing.
 fn read_hashes_from(
     c: &mut impl GenericClient,
+    statement: Option<&postgres::Statement>,
     location: &str,
     indexes: &[u64],
 ) -> Result<Vec<Hash>, StoreError> {
@@ -367,12 +400,14 @@ fn read_hashes_from(
             StoreError::corrupt(location, format!("stored hash {i} is beyond any tree"))
         })?);
     }
-    let rows = c
-        .query(
+    let rows = match statement {
+        Some(s) => c.query(s, &[&asked]),
+        None => c.query(
             "SELECT idx, hash FROM hashes WHERE idx = ANY($1::bigint[])",
             &[&asked],
-        )
-        .map_err(|e| pg_error(location, "reading stored hashes", e))?;
+        ),
+    }
+    .map_err(|e| pg_error(location, "reading stored hashes", e))?;
     let mut found: HashMap<i64, Hash> = HashMap::with_capacity(rows.len());
     for row in rows {
         let idx: i64 = row.get(0);
@@ -400,6 +435,7 @@ fn read_hashes_from(
 /// The hashes of an open transaction, as tlog reads them.
 struct TxHashes<'t, 'c> {
     tx: RefCell<&'t mut postgres::Transaction<'c>>,
+    statement: Option<&'t postgres::Statement>,
     location: &'t str,
     failure: RefCell<Option<StoreError>>,
 }
@@ -407,7 +443,7 @@ struct TxHashes<'t, 'c> {
 impl HashReader for TxHashes<'_, '_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
         let mut tx = self.tx.borrow_mut();
-        read_hashes_from(&mut **tx, self.location, indexes).map_err(|e| {
+        read_hashes_from(&mut **tx, self.statement, self.location, indexes).map_err(|e| {
             *self.failure.borrow_mut() = Some(e);
             tlog_tiles::Error::IndexesNotInTree
         })
@@ -490,7 +526,12 @@ impl AuditStore for PostgresStore {
     }
 
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
-        read_hashes_from(&mut *self.client.borrow_mut(), &self.location, indexes)
+        read_hashes_from(
+            &mut *self.client.borrow_mut(),
+            None,
+            &self.location,
+            indexes,
+        )
     }
 
     fn entries(&self, seqs: Range<u64>) -> Result<Vec<StoredEntry>, StoreError> {
@@ -788,6 +829,9 @@ impl AuditStore for PostgresStore {
             &self.location,
         )?;
         *self.client.get_mut() = client;
+        if self.access == Access::ReadWrite {
+            self.prepared = Some(Prepared::on(self.client.get_mut(), &self.location)?);
+        }
         self.check_tree().map(|_| ())
     }
 }
