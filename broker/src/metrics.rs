@@ -63,6 +63,7 @@ pub struct Metrics {
     calls: Family<CallLabels, Counter>,
     refusals: Family<RefusalLabels, Counter>,
     auth_failures: Family<AuthLabels, Counter>,
+    connections_revoked: Counter,
     answers: Family<AnswerLabels, Counter>,
     exchange_seconds: HistogramFamily<TargetLabel>,
     audit_append_seconds: Histogram,
@@ -100,6 +101,12 @@ impl Metrics {
             "hoop_auth_failures",
             "Connections refused at authentication (or re-authentication), by kind",
             auth_failures.clone(),
+        );
+        let connections_revoked = Counter::default();
+        registry.register(
+            "hoop_connections_revoked",
+            "Live connections ended because their identity was revoked",
+            connections_revoked.clone(),
         );
         let answers = Family::<AnswerLabels, Counter>::default();
         registry.register(
@@ -161,6 +168,7 @@ impl Metrics {
             calls,
             refusals,
             auth_failures,
+            connections_revoked,
             answers,
             exchange_seconds,
             audit_append_seconds,
@@ -209,6 +217,11 @@ impl Metrics {
         self.auth_failures
             .get_or_create(&AuthLabels { reason: kind })
             .inc();
+    }
+
+    /// `n` live connections ended by a revocation.
+    pub fn connections_revoked(&self, n: usize) {
+        self.connections_revoked.inc_by(n as u64);
     }
 
     /// An answer delivered, and how long its exchange took.

@@ -330,7 +330,8 @@ async fn start_inner(
         // The same store carries accepted tool definitions.
         let audit = pipeline.audit().clone();
         revocation::watch(revocations.clone(), path, move |added, ended| {
-            server.live.enforce(&list);
+            let cut = server.live.enforce(&list);
+            audit.metrics().connections_revoked(cut);
             if !added.is_empty() || !ended.is_empty() {
                 let audit = audit.clone();
                 tokio::spawn(async move {

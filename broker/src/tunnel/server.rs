@@ -93,16 +93,20 @@ impl LiveConnections {
     }
 
     /// Ends every connection whose caller is now revoked.
-    pub fn enforce(&self, revocations: &RevocationList) {
-        let Ok(m) = self.inner.lock() else { return };
+    /// Ends the connections of revoked identities; how many it ended.
+    pub fn enforce(&self, revocations: &RevocationList) -> usize {
+        let Ok(m) = self.inner.lock() else { return 0 };
+        let mut ended = 0;
         for (caller, conn) in m.values() {
             let who = &caller.identity;
             if let Some(r) = revocations.find(&who.subject, &who.issuer) {
                 tracing::warn!(subject = %who.subject, issuer = %who.issuer, revocation = r.id, "access revoked: closing the connection");
                 let reason = format!("access revoked: {}", r.reason);
                 conn.close(u32::from(ErrorCode::REVOKED.0).into(), reason.as_bytes());
+                ended += 1;
             }
         }
+        ended
     }
 
     /// Ends every connection with `code` and `reason`.
