@@ -19,7 +19,7 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
     target: String,
-    method: String,
+    method: &'static str,
     decision: &'static str,
 }
 
@@ -272,31 +272,52 @@ pub struct Snapshot {
     pub connections: usize,
 }
 
-/// A method name as a label: MCP's own are few; anything else a client
-/// sends is folded into one value, so a client cannot grow the series
-/// without bound.
-fn bounded_method(method: &str) -> String {
-    let known = method.len() <= 40
-        && method
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b == b'/' || b == b'_')
-        && (method.starts_with("tools/")
-            || method.starts_with("resources/")
-            || method.starts_with("prompts/")
-            || method.starts_with("notifications/")
-            || method.starts_with("tasks/")
-            || method.starts_with("completion/")
-            || method.starts_with("logging/")
-            || method.starts_with("sampling/")
-            || method.starts_with("elicitation/")
-            || method.starts_with("roots/")
-            || method.starts_with("server/")
-            || matches!(method, "initialize" | "ping" | "response"));
-    if known {
-        method.to_owned()
-    } else {
-        "other".to_owned()
-    }
+/// MCP's own method names (both revisions), the only values the `method`
+/// label takes besides `other`.
+const KNOWN_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "response",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tasks/cancel",
+    "sampling/createMessage",
+    "elicitation/create",
+    "roots/list",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/message",
+    "notifications/roots/list_changed",
+    "notifications/tools/list_changed",
+    "notifications/resources/list_changed",
+    "notifications/resources/updated",
+    "notifications/prompts/list_changed",
+    "notifications/tasks/status",
+];
+
+/// A method name as a label: one of MCP's own, anything else a client
+/// sends folded into `other`, so a client cannot grow the series without
+/// bound (and the label needs no allocation).
+fn bounded_method(method: &str) -> &'static str {
+    KNOWN_METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
 }
 
 /// The refusal's kind, from the JSON-RPC code the broker answered with.

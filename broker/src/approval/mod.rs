@@ -135,6 +135,39 @@ struct Book {
     last_id: u64,
 }
 
+impl Book {
+    /// Takes in the store's copy of a request (another broker sharing the
+    /// store may have opened, decided or ended it): an open one is added
+    /// or updated, a final one leaves the open set; the calls waiting on it
+    /// hear of any change. Whether anything changed.
+    fn take_in(&mut self, stored: ApprovalRequest) -> bool {
+        self.last_id = self.last_id.max(stored.id);
+        if !stored.state.is_open() {
+            return match self.open.remove(&stored.id) {
+                Some(entry) => {
+                    entry.changed.send_replace(stored.state);
+                    true
+                }
+                None => false,
+            };
+        }
+        match self.open.get_mut(&stored.id) {
+            None => {
+                let (entry, _) = Entry::new(stored);
+                self.open.insert(entry.request.id, entry);
+                true
+            }
+            Some(entry) if entry.request != stored => {
+                let state = stored.state;
+                entry.request = stored;
+                entry.changed.send_replace(state);
+                true
+            }
+            Some(_) => false,
+        }
+    }
+}
+
 /// What the store holds of approvals when the broker starts: the open
 /// requests, and the highest number used (never given again).
 #[derive(Debug, Default)]
@@ -284,28 +317,8 @@ impl Approvals {
         })
         .await??;
         let mut changed = false;
-        for stored in open {
-            book.last_id = book.last_id.max(stored.id);
-            match book.open.get_mut(&stored.id) {
-                None => {
-                    let (entry, _) = Entry::new(stored);
-                    book.open.insert(entry.request.id, entry);
-                    changed = true;
-                }
-                Some(entry) if entry.request != stored => {
-                    let state = stored.state;
-                    entry.request = stored;
-                    entry.changed.send_replace(state);
-                    changed = true;
-                }
-                Some(_) => {}
-            }
-        }
-        for stored in ended.into_iter().filter(|r| !r.state.is_open()) {
-            if let Some(entry) = book.open.remove(&stored.id) {
-                entry.changed.send_replace(stored.state);
-                changed = true;
-            }
+        for stored in open.into_iter().chain(ended) {
+            changed |= book.take_in(stored);
         }
         if changed {
             self.bump();
@@ -637,26 +650,8 @@ impl Approvals {
         // The store's copy first: another broker sharing it may have
         // opened the request, or recorded votes, since this one looked.
         if let Some(stored) = self.stored(id).await {
-            match book.open.get_mut(&id) {
-                Some(entry) if entry.request != stored => {
-                    let state = stored.state;
-                    entry.request = stored;
-                    entry.changed.send_replace(state);
-                }
-                None if stored.state.is_open() => {
-                    let (entry, _) = Entry::new(stored);
-                    book.open.insert(id, entry);
-                }
-                _ => {}
-            }
-            if book
-                .open
-                .get(&id)
-                .is_some_and(|e| !e.request.state.is_open())
-            {
-                if let Some(entry) = book.open.remove(&id) {
-                    entry.changed.send_replace(entry.request.state);
-                }
+            if book.take_in(stored) {
+                self.bump();
             }
         }
         self.expire_due(&mut book).await;

@@ -281,7 +281,11 @@ impl Pipeline {
                     format!(
                         "no target named {:?} on this broker; targets: {}",
                         open.target,
-                        known.join(", ")
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
                     ),
                 )
             };

@@ -259,7 +259,9 @@ static POSTGRES_MIGRATED: Mutex<Option<HashSet<(String, String)>>> = Mutex::new(
 
 /// An open store. Not `Sync`: each thread or task that needs one opens its own.
 pub struct BrokerStore {
-    backend: RefCell<Backend>,
+    /// Always `Some` while the store is open; taken when it is dropped, to
+    /// give a PostgreSQL connection back to the pool.
+    backend: RefCell<Option<Backend>>,
     location: StoreLocation,
 }
 
@@ -268,23 +270,19 @@ impl Drop for BrokerStore {
         let StoreLocation::Postgres { url, schema } = &self.location else {
             return;
         };
-        let placeholder =
-            Backend::Sqlite(sql::Sqlite(match rusqlite::Connection::open_in_memory() {
-                Ok(c) => c,
-                Err(_) => return,
-            }));
-        if let Backend::Postgres(sql::Postgres(client)) = self.backend.replace(placeholder) {
-            if client.is_closed() {
-                return;
-            }
-            let mut pool = POSTGRES_POOL.lock().unwrap_or_else(|p| p.into_inner());
-            let idle = pool
-                .get_or_insert_with(HashMap::new)
-                .entry((url.clone(), schema.clone()))
-                .or_default();
-            if idle.len() < POOL_IDLE {
-                idle.push(client);
-            }
+        let Some(Backend::Postgres(sql::Postgres(client))) = self.backend.get_mut().take() else {
+            return;
+        };
+        if client.is_closed() {
+            return;
+        }
+        let mut pool = POSTGRES_POOL.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = pool
+            .get_or_insert_with(HashMap::new)
+            .entry((url.clone(), schema.clone()))
+            .or_default();
+        if idle.len() < POOL_IDLE {
+            idle.push(client);
         }
     }
 }
@@ -347,7 +345,7 @@ impl BrokerStore {
             }
         };
         Ok(Self {
-            backend: RefCell::new(backend),
+            backend: RefCell::new(Some(backend)),
             location: location.clone(),
         })
     }
@@ -359,7 +357,10 @@ impl BrokerStore {
     /// Runs `f` against the database.
     fn with<T>(&self, f: impl FnOnce(&mut dyn Db) -> anyhow::Result<T>) -> anyhow::Result<T> {
         let mut backend = self.backend.borrow_mut();
-        f(backend.db())
+        let db = backend
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("the broker store {} is closed", self.location))?;
+        f(db.db())
     }
 
     /// Runs `f` in one transaction: all of it, or none of it.

@@ -79,7 +79,7 @@ pub mod exit {
         (
             UNTRUSTED,
             "untrusted",
-            "the broker's certificate failed the trust check (pin, CA, name, dates)",
+            "the broker's (or the IdP's) certificate failed the trust check",
         ),
     ];
 

@@ -86,6 +86,30 @@ impl StoreError {
     pub(crate) fn invalid(location: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(StoreErrorKind::Invalid, location, detail)
     }
+
+    /// A store whose schema a newer hoop wrote (`supported`: the newest
+    /// this one reads).
+    pub(crate) fn newer_schema(location: &str, version: i64, supported: i64) -> Self {
+        Self::new(
+            StoreErrorKind::Version,
+            location,
+            format!("schema version {version}, this hoop reads up to {supported}: use the newer hoop that wrote it"),
+        )
+    }
+}
+
+/// A seq, size or index as the databases' signed 64-bit integer.
+pub(crate) fn sql_int(location: &str, what: &str, v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v)
+        .map_err(|_| StoreError::invalid(location, format!("{what} {v} is beyond any log")))
+}
+
+/// A signed 64-bit integer read back as a seq, size or index.
+pub(crate) fn to_u64(location: &str, what: &str, v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v)
+        .ok()
+        .filter(|v| *v <= crate::entry::MAX_TREE_SIZE)
+        .ok_or_else(|| StoreError::corrupt(location, format!("{what} is {v}")))
 }
 
 impl fmt::Display for StoreError {

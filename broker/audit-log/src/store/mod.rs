@@ -21,6 +21,7 @@ pub(crate) mod tests;
 use std::borrow::Cow;
 use std::ops::Range;
 
+pub(crate) use error::{sql_int, to_u64};
 pub use error::{StoreError, StoreErrorKind};
 pub use tlog_tiles::Hash;
 

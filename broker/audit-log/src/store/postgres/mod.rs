@@ -15,9 +15,9 @@ use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls};
 use tlog_tiles::{stored_hash_count, Hash, HashReader};
 
-use crate::entry::{sequence_batch, SequenceError, MAX_TREE_SIZE};
+use crate::entry::{sequence_batch, SequenceError};
 use crate::store::{
-    AuditStore, Durability, PendingEntry, SearchQuery, StoreError, StoreErrorKind,
+    sql_int, to_u64, AuditStore, Durability, PendingEntry, SearchQuery, StoreError, StoreErrorKind,
     StoredCheckpoint, StoredEntry, MAX_CHECKPOINTS_PER_READ, MAX_ENTRIES_PER_READ,
     MAX_SEARCH_LIMIT,
 };
@@ -369,18 +369,6 @@ fn upsert_meta(c: &mut impl GenericClient, key: &str, value: &str) -> Result<u64
         "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
         &[&key, &value],
     )
-}
-
-fn sql_int(location: &str, what: &str, v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v)
-        .map_err(|_| StoreError::invalid(location, format!("{what} {v} is beyond any log")))
-}
-
-fn to_u64(location: &str, what: &str, v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v)
-        .ok()
-        .filter(|v| *v <= MAX_TREE_SIZE)
-        .ok_or_else(|| StoreError::corrupt(location, format!("{what} is {v}")))
 }
 
 /// Exactly one stored hash per index asked, in the order asked, in one

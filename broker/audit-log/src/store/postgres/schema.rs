@@ -172,11 +172,7 @@ pub fn check_version(client: &mut Client, schema: &str, location: &str) -> Resul
 }
 
 fn newer_version(location: &str, version: i64) -> StoreError {
-    StoreError::new(
-        StoreErrorKind::Version,
-        location,
-        format!("schema version {version}, this hoop reads up to {SCHEMA_VERSION}: use the newer hoop that wrote it"),
-    )
+    StoreError::newer_schema(location, version, SCHEMA_VERSION)
 }
 
 /// A PostgreSQL error as a [`StoreError`]: the kind the writer acts on and

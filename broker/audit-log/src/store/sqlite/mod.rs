@@ -16,13 +16,14 @@ use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior};
 use tlog_tiles::Hash;
 
 use crate::entry::{sequence_batch, SequenceError};
+use crate::store::{sql_int, to_u64};
 use crate::store::{
     AuditStore, Durability, PendingEntry, SearchQuery, StoreError, StoreErrorKind,
     StoredCheckpoint, StoredEntry, MAX_CHECKPOINTS_PER_READ, MAX_ENTRIES_PER_READ,
     MAX_SEARCH_LIMIT,
 };
 use open::{check_tree, connect, create_private, synchronous, tree_size_of, Access};
-use rows::{entry_from_row, read_hashes_from, sha_from, sql_int, to_u64, ConnHashes};
+use rows::{entry_from_row, read_hashes_from, sha_from, ConnHashes};
 use schema::sqlite_error;
 
 /// An audit log in one SQLite file.

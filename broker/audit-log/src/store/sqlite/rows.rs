@@ -7,16 +7,7 @@ use rusqlite::Connection;
 use tlog_tiles::{Hash, HashReader};
 
 use super::schema::sqlite_error;
-use crate::store::{StoreError, StoredEntry};
-
-pub(super) fn sql_int(location: &str, what: &str, v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v)
-        .map_err(|_| StoreError::invalid(location, format!("{what} {v} is beyond any log")))
-}
-
-pub(super) fn to_u64(location: &str, what: &str, v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::corrupt(location, format!("{what} is {v}")))
-}
+use crate::store::{sql_int, to_u64, StoreError, StoredEntry};
 
 /// Reads stored hashes in runs of consecutive indexes (one range query
 /// each); exactly one hash per index asked, or an error.

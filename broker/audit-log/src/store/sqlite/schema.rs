@@ -107,11 +107,7 @@ pub fn check_version(conn: &Connection, location: &str) -> Result<(), StoreError
 }
 
 fn newer_version(location: &str, version: i64) -> StoreError {
-    StoreError::new(
-        StoreErrorKind::Version,
-        location,
-        format!("schema version {version}, this hoop reads up to {SCHEMA_VERSION}: use the newer hoop that wrote it"),
-    )
+    StoreError::newer_schema(location, version, SCHEMA_VERSION)
 }
 
 /// An SQLite error as a [`StoreError`]: the kind the writer acts on and
