@@ -21,6 +21,7 @@ use crate::masking::Masking;
 use crate::pipeline::drift::ToolDrift;
 use crate::pipeline::Pipeline;
 use crate::policy::Policy;
+use crate::store::changes::{tick_or_change, StoreChanges, Topic};
 use crate::store::{BrokerStore, StoreLocation};
 use crate::tunnel::server::TunnelServer;
 use crate::tunnel::tls::{quic_server_config, TlsMaterial};
@@ -200,17 +201,21 @@ async fn start_inner(
             pipeline.approvals().sweep().await;
         }
     });
+    // Other brokers sharing a PostgreSQL store announce their changes.
+    let store_changes = config.store.as_ref().and_then(StoreChanges::listen);
     if let Some(location @ StoreLocation::Postgres { .. }) = config.store.clone() {
         // Other brokers share this store: follow their approval requests
         // and decisions (a grant made through any of them releases a call
-        // held here). Polled like the admin counter; ends with the broker.
+        // held here), as each is announced, and polled like the admin
+        // counter; ends with the broker.
         let following = Arc::downgrade(&pipeline);
+        let changes = store_changes.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(revocation::POLL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut seen = None;
             loop {
-                tick.tick().await;
+                tick_or_change(&mut tick, changes.as_deref(), Topic::Approvals).await;
                 let Some(pipeline) = following.upgrade() else {
                     break;
                 };
@@ -329,7 +334,8 @@ async fn start_inner(
         let list = revocations.clone();
         // The same store carries accepted tool definitions.
         let audit = pipeline.audit().clone();
-        revocation::watch(revocations.clone(), path, move |added, ended| {
+        let changes = store_changes.clone();
+        revocation::watch(revocations.clone(), path, changes, move |added, ended| {
             let cut = server.live.enforce(&list);
             audit.metrics().connections_revoked(cut);
             if !added.is_empty() || !ended.is_empty() {

@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::now_unix;
+use crate::store::changes::{tick_or_change, StoreChanges, Topic};
 use crate::store::{BrokerStore, Revocation, StoreLocation};
 
 /// How often the watcher looks for changes: well inside the promised 2 s.
@@ -73,13 +74,15 @@ impl RevocationList {
 
 /// Keeps `list` in step with the store at `path` and calls `changed` after
 /// each reload, with the revocations that came into force and those that
-/// ended (lifted or expired) since the last. Runs until the task is dropped. A store that cannot be read
+/// ended (lifted or expired) since the last, as soon as `changes` announces
+/// a change and at each poll. Runs until the task is dropped. A store that cannot be read
 /// keeps the last list (and says so) rather than forgetting revocations.
 /// SQLite calls block (a busy database waits up to 5 s), so they run on
 /// the blocking pool, never on the runtime's own thread.
 pub async fn watch(
     list: Arc<RevocationList>,
     path: StoreLocation,
+    changes: Option<Arc<StoreChanges>>,
     changed: impl Fn(Vec<Revocation>, Vec<Revocation>) + Send + 'static,
 ) {
     let mut last_version = None;
@@ -88,7 +91,7 @@ pub async fn watch(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut store: Option<BrokerStore> = None;
     loop {
-        tick.tick().await;
+        tick_or_change(&mut tick, changes.as_deref(), Topic::Admin).await;
         // Reload on every change, and now and then anyway so that a
         // revocation's own expiry takes effect.
         let due = last_reload.elapsed() >= Duration::from_secs(30);

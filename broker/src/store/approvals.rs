@@ -180,10 +180,5 @@ impl BrokerStore {
 }
 
 fn bump_approvals(db: &mut dyn super::sql::Db) -> anyhow::Result<()> {
-    db.execute(
-        "INSERT INTO store_state (key, version) VALUES ('approvals', 1)
-         ON CONFLICT (key) DO UPDATE SET version = store_state.version + 1",
-        &[],
-    )?;
-    Ok(())
+    super::bump_version(db, super::changes::Topic::Approvals)
 }

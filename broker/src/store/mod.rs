@@ -10,7 +10,8 @@
 //!
 //! A revocation or an accepted tool definition committed by an admin
 //! command (against any replica's store) bumps a counter the brokers'
-//! watchers poll, so it takes effect within a fraction of a second.
+//! watchers poll, so it takes effect within a fraction of a second; on
+//! PostgreSQL the commit also notifies every broker at once (`changes.rs`).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -20,6 +21,7 @@ use std::sync::Mutex;
 use sql::{Db, Row};
 
 mod approvals;
+pub mod changes;
 pub mod sql;
 #[cfg(test)]
 mod tests;
@@ -461,12 +463,17 @@ impl BrokerStore {
 }
 
 fn bump_admin_version(db: &mut dyn Db) -> anyhow::Result<()> {
+    bump_version(db, changes::Topic::Admin)
+}
+
+/// Counts a change to `topic` and tells the other brokers (at commit).
+fn bump_version(db: &mut dyn Db, topic: changes::Topic) -> anyhow::Result<()> {
     db.execute(
-        "INSERT INTO store_state (key, version) VALUES ('admin', 1)
+        "INSERT INTO store_state (key, version) VALUES ($1, 1)
          ON CONFLICT (key) DO UPDATE SET version = store_state.version + 1",
-        &[],
+        &[topic.key().into()],
     )?;
-    Ok(())
+    db.announce(topic.key())
 }
 
 fn open_sqlite(path: &Path) -> anyhow::Result<sql::Sqlite> {
@@ -524,18 +531,7 @@ fn open_postgres(
     if let Some(client) = pooled.filter(|c| !c.is_closed()) {
         return Ok(sql::Postgres(client));
     }
-    let mut config: postgres::Config = url.parse().map_err(|e| {
-        anyhow::anyhow!("the store URL is not a PostgreSQL connection string ({e}): write postgres://USER@HOST:5432/DATABASE")
-    })?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(std::time::Duration::from_secs(10));
-    }
-    if config.get_application_name().is_none() {
-        config.application_name("hoop-broker");
-    }
-    let mut client = config.connect(postgres::NoTls).map_err(|e| {
-        anyhow::anyhow!("cannot connect to the broker store {location}: {e}; check that PostgreSQL runs there and accepts the broker (the URL, its role and password, pg_hba.conf)")
-    })?;
+    let mut client = connect_postgres(url, location)?;
     let migrated = POSTGRES_MIGRATED
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -551,6 +547,22 @@ fn open_postgres(
     }
     client.batch_execute(&format!("SET search_path TO {schema}"))?;
     Ok(sql::Postgres(client))
+}
+
+/// A new connection to the store's database (not yet in its schema).
+fn connect_postgres(url: &str, location: &StoreLocation) -> anyhow::Result<postgres::Client> {
+    let mut config: postgres::Config = url.parse().map_err(|e| {
+        anyhow::anyhow!("the store URL is not a PostgreSQL connection string ({e}): write postgres://USER@HOST:5432/DATABASE")
+    })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("hoop-broker");
+    }
+    config.connect(postgres::NoTls).map_err(|e| {
+        anyhow::anyhow!("cannot connect to the broker store {location}: {e}; check that PostgreSQL runs there and accepts the broker (the URL, its role and password, pg_hba.conf)")
+    })
 }
 
 /// Brings the schema up to date under an advisory lock, so two replicas

@@ -89,6 +89,11 @@ pub trait Db: Send {
     fn query(&mut self, sql: &str, params: &[Value]) -> anyhow::Result<Vec<Row>>;
     /// Runs statements without parameters (`BEGIN`, `COMMIT`, migrations).
     fn batch(&mut self, sql: &str) -> anyhow::Result<()>;
+    /// Tells the other processes sharing the store that `topic` changed,
+    /// when this transaction commits (PostgreSQL's `NOTIFY`, on a channel
+    /// named after the store's schema). SQLite has no such thing: its
+    /// brokers share one host and poll the file.
+    fn announce(&mut self, topic: &str) -> anyhow::Result<()>;
 
     fn query_opt(&mut self, sql: &str, params: &[Value]) -> anyhow::Result<Option<Row>> {
         Ok(self.query(sql, params)?.into_iter().next())
@@ -152,6 +157,10 @@ impl Db for Sqlite {
     fn batch(&mut self, sql: &str) -> anyhow::Result<()> {
         Ok(self.0.execute_batch(sql)?)
     }
+
+    fn announce(&mut self, _topic: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// PostgreSQL, through the blocking `postgres` client.
@@ -213,6 +222,13 @@ impl Db for Postgres {
 
     fn batch(&mut self, sql: &str) -> anyhow::Result<()> {
         Ok(self.0.batch_execute(sql)?)
+    }
+
+    fn announce(&mut self, topic: &str) -> anyhow::Result<()> {
+        // The connection's search_path is the store's schema.
+        self.0
+            .execute("SELECT pg_notify(current_schema(), $1)", &[&topic])?;
+        Ok(())
     }
 }
 

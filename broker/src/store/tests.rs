@@ -355,3 +355,70 @@ fn a_postgres_location_reads_without_its_password() {
     };
     assert!(BrokerStore::open(&unsafe_schema).is_err());
 }
+
+/// On PostgreSQL a committed change wakes the watchers of other brokers
+/// at once, each of its own topic, through LISTEN/NOTIFY.
+#[test]
+fn postgres_announces_changes_to_listening_brokers() {
+    let place = Place::postgres();
+    let store = place.open();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let changes = changes::StoreChanges::listen(&place.0).expect("PostgreSQL is listened to");
+    // Waits (bounded) for `topic`'s watcher to be woken; false if it
+    // was not within `within`.
+    let woken = |topic, within| {
+        rt.block_on(async {
+            let mut never = tokio::time::interval(std::time::Duration::from_secs(3600));
+            never.tick().await;
+            tokio::time::timeout(
+                within,
+                changes::tick_or_change(&mut never, Some(&changes), topic),
+            )
+            .await
+            .is_ok()
+        })
+    };
+    let long = std::time::Duration::from_secs(10);
+    let short = std::time::Duration::from_millis(300);
+    // Once connected the listener wakes every watcher, to catch up.
+    assert!(woken(changes::Topic::Admin, long));
+    assert!(woken(changes::Topic::Approvals, long));
+    assert!(!woken(changes::Topic::Admin, short), "nothing changed yet");
+
+    store
+        .add_revocation(
+            &NewRevocation {
+                subject: "mallory",
+                issuer: None,
+                reason: "left",
+                expires_at: None,
+                created_by: "test",
+            },
+            1,
+        )
+        .unwrap();
+    assert!(
+        woken(changes::Topic::Admin, long),
+        "a revocation is announced"
+    );
+    assert!(
+        !woken(changes::Topic::Approvals, short),
+        "to its own topic only"
+    );
+
+    store.save_approval(&request(1, "pending")).unwrap();
+    assert!(
+        woken(changes::Topic::Approvals, long),
+        "an approval is announced"
+    );
+    assert!(!woken(changes::Topic::Admin, short));
+}
+
+/// SQLite's brokers poll the file: there is nothing to listen to.
+#[test]
+fn sqlite_is_not_listened_to() {
+    assert!(changes::StoreChanges::listen(&Place::sqlite().0).is_none());
+}
