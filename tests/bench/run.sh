@@ -25,6 +25,12 @@
 #                PostgreSQL (BENCH_POSTGRES, default the machine's own at
 #                127.0.0.1:5432, database test; a schema of this run);
 #                only when asked for with --only
+#   hoop-demo-pg2  two such brokers on one PostgreSQL schema (one store,
+#                one audit log, one signing key), each behind its own hoop
+#                connect; the connections are split between them (two wrk
+#                at once, half the connections each; at 1 connection, one
+#                each) and the row reports their sum of req/s and the
+#                slower of their percentiles; only with --only
 #   proxy2-demo  config a behind two do-nothing hyper proxies in a row
 #                (hoop-bench-floor --forward, one thread each): the floor
 #                of any design with two process hops on this machine
@@ -33,7 +39,8 @@
 #   --skip-build    use the release binaries already in the target dir
 #   --only LIST     comma-separated config names (floor-rust,floor-node,demo,
 #                   proxy2-demo,hoop-demo,hoop-demo-nomask,
-#                   hoop-demo-unrecorded,every,hoop-every);
+#                   hoop-demo-unrecorded,every,hoop-every,hoop-demo-pg,
+#                   hoop-demo-pg2);
 #                   default all
 #   --keep          keep the scratch dir (logs, broker state) after the run
 #   --diag-nodelay  also measure hoop-demo-nd / hoop-every-nd: the same hoop
@@ -42,7 +49,7 @@
 #                   A diagnostic for Nagle's algorithm, not a configuration.
 # Environment: BENCH_DURATION (10), BENCH_WARMUP (2), BENCH_CONNS ("1 16"),
 #   BENCH_WRK_THREADS (1), BENCH_HOST (127.0.0.1; loopback only),
-#   BENCH_PORT_BASE (14400: ports BASE..BASE+11 and BASE+33..BASE+35 must be free),
+#   BENCH_PORT_BASE (14400: ports BASE..BASE+14 and BASE+33..BASE+38 must be free),
 #   BENCH_PAYLOAD (bytes; unset: the demo configs call echo "hi"; set: they
 #   call the demo server's big_payload for an answer of that many text
 #   bytes, e.g. 4096 or 1048576, to measure what a response's size costs),
@@ -124,6 +131,8 @@ hoop_demo_port=$((base + 4)); hoop_every_port=$((base + 5)); broker_port=$((base
 nomask_demo_port=$((base + 10)); nomask_broker_port=$((base + 34))
 unrec_demo_port=$((base + 11)); unrec_broker_port=$((base + 35))
 pg_demo_port=$((base + 12)); pg_broker_port=$((base + 36))
+pg2a_demo_port=$((base + 13)); pg2a_broker_port=$((base + 37))
+pg2b_demo_port=$((base + 14)); pg2b_broker_port=$((base + 38))
 nd_demo_port=$((base + 6)); nd_every_port=$((base + 7))
 proxy_a_port=$((base + 8)); proxy_b_port=$((base + 9))
 
@@ -149,6 +158,11 @@ cleanup() {
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
+  # The PostgreSQL schemas this run made (store and audit log).
+  for schema in "${pg_schemas[@]}"; do
+    psql "$pg_url" -qc "DROP SCHEMA IF EXISTS $schema CASCADE; DROP SCHEMA IF EXISTS ${schema}_audit CASCADE;" >/dev/null 2>&1 ||
+      log "could not drop the PostgreSQL schemas $schema and ${schema}_audit"
+  done
   if [ "$keep" = 1 ] || [ "$rc" != 0 ]; then
     log "scratch dir kept: $scratch"
   else
@@ -160,6 +174,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 declare -A pid=()
+pg_schemas=()
+pg_url="${BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}"
 # start NAME CMD...: runs CMD in the background, output to $scratch/NAME.log.
 start() {
   local name="$1"; shift
@@ -261,7 +277,7 @@ require("node:http").createServer((req, res) => {
   req.on("end", () => { res.writeHead(200, {"content-type": "application/json"}); res.end(body); });
 }).listen(Number(process.argv[1]), "127.0.0.1");' "$node_floor_port"
 fi
-if wants demo || wants hoop-demo || wants hoop-demo-nomask || wants hoop-demo-unrecorded || wants hoop-demo-pg || wants proxy2-demo; then
+if wants demo || wants hoop-demo || wants hoop-demo-nomask || wants hoop-demo-unrecorded || wants hoop-demo-pg || wants hoop-demo-pg2 || wants proxy2-demo; then
   start demo "$bin/hoop" demo-server --port "$demo_port"
 fi
 if wants proxy2-demo; then
@@ -321,7 +337,7 @@ EOF
 via() {
   echo "--broker $host:$2 --pin ${pin[$1]} --token-file ${token[$1]} --no-local-auth"
 }
-if wants hoop-demo || wants hoop-every || wants hoop-demo-nomask || wants hoop-demo-unrecorded || wants hoop-demo-pg; then
+if wants hoop-demo || wants hoop-every || wants hoop-demo-nomask || wants hoop-demo-unrecorded || wants hoop-demo-pg || wants hoop-demo-pg2; then
   # An empty config file, so no user profile leaks in.
   : >"$scratch/hoop-config.toml"
   export HOOP_CONFIG="$scratch/hoop-config.toml"
@@ -357,12 +373,23 @@ fi
 if wants hoop-demo-pg; then
   # The same broker as hoop-demo, its store and audit log in PostgreSQL
   # (BENCH_POSTGRES, default the machine's own), in a schema of this run.
-  pg_url="${BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}"
-  pg_schema="bench_$$"
+  pg_schema="bench_$$"; pg_schemas+=("$pg_schema")
   start_broker broker-pg "$pg_broker_port" "store = { postgres = \"$pg_url\", schema = \"$pg_schema\" }" \
     "$bin/hoop-broker" "signing_key = \"$scratch/pg-audit-signing.key\""
   read -r -a pg_args <<<"$(via broker-pg "$pg_broker_port")"
   start hoop-demo-pg "$bin/hoop" connect mcp demo --port "$pg_demo_port" "${pg_args[@]}"
+fi
+if wants hoop-demo-pg2; then
+  # Two replicas of hoop-demo-pg on one schema: one store, one audit log,
+  # one signing key; each behind its own hoop connect.
+  pg2_schema="bench2_$$"; pg_schemas+=("$pg2_schema")
+  for r in a b; do
+    bp="pg2${r}_broker_port"; dp="pg2${r}_demo_port"
+    start_broker "broker-pg2$r" "${!bp}" "store = { postgres = \"$pg_url\", schema = \"$pg2_schema\" }" \
+      "$bin/hoop-broker" "signing_key = \"$scratch/pg2-audit-signing.key\""
+    read -r -a pg2_args <<<"$(via "broker-pg2$r" "${!bp}")"
+    start "hoop-demo-pg2$r" "$bin/hoop" connect mcp demo --port "${!dp}" "${pg2_args[@]}"
+  done
 fi
 if wants hoop-demo-unrecorded; then
   # Masking off as well: hoop-demo-nomask minus this is the audit layer.
@@ -373,7 +400,7 @@ enabled = false" "$bin/hoop-broker-unrecorded"
 fi
 
 # ---- wait, then check each answers the echo -------------------------------
-declare -A url body proto session mmethod mname pidof
+declare -A url body proto session mmethod mname pidof url2=()
 add() { # name url body proto session mcp-method mcp-name server-pid
   configs+=("$1"); url[$1]="$2"; body[$1]="$3"; proto[$1]="$4"; session[$1]="$5"
   mmethod[$1]="$6"; mname[$1]="$7"; pidof[$1]="$8"
@@ -431,6 +458,15 @@ if wants hoop-demo-pg; then
   expect_echo hoop-demo-pg "$r" "$demo_expect"
   add hoop-demo-pg "$u" "$demo_body" 2026-07-28 "" tools/call "$demo_tool" "${pid[demo]}"
 fi
+if wants hoop-demo-pg2; then
+  for r in a b; do
+    dp="pg2${r}_demo_port"; u="http://$host:${!dp}/mcp"; wait_http "$u" "${pid[hoop-demo-pg2$r]}"
+    ans="$(post "$u" "$demo_body" "${stateless_hdrs[@]}")"; echo "    ${ans:0:300}" >&2
+    expect_echo "hoop-demo-pg2 ($u)" "$ans" "$demo_expect"
+  done
+  add hoop-demo-pg2 "http://$host:$pg2a_demo_port/mcp" "$demo_body" 2026-07-28 "" tools/call "$demo_tool" "${pid[demo]}"
+  url2[hoop-demo-pg2]="http://$host:$pg2b_demo_port/mcp"
+fi
 if wants hoop-demo-unrecorded; then
   u="http://$host:$unrec_demo_port/mcp"; wait_http "$u" "${pid[hoop-demo-unrecorded]}"
   r="$(post "$u" "$demo_body" "${stateless_hdrs[@]}")"; echo "    ${r:0:300}" >&2
@@ -484,6 +520,28 @@ machine_ticks() {
   echo "$((a[1] + a[2] + a[3] + a[6] + a[7] + a[8])) $((a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7] + a[8]))"
 }
 
+# ticks_of PID...: their CPU ticks summed (0 for none).
+ticks_of() {
+  local p t=0
+  for p in "$@"; do t=$((t + $(cpu_ticks "$p"))); done
+  echo "$t"
+}
+# merge_results LINE1 LINE2: two wrk RESULT lines run side by side as one:
+# requests, errors and req/s summed, each percentile the slower of the two.
+merge_results() {
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    n = split(substr(a, 8), x, " "); split(substr(b, 8), y, " ")
+    out = "RESULT"
+    for (i = 1; i <= n; i++) {
+      split(x[i], kx, "="); split(y[i], ky, "=")
+      if (kx[1] == "rps" || kx[1] == "requests" || kx[1] == "non2xx" || kx[1] == "sock_errors") v = kx[2] + ky[2]
+      else v = (kx[2] + 0 > ky[2] + 0) ? kx[2] : ky[2]
+      out = out " " kx[1] "=" v
+    }
+    print out
+  }'
+}
+
 # ---- is the machine quiet? -------------------------------------------------
 # Share of CPU time not idle over one second, all CPUs (our servers are idle now).
 cpu_busy() {
@@ -506,9 +564,22 @@ for name in "${configs[@]}"; do
     export BENCH_BODY="${body[$name]}" BENCH_PROTO="${proto[$name]}" BENCH_SESSION="${session[$name]}"
     export BENCH_MCP_METHOD="${mmethod[$name]}" BENCH_MCP_NAME="${mname[$name]}"
     check_url "${url[$name]}"
-    wrk_cmd=(wrk -t"$(( wrk_threads < c ? wrk_threads : c ))" -c"$c" --timeout 5s -s "$here/tools_call.lua" "${url[$name]}")
+    # A config with a second URL splits its connections between the two.
+    second="${url2[$name]:-}"; each="$c"
+    if [ -n "$second" ]; then
+      check_url "$second"
+      each=$(( c > 1 ? c / 2 : 1 ))
+    fi
+    wrk_cmd=(wrk -t"$(( wrk_threads < each ? wrk_threads : each ))" -c"$each" --timeout 5s -s "$here/tools_call.lua" "${url[$name]}")
+    wrk2_cmd=("${wrk_cmd[@]:0:$(( ${#wrk_cmd[@]} - 1 ))}" "$second")
     log "$name, $c connection(s): warm-up ${warmup}s"
-    [ "$warmup" -gt 0 ] && "${wrk_cmd[@]:0:3}" -d"${warmup}s" "${wrk_cmd[@]:3}" >/dev/null
+    if [ "$warmup" -gt 0 ]; then
+      wrk2_pid=""
+      if [ -n "$second" ]; then "${wrk2_cmd[@]:0:3}" -d"${warmup}s" "${wrk2_cmd[@]:3}" >/dev/null & wrk2_pid=$!; fi
+      "${wrk_cmd[@]:0:3}" -d"${warmup}s" "${wrk_cmd[@]:3}" >/dev/null
+      # Only the second wrk: the servers are this shell's jobs too.
+      [ -z "$wrk2_pid" ] || wait "$wrk2_pid"
+    fi
     hoop_pid=""; broker_pid=""
     case "$name" in
       hoop-demo) hoop_pid="${pid[hoop-demo]}"; broker_pid="${pid[broker]}" ;;
@@ -517,17 +588,24 @@ for name in "${configs[@]}"; do
       hoop-demo-nomask) hoop_pid="${pid[hoop-demo-nomask]}"; broker_pid="${pid[broker-nomask]}" ;;
       hoop-demo-unrecorded) hoop_pid="${pid[hoop-demo-unrecorded]}"; broker_pid="${pid[broker-unrecorded]}" ;;
       hoop-demo-pg) hoop_pid="${pid[hoop-demo-pg]}"; broker_pid="${pid[broker-pg]}" ;;
+      hoop-demo-pg2) hoop_pid="${pid[hoop-demo-pg2a]} ${pid[hoop-demo-pg2b]}"; broker_pid="${pid[broker-pg2a]} ${pid[broker-pg2b]}" ;;
       hoop-every-nd) hoop_pid="${pid[hoop-every-nd]}"; broker_pid="${pid[broker]}" ;;
       # The two proxies stand where hoop connect and the broker stand.
       proxy2-demo) hoop_pid="${pid[proxy-a]}"; broker_pid="${pid[proxy-b]}" ;;
     esac
-    s0="$(cpu_ticks "${pidof[$name]}")"; h0="$([ -n "$hoop_pid" ] && cpu_ticks "$hoop_pid" || echo 0)"
-    b0="$([ -n "$broker_pid" ] && cpu_ticks "$broker_pid" || echo 0)"
+    s0="$(cpu_ticks "${pidof[$name]}")"; h0="$(ticks_of $hoop_pid)"; b0="$(ticks_of $broker_pid)"
     o0="$(our_ticks)"; read -r m0 t0 <<<"$(machine_ticks)"
+    wrk2_pid=""
+    if [ -n "$second" ]; then run "${wrk2_cmd[@]:0:3}" -d"${duration}s" "${wrk2_cmd[@]:3}" >"$scratch/wrk.$name.c$c.second.txt" & wrk2_pid=$!; fi
     line="$(run "${wrk_cmd[@]:0:3}" -d"${duration}s" "${wrk_cmd[@]:3}" | tee "$scratch/wrk.$name.c$c.txt" | grep '^RESULT ' || true)"
+    [ -z "$wrk2_pid" ] || wait "$wrk2_pid"
     [ -n "$line" ] || die "wrk printed no RESULT line: $(cat "$scratch/wrk.$name.c$c.txt")"
-    s1="$(cpu_ticks "${pidof[$name]}")"; h1="$([ -n "$hoop_pid" ] && cpu_ticks "$hoop_pid" || echo 0)"
-    b1="$([ -n "$broker_pid" ] && cpu_ticks "$broker_pid" || echo 0)"
+    if [ -n "$second" ]; then
+      line2="$(grep '^RESULT ' "$scratch/wrk.$name.c$c.second.txt" || true)"
+      [ -n "$line2" ] || die "the second wrk printed no RESULT line: $(cat "$scratch/wrk.$name.c$c.second.txt")"
+      line="$(merge_results "$line" "$line2")"
+    fi
+    s1="$(cpu_ticks "${pidof[$name]}")"; h1="$(ticks_of $hoop_pid)"; b1="$(ticks_of $broker_pid)"
     o1="$(our_ticks)"; read -r m1 t1 <<<"$(machine_ticks)"
     # CPU the machine spent on anything but this benchmark during the run
     # (other processes, and irq/softirq time charged to no process).
@@ -576,6 +654,8 @@ for c in $conns; do
   added hoop-every every "$c"
   added hoop-demo-pg demo "$c" "one broker, store and audit log in PostgreSQL"
   added hoop-demo-pg hoop-demo "$c" "PostgreSQL instead of SQLite"
+  added hoop-demo-pg2 demo "$c" "two brokers on one PostgreSQL, connections split between them"
+  added hoop-demo-pg2 hoop-demo-pg "$c" "two brokers on PostgreSQL instead of one"
   if [ "$diag_nodelay" = 1 ]; then
     added hoop-demo-nd demo "$c"
     added hoop-every-nd every "$c"

@@ -8,7 +8,10 @@
 //! decision and the arrival are read off one clock. Each round: alice's
 //! call is held, bob's live view shows it, bob sends the grant (t0) over
 //! an open connection, the upstream sees the call (t1). Reports t1 − t0 at
-//! each audit durability, and the grant's own round trip beside it.
+//! each audit durability, and the grant's own round trip beside it; then
+//! the same across two brokers sharing the machine's PostgreSQL
+//! (`HOOP_TEST_POSTGRES`): the call held on one, the grant sent through the
+//! other, which the holder hears of through the store (LISTEN/NOTIFY).
 //! Environment: BENCH_ROUNDS (200).
 
 // A measuring tool: a failure is a panic with its message, as in the tests.
@@ -23,6 +26,7 @@ use hoop_broker::approval::ApprovalState;
 use hoop_broker::pipeline::approval_view::{ApprovalCommand, Snapshot};
 use hoop_cli::commands::approve::send;
 use hoop_cli::tunnel::{TokenSource, Trust, TunnelClient, TunnelSettings};
+use hoop_e2e::replicas::{replica_with, Schemas};
 use hoop_e2e::{scratch, Broker};
 use hoop_proto::{McpHeaders, OpenStream, StreamKind};
 use serde_json::{json, Value};
@@ -127,21 +131,69 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
-async fn measure(durability: &str, rounds: usize) {
+/// Where the call is held and where it is decided.
+enum Setup {
+    /// One dev broker on SQLite, its audit log at `durability`.
+    One { durability: &'static str },
+    /// Two dev brokers on the machine's PostgreSQL, the audit log at `os`:
+    /// alice's call held on one, bob deciding through the other.
+    Replicas,
+}
+
+async fn measure(setup: Setup, rounds: usize) {
     let dir = scratch();
     let (tx, arrivals) = mpsc::channel();
     let url = upstream(tx);
     let policy = dir.path().join("policy.toml");
     std::fs::write(&policy, POLICY).unwrap();
-    let broker = Broker::start(
-        dir.path(),
-        &format!(
-            "policy = \"{}\"\n[targets.bench]\ntransport = \"http\"\nurl = \"{url}\"\n[audit]\ndurability = \"{durability}\"\n[approvals]\nhold_secs = 60\n",
-            policy.display()
-        ),
+    let target = format!(
+        "[targets.bench]\ntransport = \"http\"\nurl = \"{url}\"\n[approvals]\nhold_secs = 60\n"
     );
-    let alice = tunnel(&broker, "alice").await;
-    let bob = tunnel(&broker, "bob").await;
+    let (label, brokers, _schemas) = match setup {
+        Setup::One { durability } => {
+            let broker = Broker::start(
+                dir.path(),
+                &format!(
+                    "policy = \"{}\"\n[audit]\ndurability = \"{durability}\"\n{target}",
+                    policy.display()
+                ),
+            );
+            (
+                format!("one broker, durability {durability}"),
+                vec![broker],
+                None,
+            )
+        }
+        Setup::Replicas => {
+            let schemas = Schemas::unique("bench");
+            let key = dir.path().join("audit-signing.key");
+            let audit = "durability = \"os\"";
+            let held_on = replica_with(
+                &dir.path().join("a"),
+                &schemas.0,
+                &key,
+                &policy,
+                audit,
+                &target,
+            );
+            let decided_on = replica_with(
+                &dir.path().join("b"),
+                &schemas.0,
+                &key,
+                &policy,
+                audit,
+                &target,
+            );
+            (
+                "two brokers on PostgreSQL, held on one, granted through the other".to_owned(),
+                vec![held_on, decided_on],
+                Some(schemas),
+            )
+        }
+    };
+    let (held_on, decided_on) = (&brokers[0], &brokers[brokers.len() - 1]);
+    let alice = tunnel(held_on, "alice").await;
+    let bob = tunnel(decided_on, "bob").await;
     let open = |kind| OpenStream {
         target: String::new(),
         kind,
@@ -208,7 +260,7 @@ async fn measure(durability: &str, rounds: usize) {
     decided.sort();
     acked.sort();
     println!(
-        "durability {durability:<5}  rounds {rounds}  decision -> upstream ms: p50 {} p90 {} p99 {} max {}   grant answered ms: p50 {} p90 {}",
+        "{label}  rounds {rounds}  decision -> upstream ms: p50 {} p90 {} p99 {} max {}   grant answered ms: p50 {} p90 {}",
         ms(percentile(&decided, 0.5)),
         ms(percentile(&decided, 0.9)),
         ms(percentile(&decided, 0.99)),
@@ -232,7 +284,8 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         for durability in ["os", "fsync"] {
-            measure(durability, rounds).await;
+            measure(Setup::One { durability }, rounds).await;
         }
+        measure(Setup::Replicas, rounds).await;
     });
 }

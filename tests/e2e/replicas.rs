@@ -7,30 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use hoop_e2e::replicas::{admin_port, replica, Schemas};
 use hoop_e2e::*;
 use serde_json::Value;
-
-fn postgres_url() -> String {
-    std::env::var("HOOP_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// The store's schema and the audit log's beside it, dropped at the end.
-struct Schemas(String);
-
-impl Drop for Schemas {
-    fn drop(&mut self) {
-        let mut psql = Command::new("psql");
-        psql.arg(postgres_url()).args([
-            "-qc",
-            &format!(
-                "DROP SCHEMA IF EXISTS {0} CASCADE; DROP SCHEMA IF EXISTS {0}_audit CASCADE;",
-                self.0
-            ),
-        ]);
-        let _ = run_bounded(psql, Duration::from_secs(20));
-    }
-}
 
 /// `/metrics` of the admin listener at `port`, read by the Prometheus
 /// project's own parser (Python `prometheus_client`, OpenMetrics): every
@@ -74,38 +53,6 @@ fn sample(samples: &[Value], name: &str, labels: &[(&str, &str)]) -> Option<f64>
     (!found.is_empty()).then(|| found.iter().sum())
 }
 
-/// A dev broker in `dir` on the shared store, signing the one audit log
-/// with the shared key.
-fn replica(dir: &Path, schema: &str, key: &Path, targets: &str) -> Broker {
-    std::fs::create_dir_all(dir).unwrap();
-    let config = dir.join("broker.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{}\"\nstore = {{ postgres = \"{}\", schema = \"{schema}\" }}\npolicy = \"{}\"\n[admin]\nlisten = \"127.0.0.1:{}\"\n[audit]\nsigning_key = \"{}\"\nreaders = [\"eng\"]\ncheckpoint_every = 5\n{targets}",
-            free_udp_port(),
-            postgres_url(),
-            tests_dir().join("../cli/src/demo_server/policy.toml").display(),
-            admin_port(dir),
-            key.display()
-        ),
-    )
-    .unwrap();
-    Broker::start_with(dir, config, dir.join("state"))
-}
-
-/// The admin port a replica in `dir` listens on (kept in a file there, so
-/// the test finds it again).
-fn admin_port(dir: &Path) -> u16 {
-    let file = dir.join("admin-port");
-    if let Ok(p) = std::fs::read_to_string(&file) {
-        return p.trim().parse().unwrap();
-    }
-    let port = free_tcp_port();
-    std::fs::write(&file, port.to_string()).unwrap();
-    port
-}
-
 fn admin(config: &Path, args: &[&str]) -> Output {
     let mut c = Command::new(bin("hoop-broker"));
     c.args(args).arg("--config").arg(config);
@@ -120,11 +67,7 @@ fn echoed(msgs: &[Value]) -> bool {
 #[test]
 fn two_brokers_on_postgres_share_approvals_revocations_and_one_audit_log() {
     let dir = scratch();
-    let schema = Schemas(format!(
-        "e2e_{}_{}",
-        std::process::id(),
-        now_unix() % 1_000_000
-    ));
+    let schema = Schemas::unique("e2e");
     let record = dir.path().join("demo.jsonl");
     let (_demo, url) = demo_server(dir.path(), &record);
     let key: PathBuf = dir.path().join("shared/audit-signing.key");
@@ -415,11 +358,7 @@ fn sigterm_drains_the_calls_in_flight_before_the_broker_stops() {
 #[test]
 fn when_a_replica_is_killed_the_cli_goes_on_through_the_other() {
     let dir = scratch();
-    let schema = Schemas(format!(
-        "e2e_k_{}_{}",
-        std::process::id(),
-        now_unix() % 1_000_000
-    ));
+    let schema = Schemas::unique("e2e_k");
     let record = dir.path().join("demo.jsonl");
     let (_demo, url) = demo_server(dir.path(), &record);
     let key: PathBuf = dir.path().join("shared/audit-signing.key");

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod oidc;
+pub mod replicas;
 pub use oidc::{
     issuers_toml, serve_broker, serve_broker_top, serve_broker_with, OidcProvider, WORKLOAD_RULES,
 };
