@@ -41,6 +41,11 @@ struct AnswerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabel {
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetLabel {
     target: String,
 }
@@ -73,6 +78,7 @@ pub struct Metrics {
     audit_degraded: Gauge,
     approvals_pending: Gauge,
     connections: Gauge,
+    policy: Family<PolicyLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -163,6 +169,12 @@ impl Metrics {
             "Authenticated client connections (QUIC) open now",
             connections.clone(),
         );
+        let policy = Family::<PolicyLabel, Gauge>::default();
+        registry.register(
+            "hoop_policy_version",
+            "1, labelled with the digest of the policy this broker judges by: replicas that disagree show two versions",
+            policy.clone(),
+        );
         Self {
             registry,
             calls,
@@ -178,6 +190,7 @@ impl Metrics {
             audit_degraded,
             approvals_pending,
             connections,
+            policy,
         }
     }
 
@@ -254,6 +267,13 @@ impl Metrics {
             .set(i64::try_from(now.approvals_pending).unwrap_or(i64::MAX));
         self.connections
             .set(i64::try_from(now.connections).unwrap_or(i64::MAX));
+        // Only the policy in force now.
+        self.policy.clear();
+        self.policy
+            .get_or_create(&PolicyLabel {
+                version: now.policy_version.clone(),
+            })
+            .set(1);
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -270,6 +290,8 @@ pub struct Snapshot {
     pub audit_degraded: bool,
     pub approvals_pending: usize,
     pub connections: usize,
+    /// `Policy::version` of the policy in force.
+    pub policy_version: String,
 }
 
 /// MCP's own method names (both revisions), the only values the `method`
@@ -357,6 +379,7 @@ mod tests {
         let text = m.scrape(&Snapshot {
             audit_events: 7,
             approvals_pending: 2,
+            policy_version: "0123456789abcdef".into(),
             ..Snapshot::default()
         });
         for want in [
@@ -368,6 +391,7 @@ mod tests {
             "hoop_audit_append_duration_seconds_count 1",
             "hoop_audit_events 7",
             "hoop_approvals_pending 2",
+            "hoop_policy_version{version=\"0123456789abcdef\"} 1",
             "# EOF",
         ] {
             assert!(text.contains(want), "{want} in:\n{text}");

@@ -574,6 +574,7 @@ impl crate::admin::HealthSource for BrokerHealth {
             audit_degraded: h.degraded.is_some(),
             approvals_pending: pipeline.approvals().pending(),
             connections: self.server.upgrade().map_or(0, |s| s.live.len()),
+            policy_version: pipeline.policy().version().to_owned(),
         };
         pipeline.audit().metrics().scrape(&snapshot)
     }

@@ -497,7 +497,7 @@ fn every_exit_code_in_the_one_table_is_reached() {
 }
 
 /// `hoop exec` closes its QUIC connection with a reason when it is done,
-/// so the broker sees it leave at once, not at the idle timeout (~35 s).
+/// so the broker sees it leave at once, not at the idle timeout (~10 s).
 #[test]
 fn exec_leaves_the_broker_at_once_when_done() {
     let dir = scratch();

@@ -5,9 +5,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hoop_e2e::replicas::{admin_port, replica, Schemas};
+use hoop_e2e::replicas::{admin_port, replica, replica_with, Schemas};
+use hoop_e2e::stateless::rpc;
 use hoop_e2e::*;
 use serde_json::Value;
 
@@ -51,6 +54,57 @@ fn sample(samples: &[Value], name: &str, labels: &[(&str, &str)]) -> Option<f64>
         .filter_map(|s| s[2].as_f64())
         .collect();
     (!found.is_empty()).then(|| found.iter().sum())
+}
+
+/// Two replicas on `schema` in `dir`/a and `dir`/b that are one service:
+/// B serves A's certificate and trusts A's dev identities (its state
+/// starts as a copy of A's), so a client may use either. Under `policy`,
+/// or the demo's.
+fn twins(
+    dir: &Path,
+    schema: &str,
+    key: &Path,
+    policy: Option<&Path>,
+    rest: &str,
+) -> (Broker, Broker) {
+    let demo_policy = tests_dir().join("../cli/src/demo_server/policy.toml");
+    let policy = policy.unwrap_or(&demo_policy);
+    let a = replica_with(&dir.join("a"), schema, key, policy, "", rest);
+    let b_dir = dir.join("b");
+    std::fs::create_dir_all(b_dir.join("state")).unwrap();
+    for f in ["signing-key.pem", "broker-cert.pem", "broker-key.pem"] {
+        std::fs::copy(a.state.join(f), b_dir.join("state").join(f)).unwrap();
+    }
+    let b = replica_with(&b_dir, schema, key, policy, "", rest);
+    assert_eq!(a.pin, b.pin);
+    (a, b)
+}
+
+/// `hoop connect mcp TARGET` as `who` with both replicas' addresses (A
+/// first): the endpoint and its URL.
+fn connect_through(dir: &Path, a: &Broker, b: &Broker, who: &str, target: &str) -> (Proc, String) {
+    let mut connect = Command::new(bin("hoop"));
+    connect
+        .args([
+            "connect",
+            "mcp",
+            target,
+            "--port",
+            "0",
+            "--json",
+            "--no-local-auth",
+        ])
+        .arg("--broker")
+        .arg(format!("{},{}", a.addr, b.addr))
+        .args(["--pin", &a.pin, "--token-file"])
+        .arg(a.token_file(who))
+        .env("HOOP_CONFIG", empty_config(dir))
+        .env_remove("HOOP_TOKEN");
+    let mut endpoint = Proc::spawn(&format!("hoop-connect-{who}-{target}"), connect, dir);
+    let line = endpoint.line(Duration::from_secs(20));
+    let v: Value = serde_json::from_str(&line).unwrap();
+    let url = v["url"].as_str().unwrap().to_owned();
+    (endpoint, url)
 }
 
 fn admin(config: &Path, args: &[&str]) -> Output {
@@ -231,6 +285,19 @@ fn two_brokers_on_postgres_share_approvals_revocations_and_one_audit_log() {
     let m = scrape(admin_port(&dir.path().join("b")));
     let ended = sample(&m, "hoop_connections_revoked_total", &[]);
     assert!(ended.unwrap_or(0.0) >= 1.0, "{m:?}");
+    // Both judge by the same policy, and say which.
+    let policy_of = |m: &[Value]| -> Vec<String> {
+        m.iter()
+            .filter(|s| s[0] == "hoop_policy_version" && s[2] == 1.0)
+            .map(|s| s[1]["version"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    let b_policy = policy_of(&m);
+    assert_eq!(b_policy.len(), 1, "{m:?}");
+    assert_eq!(
+        b_policy,
+        policy_of(&scrape(admin_port(&dir.path().join("a"))))
+    );
     // And B lists the revocation A's admin made.
     let out = admin(&b.config, &["revocations", "--json"]);
     assert_eq!(out.status, Some(0), "{}", out.stderr);
@@ -364,16 +431,7 @@ fn when_a_replica_is_killed_the_cli_goes_on_through_the_other() {
     let key: PathBuf = dir.path().join("shared/audit-signing.key");
     std::fs::create_dir_all(key.parent().unwrap()).unwrap();
     let target = http_target("demo", &url);
-    let mut a = replica(&dir.path().join("a"), &schema.0, &key, &target);
-    // B serves the same certificate and trusts the same dev identities as
-    // A (one service, two replicas): its state starts as a copy of A's.
-    let b_dir = dir.path().join("b");
-    std::fs::create_dir_all(b_dir.join("state")).unwrap();
-    for f in ["signing-key.pem", "broker-cert.pem", "broker-key.pem"] {
-        std::fs::copy(a.state.join(f), b_dir.join("state").join(f)).unwrap();
-    }
-    let b = replica(&b_dir, &schema.0, &key, &target);
-    assert_eq!(a.pin, b.pin);
+    let (mut a, b) = twins(dir.path(), &schema.0, &key, None, &target);
     let both = format!("{},{}", a.addr, b.addr);
     let token = a.token_file("alice");
     let exec = |text: &str| {
@@ -389,30 +447,43 @@ fn when_a_replica_is_killed_the_cli_goes_on_through_the_other() {
     let out = exec("before");
     assert_eq!(out.status, Some(0), "{}", out.stderr);
 
-    // A long-lived endpoint through the same list.
-    let mut connect = Command::new(bin("hoop"));
-    connect
-        .args([
-            "connect",
-            "mcp",
-            "demo",
-            "--port",
-            "0",
-            "--json",
-            "--no-local-auth",
-        ])
-        .args(["--broker", &both, "--pin", &a.pin, "--token-file"])
-        .arg(&token)
-        .env("HOOP_CONFIG", empty_config(dir.path()))
-        .env_remove("HOOP_TOKEN");
-    let mut endpoint = Proc::spawn("hoop-connect-replicas", connect, dir.path());
-    let line = endpoint.line(Duration::from_secs(20));
-    let v: Value = serde_json::from_str(&line).unwrap();
-    let url = v["url"].as_str().unwrap().to_owned();
-    let echo = |id: u64| call_tool(&url, id, "echo", r#"{"text":"through a replica"}"#);
-    assert!(echoed(&echo(1).1));
-
+    // A long-lived endpoint through the same list, under load: four
+    // clients in a closed loop, each call's text its own; A is killed
+    // while they run.
+    let (mut endpoint, url) = connect_through(dir.path(), &a, &b, "alice", "demo");
+    assert!(echoed(
+        &call_tool(&url, 1, "echo", r#"{"text":"through a replica"}"#).1
+    ));
+    let killed = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|client| {
+            let (url, killed) = (url.clone(), killed.clone());
+            std::thread::spawn(move || {
+                // (text, answered, started after the kill)
+                let mut calls: Vec<(String, bool, bool)> = Vec::new();
+                // Bounded: 400 calls; ends once five went through after
+                // the kill.
+                for n in 0..400u64 {
+                    let text = format!("load-{client}-{n}");
+                    let after = killed.load(Ordering::SeqCst);
+                    let (status, msgs) =
+                        call_tool(&url, n, "echo", &format!(r#"{{"text":"{text}"}}"#));
+                    let answered = status == 200
+                        && msgs
+                            .iter()
+                            .any(|m| m["result"]["content"][0]["text"] == text.as_str());
+                    calls.push((text, answered, after));
+                    if calls.iter().filter(|(_, ok, after)| *ok && *after).count() >= 5 {
+                        break;
+                    }
+                }
+                calls
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
     a.proc.kill();
+    killed.store(true, Ordering::SeqCst);
     let out = exec("after");
     assert_eq!(
         out.status,
@@ -421,33 +492,186 @@ fn when_a_replica_is_killed_the_cli_goes_on_through_the_other() {
         out.stderr
     );
     assert_eq!(out.stdout.trim(), "after");
-    // The endpoint: at most the call in flight fails, then it is back.
-    let mut failed = 0;
-    let mut ok = false;
-    // Bounded: 10 calls.
-    for id in 10..20 {
-        if echoed(&echo(id).1) {
-            ok = true;
-            break;
-        }
-        failed += 1;
+    let calls: Vec<Vec<(String, bool, bool)>> =
+        clients.into_iter().map(|c| c.join().unwrap()).collect();
+    for (client, calls) in calls.iter().enumerate() {
+        let failed: Vec<&String> = calls.iter().filter(|c| !c.1).map(|c| &c.0).collect();
+        eprintln!(
+            "client {client}: {} calls, {} answered after the kill, failed: {failed:?}",
+            calls.len(),
+            calls.iter().filter(|c| c.1 && c.2).count()
+        );
+        assert!(
+            failed.len() <= 1,
+            "client {client}: only the call in flight may fail, {} did: {failed:?}",
+            failed.len()
+        );
+        assert!(
+            calls.iter().filter(|c| c.1 && !c.2).count() >= 1,
+            "client {client} made no call before the kill"
+        );
+        assert!(
+            calls.iter().filter(|c| c.1 && c.2).count() >= 5,
+            "client {client} never came back through b"
+        );
     }
-    assert!(ok, "the endpoint never came back through b");
-    assert!(failed <= 1, "{failed} calls failed after the kill");
     endpoint.terminate();
 
-    // Every answered call is in the one log.
+    // Every answered call is in the one log, whichever replica answered.
     let out = admin(
         &b.config,
-        &["audit", "search", "--type", "mcp.response", "--json"],
+        &[
+            "audit",
+            "search",
+            "--type",
+            "mcp.response",
+            "--limit",
+            "10000",
+            "--json",
+        ],
     );
     assert_eq!(out.status, Some(0), "{}", out.stderr);
-    let answered = out
-        .stdout
-        .lines()
-        .filter(|l| l.contains("\"echo\""))
-        .count();
-    assert!(answered >= 3, "{}", out.stdout);
+    let answered: Vec<&String> = calls
+        .iter()
+        .flatten()
+        .filter(|c| c.1)
+        .map(|c| &c.0)
+        .collect();
+    let missing: Vec<&&String> = answered
+        .iter()
+        .filter(|text| !out.stdout.contains(&format!("\"{text}\"")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} answered calls are missing from the log: {missing:?}",
+        missing.len(),
+        answered.len()
+    );
     let out = admin(&b.config, &["audit", "verify"]);
     assert_eq!(out.status, Some(0), "{}{}", out.stdout, out.stderr);
+}
+
+/// A handshake-era (2025-11-25) session and a task, each started through
+/// replica A, when A is killed: the session's next request through B is
+/// told the session ended (HTTP 404, which makes a client start a new
+/// one) and a new session works; the task id stays alice's through B
+/// (she can poll it there, bob cannot).
+#[test]
+fn after_a_replica_dies_sessions_end_cleanly_and_task_ids_stay_their_owners() {
+    let dir = scratch();
+    let schema = Schemas::unique("e2e_t");
+    let (_bank, bank) = stateless_server(dir.path(), &dir.path().join("bank.jsonl"));
+    let (_everything, everything) = everything_http(dir.path());
+    let key: PathBuf = dir.path().join("shared/audit-signing.key");
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[rules]]\nname = \"tools\"\nanyone = true\ntools = [\"echo\", \"long_report\"]\naction = \"allow\"\n",
+    )
+    .unwrap();
+    let targets = format!(
+        "{}{}",
+        http_target("bank", &bank),
+        http_target("everything", &everything)
+    );
+    let (mut a, b) = twins(dir.path(), &schema.0, &key, Some(&policy), &targets);
+    let (_alice_bank, alice_bank) = connect_through(dir.path(), &a, &b, "alice", "bank");
+    let (_alice_every, alice_every) = connect_through(dir.path(), &a, &b, "alice", "everything");
+
+    // A session through A.
+    let v1125 = [("mcp-protocol-version", "2025-11-25")];
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"replicas-test","version":"1"}}}"#;
+    let start_session = || {
+        let (status, headers, msgs) = post(&alice_every, &[], init);
+        assert_eq!(status, 200, "{msgs:?}");
+        let sid = headers["mcp-session-id"].to_str().unwrap().to_owned();
+        let (status, _, _) = post(
+            &alice_every,
+            &[("mcp-session-id", &sid), v1125[0]],
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        );
+        assert_eq!(status, 202);
+        sid
+    };
+    let echo = |sid: &str, id: u64| {
+        post(
+            &alice_every,
+            &[("mcp-session-id", sid), v1125[0]],
+            &format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"hi"}}}}}}"#
+            ),
+        )
+    };
+    let old = start_session();
+    let (status, _, msgs) = echo(&old, 2);
+    assert_eq!(status, 200, "{msgs:?}");
+    assert!(
+        msgs[0]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("hi"),
+        "{msgs:?}"
+    );
+
+    // A task through A.
+    let started = rpc(
+        &alice_bank,
+        1,
+        "tools/call",
+        serde_json::json!({"name": "long_report", "arguments": {"topic": "q3", "sections": 3, "delay_ms": 100}}),
+        true,
+    );
+    assert_eq!(started["result"]["resultType"], "task", "{started}");
+    let task = started["result"]["taskId"].as_str().unwrap().to_owned();
+    let poll = |url: &str, id: u64| {
+        rpc(
+            url,
+            id,
+            "tasks/get",
+            serde_json::json!({"taskId": task}),
+            true,
+        )
+    };
+    assert_eq!(poll(&alice_bank, 2)["result"]["taskId"], task.as_str());
+
+    a.proc.kill();
+
+    // The old session, through B: told it ended (404), never answered as
+    // if it were B's. Bounded: the first request may meet the dead
+    // connection (the call in flight when a replica goes).
+    let mut ended = false;
+    for id in 10..14 {
+        let (status, _, msgs) = echo(&old, id);
+        assert_ne!(status, 200, "b cannot know a's session: {msgs:?}");
+        if status == 404 {
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended, "the client was never told its session ended");
+    let new = start_session();
+    assert_ne!(new, old);
+    let (status, _, msgs) = echo(&new, 20);
+    assert_eq!(status, 200, "a new session works through b: {msgs:?}");
+
+    // The task: alice's through B, and not bob's there.
+    let mut polled = serde_json::Value::Null;
+    for id in 30..34 {
+        polled = poll(&alice_bank, id);
+        if polled["result"]["taskId"] == task.as_str() {
+            break;
+        }
+    }
+    assert_eq!(
+        polled["result"]["taskId"],
+        task.as_str(),
+        "alice polls her task through b: {polled}"
+    );
+    let bob = Connect::start_as(dir.path(), &b, "bank", "bob", &["--no-local-auth"]);
+    let refused = poll(&bob.url, 40);
+    assert_eq!(
+        refused["error"]["code"], -32055,
+        "bob may not use alice's task: {refused}"
+    );
 }

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 mod oidc;
 pub mod replicas;
+pub mod stateless;
 pub use oidc::{
     issuers_toml, serve_broker, serve_broker_top, serve_broker_with, OidcProvider, WORKLOAD_RULES,
 };

@@ -550,27 +550,83 @@ impl Approvals {
     /// time too).
     async fn expire_due(&self, book: &mut Book) {
         let now = now_unix();
-        let due: Vec<u64> = book
+        let due: Vec<ApprovalRequest> = book
             .open
             .values()
             .filter(|e| e.request.expires_at <= now)
-            .map(|e| e.request.id)
+            .map(|e| e.request.clone())
             .collect();
-        for id in due {
-            let Some(entry) = book.open.get(&id) else {
-                continue;
-            };
-            let mut expired = entry.request.clone();
-            expired.state = ApprovalState::Expired;
-            if self.audit.approval_expired(&expired).await.is_err() {
-                continue;
+        for request in due {
+            let id = request.id;
+            match self.expire(request, now).await {
+                Ok(expired) => {
+                    tracing::info!(id, "approval request expired");
+                    self.announce("expired", &expired);
+                    self.finish(book, expired);
+                }
+                // Another broker sharing the store ended it, or it was
+                // granted a new deadline there meanwhile.
+                Err(Some(current)) => {
+                    if book.take_in(*current) {
+                        self.bump();
+                    }
+                }
+                Err(None) => {}
             }
-            if let Err(e) = self.save(&expired).await {
-                tracing::warn!(id, "approval expiry not stored: {}", e.message);
+        }
+    }
+
+    /// `request`, expired: recorded, then stored. With a store, only if
+    /// it is still open and due there, its row locked meanwhile, so one
+    /// broker of several records the expiry; `Err(Some(copy))` with the
+    /// store's copy when it was not. `Err(None)`: not recorded now.
+    async fn expire(
+        &self,
+        mut request: ApprovalRequest,
+        now: u64,
+    ) -> Result<ApprovalRequest, Option<Box<ApprovalRequest>>> {
+        let Some(location) = self.store.clone() else {
+            request.state = ApprovalState::Expired;
+            self.audit
+                .approval_expired(&request)
+                .await
+                .map_err(|_| None)?;
+            return Ok(request);
+        };
+        let (audit, id) = (self.audit.clone(), request.id);
+        let runtime = tokio::runtime::Handle::current();
+        let outcome = tokio::task::spawn_blocking(move || {
+            BrokerStore::open(&location)?.decide_approval(id, |mut stored| {
+                if !stored.state.is_open() || stored.expires_at > now {
+                    return Err(Some(Box::new(stored)));
+                }
+                stored.state = ApprovalState::Expired;
+                runtime
+                    .block_on(audit.approval_expired(&stored))
+                    .map_err(|_| None)?;
+                Ok(stored)
+            })
+        })
+        .await;
+        match outcome {
+            Ok(Ok(Some(decided))) => decided,
+            Ok(Ok(None)) => {
+                // Not in the store (it cannot have been saved): ends here.
+                request.state = ApprovalState::Expired;
+                self.audit
+                    .approval_expired(&request)
+                    .await
+                    .map_err(|_| None)?;
+                Ok(request)
             }
-            tracing::info!(id, "approval request expired");
-            self.announce("expired", &expired);
-            self.finish(book, expired);
+            Ok(Err(e)) => {
+                tracing::warn!(id, "approval expiry not stored: {e:#}");
+                Err(None)
+            }
+            Err(e) => {
+                tracing::warn!(id, "approval expiry not stored: {e}");
+                Err(None)
+            }
         }
     }
 
@@ -641,70 +697,85 @@ impl Approvals {
 
     async fn decide_now(
         &self,
-        approver: &Caller,
+        approver: &Arc<Caller>,
         id: u64,
         verdict: Verdict,
         reason: Option<String>,
     ) -> Result<ApprovalRequest, DecideError> {
         let mut book = self.book.lock().await;
-        // The store's copy first: another broker sharing it may have
-        // opened the request, or recorded votes, since this one looked.
-        if let Some(stored) = self.stored(id).await {
-            if book.take_in(stored) {
-                self.bump();
-            }
-        }
         self.expire_due(&mut book).await;
-        let Some(entry) = book.open.get(&id) else {
-            return Err(self.not_open(&book, id).await);
-        };
-        let r = &entry.request;
-        let who = &approver.identity;
-        check_approver(r, who, verdict, reason.as_deref())?;
-        let mut decided = r.clone();
-        let decision = ApprovalDecision {
-            approver: who.subject.clone(),
-            email: who.email.clone(),
-            issuer: who.issuer.clone(),
-            verdict,
-            reason: reason
-                .filter(|r| !r.trim().is_empty())
-                .map(|r| printable(&r)),
-            at: now_unix(),
-        };
-        decided.decisions.push(decision.clone());
-        let spec_expiry = decided.expires_at.saturating_sub(decided.created_at);
-        match verdict {
-            Verdict::Denied => decided.state = ApprovalState::Denied,
-            Verdict::Granted if decided.grants() >= decided.quorum as usize => {
-                decided.state = ApprovalState::Approved;
-                // A window lasts its length from now; a one-call grant as
-                // long again as the request could wait, so a client that
-                // gave up has time to call again.
-                decided.expires_at = now_unix() + decided.grant_window_secs.unwrap_or(spec_expiry);
+        let reason = reason
+            .filter(|r| !r.trim().is_empty())
+            .map(|r| printable(&r));
+        let decided = match self.store.clone() {
+            Some(location) => {
+                self.decide_in_store(location, approver, id, verdict, reason)
+                    .await?
             }
-            Verdict::Granted => {}
-        }
-        self.audit
-            .approval_decided(approver, &decided, &decision)
-            .await
-            .map_err(DecideError::Unavailable)?;
-        self.save(&decided)
-            .await
-            .map_err(DecideError::Unavailable)?;
-        tracing::info!(id, verdict = verdict.as_str(), approver = %who.subject, state = decided.state.as_str(), "approval decision");
+            None => {
+                let Some(entry) = book.open.get(&id) else {
+                    return Err(self.not_open(&book, id).await);
+                };
+                let (decided, decision) =
+                    decision_on(entry.request.clone(), &approver.identity, verdict, reason)?;
+                self.audit
+                    .approval_decided(approver, &decided, &decision)
+                    .await
+                    .map_err(DecideError::Unavailable)?;
+                decided
+            }
+        };
+        tracing::info!(id, verdict = verdict.as_str(), approver = %approver.identity.subject, state = decided.state.as_str(), "approval decision");
         self.announce("decided", &decided);
         match decided.state {
             ApprovalState::Denied => self.finish(&mut book, decided.clone()),
-            state => {
-                if let Some(entry) = book.open.get_mut(&id) {
-                    entry.request = decided.clone();
-                    entry.changed.send_replace(state);
-                }
+            _ => {
+                book.take_in(decided.clone());
                 self.bump();
             }
         }
         Ok(decided)
+    }
+
+    /// A decision taken on the store's copy of request `id`, its row
+    /// locked from the read to the commit: two approvers voting at once
+    /// through two brokers sharing the store take turns, so neither vote
+    /// is lost. Recorded in the audit log under the lock, before the
+    /// decision is committed (and so before it takes effect anywhere).
+    async fn decide_in_store(
+        &self,
+        location: StoreLocation,
+        approver: &Arc<Caller>,
+        id: u64,
+        verdict: Verdict,
+        reason: Option<String>,
+    ) -> Result<ApprovalRequest, DecideError> {
+        let (audit, approver) = (self.audit.clone(), approver.clone());
+        let runtime = tokio::runtime::Handle::current();
+        let outcome = tokio::task::spawn_blocking(move || {
+            BrokerStore::open(&location)?.decide_approval(id, |stored| {
+                let (decided, decision) = decision_on(stored, &approver.identity, verdict, reason)?;
+                runtime
+                    .block_on(audit.approval_decided(&approver, &decided, &decision))
+                    .map_err(DecideError::Unavailable)?;
+                Ok(decided)
+            })
+        })
+        .await
+        .map_err(|e| {
+            DecideError::Unavailable(McpError::internal(format!("approval layer: {e}")))
+        })?;
+        match outcome {
+            Ok(Some(decided)) => decided,
+            Ok(None) => Err(DecideError::NotFound(id)),
+            Err(e) => {
+                tracing::error!("approval store: {e:#}");
+                Err(DecideError::Unavailable(McpError::new(
+                    codes::AUDIT_UNAVAILABLE,
+                    "the broker cannot store approval decisions now; nothing was decided",
+                )))
+            }
+        }
     }
 
     async fn not_open(&self, book: &Book, id: u64) -> DecideError {
@@ -905,6 +976,40 @@ fn check_approver(
         return Err(DecideError::ReasonRequired);
     }
     Ok(())
+}
+
+/// `r` with `who`'s decision added, and that decision, once
+/// [`check_approver`] allows it: denied at the first denial, approved at
+/// the quorum's last grant.
+fn decision_on(
+    mut r: ApprovalRequest,
+    who: &Identity,
+    verdict: Verdict,
+    reason: Option<String>,
+) -> Result<(ApprovalRequest, ApprovalDecision), DecideError> {
+    check_approver(&r, who, verdict, reason.as_deref())?;
+    let decision = ApprovalDecision {
+        approver: who.subject.clone(),
+        email: who.email.clone(),
+        issuer: who.issuer.clone(),
+        verdict,
+        reason,
+        at: now_unix(),
+    };
+    r.decisions.push(decision.clone());
+    let spec_expiry = r.expires_at.saturating_sub(r.created_at);
+    match verdict {
+        Verdict::Denied => r.state = ApprovalState::Denied,
+        Verdict::Granted if r.grants() >= r.quorum as usize => {
+            r.state = ApprovalState::Approved;
+            // A window lasts its length from now; a one-call grant as
+            // long again as the request could wait, so a client that
+            // gave up has time to call again.
+            r.expires_at = now_unix() + r.grant_window_secs.unwrap_or(spec_expiry);
+        }
+        Verdict::Granted => {}
+    }
+    Ok((r, decision))
 }
 
 /// A reason as it is kept and shown: control characters (which could

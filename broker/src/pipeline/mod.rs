@@ -157,7 +157,7 @@ impl Pipeline {
                 })
                 .collect(),
             sessions: SessionTable::default(),
-            handles: Arc::new(HandleTable::default()),
+            handles: Arc::new(HandleTable::new(approvals.store())),
             policy: std::sync::RwLock::new(Arc::new(policy)),
             // Beside the requests they wait on.
             held_tasks: held_task::HeldTasks::new(approvals.store().cloned()),
@@ -410,6 +410,7 @@ impl Pipeline {
         let session =
             self.sessions
                 .presented(h.session_id.as_deref(), &caller.identity, &target.name)?;
+        self.handles.recall(&target.name, msg).await;
         let origin = self.handles.check(&caller.identity, &target.name, msg)?;
         // 4. headers
         let params = headers::check_on(&self.audit, target, msg, h).await?;

@@ -67,6 +67,30 @@ impl BrokerStore {
         Ok(changed == 1)
     }
 
+    /// Runs `decide` on request `id` as stored, its row locked until the
+    /// outcome is committed (SQLite: the whole database, `BEGIN
+    /// IMMEDIATE`; PostgreSQL: `SELECT … FOR UPDATE`), and writes back what
+    /// it returns: two deciders through two brokers take turns, and each
+    /// sees the other's vote. `None` when there is no such request; the
+    /// inner `Err` is `decide`'s own, and nothing is written then.
+    pub fn decide_approval<E>(
+        &self,
+        id: u64,
+        decide: impl FnOnce(ApprovalRequest) -> Result<ApprovalRequest, E>,
+    ) -> anyhow::Result<Option<Result<ApprovalRequest, E>>> {
+        self.with(|db| {
+            let lock = db.begin_locking()?;
+            let outcome = decide_locked(db, id, lock, decide);
+            match &outcome {
+                Ok(Some(Ok(_))) => db.batch("COMMIT")?,
+                _ => {
+                    let _ = db.batch("ROLLBACK");
+                }
+            }
+            outcome
+        })
+    }
+
     /// The requests still open (pending, or approved and not yet used).
     pub fn open_approvals(&self) -> anyhow::Result<Vec<ApprovalRequest>> {
         self.bodies(
@@ -177,6 +201,38 @@ impl BrokerStore {
             .collect()
         })
     }
+}
+
+/// [`BrokerStore::decide_approval`]'s work inside its transaction.
+fn decide_locked<E>(
+    db: &mut dyn super::sql::Db,
+    id: u64,
+    lock: &str,
+    decide: impl FnOnce(ApprovalRequest) -> Result<ApprovalRequest, E>,
+) -> anyhow::Result<Option<Result<ApprovalRequest, E>>> {
+    let Some(row) = db.query_opt(
+        &format!("SELECT body FROM approval WHERE id = $1{lock}"),
+        &[id.into()],
+    )?
+    else {
+        return Ok(None);
+    };
+    let stored: ApprovalRequest = serde_json::from_str(&row.text(0)?)?;
+    let decided = match decide(stored) {
+        Ok(r) => r,
+        Err(e) => return Ok(Some(Err(e))),
+    };
+    bump_approvals(db)?;
+    db.execute(
+        "UPDATE approval SET state = $2, expires_at = $3, body = $4 WHERE id = $1",
+        &[
+            decided.id.into(),
+            decided.state.as_str().into(),
+            decided.expires_at.into(),
+            serde_json::to_string(&decided)?.into(),
+        ],
+    )?;
+    Ok(Some(Ok(decided)))
 }
 
 fn bump_approvals(db: &mut dyn super::sql::Db) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
 //! The broker's own store: revocations, accepted tool definitions,
-//! approval requests and held tasks (the audit log has a store of its
+//! approval requests, held tasks and (for replicas) the handles upstreams
+//! minted (the audit log has a store of its
 //! own). Two backends behind one set of queries (`sql.rs`):
 //!
 //! - SQLite, the embedded default: one file, opened by the running broker
@@ -18,10 +19,12 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+pub use handles::StoredHandle;
 use sql::{Db, Row};
 
 mod approvals;
 pub mod changes;
+mod handles;
 pub mod sql;
 #[cfg(test)]
 mod tests;
@@ -81,11 +84,23 @@ const SQLITE_MIGRATIONS: &[&str] = &[
         key         TEXT PRIMARY KEY,
         version     INTEGER NOT NULL
     );",
+    // Task ids and request states upstreams minted, and whom for
+    // (pipeline/handles): read by replicas sharing a PostgreSQL store.
+    "CREATE TABLE handle (
+        key         TEXT PRIMARY KEY,   -- handles::Key::stored()
+        subject     TEXT NOT NULL,
+        issuer      TEXT NOT NULL,
+        origin      TEXT NOT NULL,      -- handles::Origin as JSON
+        expires_at  INTEGER NOT NULL,   -- unix seconds
+        poisoned    INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX handle_expiry ON handle(expires_at);",
 ];
 
 /// PostgreSQL's schema, the same tables as SQLite's after all of its
 /// migrations; later changes append here and to the SQLite list alike.
-const POSTGRES_MIGRATIONS: &[&str] = &["
+const POSTGRES_MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE revocation (
         id          BIGSERIAL PRIMARY KEY,
         subject     TEXT NOT NULL,
@@ -132,7 +147,19 @@ const POSTGRES_MIGRATIONS: &[&str] = &["
         key         TEXT PRIMARY KEY,
         version     BIGINT NOT NULL
     );
-"];
+",
+    "
+    CREATE TABLE handle (
+        key         TEXT PRIMARY KEY,
+        subject     TEXT NOT NULL,
+        issuer      TEXT NOT NULL,
+        origin      TEXT NOT NULL,
+        expires_at  BIGINT NOT NULL,
+        poisoned    BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE INDEX handle_expiry ON handle(expires_at);
+",
+];
 
 /// The schema the broker store's tables live in on PostgreSQL unless the
 /// config names another (the audit log has `hoop_audit`).

@@ -94,6 +94,10 @@ pub trait Db: Send {
     /// named after the store's schema). SQLite has no such thing: its
     /// brokers share one host and poll the file.
     fn announce(&mut self, topic: &str) -> anyhow::Result<()>;
+    /// Begins a transaction that will write what it reads; the clause
+    /// that locks the rows a `SELECT` reads (PostgreSQL's ` FOR UPDATE`;
+    /// SQLite locks the whole file at `BEGIN IMMEDIATE` instead).
+    fn begin_locking(&mut self) -> anyhow::Result<&'static str>;
 
     fn query_opt(&mut self, sql: &str, params: &[Value]) -> anyhow::Result<Option<Row>> {
         Ok(self.query(sql, params)?.into_iter().next())
@@ -160,6 +164,11 @@ impl Db for Sqlite {
 
     fn announce(&mut self, _topic: &str) -> anyhow::Result<()> {
         Ok(())
+    }
+
+    fn begin_locking(&mut self) -> anyhow::Result<&'static str> {
+        self.0.execute_batch("BEGIN IMMEDIATE")?;
+        Ok("")
     }
 }
 
@@ -229,6 +238,11 @@ impl Db for Postgres {
         self.0
             .execute("SELECT pg_notify(current_schema(), $1)", &[&topic])?;
         Ok(())
+    }
+
+    fn begin_locking(&mut self) -> anyhow::Result<&'static str> {
+        self.0.batch_execute("BEGIN")?;
+        Ok(" FOR UPDATE")
     }
 }
 

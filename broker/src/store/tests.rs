@@ -78,6 +78,8 @@ suite!(
     another_connection_sees_a_revocation,
     tool_definitions_are_baselined_seen_and_accepted,
     approvals_are_saved_and_released_once,
+    deciders_at_once_take_turns_and_lose_nothing,
+    handles_are_kept_for_who_received_them,
     held_tasks_are_kept_and_old_ones_dropped,
     a_store_reopens_with_its_data,
 );
@@ -291,6 +293,91 @@ fn approvals_are_saved_and_released_once(place: &Place) {
     let c = s.next_approval_id(2).unwrap();
     assert_eq!((a, b, c), (4, 5, 6));
     assert_eq!(other.next_approval_id(10).unwrap(), 10);
+}
+
+/// Two decisions on one request at the same moment, through two
+/// connections (two brokers): the second waits for the first's commit and
+/// builds on it, so neither vote is lost. A decision that fails writes
+/// nothing.
+fn deciders_at_once_take_turns_and_lose_nothing(place: &Place) {
+    let s = place.open();
+    s.save_approval(&request(1, "pending")).unwrap();
+    let (started, first_holds) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| {
+            place
+                .open()
+                .decide_approval(1, |mut r| {
+                    started.send(()).unwrap();
+                    // Long enough for the second to arrive meanwhile.
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    r.reason.push_str(" +a");
+                    Ok::<_, ()>(r)
+                })
+                .unwrap()
+        });
+        first_holds
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        let second = place
+            .open()
+            .decide_approval(1, |mut r| {
+                r.reason.push_str(" +b");
+                Ok::<_, ()>(r)
+            })
+            .unwrap();
+        assert_eq!(second.unwrap().unwrap().reason, "release +a +b");
+        assert_eq!(first.join().unwrap().unwrap().unwrap().reason, "release +a");
+    });
+    assert_eq!(s.approval(1).unwrap().unwrap().reason, "release +a +b");
+    let refused = s
+        .decide_approval(1, |mut r| {
+            r.reason.push_str(" +c");
+            Err::<ApprovalRequest, _>("not an approver")
+        })
+        .unwrap();
+    assert_eq!(refused.unwrap().unwrap_err(), "not an approver");
+    assert_eq!(s.approval(1).unwrap().unwrap().reason, "release +a +b");
+    assert!(s.decide_approval(42, Ok::<_, ()>).unwrap().is_none());
+}
+
+fn handles_are_kept_for_who_received_them(place: &Place) {
+    let s = place.open();
+    let alice = |expires_at| StoredHandle {
+        subject: "alice".into(),
+        issuer: "https://idp".into(),
+        origin: r#"{"method":"tools/call","name":"report","arguments":null}"#.into(),
+        expires_at,
+        poisoned: false,
+    };
+    s.save_handle("task\nbank\nt1", &alice(200), 100).unwrap();
+    // Another connection (another replica) finds it until it expires.
+    let other = place.open();
+    assert_eq!(
+        other.handle("task\nbank\nt1", 150).unwrap(),
+        Some(alice(200))
+    );
+    assert_eq!(other.handle("task\nbank\nt1", 200).unwrap(), None);
+    assert_eq!(other.handle("task\nbank\nt2", 150).unwrap(), None);
+    // Minted again for alice: it lives longer.
+    other
+        .save_handle("task\nbank\nt1", &alice(300), 100)
+        .unwrap();
+    assert_eq!(s.handle("task\nbank\nt1", 250).unwrap(), Some(alice(300)));
+    // Minted for bob too: good for nobody, its life not extended.
+    let mut bob = alice(900);
+    bob.subject = "bob".into();
+    s.save_handle("task\nbank\nt1", &bob, 100).unwrap();
+    let poisoned = other.handle("task\nbank\nt1", 250).unwrap().unwrap();
+    assert!(poisoned.poisoned);
+    assert_eq!(
+        (poisoned.subject.as_str(), poisoned.expires_at),
+        ("alice", 300)
+    );
+    // Expired ones are cleared as new ones come.
+    s.save_handle("state\nbank\nabc", &alice(1000), 400)
+        .unwrap();
+    assert_eq!(s.handle("task\nbank\nt1", 0).unwrap(), None);
 }
 
 fn held_tasks_are_kept_and_old_ones_dropped(place: &Place) {

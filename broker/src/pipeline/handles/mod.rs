@@ -36,6 +36,7 @@ use crate::mcp::error::{codes, McpError};
 use crate::mcp::message::{McpMessage, MessageKind};
 use crate::mcp::server::ServerMessage;
 use crate::policy::{Decision, Policy, PolicyRequest};
+use crate::store::StoreLocation;
 
 /// How long a task id stays usable: the longest a report or batch job
 /// plausibly runs and is polled, without keeping handles forever.
@@ -72,7 +73,7 @@ pub fn is_task_method(method: &str) -> bool {
 
 /// The call that made the upstream mint a handle, as the upstream received
 /// it: what a later `tasks/*` call is judged as.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Origin {
     pub method: String,
     pub name: Option<String>,
@@ -128,6 +129,37 @@ enum Key {
         target: String,
         digest: [u8; 32],
     },
+}
+
+impl Key {
+    fn task(target: &str, id: &str) -> Self {
+        Self::Task {
+            target: target.to_owned(),
+            id: id.to_owned(),
+        }
+    }
+
+    fn state(target: &str, state: &str) -> Self {
+        Self::State {
+            target: target.to_owned(),
+            digest: Sha256::digest(state.as_bytes()).into(),
+        }
+    }
+
+    /// The handles `msg` presents: its task id on a `tasks/*` call, its
+    /// request state.
+    fn presented(target: &str, msg: &McpMessage) -> impl Iterator<Item = Self> {
+        let task = is_task_method(msg.method.as_deref().unwrap_or(""))
+            .then_some(msg.name.as_deref())
+            .flatten()
+            .map(|id| Self::task(target, id));
+        let state = msg
+            .params()
+            .and_then(|p| p.get("requestState"))
+            .and_then(Value::as_str)
+            .map(|s| Self::state(target, s));
+        task.into_iter().chain(state)
+    }
 }
 
 struct Entry {
@@ -264,9 +296,24 @@ enum Refusal {
 #[derive(Default)]
 pub struct HandleTable {
     inner: Mutex<Inner>,
+    /// The store shared with other replicas, when there is one: handles
+    /// are written there as they are minted, and a handle this broker did
+    /// not see minted is looked up there (`shared.rs`).
+    shared: Option<StoreLocation>,
 }
 
 impl HandleTable {
+    /// A table that shares its handles through `store` when several
+    /// replicas use it (PostgreSQL); alone otherwise.
+    pub fn new(store: Option<&StoreLocation>) -> Self {
+        Self {
+            inner: Mutex::default(),
+            shared: store
+                .filter(|s| matches!(s, StoreLocation::Postgres { .. }))
+                .cloned(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -298,11 +345,7 @@ impl HandleTable {
                     "{method} needs params.taskId (a string)"
                 )));
             };
-            let key = Key::Task {
-                target: target.to_owned(),
-                id: task.to_owned(),
-            };
-            let found = self.lock().owned_by(&key, identity);
+            let found = self.lock().owned_by(&Key::task(target, task), identity);
             match found {
                 Ok(o) => origin = Some(o),
                 Err(r) => return Err(refuse(identity, target, "task", &short(task), r)),
@@ -314,11 +357,7 @@ impl HandleTable {
                     "params.requestState must be a string",
                 ));
             };
-            let key = Key::State {
-                target: target.to_owned(),
-                digest: Sha256::digest(state.as_bytes()).into(),
-            };
-            let found = self.lock().owned_by(&key, identity);
+            let found = self.lock().owned_by(&Key::state(target, state), identity);
             let o = match found {
                 Ok(o) => o,
                 Err(r) => return Err(refuse(identity, target, "requestState", "", r)),
@@ -462,6 +501,11 @@ impl HandleObserver {
             return;
         }
         let origin = Origin::of(&self.request);
+        if let Some(store) = &self.table.shared {
+            for (key, ttl) in &minted {
+                shared::publish(store, key, &self.owner, &origin, *ttl);
+            }
+        }
         let mut table = self.table.lock();
         for (key, ttl) in minted {
             table.insert(key, self.owner.clone(), origin.clone(), ttl);
@@ -480,24 +524,12 @@ fn handles_in(result: &Value, target: &str) -> Vec<(Key, Duration)> {
     };
     if let Some(id) = task.and_then(Value::as_str) {
         if !id.is_empty() && id.len() <= MAX_HANDLE_BYTES {
-            out.push((
-                Key::Task {
-                    target: target.to_owned(),
-                    id: id.to_owned(),
-                },
-                TASK_TTL,
-            ));
+            out.push((Key::task(target, id), TASK_TTL));
         }
     }
     if let Some(state) = result.get("requestState").and_then(Value::as_str) {
         if state.len() <= MAX_HANDLE_BYTES {
-            out.push((
-                Key::State {
-                    target: target.to_owned(),
-                    digest: Sha256::digest(state.as_bytes()).into(),
-                },
-                STATE_TTL,
-            ));
+            out.push((Key::state(target, state), STATE_TTL));
         }
     }
     out
@@ -534,5 +566,6 @@ fn refuse(identity: &Identity, target: &str, what: &str, shown: &str, r: Refusal
     )
 }
 
+mod shared;
 #[cfg(test)]
 mod tests;

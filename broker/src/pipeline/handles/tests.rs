@@ -208,3 +208,75 @@ fn task_lists_show_only_the_callers_tasks() {
     let v = filtered(&bob);
     assert_eq!(v["result"]["tasks"], serde_json::json!([]));
 }
+
+/// Two replicas on one PostgreSQL store (`HOOP_TEST_POSTGRES`): a task
+/// minted for alice through one is hers through the other, and bob's
+/// presenting it there is refused. Without a shared store it is unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_minted_through_one_replica_is_its_receivers_through_another() {
+    let url = std::env::var("HOOP_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("handles_{}_{}", std::process::id(), now_unix_nanos());
+    let store = StoreLocation::Postgres {
+        url: url.clone(),
+        schema: schema.clone(),
+    };
+    let (a, b) = (
+        Arc::new(HandleTable::new(Some(&store))),
+        Arc::new(HandleTable::new(Some(&store))),
+    );
+    let alone = HandleTable::new(None);
+    let (alice, bob) = (who("alice"), who("bob"));
+    let obs = a
+        .observer(&alice, "bank", &Arc::new(call(1)))
+        .expect("a request");
+    obs.observe_bytes(br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"t-9","status":"working"}}"#);
+    let poll = task_call("tasks/get", "t-9");
+    // The write is not waited for: bounded wait for it to land.
+    let mut found = false;
+    for _ in 0..100 {
+        let lookup = store.clone();
+        let there = tokio::task::spawn_blocking(move || {
+            crate::store::BrokerStore::open(&lookup)
+                .and_then(|s| s.handle("task\nbank\nt-9", crate::identity::now_unix()))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        if there.is_some() {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let bobs = shared::recall_and_check(&b, &bob, "bank", &poll).await;
+    let alices = shared::recall_and_check(&b, &alice, "bank", &poll).await;
+    let origin = b.check(&alice, "bank", &poll);
+    let unshared = shared::recall_and_check(&alone, &alice, "bank", &poll).await;
+    // The blocking client runs a runtime of its own: not on this one's threads.
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Ok(mut c) = ::postgres::Client::connect(&url, ::postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+        }
+    })
+    .await;
+    assert!(found, "the handle reached the shared store");
+    assert!(
+        !bobs,
+        "bob may not use alice's task through another replica"
+    );
+    assert!(alices, "alice's task is hers through another replica");
+    let origin = origin.unwrap().expect("a task call has an origin");
+    assert_eq!(
+        origin.name.as_deref(),
+        Some("long_report"),
+        "judged as the call that started it"
+    );
+    assert!(!unshared, "without a shared store it is unknown");
+}
+
+fn now_unix_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() % 1_000_000)
+}
