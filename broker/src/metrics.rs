@@ -71,6 +71,7 @@ pub struct Metrics {
     connections_revoked: Counter,
     answers: Family<AnswerLabels, Counter>,
     exchange_seconds: HistogramFamily<TargetLabel>,
+    upstream_seconds: HistogramFamily<TargetLabel>,
     audit_append_seconds: Histogram,
     audit_events: Gauge<u64, AtomicU64>,
     audit_batches: Gauge<u64, AtomicU64>,
@@ -175,6 +176,13 @@ impl Metrics {
             "1, labelled with the digest of the policy this broker judges by: replicas that disagree show two versions",
             policy.clone(),
         );
+        let upstream_seconds: HistogramFamily<TargetLabel> =
+            Family::new_with_constructor(exchange_buckets);
+        registry.register(
+            "hoop_upstream_duration_seconds",
+            "From forwarding a message to the upstream until it answered (its response began, or the call failed)",
+            upstream_seconds.clone(),
+        );
         Self {
             registry,
             calls,
@@ -183,6 +191,7 @@ impl Metrics {
             connections_revoked,
             answers,
             exchange_seconds,
+            upstream_seconds,
             audit_append_seconds,
             audit_events,
             audit_batches,
@@ -250,6 +259,15 @@ impl Metrics {
                 target: target.to_owned(),
             })
             .observe(latency_us as f64 / 1e6);
+    }
+
+    /// The upstream of `target` took `secs` to answer.
+    pub fn upstream(&self, target: &str, secs: f64) {
+        self.upstream_seconds
+            .get_or_create(&TargetLabel {
+                target: target.to_owned(),
+            })
+            .observe(secs);
     }
 
     /// One append to the audit log, waited for `secs`.
@@ -376,6 +394,7 @@ mod tests {
         m.refusal("payments", crate::mcp::error::codes::DENIED);
         m.answer("payments", "ok", 1_500);
         m.audit_append(0.000_2);
+        m.upstream("payments", 0.000_9);
         let text = m.scrape(&Snapshot {
             audit_events: 7,
             approvals_pending: 2,
@@ -389,6 +408,7 @@ mod tests {
             "hoop_answers_total{target=\"payments\",outcome=\"ok\"} 1",
             "hoop_exchange_duration_seconds_count{target=\"payments\"} 1",
             "hoop_audit_append_duration_seconds_count 1",
+            "hoop_upstream_duration_seconds_count{target=\"payments\"} 1",
             "hoop_audit_events 7",
             "hoop_approvals_pending 2",
             "hoop_policy_version{version=\"0123456789abcdef\"} 1",

@@ -206,6 +206,7 @@ async fn measure(setup: Setup, rounds: usize) {
         .unwrap();
     let mut decided = Vec::with_capacity(rounds);
     let mut acked = Vec::with_capacity(rounds);
+    let mut last_granted = 0;
     for n in 0..rounds {
         let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
             "name": "deploy", "arguments": {"n": n},
@@ -238,14 +239,17 @@ async fn measure(setup: Setup, rounds: usize) {
                 .unwrap()
                 .expect("the live view goes on");
             let s: Snapshot = serde_json::from_slice(&m.body).unwrap();
+            // The view may show a request pending in more than one
+            // snapshot: only one not granted yet is this round's.
             if let Some(r) = s
                 .requests
                 .iter()
-                .find(|r| r.state == ApprovalState::Pending)
+                .find(|r| r.state == ApprovalState::Pending && r.id > last_granted)
             {
                 break r.id;
             }
         };
+        last_granted = id;
         let t0 = Instant::now();
         send(&bob, &ApprovalCommand::Grant { id, reason: None })
             .await

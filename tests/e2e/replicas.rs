@@ -232,6 +232,16 @@ fn two_brokers_on_postgres_share_approvals_revocations_and_one_audit_log() {
         "{m:?}"
     );
     assert!(
+        sample(
+            &m,
+            "hoop_upstream_duration_seconds_count",
+            &[("target", "demo")]
+        )
+        .unwrap_or(0.0)
+            >= 2.0,
+        "{m:?}"
+    );
+    assert!(
         sample(&m, "hoop_audit_events", &[]).unwrap_or(0.0) >= 4.0,
         "{m:?}"
     );
@@ -674,4 +684,85 @@ fn after_a_replica_dies_sessions_end_cleanly_and_task_ids_stay_their_owners() {
         refused["error"]["code"], -32055,
         "bob may not use alice's task: {refused}"
     );
+}
+
+/// Replicas judge by one policy file (one ConfigMap, or one file on
+/// shared storage, as in deploy/): a change to it reaches every replica
+/// within seconds, and each says in /metrics which policy it judges by.
+#[test]
+fn a_policy_change_reaches_every_replica() {
+    let dir = scratch();
+    let schema = Schemas::unique("e2e_p");
+    let record = dir.path().join("demo.jsonl");
+    let (_demo, url) = demo_server(dir.path(), &record);
+    let key: PathBuf = dir.path().join("shared/audit-signing.key");
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    let policy = dir.path().join("shared/policy.toml");
+    std::fs::write(
+        &policy,
+        "[[rules]]\nname = \"echo\"\nanyone = true\ntools = [\"echo\"]\naction = \"allow\"\n",
+    )
+    .unwrap();
+    let (a, b) = twins(
+        dir.path(),
+        &schema.0,
+        &key,
+        Some(&policy),
+        &http_target("demo", &url),
+    );
+    let exec = |broker: &Broker| {
+        let mut c = Command::new(bin("hoop"));
+        c.args([
+            "exec",
+            "mcp",
+            "demo",
+            "--tool",
+            "echo",
+            "--args",
+            r#"{"text":"hi"}"#,
+        ])
+        .args(broker.connect_args("alice"))
+        .env("HOOP_CONFIG", empty_config(dir.path()))
+        .env_remove("HOOP_TOKEN");
+        run_bounded(c, Duration::from_secs(60))
+    };
+    let version = |replica: &str| -> Vec<String> {
+        scrape(admin_port(&dir.path().join(replica)))
+            .iter()
+            .filter(|s| s[0] == "hoop_policy_version" && s[2] == 1.0)
+            .map(|s| s[1]["version"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    for broker in [&a, &b] {
+        let out = exec(broker);
+        assert_eq!(out.status, Some(0), "allowed at first: {}", out.stderr);
+    }
+    let before = version("a");
+    assert_eq!(before, version("b"));
+
+    std::fs::write(
+        &policy,
+        "[[rules]]\nname = \"echo-frozen\"\nanyone = true\ntools = [\"echo\"]\naction = \"deny\"\nreason = \"echo is frozen\"\n",
+    )
+    .unwrap();
+    for (name, broker) in [("a", &a), ("b", &b)] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Bounded by the deadline: each replica reads the file every second.
+        loop {
+            let out = exec(broker);
+            if out.status != Some(0) {
+                assert!(
+                    out.stderr.contains("echo is frozen"),
+                    "{name}: {}",
+                    out.stderr
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "{name} still allows echo");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let after = version("a");
+    assert_ne!(after, before);
+    assert_eq!(after, version("b"), "both judge by the new policy");
 }

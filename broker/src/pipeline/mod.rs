@@ -498,6 +498,7 @@ impl Pipeline {
         let opens_session = msg.is_method("initialize") && session.is_none();
         // 8. upstream
         let derived = headers::derive(&msg, version.as_deref(), params.as_ref());
+        let sent = std::time::Instant::now();
         let reply = target
             .upstream
             .post(Outbound {
@@ -507,6 +508,9 @@ impl Pipeline {
                 session: session.as_ref().map(|s| &s.upstream),
             })
             .await;
+        self.audit
+            .metrics()
+            .upstream(&target.name, sent.elapsed().as_secs_f64());
         let mut reply = match reply {
             Ok(r) => r,
             Err(e) => {
