@@ -80,6 +80,9 @@ pub struct Metrics {
     approvals_pending: Gauge,
     connections: Gauge,
     policy: Family<PolicyLabel, Gauge>,
+    /// The version `policy` shows; held through a scrape, so that a
+    /// scrape never sees the family emptied by another's change.
+    policy_shown: std::sync::Mutex<String>,
 }
 
 impl Default for Metrics {
@@ -200,6 +203,7 @@ impl Metrics {
             approvals_pending,
             connections,
             policy,
+            policy_shown: std::sync::Mutex::default(),
         }
     }
 
@@ -286,12 +290,16 @@ impl Metrics {
         self.connections
             .set(i64::try_from(now.connections).unwrap_or(i64::MAX));
         // Only the policy in force now.
-        self.policy.clear();
-        self.policy
-            .get_or_create(&PolicyLabel {
-                version: now.policy_version.clone(),
-            })
-            .set(1);
+        let mut shown = self.policy_shown.lock().unwrap_or_else(|p| p.into_inner());
+        if *shown != now.policy_version {
+            self.policy.clear();
+            self.policy
+                .get_or_create(&PolicyLabel {
+                    version: now.policy_version.clone(),
+                })
+                .set(1);
+            shown.clone_from(&now.policy_version);
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -576,27 +576,30 @@ impl Approvals {
         }
     }
 
-    /// `request`, expired: recorded, then stored. With a store, only if
-    /// it is still open and due there, its row locked meanwhile, so one
-    /// broker of several records the expiry; `Err(Some(copy))` with the
-    /// store's copy when it was not. `Err(None)`: not recorded now.
+    /// `request`, expired: recorded, then stored. With a shared store,
+    /// only if it is still open and due there, its row locked meanwhile,
+    /// so one broker of several records the expiry; `Err(Some(copy))`
+    /// with the store's copy when it was not. `Err(None)`: not recorded
+    /// now.
     async fn expire(
         &self,
         mut request: ApprovalRequest,
         now: u64,
     ) -> Result<ApprovalRequest, Option<Box<ApprovalRequest>>> {
-        let Some(location) = self.store.clone() else {
+        let Some(location) = self.shared_store() else {
             request.state = ApprovalState::Expired;
             self.audit
                 .approval_expired(&request)
                 .await
                 .map_err(|_| None)?;
+            if let Err(e) = self.save(&request).await {
+                tracing::warn!(id = request.id, "approval expiry not stored: {}", e.message);
+            }
             return Ok(request);
         };
         let (audit, id) = (self.audit.clone(), request.id);
-        let runtime = tokio::runtime::Handle::current();
-        let outcome = tokio::task::spawn_blocking(move || {
-            BrokerStore::open(&location)?.decide_approval(id, |mut stored| {
+        let outcome = self
+            .change_locked(location, id, move |mut stored, runtime| {
                 if !stored.state.is_open() || stored.expires_at > now {
                     return Err(Some(Box::new(stored)));
                 }
@@ -606,11 +609,10 @@ impl Approvals {
                     .map_err(|_| None)?;
                 Ok(stored)
             })
-        })
-        .await;
+            .await;
         match outcome {
-            Ok(Ok(Some(decided))) => decided,
-            Ok(Ok(None)) => {
+            Ok(Some(decided)) => decided,
+            Ok(None) => {
                 // Not in the store (it cannot have been saved): ends here.
                 request.state = ApprovalState::Expired;
                 self.audit
@@ -619,14 +621,7 @@ impl Approvals {
                     .map_err(|_| None)?;
                 Ok(request)
             }
-            Ok(Err(e)) => {
-                tracing::warn!(id, "approval expiry not stored: {e:#}");
-                Err(None)
-            }
-            Err(e) => {
-                tracing::warn!(id, "approval expiry not stored: {e}");
-                Err(None)
-            }
+            Err(_) => Err(None),
         }
     }
 
@@ -643,7 +638,7 @@ impl Approvals {
             .map_err(|e| McpError::internal(format!("approval layer: {e}")))?
     }
 
-    async fn withdraw_now(&self, caller: &Caller, id: u64) -> Result<bool, McpError> {
+    async fn withdraw_now(&self, caller: &Arc<Caller>, id: u64) -> Result<bool, McpError> {
         let mut book = self.book.lock().await;
         let Some(entry) = book.open.get(&id) else {
             return Ok(false);
@@ -655,17 +650,56 @@ impl Approvals {
                 format!("approval request #{id} is not yours to withdraw"),
             ));
         }
-        let mut cancelled = entry.request.clone();
-        cancelled.state = ApprovalState::Cancelled;
-        self.audit
-            .approval_by_requester(
-                EventKind::ApprovalCancelled,
-                caller,
-                &cancelled,
-                &cancelled.exchange,
-            )
-            .await?;
-        self.save(&cancelled).await?;
+        let cancelled = match self.shared_store() {
+            // Only if it is still open in the store: a vote or an end
+            // another broker committed meanwhile is not overwritten.
+            Some(location) => {
+                let (audit, caller) = (self.audit.clone(), caller.clone());
+                let outcome = self
+                    .change_locked(location, id, move |mut stored, runtime| {
+                        if !stored.state.is_open() {
+                            return Err(Ok(Box::new(stored)));
+                        }
+                        stored.state = ApprovalState::Cancelled;
+                        let exchange = stored.exchange.clone();
+                        runtime
+                            .block_on(audit.approval_by_requester(
+                                EventKind::ApprovalCancelled,
+                                &caller,
+                                &stored,
+                                &exchange,
+                            ))
+                            .map_err(Err)?;
+                        Ok(stored)
+                    })
+                    .await?;
+                match outcome {
+                    Some(Ok(r)) => r,
+                    Some(Err(Ok(ended))) => {
+                        if book.take_in(*ended) {
+                            self.bump();
+                        }
+                        return Ok(false);
+                    }
+                    Some(Err(Err(e))) => return Err(e),
+                    None => return Ok(false),
+                }
+            }
+            None => {
+                let mut cancelled = entry.request.clone();
+                cancelled.state = ApprovalState::Cancelled;
+                self.audit
+                    .approval_by_requester(
+                        EventKind::ApprovalCancelled,
+                        caller,
+                        &cancelled,
+                        &cancelled.exchange,
+                    )
+                    .await?;
+                self.save(&cancelled).await?;
+                cancelled
+            }
+        };
         tracing::info!(id, "approval request withdrawn by its requester");
         self.announce("cancelled", &cancelled);
         self.finish(&mut book, cancelled);
@@ -707,11 +741,13 @@ impl Approvals {
         let reason = reason
             .filter(|r| !r.trim().is_empty())
             .map(|r| printable(&r));
-        let decided = match self.store.clone() {
+        let decided = match self.shared_store() {
             Some(location) => {
                 self.decide_in_store(location, approver, id, verdict, reason)
                     .await?
             }
+            // One broker: its book is the truth, and its lock keeps
+            // decisions in turn. Recorded, then stored.
             None => {
                 let Some(entry) = book.open.get(&id) else {
                     return Err(self.not_open(&book, id).await);
@@ -720,6 +756,9 @@ impl Approvals {
                     decision_on(entry.request.clone(), &approver.identity, verdict, reason)?;
                 self.audit
                     .approval_decided(approver, &decided, &decision)
+                    .await
+                    .map_err(DecideError::Unavailable)?;
+                self.save(&decided)
                     .await
                     .map_err(DecideError::Unavailable)?;
                 decided
@@ -737,11 +776,11 @@ impl Approvals {
         Ok(decided)
     }
 
-    /// A decision taken on the store's copy of request `id`, its row
-    /// locked from the read to the commit: two approvers voting at once
-    /// through two brokers sharing the store take turns, so neither vote
-    /// is lost. Recorded in the audit log under the lock, before the
-    /// decision is committed (and so before it takes effect anywhere).
+    /// A decision taken on the shared store's copy of request `id`, its
+    /// row locked from the read to the commit: two approvers voting at
+    /// once through two brokers take turns, so neither vote is lost.
+    /// Recorded in the audit log under the lock, before the decision is
+    /// committed (and so before it takes effect anywhere).
     async fn decide_in_store(
         &self,
         location: StoreLocation,
@@ -751,31 +790,47 @@ impl Approvals {
         reason: Option<String>,
     ) -> Result<ApprovalRequest, DecideError> {
         let (audit, approver) = (self.audit.clone(), approver.clone());
-        let runtime = tokio::runtime::Handle::current();
-        let outcome = tokio::task::spawn_blocking(move || {
-            BrokerStore::open(&location)?.decide_approval(id, |stored| {
+        let outcome = self
+            .change_locked(location, id, move |stored, runtime| {
                 let (decided, decision) = decision_on(stored, &approver.identity, verdict, reason)?;
                 runtime
                     .block_on(audit.approval_decided(&approver, &decided, &decision))
                     .map_err(DecideError::Unavailable)?;
                 Ok(decided)
             })
+            .await
+            .map_err(DecideError::Unavailable)?;
+        outcome.unwrap_or(Err(DecideError::NotFound(id)))
+    }
+
+    /// Runs `change` on request `id` as the shared store has it, its row
+    /// locked until what `change` returns is committed
+    /// ([`BrokerStore::decide_approval`]); `change` records in the audit
+    /// log, through the runtime it is handed, before it returns. `None`:
+    /// no such request; the inner `Err` is `change`'s own.
+    async fn change_locked<E: Send + 'static>(
+        &self,
+        location: StoreLocation,
+        id: u64,
+        change: impl FnOnce(ApprovalRequest, &tokio::runtime::Handle) -> Result<ApprovalRequest, E>
+            + Send
+            + 'static,
+    ) -> Result<Option<Result<ApprovalRequest, E>>, McpError> {
+        let runtime = tokio::runtime::Handle::current();
+        run_blocking(move || {
+            BrokerStore::open(&location)?.decide_approval(id, |stored| change(stored, &runtime))
         })
         .await
-        .map_err(|e| {
-            DecideError::Unavailable(McpError::internal(format!("approval layer: {e}")))
-        })?;
-        match outcome {
-            Ok(Some(decided)) => decided,
-            Ok(None) => Err(DecideError::NotFound(id)),
-            Err(e) => {
-                tracing::error!("approval store: {e:#}");
-                Err(DecideError::Unavailable(McpError::new(
-                    codes::AUDIT_UNAVAILABLE,
-                    "the broker cannot store approval decisions now; nothing was decided",
-                )))
-            }
-        }
+    }
+
+    /// The store other brokers share, if any: PostgreSQL. Changes to a
+    /// request there are taken under its row lock; with SQLite (one
+    /// broker) the book's lock keeps them in turn, and the database is
+    /// not held while the audit log writes.
+    fn shared_store(&self) -> Option<StoreLocation> {
+        self.store
+            .clone()
+            .filter(|s| matches!(s, StoreLocation::Postgres { .. }))
     }
 
     async fn not_open(&self, book: &Book, id: u64) -> DecideError {
@@ -987,6 +1042,10 @@ fn decision_on(
     verdict: Verdict,
     reason: Option<String>,
 ) -> Result<(ApprovalRequest, ApprovalDecision), DecideError> {
+    // An ended request is reported as such, whoever asks.
+    if !r.state.is_open() {
+        return Err(DecideError::Finished(r.id, r.state));
+    }
     check_approver(&r, who, verdict, reason.as_deref())?;
     let decision = ApprovalDecision {
         approver: who.subject.clone(),

@@ -22,11 +22,12 @@ impl BrokerStore {
     /// Records that `key` was minted for `subject`@`issuer`. The same key
     /// minted again for the same identity lives longer; for another
     /// identity it is poisoned, as in the broker's own table. Expired
-    /// handles are removed on the way.
-    pub fn save_handle(&self, key: &str, h: &StoredHandle, now: u64) -> anyhow::Result<()> {
-        self.with(|db| {
+    /// handles are removed on the way. Whether the handle is poisoned now
+    /// (minted for someone else too, through any broker).
+    pub fn save_handle(&self, key: &str, h: &StoredHandle, now: u64) -> anyhow::Result<bool> {
+        let row = self.with(|db| {
             db.execute("DELETE FROM handle WHERE expires_at <= $1", &[now.into()])?;
-            db.execute(
+            db.query_opt(
                 "INSERT INTO handle (key, subject, issuer, origin, expires_at, poisoned)
                  VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (key) DO UPDATE SET
@@ -34,7 +35,8 @@ impl BrokerStore {
                          AND handle.issuer = EXCLUDED.issuer THEN handle.poisoned ELSE 1 END,
                      expires_at = CASE WHEN handle.subject = EXCLUDED.subject
                          AND handle.issuer = EXCLUDED.issuer THEN EXCLUDED.expires_at
-                         ELSE handle.expires_at END",
+                         ELSE handle.expires_at END
+                 RETURNING poisoned",
                 &[
                     key.into(),
                     h.subject.as_str().into(),
@@ -45,7 +47,7 @@ impl BrokerStore {
                 ],
             )
         })?;
-        Ok(())
+        Ok(row.map(|r| r.int(0)).transpose()?.unwrap_or(0) != 0)
     }
 
     /// Handle `key`, unless it expired by `now`.

@@ -587,6 +587,14 @@ fn connect_postgres(url: &str, location: &StoreLocation) -> anyhow::Result<postg
     if config.get_application_name().is_none() {
         config.application_name("hoop-broker");
     }
+    // A database that went silent (its host or the network gone) is
+    // noticed in about half a minute, not at the OS's two hours: the
+    // listening connection reconnects, a locked change fails.
+    config
+        .keepalives(true)
+        .keepalives_idle(std::time::Duration::from_secs(10))
+        .keepalives_interval(std::time::Duration::from_secs(5))
+        .keepalives_retries(3);
     config.connect(postgres::NoTls).map_err(|e| {
         anyhow::anyhow!("cannot connect to the broker store {location}: {e}; check that PostgreSQL runs there and accepts the broker (the URL, its role and password, pg_hba.conf)")
     })

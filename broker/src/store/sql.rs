@@ -241,7 +241,13 @@ impl Db for Postgres {
     }
 
     fn begin_locking(&mut self) -> anyhow::Result<&'static str> {
-        self.0.batch_execute("BEGIN")?;
+        // Bounded both ways: a broker waits at most 5 s for another's
+        // lock (then the change fails, and says the store is busy), and a
+        // lock whose holder went silent (its host gone) is dropped by the
+        // server after 30 s rather than at TCP's own timeout.
+        self.0.batch_execute(
+            "BEGIN; SET LOCAL lock_timeout = '5s'; SET LOCAL idle_in_transaction_session_timeout = '30s'",
+        )?;
         Ok(" FOR UPDATE")
     }
 }

@@ -350,7 +350,7 @@ fn handles_are_kept_for_who_received_them(place: &Place) {
         expires_at,
         poisoned: false,
     };
-    s.save_handle("task\nbank\nt1", &alice(200), 100).unwrap();
+    assert!(!s.save_handle("task\nbank\nt1", &alice(200), 100).unwrap());
     // Another connection (another replica) finds it until it expires.
     let other = place.open();
     assert_eq!(
@@ -367,7 +367,10 @@ fn handles_are_kept_for_who_received_them(place: &Place) {
     // Minted for bob too: good for nobody, its life not extended.
     let mut bob = alice(900);
     bob.subject = "bob".into();
-    s.save_handle("task\nbank\nt1", &bob, 100).unwrap();
+    assert!(
+        s.save_handle("task\nbank\nt1", &bob, 100).unwrap(),
+        "poisoned"
+    );
     let poisoned = other.handle("task\nbank\nt1", 250).unwrap().unwrap();
     assert!(poisoned.poisoned);
     assert_eq!(

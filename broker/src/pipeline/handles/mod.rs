@@ -204,6 +204,14 @@ impl Inner {
         }
     }
 
+    /// Marks `key` as issued to two identities (another broker saw it
+    /// minted for someone else): refused for both from now on.
+    fn poison(&mut self, key: &Key) {
+        if let Some(e) = self.map.get_mut(key) {
+            e.poisoned = true;
+        }
+    }
+
     fn sweep(&mut self, now: Instant) {
         if self.next_sweep.is_some_and(|t| now < t) {
             return;
@@ -297,9 +305,9 @@ enum Refusal {
 pub struct HandleTable {
     inner: Mutex<Inner>,
     /// The store shared with other replicas, when there is one: handles
-    /// are written there as they are minted, and a handle this broker did
-    /// not see minted is looked up there (`shared.rs`).
-    shared: Option<StoreLocation>,
+    /// are written there as they are minted, and looked up there when
+    /// presented (`shared.rs`).
+    shared: Option<shared::SharedHandles>,
 }
 
 impl HandleTable {
@@ -310,7 +318,7 @@ impl HandleTable {
             inner: Mutex::default(),
             shared: store
                 .filter(|s| matches!(s, StoreLocation::Postgres { .. }))
-                .cloned(),
+                .map(|s| shared::SharedHandles::new(s.clone())),
         }
     }
 
@@ -501,10 +509,8 @@ impl HandleObserver {
             return;
         }
         let origin = Origin::of(&self.request);
-        if let Some(store) = &self.table.shared {
-            for (key, ttl) in &minted {
-                shared::publish(store, key, &self.owner, &origin, *ttl);
-            }
+        for (key, ttl) in &minted {
+            shared::publish(&self.table, key, &self.owner, &origin, *ttl);
         }
         let mut table = self.table.lock();
         for (key, ttl) in minted {

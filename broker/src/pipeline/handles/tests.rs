@@ -209,74 +209,131 @@ fn task_lists_show_only_the_callers_tasks() {
     assert_eq!(v["result"]["tasks"], serde_json::json!([]));
 }
 
-/// Two replicas on one PostgreSQL store (`HOOP_TEST_POSTGRES`): a task
-/// minted for alice through one is hers through the other, and bob's
-/// presenting it there is refused. Without a shared store it is unknown.
+/// A schema of the machine's PostgreSQL (`HOOP_TEST_POSTGRES`) for one
+/// test, dropped when it ends.
+struct SharedStore(StoreLocation);
+
+impl SharedStore {
+    fn new(prefix: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() % 1_000_000);
+        Self(StoreLocation::Postgres {
+            url: std::env::var("HOOP_TEST_POSTGRES")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+            schema: format!("{prefix}_{}_{nanos}", std::process::id()),
+        })
+    }
+
+    /// Waits (bounded) until the store holds `key`, as the broker writes
+    /// it behind the answer.
+    async fn holds(&self, key: &'static str) -> bool {
+        for _ in 0..100 {
+            let store = self.0.clone();
+            let there = tokio::task::spawn_blocking(move || {
+                crate::store::BrokerStore::open(&store)
+                    .and_then(|s| s.handle(key, crate::identity::now_unix()))
+            })
+            .await
+            .unwrap()
+            .unwrap();
+            if there.is_some() {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    }
+}
+
+impl Drop for SharedStore {
+    fn drop(&mut self) {
+        let StoreLocation::Postgres { url, schema } = self.0.clone() else {
+            return;
+        };
+        // The blocking client runs a runtime of its own: on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            if let Ok(mut c) = ::postgres::Client::connect(&url, ::postgres::NoTls) {
+                let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+            }
+        })
+        .join();
+    }
+}
+
+const MINTED_T9: &[u8] =
+    br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"t-9","status":"working"}}"#;
+
+/// Two replicas on one PostgreSQL store: a task minted for alice through
+/// one is hers through the other, and bob's presenting it there is
+/// refused. Without a shared store it is unknown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_minted_through_one_replica_is_its_receivers_through_another() {
-    let url = std::env::var("HOOP_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = format!("handles_{}_{}", std::process::id(), now_unix_nanos());
-    let store = StoreLocation::Postgres {
-        url: url.clone(),
-        schema: schema.clone(),
-    };
+    let store = SharedStore::new("handles");
     let (a, b) = (
-        Arc::new(HandleTable::new(Some(&store))),
-        Arc::new(HandleTable::new(Some(&store))),
+        Arc::new(HandleTable::new(Some(&store.0))),
+        Arc::new(HandleTable::new(Some(&store.0))),
     );
     let alone = HandleTable::new(None);
     let (alice, bob) = (who("alice"), who("bob"));
-    let obs = a
-        .observer(&alice, "bank", &Arc::new(call(1)))
-        .expect("a request");
-    obs.observe_bytes(br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"t-9","status":"working"}}"#);
-    let poll = task_call("tasks/get", "t-9");
-    // The write is not waited for: bounded wait for it to land.
-    let mut found = false;
-    for _ in 0..100 {
-        let lookup = store.clone();
-        let there = tokio::task::spawn_blocking(move || {
-            crate::store::BrokerStore::open(&lookup)
-                .and_then(|s| s.handle("task\nbank\nt-9", crate::identity::now_unix()))
-        })
-        .await
-        .unwrap()
-        .unwrap();
-        if there.is_some() {
-            found = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let bobs = shared::recall_and_check(&b, &bob, "bank", &poll).await;
-    let alices = shared::recall_and_check(&b, &alice, "bank", &poll).await;
-    let origin = b.check(&alice, "bank", &poll);
-    let unshared = shared::recall_and_check(&alone, &alice, "bank", &poll).await;
-    // The blocking client runs a runtime of its own: not on this one's threads.
-    let _ = tokio::task::spawn_blocking(move || {
-        if let Ok(mut c) = ::postgres::Client::connect(&url, ::postgres::NoTls) {
-            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
-        }
-    })
-    .await;
-    assert!(found, "the handle reached the shared store");
+    a.observer(&alice, "bank", &Arc::new(call(1)))
+        .expect("a request")
+        .observe_bytes(MINTED_T9);
     assert!(
-        !bobs,
+        store.holds("task\nbank\nt-9").await,
+        "the handle reached the shared store"
+    );
+    let poll = task_call("tasks/get", "t-9");
+    assert!(
+        !shared::recall_and_check(&b, &bob, "bank", &poll).await,
         "bob may not use alice's task through another replica"
     );
-    assert!(alices, "alice's task is hers through another replica");
-    let origin = origin.unwrap().expect("a task call has an origin");
+    assert!(
+        shared::recall_and_check(&b, &alice, "bank", &poll).await,
+        "alice's task is hers through another replica"
+    );
+    let origin = b.check(&alice, "bank", &poll).unwrap().expect("an origin");
     assert_eq!(
         origin.name.as_deref(),
         Some("long_report"),
         "judged as the call that started it"
     );
-    assert!(!unshared, "without a shared store it is unknown");
+    assert!(
+        !shared::recall_and_check(&alone, &alice, "bank", &poll).await,
+        "without a shared store it is unknown"
+    );
 }
 
-fn now_unix_nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() % 1_000_000)
+/// An upstream that mints one task id for alice through one replica and
+/// for bob through the other: refused to both, on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_minted_for_two_identities_through_two_replicas_is_refused_to_both() {
+    let store = SharedStore::new("poison");
+    let (a, b) = (
+        Arc::new(HandleTable::new(Some(&store.0))),
+        Arc::new(HandleTable::new(Some(&store.0))),
+    );
+    let (alice, bob) = (who("alice"), who("bob"));
+    a.observer(&alice, "bank", &Arc::new(call(1)))
+        .expect("a request")
+        .observe_bytes(MINTED_T9);
+    assert!(store.holds("task\nbank\nt-9").await);
+    b.observer(&bob, "bank", &Arc::new(call(1)))
+        .expect("a request")
+        .observe_bytes(MINTED_T9);
+    let poll = task_call("tasks/get", "t-9");
+    // Bounded: B hears back from its write behind the answer.
+    let mut refused_on_b = false;
+    for _ in 0..100 {
+        if b.check(&bob, "bank", &poll).is_err() {
+            refused_on_b = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(refused_on_b, "bob's copy on b is poisoned");
+    assert!(
+        !shared::recall_and_check(&a, &alice, "bank", &poll).await,
+        "alice's copy on a is poisoned once a looks at the store"
+    );
 }
