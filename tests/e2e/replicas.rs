@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hoop_e2e::replicas::{admin_port, replica, replica_with, Schemas};
+use hoop_e2e::replicas::{
+    admin_port, postgres_tls_url, postgres_url, replica, replica_at, replica_with, Schemas,
+};
 use hoop_e2e::stateless::rpc;
 use hoop_e2e::*;
 use serde_json::Value;
@@ -59,7 +61,7 @@ fn sample(samples: &[Value], name: &str, labels: &[(&str, &str)]) -> Option<f64>
 /// Two replicas on `schema` in `dir`/a and `dir`/b that are one service:
 /// B serves A's certificate and trusts A's dev identities (its state
 /// starts as a copy of A's), so a client may use either. Under `policy`,
-/// or the demo's.
+/// or the demo's. B reaches PostgreSQL over TLS.
 fn twins(
     dir: &Path,
     schema: &str,
@@ -75,8 +77,25 @@ fn twins(
     for f in ["signing-key.pem", "broker-cert.pem", "broker-key.pem"] {
         std::fs::copy(a.state.join(f), b_dir.join("state").join(f)).unwrap();
     }
-    let b = replica_with(&b_dir, schema, key, policy, "", rest);
+    // B reaches PostgreSQL over TLS (store, audit log and listener), A
+    // over plain TCP: both work on one truth.
+    let b = replica_at(&postgres_tls_url(), &b_dir, schema, key, policy, "", rest);
     assert_eq!(a.pin, b.pin);
+    // B's long-lived connections (its audit writer's, its listener's) are
+    // TLS sessions, as PostgreSQL itself reports them.
+    let mut psql = Command::new("psql");
+    psql.arg(postgres_url()).args([
+        "-Atc",
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND application_name LIKE 'hoop-broker%'",
+    ]);
+    let out = run_bounded(psql, Duration::from_secs(20));
+    let tls: u32 = out.stdout.trim().parse().unwrap_or(0);
+    assert!(
+        tls >= 2,
+        "b's connections over TLS: {}{}",
+        out.stdout,
+        out.stderr
+    );
     (a, b)
 }
 

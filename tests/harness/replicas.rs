@@ -15,6 +15,30 @@ pub fn postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
+/// The same PostgreSQL over TLS: by the name its certificate holds
+/// (`localhost`), verified against that certificate (the machine's
+/// PostgreSQL runs with `ssl = on` and a self-signed certificate, Debian's
+/// default).
+pub fn postgres_tls_url() -> String {
+    let mut psql = Command::new("psql");
+    psql.arg(postgres_url())
+        .args(["-Atc", "SHOW ssl; SHOW ssl_cert_file"]);
+    let out = run_bounded(psql, Duration::from_secs(20));
+    let mut lines = out.stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some("on"),
+        "the PostgreSQL at {} must run with ssl = on (Debian's default): {}",
+        postgres_url(),
+        out.stderr
+    );
+    let cert = lines.next().unwrap_or("").to_owned();
+    let url = postgres_url();
+    let (scheme_user, rest) = url.split_once('@').unwrap();
+    let (_, port_db) = rest.split_once(':').unwrap();
+    format!("{scheme_user}@localhost:{port_db}?sslmode=require&sslrootcert={cert}")
+}
+
 /// A store schema and the audit log's beside it (`<schema>_audit`),
 /// dropped at the end.
 pub struct Schemas(pub String);
@@ -62,6 +86,19 @@ pub fn replica_with(
     audit: &str,
     rest: &str,
 ) -> Broker {
+    replica_at(&postgres_url(), dir, schema, key, policy, audit, rest)
+}
+
+/// A replica as [`replica_with`], reaching PostgreSQL at `url`.
+pub fn replica_at(
+    url: &str,
+    dir: &Path,
+    schema: &str,
+    key: &Path,
+    policy: &Path,
+    audit: &str,
+    rest: &str,
+) -> Broker {
     std::fs::create_dir_all(dir).unwrap();
     let config = dir.join("broker.toml");
     std::fs::write(
@@ -69,7 +106,7 @@ pub fn replica_with(
         format!(
             "listen = \"127.0.0.1:{}\"\nstore = {{ postgres = \"{}\", schema = \"{schema}\" }}\npolicy = \"{}\"\n[admin]\nlisten = \"127.0.0.1:{}\"\n[audit]\nsigning_key = \"{}\"\nreaders = [\"eng\"]\ncheckpoint_every = 5\n{audit}\n{rest}",
             free_udp_port(),
-            postgres_url(),
+            url,
             policy.display(),
             admin_port(dir),
             key.display()

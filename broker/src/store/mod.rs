@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 pub use handles::StoredHandle;
+use hoop_audit_log::store::postgres::PostgresTarget;
 use sql::{Db, Row};
 
 mod approvals;
@@ -240,20 +241,10 @@ impl std::fmt::Display for StoreLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Sqlite(p) => write!(f, "{}", p.display()),
-            Self::Postgres { url, schema } => match url.parse::<postgres::Config>() {
-                Ok(c) => {
-                    use postgres::config::Host;
-                    let host = match c.get_hosts().first() {
-                        Some(Host::Tcp(h)) => h.clone(),
-                        #[cfg(unix)]
-                        Some(Host::Unix(p)) => p.display().to_string(),
-                        None => "localhost".into(),
-                    };
-                    let port = c.get_ports().first().copied().unwrap_or(5432);
-                    let user = c.get_user().map(|u| format!("{u}@")).unwrap_or_default();
-                    let db = c.get_dbname().unwrap_or("");
-                    write!(f, "postgres://{user}{host}:{port}/{db} (schema {schema})")
-                }
+            Self::Postgres { url, schema } => match url.parse::<PostgresTarget>() {
+                Ok(t) => f.write_str(&hoop_audit_log::store::postgres::describe(
+                    &t.config, schema,
+                )),
                 Err(_) => write!(f, "PostgreSQL (an unreadable URL; schema {schema})"),
             },
         }
@@ -576,11 +567,14 @@ fn open_postgres(
     Ok(sql::Postgres(client))
 }
 
-/// A new connection to the store's database (not yet in its schema).
+/// A new connection to the store's database (not yet in its schema), TLS
+/// when the URL asks for it (`sslmode=require`, `sslrootcert=FILE`: see
+/// `hoop_audit_log::store::postgres::connect`).
 fn connect_postgres(url: &str, location: &StoreLocation) -> anyhow::Result<postgres::Client> {
-    let mut config: postgres::Config = url.parse().map_err(|e| {
+    let target: PostgresTarget = url.parse().map_err(|e| {
         anyhow::anyhow!("the store URL is not a PostgreSQL connection string ({e}): write postgres://USER@HOST:5432/DATABASE")
     })?;
+    let mut config = target.config.clone();
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(10));
     }
@@ -595,7 +589,7 @@ fn connect_postgres(url: &str, location: &StoreLocation) -> anyhow::Result<postg
         .keepalives_idle(std::time::Duration::from_secs(10))
         .keepalives_interval(std::time::Duration::from_secs(5))
         .keepalives_retries(3);
-    config.connect(postgres::NoTls).map_err(|e| {
+    target.connect_with(&config).map_err(|e| {
         anyhow::anyhow!("cannot connect to the broker store {location}: {e}; check that PostgreSQL runs there and accepts the broker (the URL, its role and password, pg_hba.conf)")
     })
 }

@@ -5,14 +5,16 @@
 //! it, the whole batch goes in a handful of statements (arrays, `UNNEST`),
 //! whatever its length. See README.md in this folder.
 
+pub mod connect;
 mod schema;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Range;
 
+pub use connect::PostgresTarget;
 use postgres::types::ToSql;
-use postgres::{Client, GenericClient, NoTls};
+use postgres::{Client, GenericClient};
 use tlog_tiles::{stored_hash_count, Hash, HashReader};
 
 use crate::entry::{sequence_batch, SequenceError};
@@ -81,7 +83,7 @@ pub struct PostgresStore {
     /// every query. One thread uses a store at a time (the trait is `Send`,
     /// not `Sync`), so a `RefCell` is all the sharing there is.
     client: RefCell<Client>,
-    config: postgres::Config,
+    target: PostgresTarget,
     schema: String,
     location: String,
     durability: Durability,
@@ -108,20 +110,20 @@ impl PostgresStore {
         durability: Durability,
         access: Access,
     ) -> Result<Self, StoreError> {
-        let config: postgres::Config = url.parse().map_err(|e| {
+        let target: PostgresTarget = url.parse().map_err(|e| {
             StoreError::invalid(
                 "PostgreSQL",
                 format!("the store URL is not a PostgreSQL connection string ({e}): write postgres://USER@HOST:5432/DATABASE"),
             )
         })?;
-        let location = describe(&config, schema);
+        let location = describe(&target.config, schema);
         if !valid_schema_name(schema) {
             return Err(StoreError::invalid(
                 location,
                 format!("schema {schema:?}: use lower-case letters, digits and _ (at most 63)"),
             ));
         }
-        let mut client = open_client(&config, schema, durability, access, &location)?;
+        let mut client = open_client(&target, schema, durability, access, &location)?;
         let prepared = match access {
             Access::ReadWrite => Some(Prepared::on(&mut client, &location)?),
             Access::ReadOnly => None,
@@ -129,7 +131,7 @@ impl PostgresStore {
         let store = Self {
             prepared,
             client: RefCell::new(client),
-            config,
+            target,
             schema: schema.to_owned(),
             location,
             durability,
@@ -299,7 +301,7 @@ impl PostgresStore {
 
 /// `postgres://user@host:port/db (schema S)`: where the log is, never the
 /// password.
-fn describe(config: &postgres::Config, schema: &str) -> String {
+pub fn describe(config: &postgres::Config, schema: &str) -> String {
     use postgres::config::Host;
     let host = match config.get_hosts().first() {
         Some(Host::Tcp(h)) => h.clone(),
@@ -317,22 +319,20 @@ fn describe(config: &postgres::Config, schema: &str) -> String {
 }
 
 fn open_client(
-    config: &postgres::Config,
+    target: &PostgresTarget,
     schema: &str,
     durability: Durability,
     access: Access,
     location: &str,
 ) -> Result<Client, StoreError> {
-    let mut config = config.clone();
+    let mut config = target.config.clone();
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(10));
     }
     if config.get_application_name().is_none() {
         config.application_name("hoop-broker audit log");
     }
-    // TLS to PostgreSQL is not built in yet: keep the database on the
-    // broker's host or a private network (README.md in this folder).
-    let mut client = config.connect(NoTls).map_err(|e| {
+    let mut client = target.connect_with(&config).map_err(|e| {
         StoreError::new(
             StoreErrorKind::Io,
             location,
@@ -810,7 +810,7 @@ impl AuditStore for PostgresStore {
 
     fn reopen(&mut self) -> Result<(), StoreError> {
         let client = open_client(
-            &self.config,
+            &self.target,
             &self.schema,
             self.durability,
             self.access,

@@ -11,6 +11,7 @@ use super::*;
 use crate::store::tests::{conformance_suite, Harness};
 use crate::test_support::{events, MemoryHashes};
 use crate::tree;
+use postgres::NoTls;
 
 /// Where the tests find PostgreSQL.
 pub(crate) fn test_url() -> String {
@@ -291,4 +292,69 @@ fn the_lease_holder_signs_for_every_replica() {
         a.shutdown().await.unwrap();
         b.shutdown().await.unwrap();
     });
+}
+
+/// The URL of the test server by the name its TLS certificate holds,
+/// asking for TLS verified against that certificate; the server's
+/// certificate file. The machine's PostgreSQL runs with `ssl = on` and a
+/// self-signed certificate for `localhost` (Debian's default).
+pub(crate) fn tls_url() -> (String, String) {
+    let mut a = admin();
+    let on: String = a.query_one("SHOW ssl", &[]).unwrap().get(0);
+    assert_eq!(
+        on,
+        "on",
+        "the PostgreSQL at {} must run with ssl = on (Debian's default) for the TLS tests",
+        test_url()
+    );
+    let cert: String = a.query_one("SHOW ssl_cert_file", &[]).unwrap().get(0);
+    let config: postgres::Config = test_url().parse().unwrap();
+    let user = config.get_user().unwrap_or("postgres");
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().unwrap_or("test");
+    (
+        format!("postgres://{user}@localhost:{port}/{db}?sslmode=require&sslrootcert={cert}"),
+        cert,
+    )
+}
+
+#[test]
+fn tls_is_used_when_asked_and_the_servers_certificate_is_checked() {
+    let (url, _) = tls_url();
+    let guard = SchemaGuard(vec![scratch_schema()]);
+    let schema = &guard.0[0];
+    let mut w = PostgresStore::open(&url, schema, Durability::Fsync).unwrap();
+    w.append_batch(&events(0..2)).unwrap();
+    let ssl: bool = w
+        .client
+        .get_mut()
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(ssl, "the session is TLS");
+    // verify-full is what require does here.
+    let full = url.replace("sslmode=require", "sslmode=verify-full");
+    assert_eq!(
+        PostgresStore::open_read_only(&full, schema)
+            .unwrap()
+            .tree_size()
+            .unwrap(),
+        2
+    );
+    // By an address the certificate does not name: refused.
+    let by_ip = url.replace("@localhost:", "@127.0.0.1:");
+    let err = PostgresStore::open(&by_ip, schema, Durability::Os)
+        .err()
+        .expect("the certificate names localhost only");
+    assert!(err.to_string().contains("not accepted"), "{err}");
+    // Against other roots (the public CAs' bundle): an unknown issuer.
+    let (base, _) = url.split_once("&sslrootcert").unwrap();
+    let public = format!("{base}&sslrootcert=/etc/ssl/certs/ca-certificates.crt");
+    let err = PostgresStore::open(&public, schema, Durability::Os)
+        .err()
+        .expect("an unknown issuer");
+    assert!(err.to_string().contains("not accepted"), "{err}");
 }
