@@ -79,14 +79,16 @@ fn twins(
     }
     // B reaches PostgreSQL over TLS (store, audit log and listener), A
     // over plain TCP: both work on one truth.
-    let b = replica_at(&postgres_tls_url(), &b_dir, schema, key, policy, "", rest);
+    // Named after the schema, so its sessions are told from any other's.
+    let tls_url = format!("{}&application_name={schema}_b", postgres_tls_url());
+    let b = replica_at(&tls_url, &b_dir, schema, key, policy, "", rest);
     assert_eq!(a.pin, b.pin);
     // B's long-lived connections (its audit writer's, its listener's) are
     // TLS sessions, as PostgreSQL itself reports them.
     let mut psql = Command::new("psql");
     psql.arg(postgres_url()).args([
         "-Atc",
-        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND application_name LIKE 'hoop-broker%'",
+        &format!("SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND application_name = '{schema}_b'"),
     ]);
     let out = run_bounded(psql, Duration::from_secs(20));
     let tls: u32 = out.stdout.trim().parse().unwrap_or(0);
