@@ -146,8 +146,9 @@ impl PostgresTarget {
 fn with_causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
-    // Bounded: a chain of causes ends.
-    while let Some(c) = cause {
+    // Bounded: chains are short, but a cycle must not hang a connect.
+    for _ in 0..8 {
+        let Some(c) = cause else { break };
         let more = c.to_string();
         if !text.contains(&more) {
             text.push_str(": ");
