@@ -78,9 +78,10 @@ impl std::str::FromStr for PostgresTarget {
                 .collect::<Vec<_>>()
                 .join(" "),
         };
+        // The driver's own words name the option only among the causes.
         let config = rewritten
             .parse::<postgres::Config>()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| with_causes(&e))?;
         Ok(Self { config, root_cert })
     }
 }
@@ -94,6 +95,12 @@ impl PostgresTarget {
     /// Connects with `config` (this target's, with whatever the caller set
     /// on a copy: timeouts, application name).
     pub fn connect_with(&self, config: &postgres::Config) -> Result<Client, String> {
+        let mut config = config.clone();
+        // The server's notices ("schema … already exists, skipping") are
+        // not news to an operator: debug, not the driver's default info.
+        config.notice_callback(|notice| {
+            tracing::debug!("PostgreSQL: {}: {}", notice.severity(), notice.message())
+        });
         if !self.tls() {
             return config.connect(NoTls).map_err(|e| with_causes(&e));
         }
@@ -198,6 +205,10 @@ mod tests {
         assert!(!t.tls(), "roots alone do not ask for TLS");
         let t: PostgresTarget = "postgres://hoop@db/hoop".parse().unwrap();
         assert!(!t.tls());
+        let e = "postgres://hoop@db/hoop?sslmode=requre"
+            .parse::<PostgresTarget>()
+            .unwrap_err();
+        assert!(e.contains("sslmode"), "names the option: {e}");
         assert!("postgres://hoop@db/hoop?bogus=1"
             .parse::<PostgresTarget>()
             .is_err());
