@@ -588,6 +588,14 @@ impl BrokerConfig {
                 "[audit] checkpoint_every and checkpoint_interval_secs must be at least 1"
             );
         }
+        // Both become deadlines (an instant plus them): bounded, so the
+        // arithmetic cannot overflow at shutdown or at a checkpoint.
+        if self.audit.checkpoint_interval_secs > 86_400 {
+            anyhow::bail!("[audit] checkpoint_interval_secs must be at most 86400 (a day); signed checkpoints are what an examiner verifies against");
+        }
+        if self.drain_secs.is_some_and(|d| d > 3_600) {
+            anyhow::bail!("drain_secs must be at most 3600; Kubernetes gives a pod 30 s by default (terminationGracePeriodSeconds)");
+        }
         if let Some(o) = &self.audit.origin {
             if o.is_empty() || o.contains(char::is_whitespace) || o.contains('+') {
                 anyhow::bail!("[audit] origin {o:?} must be non-empty, without spaces or '+' (it names the signing key), e.g. \"bank.example/hoop/audit\"");

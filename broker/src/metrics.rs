@@ -220,6 +220,13 @@ impl Metrics {
 
     /// A client message refused, with the JSON-RPC code it was refused with.
     pub fn refusal(&self, target: &str, code: i64) {
+        // A target the broker does not serve is the client's own words: one
+        // label for all of them, or any client could grow the series.
+        let target = if code == crate::mcp::error::codes::UNKNOWN_TARGET {
+            "unknown"
+        } else {
+            target
+        };
         self.refusals
             .get_or_create(&RefusalLabels {
                 target: target.to_owned(),
@@ -231,11 +238,14 @@ impl Metrics {
     /// A token refused; `reason` is the broker's own precise words, sorted
     /// into a few kinds here.
     pub fn auth_failure(&self, reason: &str) {
+        // The words come from the verifier and its crates ("token expired",
+        // jsonwebtoken's "ExpiredSignature"): compared without case.
+        let reason = reason.to_ascii_lowercase();
         let kind = if reason.contains("revoked") {
             "revoked"
         } else if reason.contains("expired") {
             "expired"
-        } else if reason.contains("Hello") {
+        } else if reason.contains("hello") {
             "malformed"
         } else {
             "invalid_token"

@@ -221,7 +221,7 @@ async fn start_inner(
                 };
                 let location = location.clone();
                 let version = tokio::task::spawn_blocking(move || {
-                    BrokerStore::open(&location)?.approvals_version()
+                    BrokerStore::open(&location)?.version(Topic::Approvals)
                 })
                 .await;
                 match version {

@@ -149,7 +149,10 @@ async fn measure(setup: Setup, rounds: usize) {
     let target = format!(
         "[targets.bench]\ntransport = \"http\"\nurl = \"{url}\"\n[approvals]\nhold_secs = 60\n"
     );
-    let (label, brokers, _schemas) = match setup {
+    // Declared before the brokers, so dropped after them: the schemas go
+    // once no broker writes to them (unused by one broker: dropping none).
+    let schemas = Schemas::unique("bench");
+    let (label, brokers) = match setup {
         Setup::One { durability } => {
             let broker = Broker::start(
                 dir.path(),
@@ -158,14 +161,9 @@ async fn measure(setup: Setup, rounds: usize) {
                     policy.display()
                 ),
             );
-            (
-                format!("one broker, durability {durability}"),
-                vec![broker],
-                None,
-            )
+            (format!("one broker, durability {durability}"), vec![broker])
         }
         Setup::Replicas => {
-            let schemas = Schemas::unique("bench");
             let key = dir.path().join("audit-signing.key");
             let audit = "durability = \"os\"";
             let held_on = replica_with(
@@ -187,7 +185,6 @@ async fn measure(setup: Setup, rounds: usize) {
             (
                 "two brokers on PostgreSQL, held on one, granted through the other".to_owned(),
                 vec![held_on, decided_on],
-                Some(schemas),
             )
         }
     };

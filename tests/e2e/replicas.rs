@@ -486,9 +486,11 @@ fn when_a_replica_is_killed_the_cli_goes_on_through_the_other() {
         &call_tool(&url, 1, "echo", r#"{"text":"through a replica"}"#).1
     ));
     let killed = Arc::new(AtomicBool::new(false));
+    // Clients with an answered call: the kill waits for all four.
+    let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let clients: Vec<_> = (0..4)
         .map(|client| {
-            let (url, killed) = (url.clone(), killed.clone());
+            let (url, killed, running) = (url.clone(), killed.clone(), running.clone());
             std::thread::spawn(move || {
                 // (text, answered, started after the kill)
                 let mut calls: Vec<(String, bool, bool)> = Vec::new();
@@ -503,6 +505,9 @@ fn when_a_replica_is_killed_the_cli_goes_on_through_the_other() {
                         && msgs
                             .iter()
                             .any(|m| m["result"]["content"][0]["text"] == text.as_str());
+                    if answered && !calls.iter().any(|c: &(String, bool, bool)| c.1) {
+                        running.fetch_add(1, Ordering::SeqCst);
+                    }
                     calls.push((text, answered, after));
                     if calls.iter().filter(|(_, ok, after)| *ok && *after).count() >= 5 {
                         break;
@@ -512,7 +517,14 @@ fn when_a_replica_is_killed_the_cli_goes_on_through_the_other() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(700));
+    // Bounded: 30 s for the four clients to be under way.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running.load(Ordering::SeqCst) < 4 {
+        assert!(Instant::now() < deadline, "the clients never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A few more calls each in flight, then the kill.
+    std::thread::sleep(Duration::from_millis(100));
     a.proc.kill();
     killed.store(true, Ordering::SeqCst);
     let out = exec("after");

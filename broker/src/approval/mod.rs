@@ -621,7 +621,14 @@ impl Approvals {
                     .map_err(|_| None)?;
                 Ok(request)
             }
-            Err(_) => Err(None),
+            Err(e) => {
+                tracing::warn!(
+                    id,
+                    "approval expiry not recorded now, tried again at the next sweep: {}",
+                    e.message
+                );
+                Err(None)
+            }
         }
     }
 

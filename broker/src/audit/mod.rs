@@ -189,13 +189,9 @@ impl Audit {
         approval: Option<u64>,
     ) -> Result<(), McpError> {
         let mut e = self.exchange_event(EventKind::Request, f);
+        let decided = decision_name(decision);
         e.approval = approval;
-        e.decision = Some(decision_name(decision));
-        self.metrics.call(
-            f.target,
-            f.msg.method.as_deref().unwrap_or("response"),
-            decision_name(decision),
-        );
+        e.decision = Some(decided);
         e.rule = Some(decision.rule());
         e.masking = masker.name();
         e.bytes = Some(body.len());
@@ -205,7 +201,15 @@ impl Audit {
                 self.record(&e, Some(&masked)).await
             }
             None => self.record(&e, Some(body)).await,
-        }
+        }?;
+        // Counted once recorded: a call the log could not take is counted
+        // as the refusal it becomes, not as a call too.
+        self.metrics.call(
+            f.target,
+            f.msg.method.as_deref().unwrap_or("response"),
+            decided,
+        );
+        Ok(())
     }
 
     /// A client message the broker refused: never forwarded. `session`:
@@ -287,13 +291,17 @@ impl Audit {
             let (outcome, code) = outcome_of(m);
             e.outcome = Some(outcome.as_str());
             e.error_code = code;
-            self.metrics
-                .answer(f.target, outcome.as_str(), f.exchange.latency_us());
         }
         e.bytes = Some(bytes.len());
         e.masked = masked;
         let line = event::one_line(bytes, m.value());
-        self.record(&e, Some(&line)).await.map(drop)
+        self.record(&e, Some(&line)).await?;
+        // Counted once recorded, as the call is.
+        if let Some(outcome) = e.outcome {
+            self.metrics
+                .answer(f.target, outcome, f.exchange.latency_us());
+        }
+        Ok(())
     }
 
     /// An upstream message masking could not handle: not delivered, and

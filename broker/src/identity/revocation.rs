@@ -137,7 +137,7 @@ fn poll_store(
         None => store.insert(BrokerStore::open(path)?),
     };
     let result = (|| {
-        let version = s.admin_version()?;
+        let version = s.version(Topic::Admin)?;
         if Some(version) == last_version && !due {
             return Ok(None);
         }

@@ -7,27 +7,11 @@ use super::BrokerStore;
 use crate::approval::{ApprovalRequest, ApprovalState};
 
 impl BrokerStore {
-    /// Changes whenever any broker sharing the store saves or releases
-    /// an approval request: what the brokers poll to follow each other's
-    /// requests and decisions.
-    pub fn approvals_version(&self) -> anyhow::Result<i64> {
-        self.with(|db| {
-            Ok(db
-                .query_opt(
-                    "SELECT version FROM store_state WHERE key = 'approvals'",
-                    &[],
-                )?
-                .map(|r| r.int(0))
-                .transpose()?
-                .unwrap_or(0))
-        })
-    }
-
     /// Inserts or replaces `r`.
     pub fn save_approval(&self, r: &ApprovalRequest) -> anyhow::Result<()> {
         let body = serde_json::to_string(r)?;
         self.in_tx(|db| {
-            bump_approvals(db)?;
+            super::bump_version(db, super::changes::Topic::Approvals)?;
             db.execute(
                 "INSERT INTO approval (id, state, binding, created_at, expires_at, body)
                  VALUES ($1, $2, $3, $4, $5, $6)
@@ -60,7 +44,7 @@ impl BrokerStore {
                 ],
             )?;
             if n == 1 {
-                bump_approvals(db)?;
+                super::bump_version(db, super::changes::Topic::Approvals)?;
             }
             Ok(n)
         })?;
@@ -222,7 +206,7 @@ fn decide_locked<E>(
         Ok(r) => r,
         Err(e) => return Ok(Some(Err(e))),
     };
-    bump_approvals(db)?;
+    super::bump_version(db, super::changes::Topic::Approvals)?;
     db.execute(
         "UPDATE approval SET state = $2, expires_at = $3, body = $4 WHERE id = $1",
         &[
@@ -233,8 +217,4 @@ fn decide_locked<E>(
         ],
     )?;
     Ok(Some(Ok(decided)))
-}
-
-fn bump_approvals(db: &mut dyn super::sql::Db) -> anyhow::Result<()> {
-    super::bump_version(db, super::changes::Topic::Approvals)
 }

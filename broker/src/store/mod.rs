@@ -175,15 +175,11 @@ pub enum StoreLocation {
     Postgres { url: String, schema: String },
 }
 
-impl From<PathBuf> for StoreLocation {
-    fn from(p: PathBuf) -> Self {
-        Self::Sqlite(p)
-    }
-}
-
-impl From<&Path> for StoreLocation {
-    fn from(p: &Path) -> Self {
-        Self::Sqlite(p.to_owned())
+impl StoreLocation {
+    /// Whether other brokers may share this store (PostgreSQL): changes
+    /// are then taken under row locks and announced, handles shared.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Self::Postgres { .. })
     }
 }
 
@@ -213,7 +209,8 @@ impl<'de> serde::Deserialize<'de> for StoreLocation {
                 let schema = p.schema.unwrap_or_else(|| DEFAULT_POSTGRES_SCHEMA.into());
                 if !hoop_audit_log::store::postgres::valid_schema_name(&schema) {
                     return Err(serde::de::Error::custom(format!(
-                        "store schema {schema:?}: use lower-case letters, digits and _ (at most 63)"
+                        "store schema {schema:?}: {}",
+                        hoop_audit_log::store::postgres::SCHEMA_NAME_RULE
                     )));
                 }
                 Self::Postgres {
@@ -293,6 +290,11 @@ impl Drop for BrokerStore {
         let Some(Backend::Postgres(sql::Postgres(client))) = self.backend.get_mut().take() else {
             return;
         };
+        // A panic may have left a transaction (and its row locks) open on
+        // it: such a connection is closed, not handed to the next user.
+        if std::thread::panicking() {
+            return;
+        }
         if client.is_closed() {
             return;
         }
@@ -400,13 +402,17 @@ impl BrokerStore {
         })
     }
 
-    /// Changes whenever an administrator changes what the brokers enforce
-    /// (a revocation added or lifted, a tool definition accepted), from any
-    /// process or replica: what the brokers' watchers poll.
-    pub fn admin_version(&self) -> anyhow::Result<i64> {
+    /// The change counter of `topic`: it changes whenever any process
+    /// or replica commits a change of that kind (admin: a revocation
+    /// added or lifted, a tool definition accepted; approvals: a request
+    /// saved or released). What the brokers' watchers poll.
+    pub fn version(&self, topic: changes::Topic) -> anyhow::Result<i64> {
         self.with(|db| {
             Ok(db
-                .query_opt("SELECT version FROM store_state WHERE key = 'admin'", &[])?
+                .query_opt(
+                    "SELECT version FROM store_state WHERE key = $1",
+                    &[topic.key().into()],
+                )?
                 .map(|r| r.int(0))
                 .transpose()?
                 .unwrap_or(0))
@@ -429,7 +435,7 @@ impl BrokerStore {
                     ],
                 )?
                 .ok_or_else(|| anyhow::anyhow!("the revocation was not stored"))?;
-            bump_admin_version(db)?;
+            bump_version(db, changes::Topic::Admin)?;
             row.int(0)
         })?;
         self.revocation(id)?
@@ -444,7 +450,7 @@ impl BrokerStore {
                 &[id.into(), now.into()],
             )?;
             if n == 1 {
-                bump_admin_version(db)?;
+                bump_version(db, changes::Topic::Admin)?;
             }
             Ok(n == 1)
         })
@@ -478,10 +484,6 @@ impl BrokerStore {
         }
         Ok(out)
     }
-}
-
-fn bump_admin_version(db: &mut dyn Db) -> anyhow::Result<()> {
-    bump_version(db, changes::Topic::Admin)
 }
 
 /// Counts a change to `topic` and tells the other brokers (at commit).
@@ -537,7 +539,10 @@ fn open_postgres(
     location: &StoreLocation,
 ) -> anyhow::Result<sql::Postgres> {
     if !hoop_audit_log::store::postgres::valid_schema_name(schema) {
-        anyhow::bail!("store schema {schema:?}: use lower-case letters, digits and _ (at most 63)");
+        anyhow::bail!(
+            "store schema {schema:?}: {}",
+            hoop_audit_log::store::postgres::SCHEMA_NAME_RULE
+        );
     }
     let key = (url.to_owned(), schema.to_owned());
     let pooled = POSTGRES_POOL
@@ -709,7 +714,7 @@ impl BrokerStore {
                 ],
             )?;
             if n > 0 {
-                bump_admin_version(db)?;
+                bump_version(db, changes::Topic::Admin)?;
             }
             Ok(n)
         })?;

@@ -155,7 +155,7 @@ fn revocations_round_trip_expire_and_lift(place: &Place) {
 /// process's, another replica's) change moves the version this one reads.
 fn another_connection_sees_a_revocation(place: &Place) {
     let watcher = place.open();
-    let v0 = watcher.admin_version().unwrap();
+    let v0 = watcher.version(changes::Topic::Admin).unwrap();
     let admin = place.open();
     let r = admin
         .add_revocation(
@@ -169,15 +169,15 @@ fn another_connection_sees_a_revocation(place: &Place) {
             10,
         )
         .unwrap();
-    let v1 = watcher.admin_version().unwrap();
+    let v1 = watcher.version(changes::Topic::Admin).unwrap();
     assert_ne!(v1, v0);
     assert_eq!(watcher.revocations(false, 11).unwrap()[0].subject, "dave");
     assert!(admin.lift_revocation(r.id, 12).unwrap());
-    assert_ne!(watcher.admin_version().unwrap(), v1);
+    assert_ne!(watcher.version(changes::Topic::Admin).unwrap(), v1);
     // Nothing changed, nothing moves.
-    let v2 = watcher.admin_version().unwrap();
+    let v2 = watcher.version(changes::Topic::Admin).unwrap();
     assert!(!admin.lift_revocation(r.id, 13).unwrap());
-    assert_eq!(watcher.admin_version().unwrap(), v2);
+    assert_eq!(watcher.version(changes::Topic::Admin).unwrap(), v2);
 }
 
 fn tool_definitions_are_baselined_seen_and_accepted(place: &Place) {
@@ -210,14 +210,14 @@ fn tool_definitions_are_baselined_seen_and_accepted(place: &Place) {
     assert_eq!(s.tool_status(None).unwrap().len(), 3);
     // Accepting what is already accepted changes nothing; accepting moves
     // the version the brokers watch, so they reload what was accepted.
-    let v0 = s.admin_version().unwrap();
+    let v0 = s.version(changes::Topic::Admin).unwrap();
     assert_eq!(
         s.accept_tools("files", Some("write"), "admin", 3).unwrap(),
         0
     );
-    assert_eq!(s.admin_version().unwrap(), v0);
+    assert_eq!(s.version(changes::Topic::Admin).unwrap(), v0);
     assert_eq!(s.accept_tools("files", None, "admin", 3).unwrap(), 1);
-    assert_ne!(s.admin_version().unwrap(), v0);
+    assert_ne!(s.version(changes::Topic::Admin).unwrap(), v0);
     let status = s.tool_status(Some("files")).unwrap();
     assert_eq!(status[0].accepted.as_deref(), Some("h2"));
     assert_eq!(s.accept_tools("nope", None, "admin", 3).unwrap(), 0);
@@ -443,7 +443,9 @@ fn a_postgres_location_reads_without_its_password() {
         url: "postgres://hoop@127.0.0.1:9/x".into(),
         schema: "a;drop".into(),
     };
-    assert!(BrokerStore::open(&unsafe_schema).is_err());
+    // Refused for its name, before any connection is tried.
+    let err = BrokerStore::open(&unsafe_schema).err().unwrap();
+    assert!(err.to_string().contains("store schema"), "{err}");
 }
 
 /// On PostgreSQL a committed change wakes the watchers of other brokers

@@ -49,7 +49,16 @@ pub async fn run(args: ConnectArgs) -> Result<(), CommandError> {
         .map_err(|e| CommandError::from(e).for_login(&resolved.login))?;
     // A target the broker does not have is a typo to say now, not an
     // endpoint that answers every request with an error.
-    if let Some(names) = super::targets::target_names(&tunnel).await {
+    // The catalog asks every upstream for its tools: a slow one must not
+    // hold up the endpoint, so past a few seconds nothing is concluded.
+    let names = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        super::targets::target_names(&tunnel),
+    )
+    .await
+    .ok()
+    .flatten();
+    if let Some(names) = names {
         if !names.contains(&args.target) {
             tunnel.close().await;
             return Err(CommandError::usage(anyhow::anyhow!(

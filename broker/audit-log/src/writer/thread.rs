@@ -455,7 +455,10 @@ impl Writer {
         // the lease signs; the others take stock of what it signed and look
         // again later. A lease is renewed only by signing, so a holder that
         // stops writing lets another cover the events it does not see.
-        let ttl = (self.checkpoint_interval * 2).max(Duration::from_secs(2));
+        let ttl = self
+            .checkpoint_interval
+            .saturating_mul(2)
+            .max(Duration::from_secs(2));
         match self.store.take_signing_lease(&self.lease_holder, ttl) {
             Ok(true) => {
                 let _ = self.checkpoint();

@@ -317,7 +317,7 @@ impl HandleTable {
         Self {
             inner: Mutex::default(),
             shared: store
-                .filter(|s| matches!(s, StoreLocation::Postgres { .. }))
+                .filter(|s| s.is_shared())
                 .map(|s| shared::SharedHandles::new(s.clone())),
         }
     }
@@ -509,13 +509,15 @@ impl HandleObserver {
             return;
         }
         let origin = Origin::of(&self.request);
-        for (key, ttl) in &minted {
-            shared::publish(&self.table, key, &self.owner, &origin, *ttl);
+        {
+            let mut table = self.table.lock();
+            for (key, ttl) in &minted {
+                table.insert(key.clone(), self.owner.clone(), origin.clone(), *ttl);
+            }
         }
-        let mut table = self.table.lock();
-        for (key, ttl) in minted {
-            table.insert(key, self.owner.clone(), origin.clone(), ttl);
-        }
+        // After the entries exist: a store that says "minted for someone
+        // else too" poisons them, and cannot answer before they are there.
+        shared::publish(&self.table, &minted, &self.owner, &origin);
     }
 }
 

@@ -57,15 +57,14 @@ impl Key {
     }
 }
 
-/// Writes `key`, minted for `owner` by the call `origin`, to the store
-/// `table` shares, off the request path; poisons it in `table` when the
-/// store says it was minted for someone else too.
+/// Writes the handles `minted` for `owner` by the call `origin` to the
+/// store `table` shares, off the request path; poisons one in `table`
+/// when the store says it was minted for someone else too.
 pub(super) fn publish(
     table: &Arc<HandleTable>,
-    key: &Key,
+    minted: &[(Key, Duration)],
     owner: &Owner,
     origin: &Origin,
-    ttl: Duration,
 ) {
     let Some(shared) = &table.shared else {
         return;
@@ -85,26 +84,40 @@ pub(super) fn publish(
         }
     };
     let now = now_unix();
-    let handle = StoredHandle {
-        subject: owner.subject.clone(),
-        issuer: owner.issuer.clone(),
-        origin,
-        expires_at: now.saturating_add(ttl.as_secs()),
-        poisoned: false,
-    };
-    let (store, table, key) = (shared.store.clone(), table.clone(), key.clone());
+    let handles: Vec<(Key, StoredHandle)> = minted
+        .iter()
+        .map(|(key, ttl)| {
+            let handle = StoredHandle {
+                subject: owner.subject.clone(),
+                issuer: owner.issuer.clone(),
+                origin: origin.clone(),
+                expires_at: now.saturating_add(ttl.as_secs()),
+                poisoned: false,
+            };
+            (key.clone(), handle)
+        })
+        .collect();
+    let (store, table) = (shared.store.clone(), table.clone());
     runtime.spawn_blocking(move || {
-        let saved = BrokerStore::open(&store).and_then(|s| s.save_handle(&key.stored(), &handle, now));
-        match saved {
-            Ok(false) => {}
-            Ok(true) => {
-                tracing::warn!(subject = %handle.subject,
-                    "upstream issued the same handle to two identities (through two brokers); refusing it for both");
-                table.lock().poison(&key);
+        let store = match BrokerStore::open(&store) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("handles not shared with the other brokers ({e:#}); only this broker honours them");
+                return;
             }
-            Err(e) => tracing::warn!(
-                "a handle was not shared with the other brokers ({e:#}); only this broker honours it"
-            ),
+        };
+        for (key, handle) in handles {
+            match store.save_handle(&key.stored(), &handle, now) {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::warn!(subject = %handle.subject,
+                        "upstream issued the same handle to two identities (through two brokers); refusing it for both");
+                    table.lock().poison(&key);
+                }
+                Err(e) => tracing::warn!(
+                    "a handle was not shared with the other brokers ({e:#}); only this broker honours it"
+                ),
+            }
         }
     });
 }
@@ -130,15 +143,11 @@ impl HandleTable {
                 BrokerStore::open(&store).and_then(|s| s.handle(&stored_key, now))
             })
             .await;
-            let handle = match found {
-                Ok(Ok(Some(h))) => h,
-                Ok(Ok(None)) => continue,
-                Ok(Err(e)) => {
-                    tracing::warn!("cannot look up a handle in the shared store: {e:#}");
-                    continue;
-                }
+            let handle = match found.map_err(anyhow::Error::from).and_then(|f| f) {
+                Ok(Some(h)) => h,
+                Ok(None) => continue,
                 Err(e) => {
-                    tracing::warn!("cannot look up a handle in the shared store: {e}");
+                    tracing::warn!("cannot look up a handle in the shared store: {e:#}");
                     continue;
                 }
             };

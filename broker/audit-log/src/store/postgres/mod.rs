@@ -24,7 +24,7 @@ use crate::store::{
     MAX_SEARCH_LIMIT,
 };
 use schema::pg_error;
-pub use schema::valid_schema_name;
+pub use schema::{valid_schema_name, SCHEMA_NAME_RULE};
 
 /// The schema the log's tables live in unless the config names another.
 pub const DEFAULT_SCHEMA: &str = "hoop_audit";
@@ -120,7 +120,7 @@ impl PostgresStore {
         if !valid_schema_name(schema) {
             return Err(StoreError::invalid(
                 location,
-                format!("schema {schema:?}: use lower-case letters, digits and _ (at most 63)"),
+                format!("schema {schema:?}: {}", schema::SCHEMA_NAME_RULE),
             ));
         }
         let mut client = open_client(&target, schema, durability, access, &location)?;

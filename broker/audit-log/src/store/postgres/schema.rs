@@ -81,6 +81,10 @@ const MIGRATION_LOCK: (i32, i32) = (0x686f_6f70, 0x6175_6469);
 /// A PostgreSQL schema name hoop accepts: lower-case letters, digits and
 /// `_`, not starting with a digit, at most 63 bytes. It goes into SQL as
 /// an identifier, so nothing else is let through.
+/// What [`valid_schema_name`] asks, for the error that refuses a name.
+pub const SCHEMA_NAME_RULE: &str =
+    "use lower-case letters, digits and _, not starting with a digit, at most 63 (e.g. hoop)";
+
 pub fn valid_schema_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
