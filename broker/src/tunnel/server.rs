@@ -51,7 +51,8 @@ pub struct TunnelServer {
     pub max_frame_len: usize,
     /// Authenticated connections, so a revocation can end them.
     pub live: LiveConnections,
-    /// Exchanges between their Open and their Close, for draining.
+    /// Exchanges between their Open and their Close, for draining (listen
+    /// streams, which last as long as their client, are not counted).
     pub in_flight: std::sync::atomic::AtomicUsize,
     /// Set when the broker stops: no new connections, `/readyz` says so.
     pub draining: std::sync::atomic::AtomicBool,
@@ -512,7 +513,9 @@ impl TunnelServer {
         } else {
             None
         };
-        let _in_flight = InFlight::new(&self.in_flight);
+        // A listen (GET) stream lasts as long as its client listens: it is
+        // ended by the drain's close, not waited for.
+        let _in_flight = (open.kind != StreamKind::Listen).then(|| InFlight::new(&self.in_flight));
         // The client sends nothing more until it has the whole reply, and
         // resets the stream when its own client goes away. From here on that
         // reset drops the exchange, which cancels the upstream work, also
