@@ -506,6 +506,25 @@ fn a_broker_killed_under_load_loses_no_call_whose_answer_was_delivered() {
         std::thread::spawn(move || load_until_broken(&url, 6))
     };
     std::thread::sleep(Duration::from_millis(2500));
+    // What runs behind the journal steps aside for the request path under
+    // load (broker/audit-log/src/background.rs); the rest does not.
+    let policies = thread_policies(broker.proc.pid());
+    for thread in ["audit-writer", "audit-notifier", "audit-wal"] {
+        let found: Vec<_> = policies.iter().filter(|(n, _)| n == thread).collect();
+        assert!(!found.is_empty(), "no {thread} thread in {policies:?}");
+        assert!(
+            found.iter().all(|(_, p)| *p == SCHED_IDLE),
+            "{thread} is not SCHED_IDLE: {policies:?}"
+        );
+    }
+    let workers: Vec<_> = policies
+        .iter()
+        .filter(|(n, _)| n == "tokio-rt-worker")
+        .collect();
+    assert!(
+        !workers.is_empty() && workers.iter().all(|(_, p)| *p == 0),
+        "the request path runs at normal priority: {policies:?}"
+    );
     broker.proc.kill();
     let answered = load.join().unwrap();
     assert!(answered.len() > 20, "the load ran: {}", answered.len());
@@ -552,6 +571,32 @@ fn a_broker_killed_under_load_loses_no_call_whose_answer_was_delivered() {
         assert!(requested.contains(text), "request of {text} missing");
         assert!(responded.contains(text), "response of {text} missing");
     }
+}
+
+/// Linux's number for `SCHED_IDLE`.
+const SCHED_IDLE: u32 = 5;
+
+/// Each thread of process `pid`: its name and scheduling policy, from
+/// `/proc/PID/task/TID/stat` (the policy is field 41; the name, in
+/// parentheses, may hold spaces, so fields are counted after its `)`).
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let policy = stat[close + 1..]
+            .split_whitespace()
+            .nth(41 - 3)
+            .and_then(|f| f.parse().ok())
+            .unwrap();
+        out.push((name, policy));
+    }
+    out
 }
 
 /// A 4 MiB tmpfs at `at`, or `None` where this process may not mount.

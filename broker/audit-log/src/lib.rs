@@ -17,6 +17,7 @@
 //! - [`export`]: the JSON-lines export; [`verify`]: checking an export
 //!   offline, or a whole store.
 
+mod background;
 pub mod checkpoint;
 pub mod entry;
 pub mod export;

@@ -155,11 +155,22 @@ impl Writer {
 
     pub(super) fn run(mut self, commands: mpsc::Receiver<Command>) {
         let _close = CloseOnExit(self.state.clone());
+        // Without the journal, appends wait for this thread: it is on the
+        // request path and keeps its priority.
+        let behind = self.journal.is_some();
+        if behind {
+            crate::background::step_aside("audit-writer");
+        }
         let (notifier, deliveries) = mpsc::channel::<Delivery>();
         let started = std::thread::Builder::new()
             .name("audit-notifier".into())
             // Ends when the writer drops its sender, after the last answer.
-            .spawn(move || deliveries.into_iter().for_each(|deliver| deliver()));
+            .spawn(move || {
+                if behind {
+                    crate::background::step_aside("audit-notifier");
+                }
+                deliveries.into_iter().for_each(|deliver| deliver());
+            });
         self.notifier = started.is_ok().then_some(notifier);
         // A command met while draining appends, handled after their commit.
         let mut held: Option<Command> = None;

@@ -52,7 +52,11 @@ impl Checkpointer {
         let (nudge, nudged) = mpsc::sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
             .name("audit-wal".into())
-            .spawn(move || run(&conn, &nudged))
+            .spawn(move || {
+                // PASSIVE: nothing ever waits for it (see `background`).
+                crate::background::step_aside("audit-wal");
+                run(&conn, &nudged)
+            })
             .ok()?;
         Some(Self {
             nudge: Some(nudge),
