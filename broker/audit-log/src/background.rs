@@ -29,7 +29,12 @@ pub(crate) fn step_aside(thread: &str) {
         if let Err(e) =
             set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle)
         {
-            tracing::debug!("{thread}: keeps normal priority: {e:?}");
+            // Recording still works; only its cost to calls' tail returns.
+            tracing::warn!(
+                "{thread}: cannot run under SCHED_IDLE ({e:?}), so it keeps normal priority \
+                 and may add to calls' tail latency; if a seccomp profile refuses \
+                 sched_setscheduler, allow it for hoop-broker"
+            );
         }
     }
     #[cfg(not(target_os = "linux"))]
