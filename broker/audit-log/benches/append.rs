@@ -7,6 +7,8 @@
 #![allow(clippy::unwrap_used)] // a benchmark: a failure should panic
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -36,8 +38,17 @@ impl Drop for TempDir {
     }
 }
 
-/// An `mcp.request` event of about 600 bytes, as the broker records one.
+/// An `mcp.request` event of about 600 bytes, as the broker records one:
+/// exchange `i` from one counter shared by every task and the time now, as
+/// the broker stamps them, so both index columns grow as they do in a real
+/// log. (Numbering each task's events from its own range instead scatters
+/// the `time_ns` and `exchange` index inserts over the whole index, and a
+/// batch of 4,096 rewrote ~3,600 old index pages; no broker writes that.)
 fn event(i: u64) -> PendingEntry {
+    let time_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
     let fields = format!(
         concat!(
             r#"{{"v":1,"time":"2026-12-03T09:25:53.{:09}Z","type":"mcp.request","exchange":"{:016x}","#,
@@ -47,7 +58,7 @@ fn event(i: u64) -> PendingEntry {
             r#""decision":"allow","rule":"payments-read","bytes":180,"#,
             r#""message":{{"jsonrpc":"2.0","id":{},"method":"tools/call","params":{{"name":"read_file","arguments":{{"path":"/srv/reports/2026-12-03.csv"}}}}}}}}"#
         ),
-        i % 1_000_000_000,
+        time_ns % 1_000_000_000,
         i,
         i,
         i
@@ -56,7 +67,7 @@ fn event(i: u64) -> PendingEntry {
         fields: fields.into_bytes(),
         bodies: Vec::new(),
         index: EntryIndex {
-            time_ns: i as i64,
+            time_ns,
             kind: "mcp.request".into(),
             subject: Some("alice@bank.example".into()),
             target: Some("files".into()),
@@ -68,25 +79,26 @@ fn event(i: u64) -> PendingEntry {
     }
 }
 
-/// `iters` appends spread over `APPENDERS` tasks; the time until all are durable.
-async fn append_many(log: &AuditLog, iters: u64, next: &mut u64) -> Duration {
+/// `iters` appends spread over `APPENDERS` tasks; the time until all are
+/// durable. `next` numbers the events, as the broker's exchange counter.
+async fn append_many(log: &AuditLog, iters: u64, next: &Arc<AtomicU64>) -> Duration {
     let tasks = (APPENDERS as u64).min(iters.max(1));
     let start = Instant::now();
     let mut handles = Vec::with_capacity(tasks as usize);
     for t in 0..tasks {
         let log = log.clone();
+        let next = next.clone();
         let count = iters / tasks + u64::from(t < iters % tasks);
-        let base = *next + t * (iters / tasks + 1);
         handles.push(tokio::spawn(async move {
-            for i in 0..count {
-                log.append(event(base + i)).await.unwrap();
+            for _ in 0..count {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                log.append(event(i)).await.unwrap();
             }
         }));
     }
     for h in handles {
         h.await.unwrap();
     }
-    *next += tasks * (iters / tasks + 1);
     start.elapsed()
 }
 
@@ -112,9 +124,9 @@ fn appends(c: &mut Criterion) {
             config,
         )
         .unwrap();
-        let mut next = 0u64;
+        let next = Arc::new(AtomicU64::new(0));
         group.bench_function(BenchmarkId::new("durable", durability.as_str()), |b| {
-            b.iter_custom(|iters| runtime.block_on(append_many(&log, iters, &mut next)));
+            b.iter_custom(|iters| runtime.block_on(append_many(&log, iters, &next)));
         });
         runtime.block_on(log.shutdown()).unwrap();
     }
@@ -136,8 +148,7 @@ fn verification(c: &mut Criterion) {
     )
     .unwrap();
     runtime.block_on(async {
-        let mut next = 0;
-        append_many(&log, EVENTS, &mut next).await;
+        append_many(&log, EVENTS, &Arc::new(AtomicU64::new(0))).await;
         log.shutdown().await.unwrap();
     });
     let key = vec![log.verifier_key().to_owned()];

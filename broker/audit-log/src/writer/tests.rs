@@ -437,3 +437,64 @@ fn the_handle_is_cheap_to_share_and_stores_move_to_the_writer() {
     movable::<SqliteStore>();
     movable::<Box<dyn AuditStore>>();
 }
+
+/// A record for `gather`, as an appender queues it.
+fn queued(position: u64, permits: &Arc<tokio::sync::Semaphore>) -> Command {
+    Command::Index(Unindexed {
+        entry: event(position),
+        position,
+        reply: None,
+        permit: permits.clone().try_acquire_owned().unwrap(),
+    })
+}
+
+/// Under saturation the queue holds a full batch: the writer takes it
+/// without sleeping (it would otherwise idle the cores the appenders are
+/// waiting on), and a batch short of full still waits out the delay to
+/// gather more. The full batch is given an hour's delay, so a wrong sleep
+/// shows as no answer within a minute, not as a slower run.
+#[test]
+fn a_full_batch_is_taken_at_once_and_a_short_one_waits_for_more() {
+    let permits = Arc::new(tokio::sync::Semaphore::new(64));
+    let (send, commands) = std::sync::mpsc::channel();
+    for position in 0..10 {
+        send.send(queued(position, &permits)).unwrap();
+    }
+    let (answer, answered) = std::sync::mpsc::channel();
+    let commands = std::thread::spawn(move || {
+        let Ok(Command::Index(first)) = commands.try_recv() else {
+            unreachable!()
+        };
+        let (batch, held) = thread::gather(first, &commands, 4, Duration::from_secs(3600));
+        let positions: Vec<u64> = batch.iter().map(|r| r.position).collect();
+        answer.send((positions, held.is_none())).unwrap();
+        commands
+    });
+    let (positions, nothing_held) = answered
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a full batch waited out the delay");
+    assert!(nothing_held);
+    assert_eq!(positions, [0, 1, 2, 3]);
+    let commands = commands.join().unwrap();
+
+    // Five queued behind a batch of at most 8: the writer sleeps the
+    // delay, during which three more arrive, then takes all of them.
+    let Command::Index(first) = commands.try_recv().unwrap() else {
+        unreachable!()
+    };
+    let late = std::thread::spawn({
+        let send = send.clone();
+        let permits = permits.clone();
+        move || {
+            std::thread::sleep(Duration::from_millis(10));
+            for position in 10..13 {
+                send.send(queued(position, &permits)).unwrap();
+            }
+        }
+    });
+    let (batch, held) = thread::gather(first, &commands, 8, Duration::from_secs(2));
+    late.join().unwrap();
+    assert!(held.is_none());
+    let positions: Vec<u64> = batch.iter().map(|r| r.position).collect();
+    assert_eq!(positions, (4..12).collect::<Vec<_>>());
+}

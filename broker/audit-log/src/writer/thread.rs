@@ -93,6 +93,54 @@ impl Drop for Writer {
     }
 }
 
+/// Journal records from `first` on: takes what is queued, up to
+/// `max_batch`; short of that sleeps `delay` and takes what queued
+/// meanwhile. A command of another kind ends the taking and is returned,
+/// to run after this batch. Sleeping, not waiting on the queue, is the
+/// point: appenders then send without waking the writer (a futex wake and
+/// a context switch per event on the request path), and one transaction
+/// takes many events (most of what an SQLite append costs is per
+/// transaction). A full batch does not sleep: under saturation the queue
+/// is full, every appender waits for the writer, and a sleep would leave
+/// the cores idle (it held the append rate to `max_batch` per sleep and
+/// commit, docs/benchmarks.md).
+pub(super) fn gather(
+    first: Unindexed,
+    commands: &mpsc::Receiver<Command>,
+    max_batch: usize,
+    delay: Duration,
+) -> (Vec<Unindexed>, Option<Command>) {
+    let mut batch = vec![first];
+    if let Some(other) = take_queued(&mut batch, commands, max_batch) {
+        return (batch, Some(other));
+    }
+    if batch.len() < max_batch && !delay.is_zero() {
+        std::thread::sleep(delay);
+        if let Some(other) = take_queued(&mut batch, commands, max_batch) {
+            return (batch, Some(other));
+        }
+    }
+    (batch, None)
+}
+
+/// Moves queued journal records into `batch` until it holds `max_batch`
+/// or the queue is empty; returns a command of another kind met on the way.
+fn take_queued(
+    batch: &mut Vec<Unindexed>,
+    commands: &mpsc::Receiver<Command>,
+    max_batch: usize,
+) -> Option<Command> {
+    // Bounded by max_batch.
+    while batch.len() < max_batch {
+        match commands.try_recv() {
+            Ok(Command::Index(record)) => batch.push(record),
+            Ok(other) => return Some(other),
+            Err(_) => break,
+        }
+    }
+    None
+}
+
 /// Closes the queue when the thread ends, even by a panic, so appenders
 /// waiting for room fail instead of waiting forever.
 struct CloseOnExit(Arc<State>);
@@ -214,7 +262,7 @@ impl Writer {
                     self.checkpoint_if_due();
                 }
                 Command::Index(first) => {
-                    let (batch, next) = self.gather(first, &commands);
+                    let (batch, next) = gather(first, &commands, self.max_batch, self.index_delay);
                     held = next;
                     // A failure is kept in the backlog and in health.
                     let _ = self.index(batch);
@@ -251,34 +299,6 @@ impl Writer {
         // tell if it fails (the next start signs one for what it covers).
         let _ = self.index(Vec::new());
         let _ = self.finish();
-    }
-
-    /// Journal records from `first` on: the thread sleeps `index_delay`,
-    /// then takes what queued meanwhile, up to `max_batch`; a command of
-    /// another kind ends the taking and is returned, to run after this
-    /// batch. Sleeping, not waiting on the queue, is the point: appenders
-    /// then send without waking this thread (a futex wake and a context
-    /// switch per event on the request path), and one transaction takes
-    /// many events (most of what an SQLite append costs is per
-    /// transaction).
-    fn gather(
-        &self,
-        first: Unindexed,
-        commands: &mpsc::Receiver<Command>,
-    ) -> (Vec<Unindexed>, Option<Command>) {
-        let mut batch = vec![first];
-        if !self.index_delay.is_zero() {
-            std::thread::sleep(self.index_delay);
-        }
-        // Bounded by max_batch.
-        while batch.len() < self.max_batch {
-            match commands.try_recv() {
-                Ok(Command::Index(record)) => batch.push(record),
-                Ok(other) => return (batch, Some(other)),
-                Err(_) => break,
-            }
-        }
-        (batch, None)
     }
 
     /// Applies the backlog and `batch` to the store in one transaction,
