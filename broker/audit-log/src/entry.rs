@@ -95,6 +95,161 @@ pub fn check_fields(fields: &[u8]) -> Result<(), EntryError> {
     Ok(())
 }
 
+/// Builds an entry from parts valid by construction, so that appending it
+/// (`AuditLog::append_built`) skips [`check_pending`]: its parse of every
+/// byte of the event and its second SHA-256 of every body, on the request
+/// path. The head is serialized here by serde_json (one JSON object on one
+/// line, whatever it holds); bodies are hashed here, once, and named in the
+/// event. The one part taken on trust is a JSON member's text
+/// ([`EntryBuilder::json_member`]): the caller parsed it or serialized it
+/// itself; debug builds (every test) parse it again to hold callers to that.
+#[derive(Debug)]
+pub struct EntryBuilder {
+    /// The object so far, without its closing brace.
+    open: Vec<u8>,
+    bodies: Vec<([u8; 32], bytes::Bytes)>,
+}
+
+/// An entry made by [`EntryBuilder`]: what [`check_pending`] checks holds.
+#[derive(Debug)]
+pub struct BuiltEntry(PendingEntry);
+
+impl BuiltEntry {
+    /// The event's fields, as `PendingEntry::fields`.
+    pub fn fields(&self) -> &[u8] {
+        &self.0.fields
+    }
+
+    /// The entry, for a store written directly (`hoop-broker audit`).
+    pub fn into_pending(self) -> PendingEntry {
+        self.0
+    }
+}
+
+impl EntryBuilder {
+    /// Starts from `head`, which must serialize as a JSON object without a
+    /// top-level `seq`.
+    pub fn new<T: serde::Serialize + ?Sized>(head: &T) -> Result<Self, EntryError> {
+        let mut open =
+            serde_json::to_vec(head).map_err(|e| EntryError::NotAnObject(e.to_string()))?;
+        // serde_json writes an object, and only an object, as `{…}`.
+        if open.first() != Some(&b'{') {
+            return Err(EntryError::NotAnObject("it does not start with '{'".into()));
+        }
+        // `"seq"` anywhere (nested, or inside a string) is rare; only then is
+        // the head parsed to see whether it is a top-level member.
+        if open.windows(5).any(|w| w == b"\"seq\"") {
+            check_fields(&open)?;
+        }
+        open.pop();
+        Ok(Self {
+            open,
+            bodies: Vec::new(),
+        })
+    }
+
+    /// Bytes of the fields so far.
+    pub fn len(&self) -> usize {
+        self.open.len() + 1
+    }
+
+    /// Never: a head is at least `{`.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Adds `"name":json`. `json` is one JSON value on one line that this
+    /// process parsed or serialized (not checked in release builds);
+    /// `name` a plain lowercase key, not `seq`.
+    pub fn json_member(&mut self, name: &'static str, json: &[u8]) -> Result<(), EntryError> {
+        check_name(name)?;
+        if json.iter().any(|b| *b == b'\n' || *b == b'\r') {
+            return Err(EntryError::MultiLine);
+        }
+        if cfg!(debug_assertions) {
+            let mut de = serde_json::Deserializer::from_slice(json);
+            serde::de::Deserialize::deserialize(&mut de)
+                .and_then(|IgnoredAny| de.end())
+                .map_err(|e| EntryError::NotAnObject(format!("member {name}: {e}")))?;
+        }
+        self.separator();
+        self.open.push(b'"');
+        self.open.extend_from_slice(name.as_bytes());
+        self.open.extend_from_slice(b"\":");
+        self.open.extend_from_slice(json);
+        Ok(())
+    }
+
+    /// Stores `data` beside the leaf and names it in the event:
+    /// `"{name}_sha256":"<hex>","{name}_bytes":N`.
+    pub fn body_member(
+        &mut self,
+        name: &'static str,
+        data: bytes::Bytes,
+    ) -> Result<(), EntryError> {
+        check_name(name)?;
+        let sha: [u8; 32] = Sha256::digest(&data).into();
+        self.separator();
+        self.open.extend_from_slice(
+            format!(
+                "\"{name}_sha256\":\"{}\",\"{name}_bytes\":{}",
+                hex(&sha),
+                data.len()
+            )
+            .as_bytes(),
+        );
+        self.bodies.push((sha, data));
+        Ok(())
+    }
+
+    fn separator(&mut self) {
+        if self.open.len() > 1 {
+            self.open.push(b',');
+        }
+    }
+
+    /// The entry, with the columns the store indexes.
+    pub fn finish(mut self, index: crate::store::EntryIndex) -> Result<BuiltEntry, EntryError> {
+        self.open.push(b'}');
+        let fields = self.open;
+        if fields.len() > MAX_FIELDS_BYTES {
+            return Err(EntryError::TooLarge {
+                bytes: fields.len(),
+                max: MAX_FIELDS_BYTES,
+            });
+        }
+        let entry = PendingEntry {
+            fields,
+            bodies: self.bodies,
+            index,
+        };
+        // Every test runs the whole check: a builder bug fails there, not
+        // in a verifier's hands.
+        if cfg!(debug_assertions) {
+            check_pending(&entry)?;
+        }
+        Ok(BuiltEntry(entry))
+    }
+}
+
+/// A member name the builder writes without escaping: `[a-z0-9_]+`, and
+/// not the `seq` the log assigns.
+fn check_name(name: &str) -> Result<(), EntryError> {
+    if name == "seq" {
+        return Err(EntryError::HasSeq);
+    }
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(EntryError::NotAnObject(format!(
+            "member name {name:?} is not [a-z0-9_]+"
+        )));
+    }
+    Ok(())
+}
+
 /// Walks an object's top-level members, skipping values, noting `seq`.
 struct TopLevelKeys;
 
@@ -360,6 +515,104 @@ mod tests {
         assert!(matches!(
             check_pending(&q),
             Err(EntryError::BodyNotNamed { .. })
+        ));
+    }
+
+    #[derive(serde::Serialize)]
+    struct Head<'a> {
+        v: u8,
+        #[serde(rename = "type")]
+        kind: &'a str,
+        detail: serde_json::Value,
+    }
+
+    #[test]
+    fn a_built_entry_is_what_check_pending_accepts() {
+        let head = Head {
+            v: 1,
+            kind: "mcp.response",
+            detail: serde_json::json!({"seq": 3, "note": "a \"seq\" inside"}),
+        };
+        let mut b = EntryBuilder::new(&head).unwrap();
+        b.json_member("message", br#"{"jsonrpc":"2.0","id":1,"result":{}}"#)
+            .unwrap();
+        let data = bytes::Bytes::from_static(b"a big answer");
+        b.body_member("blob", data.clone()).unwrap();
+        let built = b.finish(Default::default()).unwrap().into_pending();
+        check_pending(&built).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&built.fields).unwrap();
+        assert_eq!(v["type"], "mcp.response");
+        assert_eq!(v["detail"]["seq"], 3);
+        assert_eq!(v["message"]["id"], 1);
+        assert_eq!(v["blob_bytes"], data.len());
+        let sha: [u8; 32] = Sha256::digest(&data).into();
+        assert_eq!(v["blob_sha256"], hex(&sha));
+        assert_eq!(built.bodies, vec![(sha, data)]);
+
+        // A head alone, and an empty one.
+        let alone = EntryBuilder::new(&head)
+            .unwrap()
+            .finish(Default::default())
+            .unwrap();
+        check_fields(alone.fields()).unwrap();
+        let empty = EntryBuilder::new(&serde_json::json!({})).unwrap();
+        assert_eq!(empty.finish(Default::default()).unwrap().fields(), b"{}");
+        let mut empty = EntryBuilder::new(&serde_json::json!({})).unwrap();
+        empty.json_member("message", b"1").unwrap();
+        assert_eq!(
+            empty.finish(Default::default()).unwrap().fields(),
+            br#"{"message":1}"#
+        );
+    }
+
+    #[test]
+    fn what_a_builder_cannot_make_is_refused() {
+        assert!(matches!(
+            EntryBuilder::new(&[1, 2]),
+            Err(EntryError::NotAnObject(_))
+        ));
+        assert!(matches!(
+            EntryBuilder::new("text"),
+            Err(EntryError::NotAnObject(_))
+        ));
+        assert_eq!(
+            EntryBuilder::new(&serde_json::json!({"v": 1, "seq": 2})).unwrap_err(),
+            EntryError::HasSeq
+        );
+        let mut b = EntryBuilder::new(&serde_json::json!({"v": 1})).unwrap();
+        assert_eq!(
+            b.json_member("message", b"{\n}").unwrap_err(),
+            EntryError::MultiLine
+        );
+        assert_eq!(b.json_member("seq", b"1").unwrap_err(), EntryError::HasSeq);
+        assert!(matches!(
+            b.json_member("Bad\"name", b"1"),
+            Err(EntryError::NotAnObject(_))
+        ));
+        b.json_member(
+            "message",
+            format!("\"{}\"", "a".repeat(MAX_FIELDS_BYTES)).as_bytes(),
+        )
+        .unwrap();
+        assert!(matches!(
+            b.finish(Default::default()),
+            Err(EntryError::TooLarge { .. })
+        ));
+    }
+
+    /// Debug builds hold a caller to "JSON this process made": every test
+    /// that records a message checks it.
+    #[cfg(debug_assertions)]
+    #[test]
+    fn debug_builds_parse_json_members_again() {
+        let mut b = EntryBuilder::new(&serde_json::json!({"v": 1})).unwrap();
+        assert!(matches!(
+            b.json_member("message", br#"{"id":1"#),
+            Err(EntryError::NotAnObject(_))
+        ));
+        assert!(matches!(
+            b.json_member("message", b"1 2"),
+            Err(EntryError::NotAnObject(_))
         ));
     }
 

@@ -30,7 +30,7 @@ pub mod writer;
 mod test_support;
 
 pub use checkpoint::{open_checkpoint, KeyError, LogSigner, OpenedCheckpoint, TrustedKeys};
-pub use entry::{EntryError, MAX_ENTRY_BYTES, MAX_FIELDS_BYTES};
+pub use entry::{BuiltEntry, EntryBuilder, EntryError, MAX_ENTRY_BYTES, MAX_FIELDS_BYTES};
 pub use export::{export_jsonl, ExportError, ExportRange, ExportSummary};
 pub use store::postgres::PostgresStore;
 pub use store::sqlite::SqliteStore;

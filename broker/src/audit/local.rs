@@ -45,9 +45,11 @@ impl LocalLog {
         e.actor = Some(Actor::local(&user));
         e.detail = Some(detail);
         let mut store = self.location.open(Durability::Fsync)?;
-        let size = store.append_batch(&[e.entry(None)]).map_err(|err| {
-            anyhow::anyhow!("cannot record this in the audit log, so nothing was done: {err}")
-        })?;
+        let size = store
+            .append_batch(&[e.entry(None)?.into_pending()])
+            .map_err(|err| {
+                anyhow::anyhow!("cannot record this in the audit log, so nothing was done: {err}")
+            })?;
         Ok(size.saturating_sub(1))
     }
 
@@ -67,9 +69,13 @@ impl LocalLog {
         e.method = Some(req.op());
         e.detail = Some(detail);
         let mut store = self.location.open(Durability::Fsync)?;
-        store.append_batch(&[e.entry(None)]).map_err(|err| {
-            anyhow::anyhow!("cannot record this read in the audit log, so it is not served: {err}")
-        })?;
+        store
+            .append_batch(&[e.entry(None)?.into_pending()])
+            .map_err(|err| {
+                anyhow::anyhow!(
+                    "cannot record this read in the audit log, so it is not served: {err}"
+                )
+            })?;
         if let Some(path) = self.location.sqlite_path() {
             match hoop_audit_log::journal_unapplied(path, store.as_ref()) {
                 Ok(0) => {}

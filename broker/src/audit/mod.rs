@@ -157,7 +157,10 @@ impl Audit {
             return Ok(());
         }
         let started = Instant::now();
-        let appended = self.log.append(event.entry(message)).await;
+        let appended = match event.entry(message) {
+            Ok(entry) => self.log.append_built(entry).await,
+            Err(e) => Err(e.into()),
+        };
         self.metrics.audit_append(started.elapsed().as_secs_f64());
         appended.map_err(|e| {
             // The caller learns what kind of failure it is; the file and

@@ -34,7 +34,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::checkpoint::{check_origin, default_origin, new_log_id, KeyError, LogSigner};
-use crate::entry::{check_pending, EntryError};
+use crate::entry::{check_pending, BuiltEntry, EntryError};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{meta_keys, AuditStore, Durability, PendingEntry, StoreError, StoreErrorKind};
 use journal::{Durable, Journal, Position};
@@ -372,12 +372,30 @@ impl AuditLog {
             .ok_or(AppendError::Closed)
     }
 
+    /// Appends an entry made by [`EntryBuilder`](crate::entry::EntryBuilder),
+    /// as [`append`](Self::append) does, without parsing it again: the
+    /// broker's path.
+    pub async fn append_built(&self, entry: BuiltEntry) -> Result<(), AppendError> {
+        self.append_checked(entry.into_pending(), false)
+            .await
+            .map(drop)
+    }
+
     async fn append_with(
         &self,
         entry: PendingEntry,
         want_seq: bool,
     ) -> Result<Option<u64>, AppendError> {
         check_pending(&entry)?;
+        self.append_checked(entry, want_seq).await
+    }
+
+    /// `entry` passed `check_pending` (or was built so that it holds).
+    async fn append_checked(
+        &self,
+        entry: PendingEntry,
+        want_seq: bool,
+    ) -> Result<Option<u64>, AppendError> {
         let permit = self.queue_slot().await?;
         let Some(journal) = &self.shared.journal else {
             let (reply, answer) = oneshot::channel();
