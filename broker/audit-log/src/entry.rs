@@ -136,9 +136,16 @@ impl EntryBuilder {
         if open.first() != Some(&b'{') {
             return Err(EntryError::NotAnObject("it does not start with '{'".into()));
         }
-        // `"seq"` anywhere (nested, or inside a string) is rare; only then is
-        // the head parsed to see whether it is a top-level member.
-        if open.windows(5).any(|w| w == b"\"seq\"") {
+        // serde_json writes no line breaks and escapes none of `seq`'s
+        // letters, so a top-level `seq` shows as `"seq"`. A line break or a
+        // `\u` escape can only come from a value that writes its own text
+        // (`RawValue`); `"seq"` nested or inside a string is rare. Only then
+        // is the head parsed whole.
+        let suspect = open.iter().any(|b| *b == b'\n' || *b == b'\r')
+            || open
+                .windows(5)
+                .any(|w| w == b"\"seq\"" || w.starts_with(b"\\u"));
+        if suspect {
             check_fields(&open)?;
         }
         open.pop();
@@ -165,6 +172,16 @@ impl EntryBuilder {
         check_name(name)?;
         if json.iter().any(|b| *b == b'\n' || *b == b'\r') {
             return Err(EntryError::MultiLine);
+        }
+        // Cheap in any build: what no JSON value starts with (an empty
+        // message a failed serialization would leave, say) is refused.
+        if !json
+            .first()
+            .is_some_and(|b| b"{[\"-0123456789tfn".contains(b))
+        {
+            return Err(EntryError::NotAnObject(format!(
+                "member {name} is not a JSON value"
+            )));
         }
         if cfg!(debug_assertions) {
             let mut de = serde_json::Deserializer::from_slice(json);
@@ -586,6 +603,14 @@ mod tests {
         );
         assert_eq!(b.json_member("seq", b"1").unwrap_err(), EntryError::HasSeq);
         assert!(matches!(
+            b.json_member("message", b""),
+            Err(EntryError::NotAnObject(_))
+        ));
+        assert!(matches!(
+            b.json_member("message", b"}"),
+            Err(EntryError::NotAnObject(_))
+        ));
+        assert!(matches!(
             b.json_member("Bad\"name", b"1"),
             Err(EntryError::NotAnObject(_))
         ));
@@ -598,6 +623,40 @@ mod tests {
             b.finish(Default::default()),
             Err(EntryError::TooLarge { .. })
         ));
+    }
+
+    /// A value that writes its own text (`RawValue`) cannot smuggle in a
+    /// line break or an escaped `seq`: such a head is parsed whole.
+    #[test]
+    fn a_head_with_raw_text_is_checked_whole() {
+        let line_break = serde_json::value::RawValue::from_string("{\n\"a\":1}".into()).unwrap();
+        assert_eq!(
+            EntryBuilder::new(&*line_break).unwrap_err(),
+            EntryError::MultiLine
+        );
+        let escaped = serde_json::value::RawValue::from_string(r#"{"\u0073eq":1}"#.into()).unwrap();
+        assert_eq!(
+            EntryBuilder::new(&*escaped).unwrap_err(),
+            EntryError::HasSeq
+        );
+    }
+
+    /// The builder's size limit is the one `check_fields` applies.
+    #[test]
+    fn a_built_entry_may_be_exactly_the_largest() {
+        let head = serde_json::json!({"v": 1});
+        // {"v":1,"message":"…"}
+        let room = MAX_FIELDS_BYTES - r#"{"v":1,"message":""}"#.len();
+        let at = |n: usize| {
+            let mut b = EntryBuilder::new(&head).unwrap();
+            b.json_member("message", format!("\"{}\"", "a".repeat(n)).as_bytes())
+                .unwrap();
+            b.finish(Default::default())
+        };
+        let largest = at(room).unwrap();
+        assert_eq!(largest.fields().len(), MAX_FIELDS_BYTES);
+        check_fields(largest.fields()).unwrap();
+        assert!(matches!(at(room + 1), Err(EntryError::TooLarge { .. })));
     }
 
     /// Debug builds hold a caller to "JSON this process made": every test

@@ -45,8 +45,14 @@ impl LocalLog {
         e.actor = Some(Actor::local(&user));
         e.detail = Some(detail);
         let mut store = self.location.open(Durability::Fsync)?;
-        let size = store
-            .append_batch(&[e.entry(None)?.into_pending()])
+        let size = e
+            .entry(None)
+            .map_err(|err| err.to_string())
+            .and_then(|entry| {
+                store
+                    .append_batch(&[entry.into_pending()])
+                    .map_err(|err| err.to_string())
+            })
             .map_err(|err| {
                 anyhow::anyhow!("cannot record this in the audit log, so nothing was done: {err}")
             })?;
@@ -69,8 +75,13 @@ impl LocalLog {
         e.method = Some(req.op());
         e.detail = Some(detail);
         let mut store = self.location.open(Durability::Fsync)?;
-        store
-            .append_batch(&[e.entry(None)?.into_pending()])
+        e.entry(None)
+            .map_err(|err| err.to_string())
+            .and_then(|entry| {
+                store
+                    .append_batch(&[entry.into_pending()])
+                    .map_err(|err| err.to_string())
+            })
             .map_err(|err| {
                 anyhow::anyhow!(
                     "cannot record this read in the audit log, so it is not served: {err}"

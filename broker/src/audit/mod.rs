@@ -551,7 +551,10 @@ fn cause_for_clients(e: &hoop_audit_log::AppendError) -> &'static str {
             StoreErrorKind::Io => "an I/O error",
             _ => "its log cannot be written",
         },
-        AppendError::Invalid(_) => "the event is too large to record",
+        AppendError::Invalid(hoop_audit_log::EntryError::TooLarge { .. }) => {
+            "the event is too large to record"
+        }
+        AppendError::Invalid(_) => "the event could not be made into a log entry",
         AppendError::Sign(_) => "it cannot sign a checkpoint",
         AppendError::Closed => "it is shutting down",
     }

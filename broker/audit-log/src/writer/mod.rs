@@ -56,8 +56,10 @@ pub struct LogConfig {
     /// [`AuditLog::open_sqlite`] only: a journal in front of the store.
     pub journal: bool,
     /// With the journal: how long the writer lets records gather before
-    /// it applies them (one transaction for all), bounded by `max_batch`.
-    /// Reads through the broker wait at most this long for the store.
+    /// it applies them (one transaction for all) when fewer than
+    /// `max_batch` are queued; a full batch is applied at once. Reads
+    /// through the broker wait at most this long for the store (on cores
+    /// with time to spare).
     pub index_delay: Duration,
 }
 

@@ -4,9 +4,10 @@
 //! timer (`checkpoint_interval` after the first event not yet covered).
 //!
 //! With the journal, appends are answered before they reach this thread;
-//! it gathers their records for `index_delay` (one transaction for many,
-//! which is most of what an append to SQLite costs) and applies them in
-//! order. A batch the store refuses is kept and tried again every second;
+//! it takes their records in batches (what is queued, and when that is
+//! short of `max_batch`, what arrives within `index_delay` more: one
+//! transaction for many, which is most of what an append to SQLite costs)
+//! and applies them in order. A batch the store refuses is kept and tried again every second;
 //! it is never dropped, since the journal has already said yes.
 //!
 //! Answers go out through a second thread, the notifier: waking thousands
