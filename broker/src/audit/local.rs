@@ -45,17 +45,9 @@ impl LocalLog {
         e.actor = Some(Actor::local(&user));
         e.detail = Some(detail);
         let mut store = self.location.open(Durability::Fsync)?;
-        let size = e
-            .entry(None)
-            .map_err(|err| err.to_string())
-            .and_then(|entry| {
-                store
-                    .append_batch(&[entry.into_pending()])
-                    .map_err(|err| err.to_string())
-            })
-            .map_err(|err| {
-                anyhow::anyhow!("cannot record this in the audit log, so nothing was done: {err}")
-            })?;
+        let size = append_one(store.as_mut(), &e).map_err(|err| {
+            anyhow::anyhow!("cannot record this in the audit log, so nothing was done: {err}")
+        })?;
         Ok(size.saturating_sub(1))
     }
 
@@ -75,18 +67,9 @@ impl LocalLog {
         e.method = Some(req.op());
         e.detail = Some(detail);
         let mut store = self.location.open(Durability::Fsync)?;
-        e.entry(None)
-            .map_err(|err| err.to_string())
-            .and_then(|entry| {
-                store
-                    .append_batch(&[entry.into_pending()])
-                    .map_err(|err| err.to_string())
-            })
-            .map_err(|err| {
-                anyhow::anyhow!(
-                    "cannot record this read in the audit log, so it is not served: {err}"
-                )
-            })?;
+        append_one(store.as_mut(), &e).map_err(|err| {
+            anyhow::anyhow!("cannot record this read in the audit log, so it is not served: {err}")
+        })?;
         if let Some(path) = self.location.sqlite_path() {
             match hoop_audit_log::journal_unapplied(path, store.as_ref()) {
                 Ok(0) => {}
@@ -131,6 +114,14 @@ impl LocalLog {
     pub fn location(&self) -> &AuditLocation {
         &self.location
     }
+}
+
+/// Appends `e` alone, at once; the store's tree size after it, or why not.
+fn append_one(store: &mut dyn AuditStore, e: &Event<'_>) -> Result<u64, String> {
+    let entry = e.entry(None).map_err(|err| err.to_string())?;
+    store
+        .append_batch(&[entry.into_pending()])
+        .map_err(|err| err.to_string())
 }
 
 /// Who is running an admin command on this host: the name of the real

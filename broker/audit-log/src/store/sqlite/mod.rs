@@ -103,7 +103,19 @@ impl SqliteStore {
 
     fn writable(&self) -> Result<(), StoreError> {
         match self.access {
-            Access::ReadWrite => Ok(()),
+            Access::ReadWrite => wal::shared_memory_writable(&self.path).map_err(|e| {
+                let kind = match e.kind() {
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                        StoreErrorKind::ReadOnly
+                    }
+                    _ => StoreErrorKind::Io,
+                };
+                StoreError::new(
+                    kind,
+                    &self.location,
+                    format!("its shared-memory file (-shm) cannot be written: {e}; make the file, its directory and its mount writable by the broker"),
+                )
+            }),
             Access::ReadOnly => Err(StoreError::new(
                 StoreErrorKind::ReadOnly,
                 &self.location,

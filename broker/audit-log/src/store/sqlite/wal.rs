@@ -50,12 +50,13 @@ impl Checkpointer {
         conn.pragma_update(None, "synchronous", synchronous).ok()?;
         // One pending nudge is enough: it means "look again".
         let (nudge, nudged) = mpsc::sync_channel::<()>(1);
+        let db = path.to_owned();
         let thread = std::thread::Builder::new()
             .name("audit-wal".into())
             .spawn(move || {
                 // PASSIVE: nothing ever waits for it (see `background`).
                 crate::background::step_aside("audit-wal");
-                run(&conn, &nudged)
+                run(&conn, &db, &nudged)
             })
             .ok()?;
         Some(Self {
@@ -72,16 +73,38 @@ impl Checkpointer {
     }
 }
 
-fn run(conn: &Connection, nudged: &mpsc::Receiver<()>) {
+fn run(conn: &Connection, db: &Path, nudged: &mpsc::Receiver<()>) {
     loop {
         match nudged.recv_timeout(IDLE_PERIOD) {
             Ok(()) | Err(RecvTimeoutError::Timeout) => {
                 // A failure (say the disk is full) is retried next time; the
-                // WAL keeps everything meanwhile.
-                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                // WAL keeps everything meanwhile. Not at all while the
+                // shared memory cannot be written (see there).
+                if shared_memory_writable(db).is_ok() {
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
             }
             Err(RecvTimeoutError::Disconnected) => return,
         }
+    }
+}
+
+/// Whether SQLite's shared-memory file beside `db` (`<db>-shm`) may be
+/// written, asked of the kernel without writing it. SQLite writes that file
+/// through a shared mapping, and once its file system turns read-only (or
+/// the file immutable) the kernel answers such a write with SIGBUS, which
+/// ends the broker. Asked before every transaction and checkpoint, the
+/// question turns that into an error the writer retries, and the broker
+/// recovers by itself once the file is writable; only a change landing
+/// between the question and the write (microseconds) still stops it. A
+/// missing file is fine: SQLite makes it when it opens the log.
+pub fn shared_memory_writable(db: &Path) -> std::io::Result<()> {
+    let mut shm = db.as_os_str().to_owned();
+    shm.push("-shm");
+    match std::fs::OpenOptions::new().write(true).open(&shm) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
