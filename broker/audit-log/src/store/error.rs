@@ -26,6 +26,16 @@ pub enum StoreErrorKind {
 }
 
 impl StoreErrorKind {
+    /// The kind of a failed file operation: full, read-only, or other I/O.
+    pub fn of_io(e: &std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        match e.kind() {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => Self::DiskFull,
+            ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied => Self::ReadOnly,
+            _ => Self::Io,
+        }
+    }
+
     /// The words that open the message.
     fn words(self) -> &'static str {
         match self {

@@ -7,8 +7,9 @@
 //! it takes their records in batches (what is queued, and when that is
 //! short of `max_batch`, what arrives within `index_delay` more: one
 //! transaction for many, which is most of what an append to SQLite costs)
-//! and applies them in order. A batch the store refuses is kept and tried again every second;
-//! it is never dropped, since the journal has already said yes.
+//! and applies them in order. A batch the store refuses is kept and tried
+//! again every second; it is never dropped, since the journal has already
+//! said yes.
 //!
 //! Answers go out through a second thread, the notifier: waking thousands
 //! of waiters and freeing their events took a tenth of the writer's time,

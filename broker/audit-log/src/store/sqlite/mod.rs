@@ -104,14 +104,8 @@ impl SqliteStore {
     fn writable(&self) -> Result<(), StoreError> {
         match self.access {
             Access::ReadWrite => wal::shared_memory_writable(&self.path).map_err(|e| {
-                let kind = match e.kind() {
-                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
-                        StoreErrorKind::ReadOnly
-                    }
-                    _ => StoreErrorKind::Io,
-                };
                 StoreError::new(
-                    kind,
+                    StoreErrorKind::of_io(&e),
                     &self.location,
                     format!("its shared-memory file (-shm) cannot be written: {e}; make the file, its directory and its mount writable by the broker"),
                 )

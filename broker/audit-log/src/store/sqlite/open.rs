@@ -34,11 +34,7 @@ pub(super) fn create_private(path: &Path, location: &str) -> Result<(), StoreErr
         Ok(_) => Ok(()),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(StoreError::new(
-            match e.kind() {
-                ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => StoreErrorKind::ReadOnly,
-                ErrorKind::StorageFull => StoreErrorKind::DiskFull,
-                _ => StoreErrorKind::Io,
-            },
+            StoreErrorKind::of_io(&e),
             location,
             format!("cannot create the audit log: {e}; check that its directory exists and the broker may write there"),
         )),

@@ -25,7 +25,6 @@ mod record;
 mod tests;
 
 use std::fs::{File, OpenOptions};
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
@@ -63,13 +62,8 @@ pub(crate) fn dir_for(db: &Path) -> PathBuf {
 
 /// What kind of failure an I/O error is, for the caller's message.
 pub(crate) fn io_error(location: &Path, doing: &str, e: &std::io::Error) -> StoreError {
-    let kind = match e.kind() {
-        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => StoreErrorKind::DiskFull,
-        ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied => StoreErrorKind::ReadOnly,
-        _ => StoreErrorKind::Io,
-    };
     StoreError::new(
-        kind,
+        StoreErrorKind::of_io(e),
         location.display().to_string(),
         format!("{doing}: {e}"),
     )
