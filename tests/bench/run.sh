@@ -48,6 +48,10 @@
 #                   sets TCP_NODELAY on the sockets it accepts (needs gcc).
 #                   A diagnostic for Nagle's algorithm, not a configuration.
 # Environment: BENCH_DURATION (10), BENCH_WARMUP (2), BENCH_CONNS ("1 16"),
+#   BENCH_ROUNDS (1: how many times every config is measured, in turn, one
+#   round after the other; with more than one, each "added" figure is the
+#   median over the rounds of the difference within a round, with its
+#   range, so that slow drift of the machine falls on both sides alike),
 #   BENCH_WRK_THREADS (1), BENCH_HOST (127.0.0.1; loopback only),
 #   BENCH_PORT_BASE (14400: ports BASE..BASE+14 and BASE+33..BASE+38 must be free),
 #   BENCH_PAYLOAD (bytes; unset: the demo configs call echo "hi"; set: they
@@ -98,13 +102,15 @@ duration="${BENCH_DURATION:-10}"
 warmup="${BENCH_WARMUP:-2}"
 conns="${BENCH_CONNS:-1 16}"
 wrk_threads="${BENCH_WRK_THREADS:-1}"
+rounds="${BENCH_ROUNDS:-1}"
 host="${BENCH_HOST:-127.0.0.1}"
 base="${BENCH_PORT_BASE:-14400}"
-for n in "$duration" "$warmup" "$wrk_threads" "$base" $conns; do
+for n in "$duration" "$warmup" "$wrk_threads" "$base" "$rounds" $conns; do
   [[ "$n" =~ ^[0-9]+$ ]] || die "not a number: $n"
 done
 if [ "$duration" -lt 1 ] || [ "$duration" -gt 300 ]; then die "BENCH_DURATION must be 1..300 s"; fi
 [ "$warmup" -le 60 ] || die "BENCH_WARMUP must be at most 60 s"
+if [ "$rounds" -lt 1 ] || [ "$rounds" -gt 20 ]; then die "BENCH_ROUNDS must be 1..20"; fi
 
 # ---- loopback only --------------------------------------------------------
 is_loopback() {
@@ -557,8 +563,9 @@ log "CPU busy before measuring: ${busy_before}% (load average $load_before)"
 
 # ---- measure --------------------------------------------------------------
 out="${BENCH_OUT:-$scratch/results.tsv}"
-printf 'config\tconns\tp50_us\tp90_us\tp99_us\tmax_us\trps\trequests\tnon2xx\tsock_errors\tcpu_us_per_req_server\tcpu_us_per_req_hoop\tcpu_us_per_req_broker\tother_cpu_pct\n' >"$out"
+printf 'round\tconfig\tconns\tp50_us\tp90_us\tp99_us\tmax_us\trps\trequests\tnon2xx\tsock_errors\tcpu_us_per_req_server\tcpu_us_per_req_hoop\tcpu_us_per_req_broker\tother_cpu_pct\n' >"$out"
 declare -A p50
+for round in $(seq 1 "$rounds"); do
 for name in "${configs[@]}"; do
   for c in $conns; do
     export BENCH_BODY="${body[$name]}" BENCH_PROTO="${proto[$name]}" BENCH_SESSION="${session[$name]}"
@@ -572,7 +579,7 @@ for name in "${configs[@]}"; do
     fi
     wrk_cmd=(wrk -t"$(( wrk_threads < each ? wrk_threads : each ))" -c"$each" --timeout 5s -s "$here/tools_call.lua" "${url[$name]}")
     wrk2_cmd=("${wrk_cmd[@]:0:$(( ${#wrk_cmd[@]} - 1 ))}" "$second")
-    log "$name, $c connection(s): warm-up ${warmup}s"
+    log "round $round/$rounds: $name, $c connection(s): warm-up ${warmup}s"
     if [ "$warmup" -gt 0 ]; then
       wrk2_pid=""
       if [ -n "$second" ]; then "${wrk2_cmd[@]:0:3}" -d"${warmup}s" "${wrk2_cmd[@]:3}" >/dev/null & wrk2_pid=$!; fi
@@ -615,36 +622,53 @@ for name in "${configs[@]}"; do
     per_req() { awk -v d="$1" -v n="${r[requests]}" -v t="$tck" 'BEGIN { if (n > 0) printf "%.1f", d * 1e6 / t / n; else print "-" }'; }
     cs="$(per_req $((s1 - s0)))"; ch="-"; cb="-"
     [ -n "$hoop_pid" ] && ch="$(per_req $((h1 - h0)))" && cb="$(per_req $((b1 - b0)))"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "${r[p50_us]}" "${r[p90_us]}" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$c" "${r[p50_us]}" "${r[p90_us]}" \
       "${r[p99_us]}" "${r[max_us]}" "${r[rps]}" "${r[requests]}" "${r[non2xx]}" "${r[sock_errors]}" "$cs" "$ch" "$cb" "$other" >>"$out"
     [ "$other" -le 10 ] || log "WARNING: $name at $c connection(s): ${other}% of the machine's CPU went to other work during the run; numbers are suspect"
-    p50["$name/$c"]="${r[p50_us]}"
+    p50["$name/$c/$round"]="${r[p50_us]}"
     if [ "${r[non2xx]}" != 0 ] || [ "${r[sock_errors]}" != 0 ]; then
       log "WARNING: $name at $c connection(s): ${r[non2xx]} non-2xx answers, ${r[sock_errors]} socket errors"
     fi
     unset r
   done
 done
+done
 
 # ---- report ---------------------------------------------------------------
 echo
 echo "hoop tools/call benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPU(s), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r)"
 echo "hoop: $provenance"
-echo "wrk closed loop, keep-alive, ${duration}s per run after ${warmup}s warm-up; latency in microseconds"
+echo "wrk closed loop, keep-alive, ${duration}s per run after ${warmup}s warm-up, $rounds round(s) of every config in turn; latency in microseconds"
 echo "demo configs call: $demo_tool${payload:+ ($payload bytes of text in the answer)}"
 echo "machine CPU busy before the runs: ${busy_before}% (load average then: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg))"
 echo "cpu/req = CPU time (user+sys) the process used during the run / requests (the server, hoop connect, hoop-broker; for proxy2-demo the first and the second proxy)"
 echo "other cpu% = share of the machine's CPU that went to anything but this benchmark during the run (keep runs where it is low)"
 echo
 {
-  printf 'config\tconns\tp50\tp90\tp99\tmax\treq/s\trequests\tnon-2xx\tsock-err\tcpu/req srv\tcpu/req hoop\tcpu/req broker\tother cpu%%\n'
+  printf 'round\tconfig\tconns\tp50\tp90\tp99\tmax\treq/s\trequests\tnon-2xx\tsock-err\tcpu/req srv\tcpu/req hoop\tcpu/req broker\tother cpu%%\n'
   tail -n +2 "$out"
 } | column -t -s $'\t'
 echo
-added() { # through direct conns [what]
-  local via="${p50[$1/$3]:-}" direct="${p50[$2/$3]:-}" what="${4:-target for hoop <= 150 us}"
-  [ -n "$via" ] && [ -n "$direct" ] && echo "added p50 ($1 - $2), $3 connection(s): $((via - direct)) us ($what)"
-  return 0
+# added THROUGH DIRECT CONNS [WHAT]: p50(THROUGH) - p50(DIRECT), taken
+# within each round; over several rounds, their median and range.
+added() {
+  local via direct what="${4:-target for hoop <= 150 us}" diffs=() i
+  for i in $(seq 1 "$rounds"); do
+    via="${p50[$1/$3/$i]:-}"; direct="${p50[$2/$3/$i]:-}"
+    [ -n "$via" ] && [ -n "$direct" ] || return 0
+    diffs+=("$((via - direct))")
+  done
+  if [ "$rounds" = 1 ]; then
+    echo "added p50 ($1 - $2), $3 connection(s): ${diffs[0]} us ($what)"
+  else
+    printf '%s\n' "${diffs[@]}" | sort -n | awk -v t="$1 - $2" -v c="$3" -v w="$what" '
+      { d[NR] = $1 }
+      END {
+        m = NR % 2 ? d[(NR + 1) / 2] : (d[NR / 2] + d[NR / 2 + 1]) / 2
+        line = ""; for (i = 1; i <= NR; i++) line = line (i > 1 ? " " : "") d[i]
+        printf "added p50 (%s), %s connection(s): median %s us over %d rounds, from %s to %s (sorted: %s) (%s)\n", t, c, m, NR, d[1], d[NR], line, w
+      }'
+  fi
 }
 for c in $conns; do
   added hoop-demo demo "$c"

@@ -1,6 +1,8 @@
 //! Durable appends per second through `AuditLog` with many concurrent
-//! appenders (group commit), at both durability levels; and the rate of
-//! offline verification of an export.
+//! appenders (group commit), at both durability levels; what the SQLite
+//! store alone spends per event applying batches as the writer thread does
+//! behind the journal (the CPU that competes with the request path); and
+//! the rate of offline verification of an export.
 //!
 //!     cargo bench -p hoop-audit-log --bench append
 
@@ -13,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hoop_audit_log::{
-    export_jsonl, verify_export, AuditLog, Durability, EntryIndex, ExportRange, LogConfig,
-    PendingEntry, SqliteStore,
+    export_jsonl, verify_export, AuditLog, AuditStore, Durability, EntryIndex, ExportRange,
+    LogConfig, PendingEntry, SqliteStore,
 };
 
 /// Tasks appending at once, as many requests in flight.
@@ -102,6 +104,39 @@ async fn append_many(log: &AuditLog, iters: u64, next: &Arc<AtomicU64>) -> Durat
     start.elapsed()
 }
 
+/// Events per batch in `apply`: what the writer gathers in its 20 ms
+/// window at about 6,000 events a second.
+const APPLY_BATCH: u64 = 128;
+
+/// The store alone, as the writer thread applies journal records to it:
+/// batches of `APPLY_BATCH` events, each one transaction with the
+/// journal's mark, at `os` (as behind the journal). Time per event.
+fn apply(c: &mut Criterion) {
+    let mut group = c.benchmark_group("apply");
+    group.throughput(Throughput::Elements(APPLY_BATCH));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(10));
+    let dir = TempDir::new("apply");
+    let mut store = SqliteStore::open(&dir.0.join("audit.db"), Durability::Os).unwrap();
+    let mut next = 0u64;
+    group.bench_function(BenchmarkId::new("sqlite", APPLY_BATCH), |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let batch: Vec<PendingEntry> = (next..next + APPLY_BATCH).map(event).collect();
+                next += APPLY_BATCH;
+                let start = Instant::now();
+                store
+                    .append_batch_marked(&batch, "journal_applied", &next.to_string())
+                    .unwrap();
+                spent += start.elapsed();
+            }
+            spent
+        });
+    });
+    group.finish();
+}
+
 fn appends(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -183,5 +218,5 @@ fn verification(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, appends, verification);
+criterion_group!(benches, appends, apply, verification);
 criterion_main!(benches);

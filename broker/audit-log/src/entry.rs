@@ -130,8 +130,11 @@ impl EntryBuilder {
     /// Starts from `head`, which must serialize as a JSON object without a
     /// top-level `seq`.
     pub fn new<T: serde::Serialize + ?Sized>(head: &T) -> Result<Self, EntryError> {
-        let mut open =
-            serde_json::to_vec(head).map_err(|e| EntryError::NotAnObject(e.to_string()))?;
+        // Room for a typical event and its message, so the head and the
+        // members after it are written without growing the buffer.
+        let mut open = Vec::with_capacity(1024);
+        serde_json::to_writer(&mut open, head)
+            .map_err(|e| EntryError::NotAnObject(e.to_string()))?;
         // serde_json writes an object, and only an object, as `{…}`.
         if open.first() != Some(&b'{') {
             return Err(EntryError::NotAnObject("it does not start with '{'".into()));

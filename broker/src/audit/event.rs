@@ -15,6 +15,7 @@ use bytes::Bytes;
 use hoop_audit_log::store::EntryIndex;
 use hoop_audit_log::{BuiltEntry, EntryBuilder, EntryError};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::identity::{Caller, IdentityKind};
@@ -152,10 +153,43 @@ pub struct Actor<'a> {
     pub addr: Option<SocketAddr>,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub client: &'a str,
+    /// This actor already serialized, written in its place: a connection's
+    /// caller is the same in every event of its token, and is serialized
+    /// once ([`Caller::record_json`]). Set only by [`Actor::of`].
+    #[serde(skip)]
+    pub record: Option<Arc<RawValue>>,
+}
+
+/// How `Event::actor` is written: its serialized form if it has one.
+fn actor_as_recorded<S: serde::Serializer>(
+    actor: &Option<Actor<'_>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match actor {
+        Some(Actor {
+            record: Some(json), ..
+        }) => json.serialize(s),
+        Some(actor) => actor.serialize(s),
+        None => s.serialize_none(),
+    }
 }
 
 impl<'a> Actor<'a> {
     pub fn of(caller: &'a Caller) -> Self {
+        let record = caller.record_json(|token_id| {
+            serde_json::value::to_raw_value(&Self::parts_of(caller, Some(token_id.clone()))).ok()
+        });
+        match record {
+            Some(json) => Self {
+                record: Some(json),
+                ..Self::parts_of(caller, None)
+            },
+            None => Self::parts_of(caller, Some(caller.token_id())),
+        }
+    }
+
+    /// `caller`'s fields, with `jti` as given.
+    fn parts_of(caller: &'a Caller, jti: Option<Arc<str>>) -> Self {
         let who = &caller.identity;
         Self {
             sub: Some(&who.subject),
@@ -166,9 +200,10 @@ impl<'a> Actor<'a> {
                 IdentityKind::Human => "human",
                 IdentityKind::Workload => "workload",
             }),
-            jti: Some(caller.token_id()),
+            jti,
             addr: Some(caller.remote),
             client: &caller.client,
+            record: None,
         }
     }
 
@@ -184,6 +219,7 @@ impl<'a> Actor<'a> {
             jti: None,
             addr: None,
             client: concat!("hoop-broker/", env!("CARGO_PKG_VERSION")),
+            record: None,
         }
     }
 
@@ -198,6 +234,7 @@ impl<'a> Actor<'a> {
             jti: None,
             addr: Some(addr),
             client,
+            record: None,
         }
     }
 
@@ -213,6 +250,7 @@ impl<'a> Actor<'a> {
             jti: None,
             addr: None,
             client: "",
+            record: None,
         }
     }
 }
@@ -255,7 +293,10 @@ pub struct Event<'a> {
     pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exchange: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "actor_as_recorded"
+    )]
     pub actor: Option<Actor<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<&'a str>,
@@ -436,6 +477,48 @@ pub fn format_time(ns: i64) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn token(jti: &str) -> crate::identity::VerifiedToken {
+        crate::identity::VerifiedToken {
+            identity: crate::identity::Identity {
+                subject: "alice".into(),
+                email: Some("alice@bank.example".into()),
+                groups: vec!["eng".into()],
+                issuer: "https://idp".into(),
+                kind: IdentityKind::Human,
+            },
+            expires_at: u64::MAX,
+            token_id: jti.into(),
+        }
+    }
+
+    fn actor_json(caller: &Caller) -> Value {
+        let mut e = Event::now(EventKind::Request);
+        e.actor = Some(Actor::of(caller));
+        let v: Value =
+            serde_json::from_slice(&e.entry(None).unwrap().into_pending().fields).unwrap();
+        v["actor"].clone()
+    }
+
+    #[test]
+    fn a_callers_actor_is_written_as_its_fields_say_and_follows_a_new_token() {
+        let caller = Caller::new(
+            token("jti-1"),
+            ([127, 0, 0, 1], 5000).into(),
+            "hoop/0.1.0".into(),
+        );
+        let first = actor_json(&caller);
+        assert_eq!(
+            first,
+            json!({"sub": "alice", "email": "alice@bank.example", "groups": ["eng"],
+                   "iss": "https://idp", "kind": "human", "jti": "jti-1",
+                   "addr": "127.0.0.1:5000", "client": "hoop/0.1.0"})
+        );
+        // Written from the kept JSON the second time: the same.
+        assert_eq!(actor_json(&caller), first);
+        caller.renewed(&token("jti-2"));
+        assert_eq!(actor_json(&caller)["jti"], "jti-2");
+    }
 
     #[test]
     fn times_have_nine_digits_in_utc() {

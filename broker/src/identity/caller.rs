@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use serde_json::value::RawValue;
+
 use super::{Identity, VerifiedToken};
 
 /// Longest client `name/version` kept.
@@ -34,9 +36,17 @@ pub struct Caller {
     pub remote: SocketAddr,
     /// Which token (`VerifiedToken::token_id`), for the record; replaced
     /// by a successful re-authentication, so events name the token in use.
-    token_id: Mutex<Arc<str>>,
+    token: Mutex<TokenInUse>,
     /// The hoop client's software, from its `Hello` (`name/version`).
     pub client: String,
+}
+
+#[derive(Debug)]
+struct TokenInUse {
+    id: Arc<str>,
+    /// The caller as the audit record writes it while this token is in
+    /// use: made on the first event, not serialized again for every one.
+    record: Option<Arc<RawValue>>,
 }
 
 impl Caller {
@@ -48,7 +58,10 @@ impl Caller {
             identity: token.identity,
             expires_at: AtomicU64::new(token.expires_at),
             remote,
-            token_id: Mutex::new(token.token_id.into()),
+            token: Mutex::new(TokenInUse {
+                id: token.token_id.into(),
+                record: None,
+            }),
             client,
         }
     }
@@ -59,17 +72,35 @@ impl Caller {
 
     /// The token the connection is using now.
     pub fn token_id(&self) -> Arc<str> {
-        self.token_id
+        self.token
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .id
             .clone()
+    }
+
+    /// The caller as the audit record writes it for the token in use:
+    /// `make` (given that token's id) runs once per token, and its JSON
+    /// is kept until a re-authentication brings another token. `None`
+    /// from `make` is not kept.
+    pub fn record_json(
+        &self,
+        make: impl FnOnce(&Arc<str>) -> Option<Box<RawValue>>,
+    ) -> Option<Arc<RawValue>> {
+        let mut token = self.token.lock().unwrap_or_else(PoisonError::into_inner);
+        if token.record.is_none() {
+            token.record = make(&token.id).map(Arc::from);
+        }
+        token.record.clone()
     }
 
     /// A fresh token of the same identity took over the connection
     /// (re-authentication): its expiry and its id from now on.
     pub fn renewed(&self, token: &VerifiedToken) {
         self.expires_at.store(token.expires_at, Ordering::Relaxed);
-        *self.token_id.lock().unwrap_or_else(PoisonError::into_inner) =
-            token.token_id.as_str().into();
+        *self.token.lock().unwrap_or_else(PoisonError::into_inner) = TokenInUse {
+            id: token.token_id.as_str().into(),
+            record: None,
+        };
     }
 }

@@ -57,9 +57,10 @@ pub struct LogConfig {
     pub journal: bool,
     /// With the journal: how long the writer lets records gather before
     /// it applies them (one transaction for all) when fewer than
-    /// `max_batch` are queued; a full batch is applied at once. Reads
-    /// through the broker wait at most this long for the store (on cores
-    /// with time to spare).
+    /// `max_batch` are queued; a full batch is applied at once, and a
+    /// flush (what reads through the broker do first), a checkpoint or
+    /// shutdown ends the wait. A reader of the file beside the broker sees
+    /// records up to this late.
     pub index_delay: Duration,
 }
 
@@ -72,7 +73,7 @@ impl Default for LogConfig {
             checkpoint_interval: Duration::from_secs(10),
             max_batch: 4096,
             journal: true,
-            index_delay: Duration::from_millis(20),
+            index_delay: Duration::from_secs(1),
         }
     }
 }
@@ -142,6 +143,8 @@ pub struct AuditLog {
 
 struct Shared {
     commands: mpsc::Sender<Command>,
+    /// The writer thread, unparked to end its wait for more records.
+    writer: std::thread::Thread,
     /// `None`: appends go to the writer thread, which answers after its
     /// commit.
     journal: Option<Arc<Journal>>,
@@ -151,6 +154,16 @@ struct Shared {
     verifier_key: String,
     location: String,
     durability: Durability,
+}
+
+impl Drop for Shared {
+    /// The last handle is gone: the writer, perhaps waiting for more
+    /// records, is told at once (the queue closed first, so it sees that
+    /// when it wakes), and applies what it has and stops.
+    fn drop(&mut self) {
+        drop(std::mem::replace(&mut self.commands, mpsc::channel().0));
+        self.writer.unpark();
+    }
 }
 
 /// What the writer thread publishes for `health`.
@@ -331,30 +344,33 @@ impl AuditLog {
         let durability = journal
             .as_ref()
             .map_or(store.durability(), |j| j.durability());
-        let shared = Shared {
-            commands,
-            journal: journal.clone(),
-            state: state.clone(),
-            queue_capacity,
-            origin,
-            verifier_key: signer.verifier_key().to_owned(),
-            location: store.location().to_owned(),
-            durability,
-        };
+        let verifier_key = signer.verifier_key().to_owned();
+        let location = store.location().to_owned();
         let writer = thread::Writer::new(
             store,
-            journal,
+            journal.clone(),
             signer,
             &config,
             max_batch,
-            state,
+            state.clone(),
             size,
             checkpointed,
         );
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || writer.run(receiver))
             .map_err(OpenError::Thread)?;
+        let shared = Shared {
+            commands,
+            writer: thread.thread().clone(),
+            journal,
+            state,
+            queue_capacity,
+            origin,
+            verifier_key,
+            location,
+            durability,
+        };
         Ok(Self {
             shared: Arc::new(shared),
         })
@@ -479,6 +495,8 @@ impl AuditLog {
             if let Some(e) = failure {
                 return Err(AppendError::Store(e));
             }
+            // The writer may be waiting for more records: there are enough.
+            self.shared.writer.unpark();
         }
         permits
             .clone()
@@ -498,6 +516,7 @@ impl AuditLog {
             .commands
             .send(Command::Flush { reply })
             .map_err(|_| AppendError::Closed)?;
+        self.shared.writer.unpark();
         answer.await.map_err(|_| AppendError::Closed)?
     }
 
@@ -508,6 +527,7 @@ impl AuditLog {
             .commands
             .send(Command::Checkpoint { reply })
             .map_err(|_| AppendError::Closed)?;
+        self.shared.writer.unpark();
         answer.await.map_err(|_| AppendError::Closed)?
     }
 
@@ -522,6 +542,7 @@ impl AuditLog {
             .commands
             .send(Command::Shutdown { reply })
             .map_err(|_| AppendError::Closed)?;
+        self.shared.writer.unpark();
         answer.await.map_err(|_| AppendError::Closed)?
     }
 

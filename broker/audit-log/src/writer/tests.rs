@@ -521,3 +521,73 @@ async fn a_built_entry_is_appended_as_built() {
         br#"{"seq":0,"v":1,"type":"x","message":{"id":7}}"#
     );
 }
+
+/// With the journal and an hour's `index_delay`: what someone waits for
+/// ends the writer's wait for more records at once.
+fn waiting_an_hour() -> LogConfig {
+    LogConfig {
+        journal: true,
+        index_delay: Duration::from_secs(3600),
+        ..config()
+    }
+}
+
+#[tokio::test]
+async fn a_flush_ends_the_writers_wait_for_more_records() {
+    let o = open("writer-flush-wakes", waiting_an_hour());
+    o.log.append(event(0)).await.unwrap();
+    o.log.append(event(1)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), o.log.flush())
+        .await
+        .expect("the flush waited out the writer's hour")
+        .unwrap();
+    assert_eq!(o.reader().tree_size().unwrap(), 2);
+    tokio::time::timeout(Duration::from_secs(60), o.log.shutdown())
+        .await
+        .expect("shutdown waited out the writer's hour")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_full_queue_ends_the_writers_wait_for_more_records() {
+    let o = open(
+        "writer-full-wakes",
+        LogConfig {
+            max_batch: 4,
+            ..waiting_an_hour()
+        },
+    );
+    // Sixteen fill the queue (four batches of four); the seventeenth finds
+    // it full and wakes the writer rather than wait an hour for room.
+    let appends = async {
+        for i in 0..40 {
+            o.log.append(event(i)).await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), appends)
+        .await
+        .expect("appends to a full queue waited out the writer's hour");
+}
+
+#[tokio::test]
+async fn dropping_every_handle_ends_the_writers_wait_for_more_records() {
+    let o = open("writer-drop-wakes", waiting_an_hour());
+    o.log.append(event(0)).await.unwrap();
+    let path = o.db();
+    drop(o.log);
+    // The writer applies its record, signs, and lets the journal go: a new
+    // log opens on the same file (it would be refused while the old writer
+    // held the journal's lock).
+    let mut reopened = None;
+    for _ in 0..500 {
+        match AuditLog::open_sqlite(&path, &o.dir.path().join("audit-signing.key"), config()) {
+            Ok(log) => {
+                reopened = Some(log);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let log = reopened.expect("the dropped log's writer still held the file after 10 s");
+    assert_eq!(log.append_indexed(event(1)).await.unwrap(), 1);
+}
