@@ -56,12 +56,17 @@ pub struct LogConfig {
     /// [`AuditLog::open_sqlite`] only: a journal in front of the store.
     pub journal: bool,
     /// With the journal: how long the writer lets records gather before
-    /// it applies them (one transaction for all) when fewer than
-    /// `max_batch` are queued; a full batch is applied at once, and a
-    /// flush (what reads through the broker do first), a checkpoint or
-    /// shutdown ends the wait. A reader of the file beside the broker sees
+    /// it applies them (one transaction for all) while they keep coming;
+    /// a full batch is applied at once, and a flush (what reads through
+    /// the broker do first), a checkpoint, shutdown or an `append_indexed`
+    /// ends the wait. A reader of the file beside a busy broker sees
     /// records up to this late.
     pub index_delay: Duration,
+    /// With the journal: the writer looks at the queue this often while
+    /// it waits, and applies what it has once a look finds nothing new
+    /// (calls have paused), so an idle broker's records reach the file
+    /// this soon.
+    pub index_quiet: Duration,
 }
 
 impl Default for LogConfig {
@@ -74,6 +79,7 @@ impl Default for LogConfig {
             max_batch: 4096,
             journal: true,
             index_delay: Duration::from_secs(1),
+            index_quiet: Duration::from_millis(20),
         }
     }
 }
@@ -156,13 +162,23 @@ struct Shared {
     durability: Durability,
 }
 
+impl Shared {
+    /// Ends the writer's wait for more records (`thread::gather`). The
+    /// flag, not only the unpark: the writer also parks inside the
+    /// queue's `recv`, which can take an unpark meant for its wait.
+    fn wake_writer(&self) {
+        self.state.wake.store(true, Ordering::Release);
+        self.writer.unpark();
+    }
+}
+
 impl Drop for Shared {
     /// The last handle is gone: the writer, perhaps waiting for more
     /// records, is told at once (the queue closed first, so it sees that
     /// when it wakes), and applies what it has and stops.
     fn drop(&mut self) {
         drop(std::mem::replace(&mut self.commands, mpsc::channel().0));
-        self.writer.unpark();
+        self.wake_writer();
     }
 }
 
@@ -181,6 +197,8 @@ struct State {
     journal_failing: AtomicBool,
     /// With the journal: why the store refuses the records waiting for it.
     index_failure: Mutex<Option<StoreError>>,
+    /// Someone waits for the writer: it applies what it has, now.
+    wake: AtomicBool,
 }
 
 const NO_CHECKPOINT: u64 = u64::MAX;
@@ -339,6 +357,7 @@ impl AuditLog {
             journal_failure: Mutex::new(None),
             journal_failing: AtomicBool::new(false),
             index_failure: Mutex::new(None),
+            wake: AtomicBool::new(false),
         });
         let (commands, receiver) = mpsc::channel();
         let durability = journal
@@ -383,7 +402,8 @@ impl AuditLog {
     }
 
     /// Appends one event; resolves with its `seq` once it is durable and
-    /// in the store (with the journal, that waits for the writer thread).
+    /// in the store (with the journal, that waits for the writer thread,
+    /// which it wakes rather than let it wait for more records).
     pub async fn append_indexed(&self, entry: PendingEntry) -> Result<u64, AppendError> {
         self.append_with(entry, true)
             .await?
@@ -468,7 +488,12 @@ impl AuditLog {
             state.journal_result(None);
         }
         match answer {
-            Some(answer) => answer.await.map_err(|_| AppendError::Closed)?.map(Some),
+            Some(answer) => {
+                // Its caller waits for the store: the writer need not wait
+                // for more records.
+                self.shared.wake_writer();
+                answer.await.map_err(|_| AppendError::Closed)?.map(Some)
+            }
             None => Ok(None),
         }
     }
@@ -496,7 +521,7 @@ impl AuditLog {
                 return Err(AppendError::Store(e));
             }
             // The writer may be waiting for more records: there are enough.
-            self.shared.writer.unpark();
+            self.shared.wake_writer();
         }
         permits
             .clone()
@@ -516,7 +541,7 @@ impl AuditLog {
             .commands
             .send(Command::Flush { reply })
             .map_err(|_| AppendError::Closed)?;
-        self.shared.writer.unpark();
+        self.shared.wake_writer();
         answer.await.map_err(|_| AppendError::Closed)?
     }
 
@@ -527,7 +552,7 @@ impl AuditLog {
             .commands
             .send(Command::Checkpoint { reply })
             .map_err(|_| AppendError::Closed)?;
-        self.shared.writer.unpark();
+        self.shared.wake_writer();
         answer.await.map_err(|_| AppendError::Closed)?
     }
 
@@ -542,7 +567,7 @@ impl AuditLog {
             .commands
             .send(Command::Shutdown { reply })
             .map_err(|_| AppendError::Closed)?;
-        self.shared.writer.unpark();
+        self.shared.wake_writer();
         answer.await.map_err(|_| AppendError::Closed)?
     }
 

@@ -465,7 +465,9 @@ fn a_full_batch_is_taken_at_once_and_a_short_one_waits_for_more() {
         let Ok(Command::Index(first)) = commands.try_recv() else {
             unreachable!()
         };
-        let (batch, held) = thread::gather(first, &commands, 4, Duration::from_secs(3600));
+        let hour = Duration::from_secs(3600);
+        let (batch, held) =
+            thread::gather(first, &commands, 4, (hour, hour), &AtomicBool::new(false));
         let positions: Vec<u64> = batch.iter().map(|r| r.position).collect();
         answer.send((positions, held.is_none())).unwrap();
         commands
@@ -492,7 +494,8 @@ fn a_full_batch_is_taken_at_once_and_a_short_one_waits_for_more() {
             }
         }
     });
-    let (batch, held) = thread::gather(first, &commands, 8, Duration::from_secs(2));
+    let two = Duration::from_secs(2);
+    let (batch, held) = thread::gather(first, &commands, 8, (two, two), &AtomicBool::new(false));
     late.join().unwrap();
     assert!(held.is_none());
     let positions: Vec<u64> = batch.iter().map(|r| r.position).collect();
@@ -522,14 +525,40 @@ async fn a_built_entry_is_appended_as_built() {
     );
 }
 
-/// With the journal and an hour's `index_delay`: what someone waits for
-/// ends the writer's wait for more records at once.
+/// With the journal, an hour's `index_delay` and an hour between looks at
+/// the queue: what someone waits for ends the writer's wait at once.
 fn waiting_an_hour() -> LogConfig {
     LogConfig {
         journal: true,
         index_delay: Duration::from_secs(3600),
+        index_quiet: Duration::from_secs(3600),
         ..config()
     }
+}
+
+#[tokio::test]
+async fn an_idle_logs_records_reach_the_file_without_waiting_out_the_delay() {
+    let o = open(
+        "writer-quiet",
+        LogConfig {
+            index_quiet: Duration::from_millis(20),
+            ..waiting_an_hour()
+        },
+    );
+    o.log.append(event(0)).await.unwrap();
+    o.log.append(event(1)).await.unwrap();
+    // No flush: a reader beside the log (`hoop-broker audit search` on
+    // the broker's host) finds them once the writer sees calls pause.
+    let reader = o.reader();
+    let mut size = 0;
+    for _ in 0..500 {
+        size = reader.tree_size().unwrap();
+        if size == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(size, 2, "the records waited for the writer's hour");
 }
 
 #[tokio::test]
@@ -580,7 +609,8 @@ async fn dropping_every_handle_ends_the_writers_wait_for_more_records() {
     // held the journal's lock).
     let mut reopened = None;
     for _ in 0..500 {
-        match AuditLog::open_sqlite(&path, &o.dir.path().join("audit-signing.key"), config()) {
+        let key = o.dir.path().join("audit-signing.key");
+        match AuditLog::open_sqlite(&path, &key, waiting_an_hour()) {
             Ok(log) => {
                 reopened = Some(log);
                 break;
@@ -590,4 +620,16 @@ async fn dropping_every_handle_ends_the_writers_wait_for_more_records() {
     }
     let log = reopened.expect("the dropped log's writer still held the file after 10 s");
     assert_eq!(log.append_indexed(event(1)).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn waiting_for_a_seq_ends_the_writers_wait_for_more_records() {
+    let o = open("writer-seq-wakes", waiting_an_hour());
+    for i in 0..3 {
+        let seq = tokio::time::timeout(Duration::from_secs(60), o.log.append_indexed(event(i)))
+            .await
+            .expect("append_indexed waited out the writer's hour")
+            .unwrap();
+        assert_eq!(seq, i);
+    }
 }

@@ -5,7 +5,8 @@
 //!
 //! With the journal, appends are answered before they reach this thread;
 //! it takes their records in batches (what is queued, and when that is
-//! short of `max_batch`, what arrives within `index_delay` more: one
+//! short of `max_batch`, what arrives while records keep coming, up to
+//! `index_delay`: one
 //! transaction for many, which is most of what an append to SQLite costs)
 //! and applies them in order. A batch the store refuses is kept and tried
 //! again every second; it is never dropped, since the journal has already
@@ -16,7 +17,7 @@
 //! which it now spends on the next batch. The notifier keeps the order in
 //! which the writer hands it answers.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,7 @@ pub(super) struct Writer {
     backlog_owed: Vec<Owed>,
     index_retry_at: Option<Instant>,
     index_delay: Duration,
+    index_quiet: Duration,
     /// The journal has segments older than its current one to remove.
     segments_to_drop: bool,
     /// `None` if the notifier thread could not start: answers go inline.
@@ -96,27 +98,32 @@ impl Drop for Writer {
 }
 
 /// Journal records from `first` on: takes what is queued, up to
-/// `max_batch`; short of that waits up to `delay` and takes what queued
-/// meanwhile. A command of another kind ends the taking and is returned,
-/// to run after this batch. Waiting parked, not on the queue, is the
-/// point: appenders then send without waking the writer (a futex wake and
-/// a context switch per event on the request path), and one transaction
-/// takes many events. The commands that someone waits for (a flush before
-/// a read, a checkpoint, shutdown) and an appender that finds the queue
-/// full unpark the writer ([`super::AuditLog`]), which ends the wait.
+/// `max_batch`; short of that, while records keep coming, waits up to
+/// `delay` for more, looking every `quiet` and stopping at the first look
+/// that finds nothing new. A command of another kind ends the taking and
+/// is returned, to run after this batch. Waiting parked, not on the
+/// queue, is the point: appenders then send without waking the writer (a
+/// futex wake and a context switch per event on the request path), and
+/// one transaction takes many events. The commands that someone waits for
+/// (a flush before a read, a checkpoint, shutdown, an `append_indexed`)
+/// and an appender that finds the queue full unpark the writer
+/// ([`super::AuditLog`]), which ends the wait.
 ///
-/// A long wait is cheaper than its batch size suggests: on a two-core
-/// machine, applying a second's records at once disturbed the request path
-/// far less than applying them in fifty batches (docs/benchmarks.md,
-/// seventh sitting), though an event costs the store nearly the same in
-/// either. A full batch does not wait: under saturation the queue is full,
-/// every appender waits for the writer, and a wait would leave the cores
-/// idle (it held the append rate to `max_batch` per wait and commit).
+/// A long wait under steady calls is cheaper than its batch size
+/// suggests: on a two-core machine, applying a second's records at once
+/// disturbed the request path far less than applying them in fifty
+/// batches (docs/benchmarks.md, seventh sitting), though an event costs
+/// the store nearly the same in either; a look at the queue is a wake-up
+/// and a few channel reads, without SQLite's pages in the caches. A full
+/// batch does not wait: under saturation the queue is full, every
+/// appender waits for the writer, and a wait would leave the cores idle
+/// (it held the append rate to `max_batch` per wait and commit).
 pub(super) fn gather(
     first: Unindexed,
     commands: &mpsc::Receiver<Command>,
     max_batch: usize,
-    delay: Duration,
+    (delay, quiet): (Duration, Duration),
+    wake: &AtomicBool,
 ) -> (Vec<Unindexed>, Option<Command>) {
     let mut batch = vec![first];
     let mut closed = false;
@@ -124,19 +131,24 @@ pub(super) fn gather(
         return (batch, Some(other));
     }
     let deadline = Instant::now() + delay;
-    // Bounded: each pass parks until the deadline or an unpark, and ends
-    // the loop at the deadline, at a full batch, at another command or
-    // when the last handle is gone.
-    while batch.len() < max_batch && !closed {
+    // Bounded: each pass parks until the next look, the deadline or an
+    // unpark, and ends the loop at the deadline, at a full batch, at a look
+    // that finds nothing new, at another command or when the last handle
+    // is gone.
+    while batch.len() < max_batch && !closed && !wake.swap(false, Ordering::AcqRel) {
         let Some(left) = deadline
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
         else {
             break;
         };
-        std::thread::park_timeout(left);
+        std::thread::park_timeout(left.min(quiet));
+        let before = batch.len();
         if let Some(other) = take_queued(&mut batch, commands, max_batch, &mut closed) {
             return (batch, Some(other));
+        }
+        if batch.len() == before || wake.swap(false, Ordering::AcqRel) {
+            break;
         }
     }
     (batch, None)
@@ -205,6 +217,7 @@ impl Writer {
             backlog_owed: Vec::new(),
             index_retry_at: None,
             index_delay: config.index_delay,
+            index_quiet: config.index_quiet,
             segments_to_drop: false,
             notifier: None,
             signer,
@@ -287,7 +300,13 @@ impl Writer {
                     self.checkpoint_if_due();
                 }
                 Command::Index(first) => {
-                    let (batch, next) = gather(first, &commands, self.max_batch, self.index_delay);
+                    let (batch, next) = gather(
+                        first,
+                        &commands,
+                        self.max_batch,
+                        (self.index_delay, self.index_quiet),
+                        &self.state.wake,
+                    );
                     held = next;
                     // A failure is kept in the backlog and in health.
                     let _ = self.index(batch);
