@@ -104,8 +104,10 @@ async fn append_many(log: &AuditLog, iters: u64, next: &Arc<AtomicU64>) -> Durat
     start.elapsed()
 }
 
-/// Events per batch in `apply`: what the writer gathers in its 20 ms
-/// window at about 6,000 events a second.
+/// Events per batch in `apply`: what the writer gathered in 20 ms at
+/// about 6,000 events a second, before it waited for more while they
+/// keep coming (a batch of 1,024 costs nearly the same per event:
+/// docs/benchmarks.md, seventh sitting).
 const APPLY_BATCH: u64 = 128;
 
 /// The store alone, as the writer thread applies journal records to it:
