@@ -3,9 +3,10 @@
 //! and its answer's event (before the answer is delivered), as
 //! `pipeline/` calls `Audit::request` and `Audit::response`, into a SQLite
 //! log at each durability level. The writer thread applies the records to
-//! SQLite behind, on its own thread, as in the broker; its CPU is not in
-//! these figures (`cargo bench -p hoop-audit-log --bench append -- apply`
-//! measures it).
+//! SQLite on its own thread, mostly inside the untimed flushes between
+//! timed calls: neither its CPU nor how it disturbs the request path is
+//! in these figures (`cargo bench -p hoop-audit-log --bench append --
+//! apply` measures its CPU; the end-to-end benchmark the rest).
 //!
 //! `events_built` is the part of that which is CPU alone: the same two
 //! events made into log entries (`Event::entry`), not written.

@@ -603,13 +603,13 @@ for name in "${configs[@]}"; do
     s0="$(cpu_ticks "${pidof[$name]}")"; h0="$(ticks_of $hoop_pid)"; b0="$(ticks_of $broker_pid)"
     o0="$(our_ticks)"; read -r m0 t0 <<<"$(machine_ticks)"
     wrk2_pid=""
-    if [ -n "$second" ]; then run "${wrk2_cmd[@]:0:3}" -d"${duration}s" "${wrk2_cmd[@]:3}" >"$scratch/wrk.$name.c$c.second.txt" & wrk2_pid=$!; fi
-    line="$(run "${wrk_cmd[@]:0:3}" -d"${duration}s" "${wrk_cmd[@]:3}" | tee "$scratch/wrk.$name.c$c.txt" | grep '^RESULT ' || true)"
+    if [ -n "$second" ]; then run "${wrk2_cmd[@]:0:3}" -d"${duration}s" "${wrk2_cmd[@]:3}" >"$scratch/wrk.$name.c$c.r$round.second.txt" & wrk2_pid=$!; fi
+    line="$(run "${wrk_cmd[@]:0:3}" -d"${duration}s" "${wrk_cmd[@]:3}" | tee "$scratch/wrk.$name.c$c.r$round.txt" | grep '^RESULT ' || true)"
     [ -z "$wrk2_pid" ] || wait "$wrk2_pid"
-    [ -n "$line" ] || die "wrk printed no RESULT line: $(cat "$scratch/wrk.$name.c$c.txt")"
+    [ -n "$line" ] || die "wrk printed no RESULT line: $(cat "$scratch/wrk.$name.c$c.r$round.txt")"
     if [ -n "$second" ]; then
-      line2="$(grep '^RESULT ' "$scratch/wrk.$name.c$c.second.txt" || true)"
-      [ -n "$line2" ] || die "the second wrk printed no RESULT line: $(cat "$scratch/wrk.$name.c$c.second.txt")"
+      line2="$(grep '^RESULT ' "$scratch/wrk.$name.c$c.r$round.second.txt" || true)"
+      [ -n "$line2" ] || die "the second wrk printed no RESULT line: $(cat "$scratch/wrk.$name.c$c.r$round.second.txt")"
       line="$(merge_results "$line" "$line2")"
     fi
     s1="$(cpu_ticks "${pidof[$name]}")"; h1="$(ticks_of $hoop_pid)"; b1="$(ticks_of $broker_pid)"

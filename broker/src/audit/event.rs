@@ -155,9 +155,10 @@ pub struct Actor<'a> {
     pub client: &'a str,
     /// This actor already serialized, written in its place: a connection's
     /// caller is the same in every event of its token, and is serialized
-    /// once ([`Caller::record_json`]). Set only by [`Actor::of`].
+    /// once ([`Caller::record_json`]). Set only by [`Actor::of`], whose
+    /// fields then serve the index (`sub`) and leave `jti` out.
     #[serde(skip)]
-    pub record: Option<Arc<RawValue>>,
+    record: Option<Arc<RawValue>>,
 }
 
 /// How `Event::actor` is written: its serialized form if it has one.

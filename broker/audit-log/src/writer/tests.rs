@@ -466,8 +466,14 @@ fn a_full_batch_is_taken_at_once_and_a_short_one_waits_for_more() {
             unreachable!()
         };
         let hour = Duration::from_secs(3600);
-        let (batch, held) =
-            thread::gather(first, &commands, 4, (hour, hour), &AtomicBool::new(false));
+        let (batch, held) = thread::gather(
+            first,
+            &commands,
+            4,
+            (hour, hour),
+            &AtomicBool::new(false),
+            &mut || {},
+        );
         let positions: Vec<u64> = batch.iter().map(|r| r.position).collect();
         answer.send((positions, held.is_none())).unwrap();
         commands
@@ -495,7 +501,14 @@ fn a_full_batch_is_taken_at_once_and_a_short_one_waits_for_more() {
         }
     });
     let two = Duration::from_secs(2);
-    let (batch, held) = thread::gather(first, &commands, 8, (two, two), &AtomicBool::new(false));
+    let (batch, held) = thread::gather(
+        first,
+        &commands,
+        8,
+        (two, two),
+        &AtomicBool::new(false),
+        &mut || {},
+    );
     late.join().unwrap();
     assert!(held.is_none());
     let positions: Vec<u64> = batch.iter().map(|r| r.position).collect();
@@ -566,6 +579,8 @@ async fn a_flush_ends_the_writers_wait_for_more_records() {
     let o = open("writer-flush-wakes", waiting_an_hour());
     o.log.append(event(0)).await.unwrap();
     o.log.append(event(1)).await.unwrap();
+    // The writer takes them and parks for its hour.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     tokio::time::timeout(Duration::from_secs(60), o.log.flush())
         .await
         .expect("the flush waited out the writer's hour")
@@ -586,8 +601,11 @@ async fn a_full_queue_ends_the_writers_wait_for_more_records() {
             ..waiting_an_hour()
         },
     );
-    // Sixteen fill the queue (four batches of four); the seventeenth finds
-    // it full and wakes the writer rather than wait an hour for room.
+    // The writer takes the first and parks for its hour; fifteen more fill
+    // the queue (four batches of four); the next finds it full and wakes
+    // the writer rather than wait an hour for room.
+    o.log.append(event(100)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let appends = async {
         for i in 0..40 {
             o.log.append(event(i)).await.unwrap();
@@ -602,6 +620,8 @@ async fn a_full_queue_ends_the_writers_wait_for_more_records() {
 async fn dropping_every_handle_ends_the_writers_wait_for_more_records() {
     let o = open("writer-drop-wakes", waiting_an_hour());
     o.log.append(event(0)).await.unwrap();
+    // The writer takes it and parks for its hour.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let path = o.db();
     drop(o.log);
     // The writer applies its record, signs, and lets the journal go: a new
@@ -632,4 +652,39 @@ async fn waiting_for_a_seq_ends_the_writers_wait_for_more_records() {
             .unwrap();
         assert_eq!(seq, i);
     }
+}
+
+/// A raised flag and an unpark end the wait, however long it was to be;
+/// a record sent before the flag was raised is in the batch.
+#[test]
+fn a_raised_wake_flag_ends_the_wait_and_takes_the_wakers_record() {
+    let permits = Arc::new(tokio::sync::Semaphore::new(64));
+    let (send, commands) = std::sync::mpsc::channel();
+    send.send(queued(0, &permits)).unwrap();
+    let wake = Arc::new(AtomicBool::new(false));
+    let (answer, answered) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn({
+        let wake = wake.clone();
+        move || {
+            let Ok(Command::Index(first)) = commands.try_recv() else {
+                unreachable!()
+            };
+            let hour = Duration::from_secs(3600);
+            let (batch, _) = thread::gather(first, &commands, 8, (hour, hour), &wake, &mut || {});
+            answer
+                .send(batch.iter().map(|r| r.position).collect::<Vec<u64>>())
+                .unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    // As `Shared::wake_writer` after an `append_indexed`: the record, then
+    // the flag, then the unpark.
+    send.send(queued(1, &permits)).unwrap();
+    wake.store(true, Ordering::Release);
+    writer.thread().unpark();
+    let positions = answered
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the raised flag did not end the writer's hour");
+    assert_eq!(positions, [0, 1]);
+    writer.join().unwrap();
 }

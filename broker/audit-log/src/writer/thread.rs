@@ -106,8 +106,11 @@ impl Drop for Writer {
 /// futex wake and a context switch per event on the request path), and
 /// one transaction takes many events. The commands that someone waits for
 /// (a flush before a read, a checkpoint, shutdown, an `append_indexed`)
-/// and an appender that finds the queue full unpark the writer
-/// ([`super::AuditLog`]), which ends the wait.
+/// and an appender that finds the queue full raise `wake` and unpark the
+/// writer ([`super::AuditLog`]), which ends the wait. `look` runs before
+/// each wait (the journal's zeros are topped up there: at a second's
+/// records per batch, topping them up only between batches left the
+/// appenders writing them).
 ///
 /// A long wait under steady calls is cheaper than its batch size
 /// suggests: on a two-core machine, applying a second's records at once
@@ -124,32 +127,45 @@ pub(super) fn gather(
     max_batch: usize,
     (delay, quiet): (Duration, Duration),
     wake: &AtomicBool,
+    look: &mut dyn FnMut(),
 ) -> (Vec<Unindexed>, Option<Command>) {
     let mut batch = vec![first];
     let mut closed = false;
-    if let Some(other) = take_queued(&mut batch, commands, max_batch, &mut closed) {
-        return (batch, Some(other));
-    }
+    let mut looked = false;
     let deadline = Instant::now() + delay;
-    // Bounded: each pass parks until the next look, the deadline or an
-    // unpark, and ends the loop at the deadline, at a full batch, at a look
-    // that finds nothing new, at another command or when the last handle
-    // is gone.
-    while batch.len() < max_batch && !closed && !wake.swap(false, Ordering::AcqRel) {
+    // Bounded: each pass after the first parks until the next look, the
+    // deadline or an unpark; the loop ends at the deadline, at a full
+    // batch, at a look that finds nothing new, when woken, at another
+    // command or when the last handle is gone.
+    loop {
+        // The flag before the queue: a waker sends its record or command
+        // first and raises the flag after, so a flag seen raised here
+        // means what it sent is in the queue for the take below.
+        let woken = wake.swap(false, Ordering::AcqRel);
+        let before = batch.len();
+        if let Some(other) = take_queued(&mut batch, commands, max_batch, &mut closed) {
+            return (batch, Some(other));
+        }
+        if batch.len() >= max_batch {
+            // The waker's record may be past this batch: the next batch
+            // must not wait either.
+            if woken {
+                wake.store(true, Ordering::Release);
+            }
+            break;
+        }
+        if woken || closed || (looked && batch.len() == before) {
+            break;
+        }
         let Some(left) = deadline
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
         else {
             break;
         };
+        look();
         std::thread::park_timeout(left.min(quiet));
-        let before = batch.len();
-        if let Some(other) = take_queued(&mut batch, commands, max_batch, &mut closed) {
-            return (batch, Some(other));
-        }
-        if batch.len() == before || wake.swap(false, Ordering::AcqRel) {
-            break;
-        }
+        looked = true;
     }
     (batch, None)
 }
@@ -300,12 +316,20 @@ impl Writer {
                     self.checkpoint_if_due();
                 }
                 Command::Index(first) => {
+                    // While it waits, the journal's zeros are kept ahead
+                    // of the records, so appenders do not write them.
+                    let journal = self.journal.clone();
                     let (batch, next) = gather(
                         first,
                         &commands,
                         self.max_batch,
                         (self.index_delay, self.index_quiet),
                         &self.state.wake,
+                        &mut || {
+                            if let Some(journal) = &journal {
+                                journal.keep_room();
+                            }
+                        },
                     );
                     held = next;
                     // A failure is kept in the backlog and in health.
