@@ -466,14 +466,8 @@ fn a_full_batch_is_taken_at_once_and_a_short_one_waits_for_more() {
             unreachable!()
         };
         let hour = Duration::from_secs(3600);
-        let (batch, held) = thread::gather(
-            first,
-            &commands,
-            4,
-            (hour, hour),
-            &AtomicBool::new(false),
-            &mut || {},
-        );
+        let (batch, held) =
+            thread::gather(first, &commands, 4, (hour, hour), &AtomicBool::new(false));
         let positions: Vec<u64> = batch.iter().map(|r| r.position).collect();
         answer.send((positions, held.is_none())).unwrap();
         commands
@@ -501,14 +495,7 @@ fn a_full_batch_is_taken_at_once_and_a_short_one_waits_for_more() {
         }
     });
     let two = Duration::from_secs(2);
-    let (batch, held) = thread::gather(
-        first,
-        &commands,
-        8,
-        (two, two),
-        &AtomicBool::new(false),
-        &mut || {},
-    );
+    let (batch, held) = thread::gather(first, &commands, 8, (two, two), &AtomicBool::new(false));
     late.join().unwrap();
     assert!(held.is_none());
     let positions: Vec<u64> = batch.iter().map(|r| r.position).collect();
@@ -670,7 +657,7 @@ fn a_raised_wake_flag_ends_the_wait_and_takes_the_wakers_record() {
                 unreachable!()
             };
             let hour = Duration::from_secs(3600);
-            let (batch, _) = thread::gather(first, &commands, 8, (hour, hour), &wake, &mut || {});
+            let (batch, _) = thread::gather(first, &commands, 8, (hour, hour), &wake);
             answer
                 .send(batch.iter().map(|r| r.position).collect::<Vec<u64>>())
                 .unwrap();

@@ -107,10 +107,14 @@ impl Drop for Writer {
 /// one transaction takes many events. The commands that someone waits for
 /// (a flush before a read, a checkpoint, shutdown, an `append_indexed`)
 /// and an appender that finds the queue full raise `wake` and unpark the
-/// writer ([`super::AuditLog`]), which ends the wait. `look` runs before
-/// each wait (the journal's zeros are topped up there: at a second's
-/// records per batch, topping them up only between batches left the
-/// appenders writing them).
+/// writer ([`super::AuditLog`]), which ends the wait.
+///
+/// The journal's zeros are topped up after each batch, not at each look:
+/// `keep_room` holds the journal's lock while it writes, and this thread
+/// runs under `SCHED_IDLE`, so an appender can wait on it while it is
+/// preempted. Under steady calls, with a second between batches, the
+/// appenders then write most of the zeros themselves (one 64 KiB chunk
+/// about every 80 records; docs/benchmarks.md, seventh sitting).
 ///
 /// A long wait under steady calls is cheaper than its batch size
 /// suggests: on a two-core machine, applying a second's records at once
@@ -127,7 +131,6 @@ pub(super) fn gather(
     max_batch: usize,
     (delay, quiet): (Duration, Duration),
     wake: &AtomicBool,
-    look: &mut dyn FnMut(),
 ) -> (Vec<Unindexed>, Option<Command>) {
     let mut batch = vec![first];
     let mut closed = false;
@@ -163,7 +166,6 @@ pub(super) fn gather(
         else {
             break;
         };
-        look();
         std::thread::park_timeout(left.min(quiet));
         looked = true;
     }
@@ -316,20 +318,12 @@ impl Writer {
                     self.checkpoint_if_due();
                 }
                 Command::Index(first) => {
-                    // While it waits, the journal's zeros are kept ahead
-                    // of the records, so appenders do not write them.
-                    let journal = self.journal.clone();
                     let (batch, next) = gather(
                         first,
                         &commands,
                         self.max_batch,
                         (self.index_delay, self.index_quiet),
                         &self.state.wake,
-                        &mut || {
-                            if let Some(journal) = &journal {
-                                journal.keep_room();
-                            }
-                        },
                     );
                     held = next;
                     // A failure is kept in the backlog and in health.
