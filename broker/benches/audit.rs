@@ -82,26 +82,23 @@ fn audit_layer(c: &mut Criterion) {
         let exchange = "00000000deadbeef";
         b.iter(|| {
             // As `Audit::request` and `Audit::response` fill them.
-            let mut request = Event::now(EventKind::Request);
-            request.exchange = Some(exchange);
-            request.actor = Some(Actor::of(&caller));
-            request.target = Some("demo");
-            request.jsonrpc_id = msg.id.as_ref();
-            request.method = msg.method.as_deref();
-            request.name = msg.item.as_deref();
-            request.latency_us = Some(3);
+            let on_exchange = |kind, latency_us| {
+                let mut e = Event::now(kind);
+                e.exchange = Some(exchange);
+                e.actor = Some(Actor::of(&caller));
+                e.target = Some("demo");
+                e.jsonrpc_id = msg.id.as_ref();
+                e.method = msg.method.as_deref();
+                e.name = msg.item.as_deref();
+                e.latency_us = Some(latency_us);
+                e
+            };
+            let mut request = on_exchange(EventKind::Request, 3);
             request.decision = Some("allow");
             request.rule = Some(decision.rule());
             request.bytes = Some(body.len());
             let request = request.entry(Some(&body)).expect("an entry");
-            let mut response = Event::now(EventKind::Response);
-            response.exchange = Some(exchange);
-            response.actor = Some(Actor::of(&caller));
-            response.target = Some("demo");
-            response.jsonrpc_id = msg.id.as_ref();
-            response.method = msg.method.as_deref();
-            response.name = msg.item.as_deref();
-            response.latency_us = Some(250);
+            let mut response = on_exchange(EventKind::Response, 250);
             response.outcome = Some("ok");
             response.bytes = Some(ANSWER.len());
             let line = hoop_broker::audit::event::one_line(ANSWER, answer.value());

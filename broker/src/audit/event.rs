@@ -517,6 +517,10 @@ mod tests {
         );
         // Written from the kept JSON the second time: the same.
         assert_eq!(actor_json(&caller), first);
+        // The kept JSON is byte for byte what the fields serialize to.
+        let kept = Actor::of(&caller).record.expect("kept once written");
+        let fields = serde_json::to_string(&Actor::parts_of(&caller, Some(caller.token_id())));
+        assert_eq!(kept.get(), fields.unwrap());
         caller.renewed(&token("jti-2"));
         assert_eq!(actor_json(&caller)["jti"], "jti-2");
     }

@@ -182,7 +182,8 @@ impl Drop for Shared {
     }
 }
 
-/// What the writer thread publishes for `health`.
+/// What the writer thread publishes for `health`, and the flag the
+/// handles raise to wake it.
 struct State {
     /// Bounds the queue: one permit per queued or in-flight append.
     permits: Arc<Semaphore>,

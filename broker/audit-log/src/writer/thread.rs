@@ -6,9 +6,7 @@
 //! With the journal, appends are answered before they reach this thread;
 //! it takes their records in batches (what is queued, and when that is
 //! short of `max_batch`, what arrives while records keep coming, up to
-//! `index_delay`: one
-//! transaction for many, which is most of what an append to SQLite costs)
-//! and applies them in order. A batch the store refuses is kept and tried
+//! `index_delay`: one transaction for many) and applies them in order. A batch the store refuses is kept and tried
 //! again every second; it is never dropped, since the journal has already
 //! said yes.
 //!
@@ -108,13 +106,6 @@ impl Drop for Writer {
 /// (a flush before a read, a checkpoint, shutdown, an `append_indexed`)
 /// and an appender that finds the queue full raise `wake` and unpark the
 /// writer ([`super::AuditLog`]), which ends the wait.
-///
-/// The journal's zeros are topped up after each batch, not at each look:
-/// `keep_room` holds the journal's lock while it writes, and this thread
-/// runs under `SCHED_IDLE`, so an appender can wait on it while it is
-/// preempted. Under steady calls, with a second between batches, the
-/// appenders then write most of the zeros themselves (one 64 KiB chunk
-/// about every 80 records; docs/benchmarks.md, seventh sitting).
 ///
 /// A long wait under steady calls is cheaper than its batch size
 /// suggests: on a two-core machine, applying a second's records at once
@@ -328,6 +319,14 @@ impl Writer {
                     held = next;
                     // A failure is kept in the backlog and in health.
                     let _ = self.index(batch);
+                    // After the batch, not at each look while gathering:
+                    // `keep_room` holds the journal's lock while it writes,
+                    // and this thread runs under `SCHED_IDLE`, so an
+                    // appender could wait on it while it is preempted
+                    // (measured: docs/benchmarks.md, seventh sitting). Under
+                    // steady calls, a second between batches, appenders
+                    // then write most zeros themselves, a 64 KiB chunk
+                    // about every 80 records.
                     if let Some(journal) = &self.journal {
                         journal.keep_room();
                     }
